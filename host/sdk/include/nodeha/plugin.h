@@ -1,0 +1,252 @@
+/*
+ * nodeha plugin ABI: the only thing that crosses the boundary between nodeha-host and a plugin.
+ *
+ * Plain C so that a plugin built by another compiler still loads. Rules:
+ *  - every struct starts with `struct_size`; a newer side reads only the fields the older side has;
+ *  - a minor version grows only by appending fields; a different major is refused at load;
+ *  - no exception, C++ type or allocator crosses: strings are (pointer, length) views that are
+ *    valid only for the duration of the call; data the host returns is handed to a sink callback
+ *    that copies it;
+ *  - one exported entry symbol, `nodeha_plugin_entry`, returning a static descriptor whose first
+ *    fields are its size and the interface version it was built against.
+ *
+ * Thread contract (see docs/plugins.md):
+ *  - create and destroy are called on the host's control thread; start and stop on the
+ *    instance's event thread, so they never race its callbacks;
+ *  - every callback of one plugin instance (messages, timers, KV watches, posted work) runs on that
+ *    instance's own event thread, one at a time, never on a NATS library thread;
+ *  - work handed to `spawn` runs on the host's shared worker pool, concurrently with the event
+ *    thread; use it for anything that blocks (libvirt, synchronous requests);
+ *  - every function in nodeha_host_api may be called from any thread, including from workers.
+ */
+#ifndef NODEHA_PLUGIN_H
+#define NODEHA_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NODEHA_PLUGIN_API_MAJOR 1
+#define NODEHA_PLUGIN_API_MINOR 0
+#define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
+
+#if defined(__GNUC__)
+#define NODEHA_EXPORT __attribute__((visibility("default")))
+#else
+#define NODEHA_EXPORT
+#endif
+
+/* A borrowed string: not NUL-terminated unless said so; valid for the duration of the call. */
+typedef struct nodeha_str {
+  const char* data;
+  size_t size;
+} nodeha_str;
+
+typedef enum nodeha_status {
+  NODEHA_OK = 0,
+  NODEHA_ERR_INVALID = 1,     /* bad argument: empty subject, unknown bucket name, ... */
+  NODEHA_ERR_NOT_FOUND = 2,   /* key absent or deleted */
+  NODEHA_ERR_CONFLICT = 3,    /* create of an existing key, update with a stale revision */
+  NODEHA_ERR_TIMEOUT = 4,     /* request or operation timed out */
+  NODEHA_ERR_NO_RESPONDERS = 5,
+  NODEHA_ERR_UNAVAILABLE = 6, /* not connected to NATS (or libvirt); retry later */
+  NODEHA_ERR_INTERNAL = 7
+} nodeha_status;
+
+typedef enum nodeha_role { NODEHA_ROLE_AGENT = 1, NODEHA_ROLE_CONTROLLER = 2 } nodeha_role;
+
+typedef enum nodeha_log_level {
+  NODEHA_LOG_DEBUG = 1,
+  NODEHA_LOG_INFO = 2,
+  NODEHA_LOG_WARN = 3,
+  NODEHA_LOG_ERROR = 4
+} nodeha_log_level;
+
+typedef enum nodeha_metric_kind {
+  NODEHA_METRIC_COUNTER = 1,
+  NODEHA_METRIC_GAUGE = 2,
+  NODEHA_METRIC_HISTOGRAM = 3
+} nodeha_metric_kind;
+
+/* Types a plugin may declare for its config keys; the host validates before the plugin sees them. */
+typedef enum nodeha_config_type {
+  NODEHA_CONFIG_STRING = 1,
+  NODEHA_CONFIG_INTEGER = 2,
+  NODEHA_CONFIG_FLOAT = 3,    /* integers are accepted too */
+  NODEHA_CONFIG_BOOLEAN = 4,
+  NODEHA_CONFIG_DURATION = 5, /* a string like "500ms", "15s", "2m", "1h"; handed over in ms */
+  NODEHA_CONFIG_STRING_ARRAY = 6,
+  NODEHA_CONFIG_TABLE_ARRAY = 7, /* array of tables, handed over as JSON; the plugin checks it */
+  NODEHA_CONFIG_TABLE = 8        /* a table, handed over as JSON; the plugin checks it */
+} nodeha_config_type;
+
+/* One declared config key. `default_toml` is a TOML value literal ("\"15s\"", "3", "true",
+ * "[]"), or NULL when the key is required. */
+typedef struct nodeha_config_key {
+  size_t struct_size;
+  const char* name;
+  nodeha_config_type type;
+  const char* default_toml;
+  const char* unit;        /* for people: "seconds", "MiB", ... may be NULL */
+  const char* description; /* one line */
+} nodeha_config_key;
+
+/* A message delivered to a subscription handler. `reply` is empty when no reply is expected.
+ * Reply with nodeha_host_api.respond(reply, ...): the reply token is transport-neutral (a NATS
+ * inbox or the local socket's), may be copied and answered later from any thread. */
+typedef struct nodeha_msg {
+  size_t struct_size;
+  nodeha_str subject;
+  nodeha_str reply;
+  nodeha_str data;
+} nodeha_msg;
+
+typedef enum nodeha_kv_op { NODEHA_KV_PUT = 1, NODEHA_KV_DELETE = 2 } nodeha_kv_op;
+
+typedef struct nodeha_kv_entry {
+  size_t struct_size;
+  nodeha_str bucket;
+  nodeha_str key;
+  nodeha_str value; /* empty for deletes */
+  uint64_t revision;
+  nodeha_kv_op op;
+  int64_t created_unix_ns;
+} nodeha_kv_entry;
+
+typedef struct nodeha_label {
+  const char* name;
+  const char* value;
+} nodeha_label;
+
+typedef struct nodeha_host nodeha_host;     /* the host's context for one plugin instance */
+typedef struct nodeha_metric nodeha_metric; /* one labelled series, owned by the host */
+
+typedef void (*nodeha_msg_fn)(void* ctx, const nodeha_msg* msg);
+typedef void (*nodeha_kv_fn)(void* ctx, const nodeha_kv_entry* entry);
+typedef void (*nodeha_bytes_fn)(void* ctx, const char* data, size_t size);
+typedef void (*nodeha_task_fn)(void* ctx);
+/* Called once the host will never again call the function it was registered with: after
+ * unsubscribe, unwatch, cancel, a one-shot timer or posted task has run, or the instance stops.
+ * May be NULL. Runs on the event thread, or on the control thread once the instance stopped. */
+typedef void (*nodeha_release_fn)(void* ctx);
+
+/* Subscription flags. */
+#define NODEHA_SUB_LOCAL 0x1u /* also serve this subject on the node-local socket (`nodeha local`) */
+
+/* Services the host gives one plugin instance. Every function is thread-safe. */
+typedef struct nodeha_host_api {
+  size_t struct_size;
+
+  /* identity and configuration */
+  nodeha_str (*node_id)(nodeha_host* h);
+  nodeha_role (*role)(nodeha_host* h);
+  nodeha_str (*instance_name)(nodeha_host* h);
+  nodeha_str (*subject_prefix)(nodeha_host* h); /* "nodeha" unless configured */
+  nodeha_str (*state_dir)(nodeha_host* h);      /* a directory this plugin may write under */
+  /* The instance's validated config table as a JSON object: every declared key present, defaults
+   * filled, durations as integer milliseconds. */
+  nodeha_str (*config_json)(nodeha_host* h);
+
+  void (*log)(nodeha_host* h, nodeha_log_level level, const char* text, size_t size);
+
+  /* bus: core NATS; subjects are NUL-terminated */
+  nodeha_status (*publish)(nodeha_host* h, const char* subject, const char* data, size_t size);
+  nodeha_status (*subscribe)(nodeha_host* h, const char* subject, const char* queue_group,
+                             uint32_t flags, nodeha_msg_fn fn, void* ctx,
+                             nodeha_release_fn release, uint64_t* out_id);
+  nodeha_status (*unsubscribe)(nodeha_host* h, uint64_t id);
+  /* Blocks up to timeout_ms; the reply body goes to `sink`. Do not call it on the event thread
+   * for a subject this same plugin serves: call it from a worker (spawn). */
+  nodeha_status (*request)(nodeha_host* h, const char* subject, const char* data, size_t size,
+                           int64_t timeout_ms, nodeha_bytes_fn sink, void* sink_ctx);
+  nodeha_status (*respond)(nodeha_host* h, const char* reply, const char* data, size_t size);
+
+  /* JetStream key-value; buckets are created on first use with the host's settings */
+  nodeha_status (*kv_get)(nodeha_host* h, const char* bucket, const char* key, nodeha_kv_fn fn,
+                          void* ctx);
+  nodeha_status (*kv_create)(nodeha_host* h, const char* bucket, const char* key,
+                             const char* data, size_t size, uint64_t* out_revision);
+  nodeha_status (*kv_update)(nodeha_host* h, const char* bucket, const char* key,
+                             const char* data, size_t size, uint64_t expected_revision,
+                             uint64_t* out_revision);
+  nodeha_status (*kv_put)(nodeha_host* h, const char* bucket, const char* key, const char* data,
+                          size_t size, uint64_t* out_revision);
+  nodeha_status (*kv_delete)(nodeha_host* h, const char* bucket, const char* key);
+  /* Every current entry (deletes left out), one call of `fn` each, on the calling thread. */
+  nodeha_status (*kv_list)(nodeha_host* h, const char* bucket, nodeha_kv_fn fn, void* ctx);
+  /* `keys` is a key or a pattern (">" for all). Current values are delivered first, then every
+   * change, on the event thread. */
+  nodeha_status (*kv_watch)(nodeha_host* h, const char* bucket, const char* keys,
+                            nodeha_kv_fn fn, void* ctx, nodeha_release_fn release,
+                            uint64_t* out_id);
+  nodeha_status (*kv_unwatch)(nodeha_host* h, uint64_t id);
+
+  /* metrics: returns the series for these label values (the family is created on first use;
+   * the same name with another kind or label names fails with NULL). */
+  nodeha_metric* (*metric)(nodeha_host* h, nodeha_metric_kind kind, const char* name,
+                           const char* help, const nodeha_label* labels, size_t label_count,
+                           const double* buckets, size_t bucket_count);
+  void (*metric_add)(nodeha_metric* m, double value);     /* counters and gauges */
+  void (*metric_set)(nodeha_metric* m, double value);     /* gauges */
+  void (*metric_observe)(nodeha_metric* m, double value); /* histograms */
+  void (*metric_remove)(nodeha_host* h, nodeha_metric* m); /* the series disappears */
+
+  /* execution */
+  /* to the event thread */
+  nodeha_status (*post)(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release);
+  /* to a worker; the instance's stop waits for its workers to return */
+  nodeha_status (*spawn)(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release);
+  /* Fires on the event thread after first_ms, then every period_ms (0: once). */
+  nodeha_status (*timer_start)(nodeha_host* h, int64_t first_ms, int64_t period_ms,
+                               nodeha_task_fn fn, void* ctx, nodeha_release_fn release,
+                               uint64_t* out_id);
+  nodeha_status (*timer_cancel)(nodeha_host* h, uint64_t id);
+
+  /* libvirt (agents): a new reference (virConnectPtr) the caller releases with
+   * virConnectClose; opened lazily, reopened when libvirtd restarts; NULL with the reason in
+   * `error` when it cannot be opened. */
+  void* (*libvirt_connect)(nodeha_host* h, nodeha_bytes_fn error, void* error_ctx);
+} nodeha_host_api;
+
+/* What a plugin hands back when something fails: its message, copied by the host. */
+typedef struct nodeha_error {
+  size_t struct_size;
+  char message[512];
+} nodeha_error;
+
+/* The plugin's descriptor. Static; returned by the entry symbol. */
+typedef struct nodeha_plugin {
+  size_t struct_size;
+  uint32_t api_major;
+  uint32_t api_minor;
+  const char* name;        /* the plugin type, e.g. "heartbeat"; default instance name */
+  const char* version;     /* the plugin's own version */
+  const char* description; /* one line */
+  uint32_t roles;          /* bit set of (1 << nodeha_role) it can serve */
+  const nodeha_config_key* config_keys;
+  size_t config_key_count;
+
+  /* Builds an instance; may read config and register nothing yet. NULL with `error` filled on
+   * failure. */
+  void* (*create)(const nodeha_host_api* api, nodeha_host* host, nodeha_error* error);
+  /* Subscribes, starts timers. Non-zero with `error` filled on failure; the host then calls
+   * destroy without stop. */
+  int (*start)(void* self, nodeha_error* error);
+  /* Stops its own activity; the host then drops its subscriptions, watches and timers, waits
+   * for its workers and drains its event thread. */
+  void (*stop)(void* self);
+  void (*destroy)(void* self);
+} nodeha_plugin;
+
+typedef const nodeha_plugin* (*nodeha_plugin_entry_fn)(void);
+
+#define NODEHA_ROLE_BIT(role) (1u << (unsigned)(role))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NODEHA_PLUGIN_H */

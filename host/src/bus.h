@@ -1,0 +1,69 @@
+// The host's one connection to NATS: core publish/subscribe/request and JetStream KV.
+// Reconnects forever with back-off; every C handle lives in an RAII owner.
+#pragma once
+
+#include "config.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct __natsConnection;
+struct __natsSubscription;
+
+namespace nodeha::host {
+
+// Called on a NATS library thread: copy and hand off, never block.
+using MessageHandler = std::function<void(Message)>;
+// Called on the watch's own thread: copy and hand off, never block.
+using EntryHandler = std::function<void(KvEntry)>;
+
+class Bus {
+ public:
+  // Starts connecting in the background; never fails for an unreachable server (the host must
+  // come up when NATS is down), only for bad options (unreadable credentials or TLS files).
+  static Result<std::unique_ptr<Bus>> create(const NatsSettings& settings, const std::string& client_name,
+                                             std::function<void(bool connected)> on_state);
+  ~Bus();
+  Bus(const Bus&) = delete;
+  Bus& operator=(const Bus&) = delete;
+
+  bool connected() const { return connected_; }
+  // Waits up to `timeout` for a connection; true when connected.
+  bool wait_connected(std::chrono::milliseconds timeout) const;
+
+  Status publish(const std::string& subject, std::string_view data);
+  Result<uint64_t> subscribe(const std::string& subject, const std::string& queue, MessageHandler fn);
+  void unsubscribe(uint64_t id);
+  Result<std::string> request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout);
+
+  Result<KvEntry> kv_get(const std::string& bucket, const std::string& key);
+  Result<uint64_t> kv_create(const std::string& bucket, const std::string& key, std::string_view value);
+  Result<uint64_t> kv_update(const std::string& bucket, const std::string& key, std::string_view value, uint64_t expected);
+  Result<uint64_t> kv_put(const std::string& bucket, const std::string& key, std::string_view value);
+  Status kv_delete(const std::string& bucket, const std::string& key);
+  Result<std::vector<KvEntry>> kv_list(const std::string& bucket);
+  // Delivers current values, then changes; survives reconnects (restarted from the last
+  // revision it delivered).
+  Result<uint64_t> kv_watch(const std::string& bucket, const std::string& keys, EntryHandler fn);
+  void kv_unwatch(uint64_t id);
+
+  // Flushes pending publishes (up to `timeout`) and closes.
+  void close(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  struct Watch;
+  explicit Bus(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> connected_{false};
+};
+
+}  // namespace nodeha::host

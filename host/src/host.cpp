@@ -1,0 +1,228 @@
+#include "host.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#ifndef NODEHA_VERSION
+#define NODEHA_VERSION "0.0.0"
+#endif
+
+namespace nodeha::host {
+
+namespace fs = std::filesystem;
+
+namespace {
+const char* role_name(nodeha_role r) { return r == NODEHA_ROLE_CONTROLLER ? "controller" : "agent"; }
+}  // namespace
+
+Result<std::vector<PlannedPlugin>> plan_plugins(const ConfigDocument& doc) {
+  const HostConfig& h = doc.host();
+  std::string config_dir = fs::absolute(fs::path(h.file)).parent_path().string();
+  std::vector<PlannedPlugin> out;
+  std::map<std::string, std::string> seen;  // name -> where
+  for (size_t i = 0; i < h.plugins.size(); ++i) {
+    const PluginSpec& spec = h.plugins[i];
+    std::string label = spec.name.empty() ? spec.library : spec.name;
+    auto lib = load_library(spec.library, h.plugin_path, config_dir);
+    if (!lib) return Status(NODEHA_ERR_INVALID, fmt::format("{}: plugin '{}': {}", spec.where, label, lib.status().message()));
+    const nodeha_plugin& d = lib.value()->descriptor();
+    std::string name = spec.name.empty() ? d.name : spec.name;
+    if (auto it = seen.find(name); it != seen.end())
+      return Status(NODEHA_ERR_INVALID,
+                    fmt::format("{}: plugin '{}': two plugins with one name (the other is at {}); give one a "
+                                "distinct `name = \"...\"`",
+                                spec.where, name, it->second));
+    seen[name] = spec.where;
+    if ((d.roles & NODEHA_ROLE_BIT(h.role)) == 0)
+      return Status(NODEHA_ERR_INVALID, fmt::format("{}: plugin '{}' ({}) does not serve the {} role", spec.where, name,
+                                                    lib.value()->path(), role_name(h.role)));
+    auto cfg = doc.validate_plugin(i, to_decls(d.config_keys, d.config_key_count));
+    if (!cfg) return Status(NODEHA_ERR_INVALID, fmt::format("plugin '{}': {}", name, cfg.status().message()));
+    out.push_back({name, lib.value(), cfg.value(), spec.where});
+  }
+  return out;
+}
+
+Host::Host(std::string config_file, std::vector<std::string> overrides)
+    : file_(std::move(config_file)), overrides_(std::move(overrides)) {}
+
+Host::~Host() { stop(); }
+
+void Host::set_up(const std::string& plugin, bool up) {
+  auto* m = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_plugin_up", "1 when the plugin instance runs",
+                             {{"plugin", plugin}}, {}, nullptr);
+  if (m) Metrics::set(m, up ? 1 : 0);
+}
+
+Status Host::start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out) {
+  auto inst = std::make_unique<PluginInstance>(services_, p.name, p.library, p.config_json, p.where);
+  if (auto s = inst->start(); !s) {
+    set_up(p.name, false);
+    return s;
+  }
+  set_up(p.name, true);
+  spdlog::info("plugin {} started ({} {}, {})", p.name, p.library->descriptor().name,
+               p.library->descriptor().version ? p.library->descriptor().version : "?", p.library->path());
+  *out = std::move(inst);
+  return Status::ok();
+}
+
+int Host::start() {
+  auto doc = ConfigDocument::load(file_, overrides_);
+  if (!doc) {
+    spdlog::error("refused: {}", doc.status().message());
+    return kExitRefused;
+  }
+  doc_ = std::move(doc.value());
+  const HostConfig& h = doc_.host();
+  spdlog::set_level(spdlog::level::from_str(h.log_level));
+  auto planned = plan_plugins(doc_);
+  if (!planned) {
+    spdlog::error("refused: {}", planned.status().message());
+    return kExitRefused;
+  }
+  std::error_code ec;
+  fs::create_directories(h.state_dir, ec);
+  if (ec) {
+    spdlog::error("refused: {}: [host] state_dir {}: {}", file_, h.state_dir, ec.message());
+    return kExitRefused;
+  }
+  auto metrics = Metrics::create(h.metrics_listen);
+  if (!metrics) {
+    spdlog::error("refused: {}: {}", file_, metrics.status().message());
+    return kExitRefused;
+  }
+  metrics_ = std::move(metrics.value());
+  std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
+  spdlog::info("metrics on http://{}/metrics", metrics_->address());
+  if (auto* info = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_build_info", "nodeha version and role",
+                                    {{"version", NODEHA_VERSION}, {"role", role_name(h.role)}, {"node", h.node_id}}, {}, nullptr))
+    Metrics::set(info, 1);
+  bus_connected_ = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_bus_connected", "1 while connected to NATS", {}, {}, nullptr);
+  for (const char* result : {"ok", "refused", "failed"})
+    metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_config_reloads_total", "configuration reloads by result",
+                     {{"result", result}}, {}, nullptr);
+
+  auto bus = Bus::create(h.nats, fmt::format("nodeha-{}-{}", role_name(h.role), h.node_id), [this](bool up) {
+    if (bus_connected_) Metrics::set(bus_connected_, up ? 1 : 0);
+    if (up) spdlog::info("connected to NATS");
+    else spdlog::warn("disconnected from NATS; reconnecting");
+  });
+  if (!bus) {
+    spdlog::error("refused: {}: {}", file_, bus.status().message());
+    return kExitRefused;
+  }
+  bus_ = std::move(bus.value());
+  if (!bus_->wait_connected(std::chrono::milliseconds(h.nats.connect_timeout_ms)))
+    spdlog::warn("NATS not reachable yet ({}); starting anyway and retrying in the background", h.nats.servers.front());
+  if (h.role == NODEHA_ROLE_AGENT) libvirt_ = std::make_unique<LibvirtProvider>(h.libvirt_uri);
+  workers_ = std::make_unique<WorkerPool>(static_cast<size_t>(h.workers));
+  services_ = Services{h.node_id, h.role, h.nats.prefix, h.state_dir, bus_.get(), metrics_.get(), workers_.get(), libvirt_.get()};
+
+  for (const auto& p : planned.value()) {
+    std::unique_ptr<PluginInstance> inst;
+    if (auto s = start_planned(p, &inst); !s) {
+      spdlog::error("{}", s.message());
+      stop();
+      return kExitFailed;
+    }
+    plugins_.push_back(std::move(inst));
+  }
+  spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s)", NODEHA_VERSION, h.node_id, role_name(h.role),
+               plugins_.size());
+  return 0;
+}
+
+Status Host::reload() {
+  auto count = [&](const char* result) {
+    if (auto* m = metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_config_reloads_total", "", {{"result", result}}, {}, nullptr))
+      Metrics::add(m, 1);
+  };
+  auto doc = ConfigDocument::load(file_, overrides_);
+  Result<std::vector<PlannedPlugin>> planned = doc ? plan_plugins(doc.value()) : Result<std::vector<PlannedPlugin>>(doc.status());
+  if (!planned) {
+    count("refused");
+    spdlog::error("reload refused, the running configuration stays: {}", planned.status().message());
+    return planned.status();
+  }
+  const HostConfig& now = doc_.host();
+  const HostConfig& next = doc.value().host();
+  if (next.node_id != now.node_id || next.role != now.role || next.nats.servers != now.nats.servers ||
+      next.nats.prefix != now.nats.prefix || next.metrics_listen != now.metrics_listen ||
+      next.libvirt_uri != now.libvirt_uri || next.state_dir != now.state_dir)
+    spdlog::warn("reload: changes to [host], [nats], [metrics] or [libvirt] take effect at the next restart");
+
+  std::map<std::string, std::unique_ptr<PluginInstance>> running;
+  std::vector<std::string> old_order;
+  for (auto& p : plugins_) {
+    old_order.push_back(p->name());
+    running[p->name()] = std::move(p);
+  }
+  plugins_.clear();
+  auto unchanged = [](const PluginInstance& i, const PlannedPlugin& p) {
+    return i.library()->path() == p.library->path() && i.library()->identity() == p.library->identity() &&
+           i.config_json() == p.config_json;
+  };
+  std::set<std::string> keep;
+  for (const auto& p : planned.value())
+    if (auto it = running.find(p.name); it != running.end() && unchanged(*it->second, p)) keep.insert(p.name);
+  // Stop what goes or changes, in reverse order of the old config.
+  std::map<std::string, std::unique_ptr<PluginInstance>> stopped;
+  for (auto it = old_order.rbegin(); it != old_order.rend(); ++it) {
+    if (keep.count(*it)) continue;
+    spdlog::info("reload: stopping plugin {}", *it);
+    running[*it]->stop();
+    set_up(*it, false);
+    stopped[*it] = std::move(running[*it]);
+    running.erase(*it);
+  }
+  Status result = Status::ok();
+  for (const auto& p : planned.value()) {
+    if (keep.count(p.name)) {
+      plugins_.push_back(std::move(running[p.name]));
+      continue;
+    }
+    std::unique_ptr<PluginInstance> inst;
+    if (auto s = start_planned(p, &inst); s) {
+      plugins_.push_back(std::move(inst));
+      continue;
+    } else {
+      spdlog::error("reload: {}", s.message());
+      result = s;
+    }
+    // The new version failed: bring the old one back, if there was one.
+    if (auto old = stopped.find(p.name); old != stopped.end()) {
+      PlannedPlugin previous{p.name, old->second->library(), old->second->config_json(), old->second->where()};
+      if (start_planned(previous, &inst)) {
+        spdlog::warn("reload: plugin {} kept its previous version", p.name);
+        plugins_.push_back(std::move(inst));
+      }
+    }
+  }
+  stopped.clear();  // destroys the old instances; their libraries unload when the last user goes
+  count(result ? "ok" : "failed");
+  if (result) {
+    doc_ = std::move(doc.value());
+    spdlog::info("reload done: {} plugin(s) running, {} restarted", plugins_.size(), planned.value().size() - keep.size());
+  }
+  return result;
+}
+
+void Host::stop() {
+  for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
+    spdlog::info("stopping plugin {}", (*it)->name());
+    (*it)->stop();
+    if (metrics_) set_up((*it)->name(), false);
+  }
+  plugins_.clear();
+  if (bus_) bus_->close(std::chrono::milliseconds(2000));
+  bus_.reset();
+  if (workers_) workers_->stop();
+}
+
+}  // namespace nodeha::host

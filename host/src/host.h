@@ -1,0 +1,65 @@
+// The nodeha-host process: reads the config, loads and checks every plugin before anything
+// starts, starts them in order, reloads on SIGHUP, stops them in reverse order.
+#pragma once
+
+#include "bus.h"
+#include "config.h"
+#include "executor.h"
+#include "libvirt_provider.h"
+#include "metrics.h"
+#include "plugin_instance.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nodeha::host {
+
+inline constexpr int kExitRefused = 2;  // bad config, library, version: nothing was started
+inline constexpr int kExitFailed = 1;   // a plugin failed to start
+
+// A plugin checked and ready to start: library loaded, version and role checked, config valid.
+struct PlannedPlugin {
+  std::string name;
+  std::shared_ptr<Library> library;
+  std::string config_json;
+  std::string where;
+};
+
+// Loads every library the config names and checks everything that can be checked without
+// starting anything. Messages name the file, the line, the plugin and why.
+Result<std::vector<PlannedPlugin>> plan_plugins(const ConfigDocument& doc);
+
+class Host {
+ public:
+  Host(std::string config_file, std::vector<std::string> overrides);
+  ~Host();
+
+  // Everything up to and including starting the plugins. On failure returns the exit code and
+  // prints why; whatever was started is stopped again.
+  int start();
+  // Re-reads the config and restarts only the plugins whose library or table changed.
+  Status reload();
+  // Stops plugins in reverse order, flushes and closes NATS.
+  void stop();
+
+  const HostConfig& config() const { return doc_.host(); }
+  const std::string& metrics_address() const { return metrics_->address(); }
+
+ private:
+  Status start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out);
+  void set_up(const std::string& plugin, bool up);
+
+  std::string file_;
+  std::vector<std::string> overrides_;
+  ConfigDocument doc_;
+  Services services_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Bus> bus_;
+  std::unique_ptr<LibvirtProvider> libvirt_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::vector<std::unique_ptr<PluginInstance>> plugins_;
+  nodeha_metric* bus_connected_ = nullptr;
+};
+
+}  // namespace nodeha::host

@@ -1,0 +1,135 @@
+#include "metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <fmt/format.h>
+
+#include <set>
+#include <variant>
+
+// The opaque series handle plugins hold.
+struct nodeha_metric {
+  nodeha_metric_kind kind;
+  prometheus::Counter* counter = nullptr;
+  prometheus::Gauge* gauge = nullptr;
+  prometheus::Histogram* histogram = nullptr;
+  std::string family;
+  std::map<std::string, std::string> labels;
+};
+
+namespace nodeha::host {
+
+struct Metrics::Family {
+  nodeha_metric_kind kind;
+  std::set<std::string> label_names;
+  prometheus::Family<prometheus::Counter>* counters = nullptr;
+  prometheus::Family<prometheus::Gauge>* gauges = nullptr;
+  prometheus::Family<prometheus::Histogram>* histograms = nullptr;
+  std::map<std::map<std::string, std::string>, std::unique_ptr<nodeha_metric>> series;
+};
+
+Result<std::unique_ptr<Metrics>> Metrics::create(const std::string& listen) {
+  std::unique_ptr<Metrics> m(new Metrics());
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  try {
+    m->exposer_ = std::make_unique<prometheus::Exposer>(listen);
+  } catch (const std::exception& e) {
+    return Status(NODEHA_ERR_INVALID, fmt::format("[metrics] listen {}: cannot bind: {}", listen, e.what()));
+  }
+  m->exposer_->RegisterCollectable(m->registry_);
+  auto ports = m->exposer_->GetListeningPorts();
+  auto colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  m->address_ = fmt::format("{}:{}", host, ports.empty() ? 0 : ports.front());
+  return m;
+}
+
+Metrics::~Metrics() = default;
+
+nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name, const std::string& help,
+                               const std::vector<std::pair<std::string, std::string>>& labels,
+                               const std::vector<double>& buckets, std::string* error) {
+  std::lock_guard lock(mu_);
+  std::set<std::string> names;
+  std::map<std::string, std::string> label_map;
+  for (const auto& [k, v] : labels) {
+    names.insert(k);
+    label_map[k] = v;
+  }
+  auto it = families_.find(name);
+  if (it == families_.end()) {
+    auto f = std::make_unique<Family>();
+    f->kind = kind;
+    f->label_names = names;
+    try {
+      switch (kind) {
+        case NODEHA_METRIC_COUNTER: f->counters = &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_); break;
+        case NODEHA_METRIC_GAUGE: f->gauges = &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_); break;
+        case NODEHA_METRIC_HISTOGRAM: f->histograms = &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_); break;
+        default:
+          if (error) *error = "unknown metric kind";
+          return nullptr;
+      }
+    } catch (const std::exception& e) {
+      if (error) *error = fmt::format("metric {}: {}", name, e.what());
+      return nullptr;
+    }
+    it = families_.emplace(name, std::move(f)).first;
+  }
+  Family& f = *it->second;
+  if (f.kind != kind || f.label_names != names) {
+    if (error) *error = fmt::format("metric {} is already registered with another kind or other label names", name);
+    return nullptr;
+  }
+  auto s = f.series.find(label_map);
+  if (s != f.series.end()) return s->second.get();
+  auto m = std::make_unique<nodeha_metric>();
+  m->kind = kind;
+  m->family = name;
+  m->labels = label_map;
+  try {
+    switch (kind) {
+      case NODEHA_METRIC_COUNTER: m->counter = &f.counters->Add(label_map); break;
+      case NODEHA_METRIC_GAUGE: m->gauge = &f.gauges->Add(label_map); break;
+      case NODEHA_METRIC_HISTOGRAM: {
+        prometheus::Histogram::BucketBoundaries b(buckets.begin(), buckets.end());
+        if (b.empty()) b = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+        m->histogram = &f.histograms->Add(label_map, b);
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    if (error) *error = fmt::format("metric {}: {}", name, e.what());
+    return nullptr;
+  }
+  return f.series.emplace(label_map, std::move(m)).first->second.get();
+}
+
+void Metrics::remove(nodeha_metric* m) {
+  if (!m) return;
+  std::lock_guard lock(mu_);
+  auto it = families_.find(m->family);
+  if (it == families_.end()) return;
+  Family& f = *it->second;
+  if (m->counter) f.counters->Remove(m->counter);
+  if (m->gauge) f.gauges->Remove(m->gauge);
+  if (m->histogram) f.histograms->Remove(m->histogram);
+  f.series.erase(m->labels);
+}
+
+void Metrics::add(nodeha_metric* m, double v) {
+  if (m->counter && v >= 0) m->counter->Increment(v);
+  if (m->gauge) m->gauge->Increment(v);
+}
+void Metrics::set(nodeha_metric* m, double v) {
+  if (m->gauge) m->gauge->Set(v);
+}
+void Metrics::observe(nodeha_metric* m, double v) {
+  if (m->histogram) m->histogram->Observe(v);
+}
+
+}  // namespace nodeha::host

@@ -1,0 +1,349 @@
+#include "plugin_instance.h"
+
+#include "libvirt_provider.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+namespace nodeha::host {
+namespace {
+
+nodeha_str view(const std::string& s) { return nodeha_str{s.data(), s.size()}; }
+
+nodeha_kv_entry to_c(const KvEntry& e) {
+  return nodeha_kv_entry{sizeof(nodeha_kv_entry), view(e.bucket), view(e.key), view(e.value), e.revision,
+                         e.deleted ? NODEHA_KV_DELETE : NODEHA_KV_PUT, e.created_unix_ns};
+}
+
+bool valid(const char* s) { return s && *s; }
+
+}  // namespace
+
+struct PluginInstance::Access {
+  static PluginInstance& of(nodeha_host* h) { return *h->instance; }
+
+  static nodeha_str node_id(nodeha_host* h) { return view(of(h).services_.node_id); }
+  static nodeha_role role(nodeha_host* h) { return of(h).services_.role; }
+  static nodeha_str instance_name(nodeha_host* h) { return view(of(h).name_); }
+  static nodeha_str prefix(nodeha_host* h) { return view(of(h).services_.prefix); }
+  static nodeha_str state_dir(nodeha_host* h) { return view(of(h).state_dir_); }
+  static nodeha_str config_json(nodeha_host* h) { return view(of(h).config_json_); }
+
+  static void log(nodeha_host* h, nodeha_log_level level, const char* text, size_t size) {
+    auto lvl = level == NODEHA_LOG_DEBUG  ? spdlog::level::debug
+               : level == NODEHA_LOG_WARN ? spdlog::level::warn
+               : level == NODEHA_LOG_ERROR ? spdlog::level::err
+                                            : spdlog::level::info;
+    spdlog::log(lvl, "[{}] {}", of(h).name_, std::string_view(text, size));
+  }
+
+  static nodeha_status publish(nodeha_host* h, const char* subject, const char* data, size_t size) {
+    if (!valid(subject)) return NODEHA_ERR_INVALID;
+    return of(h).services_.bus->publish(subject, std::string_view(data, size)).code();
+  }
+
+  static nodeha_status subscribe(nodeha_host* h, const char* subject, const char* queue, uint32_t flags,
+                                 nodeha_msg_fn fn, void* ctx, nodeha_release_fn release, uint64_t* out_id) {
+    (void)flags;  // NODEHA_SUB_LOCAL: served on the local socket by the local transport
+    if (!valid(subject) || !fn) return NODEHA_ERR_INVALID;
+    auto& self = of(h);
+    uint64_t id = self.add_registration({Registration::kSubscription, 0, release, ctx});
+    EventLoop* loop = self.loop_.get();
+    auto sub = self.services_.bus->subscribe(subject, queue ? queue : "", [&self, loop, id, fn, ctx](Message m) {
+      loop->post([&self, id, fn, ctx, m = std::move(m)] {
+        if (!self.live(id)) return;  // unsubscribed while queued
+        nodeha_msg msg{sizeof(nodeha_msg), view(m.subject), view(m.reply), view(m.data)};
+        fn(ctx, &msg);
+      });
+    });
+    if (!sub) {
+      Registration r;
+      self.take_registration(id, &r);
+      spdlog::warn("[{}] {}", self.name_, sub.status().message());
+      return sub.status().code();
+    }
+    {
+      std::lock_guard lock(self.mu_);
+      self.registrations_[id].bus_id = sub.value();
+    }
+    if (out_id) *out_id = id;
+    return NODEHA_OK;
+  }
+
+  static nodeha_status unsubscribe(nodeha_host* h, uint64_t id) {
+    auto& self = of(h);
+    Registration r;
+    if (!self.take_registration(id, &r) || r.kind != Registration::kSubscription) return NODEHA_ERR_NOT_FOUND;
+    self.services_.bus->unsubscribe(r.bus_id);
+    self.release_later(r.release, r.ctx);
+    return NODEHA_OK;
+  }
+
+  static nodeha_status request(nodeha_host* h, const char* subject, const char* data, size_t size, int64_t timeout_ms,
+                               nodeha_bytes_fn sink, void* sink_ctx) {
+    if (!valid(subject) || timeout_ms <= 0) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->request(subject, std::string_view(data, size), std::chrono::milliseconds(timeout_ms));
+    if (!r) return r.status().code();
+    if (sink) sink(sink_ctx, r.value().data(), r.value().size());
+    return NODEHA_OK;
+  }
+
+  static nodeha_status respond(nodeha_host* h, const char* reply, const char* data, size_t size) {
+    if (!valid(reply)) return NODEHA_ERR_INVALID;
+    return of(h).services_.bus->publish(reply, std::string_view(data, size)).code();
+  }
+
+  static nodeha_status kv_get(nodeha_host* h, const char* bucket, const char* key, nodeha_kv_fn fn, void* ctx) {
+    if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->kv_get(bucket, key);
+    if (!r) return r.status().code();
+    auto e = to_c(r.value());
+    if (fn) fn(ctx, &e);
+    return NODEHA_OK;
+  }
+  static nodeha_status kv_create(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
+                                 uint64_t* rev) {
+    if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->kv_create(bucket, key, std::string_view(data, size));
+    if (r && rev) *rev = r.value();
+    return r.status().code();
+  }
+  static nodeha_status kv_update(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
+                                 uint64_t expected, uint64_t* rev) {
+    if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->kv_update(bucket, key, std::string_view(data, size), expected);
+    if (r && rev) *rev = r.value();
+    return r.status().code();
+  }
+  static nodeha_status kv_put(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
+                              uint64_t* rev) {
+    if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->kv_put(bucket, key, std::string_view(data, size));
+    if (r && rev) *rev = r.value();
+    return r.status().code();
+  }
+  static nodeha_status kv_delete(nodeha_host* h, const char* bucket, const char* key) {
+    if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    return of(h).services_.bus->kv_delete(bucket, key).code();
+  }
+  static nodeha_status kv_list(nodeha_host* h, const char* bucket, nodeha_kv_fn fn, void* ctx) {
+    if (!valid(bucket) || !fn) return NODEHA_ERR_INVALID;
+    auto r = of(h).services_.bus->kv_list(bucket);
+    if (!r) return r.status().code();
+    for (const auto& e : r.value()) {
+      auto c = to_c(e);
+      fn(ctx, &c);
+    }
+    return NODEHA_OK;
+  }
+  static nodeha_status kv_watch(nodeha_host* h, const char* bucket, const char* keys, nodeha_kv_fn fn, void* ctx,
+                                nodeha_release_fn release, uint64_t* out_id) {
+    if (!valid(bucket) || !valid(keys) || !fn) return NODEHA_ERR_INVALID;
+    auto& self = of(h);
+    uint64_t id = self.add_registration({Registration::kWatch, 0, release, ctx});
+    EventLoop* loop = self.loop_.get();
+    auto w = self.services_.bus->kv_watch(bucket, keys, [&self, loop, id, fn, ctx](KvEntry e) {
+      loop->post([&self, id, fn, ctx, e = std::move(e)] {
+        if (!self.live(id)) return;
+        auto c = to_c(e);
+        fn(ctx, &c);
+      });
+    });
+    if (!w) {
+      Registration r;
+      self.take_registration(id, &r);
+      return w.status().code();
+    }
+    {
+      std::lock_guard lock(self.mu_);
+      self.registrations_[id].bus_id = w.value();
+    }
+    if (out_id) *out_id = id;
+    return NODEHA_OK;
+  }
+  static nodeha_status kv_unwatch(nodeha_host* h, uint64_t id) {
+    auto& self = of(h);
+    Registration r;
+    if (!self.take_registration(id, &r) || r.kind != Registration::kWatch) return NODEHA_ERR_NOT_FOUND;
+    self.services_.bus->kv_unwatch(r.bus_id);
+    self.release_later(r.release, r.ctx);
+    return NODEHA_OK;
+  }
+
+  static nodeha_metric* metric(nodeha_host* h, nodeha_metric_kind kind, const char* name, const char* help,
+                               const nodeha_label* labels, size_t label_count, const double* buckets,
+                               size_t bucket_count) {
+    if (!valid(name)) return nullptr;
+    std::vector<std::pair<std::string, std::string>> l;
+    for (size_t i = 0; i < label_count; ++i) l.emplace_back(labels[i].name ? labels[i].name : "", labels[i].value ? labels[i].value : "");
+    std::vector<double> b(buckets, buckets + bucket_count);
+    std::string error;
+    auto* m = of(h).services_.metrics->series(kind, name, help ? help : name, l, b, &error);
+    if (!m) spdlog::warn("[{}] {}", of(h).name_, error);
+    return m;
+  }
+  static void metric_add(nodeha_metric* m, double v) { if (m) Metrics::add(m, v); }
+  static void metric_set(nodeha_metric* m, double v) { if (m) Metrics::set(m, v); }
+  static void metric_observe(nodeha_metric* m, double v) { if (m) Metrics::observe(m, v); }
+  static void metric_remove(nodeha_host* h, nodeha_metric* m) { of(h).services_.metrics->remove(m); }
+
+  static nodeha_status post(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release) {
+    if (!fn) return NODEHA_ERR_INVALID;
+    if (of(h).loop_->post([fn, ctx, release] {
+          fn(ctx);
+          if (release) release(ctx);
+        }))
+      return NODEHA_OK;
+    if (release) release(ctx);
+    return NODEHA_ERR_UNAVAILABLE;
+  }
+  static nodeha_status spawn(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release) {
+    if (!fn) return NODEHA_ERR_INVALID;
+    auto& self = of(h);
+    if (self.services_.workers->submit(&self, [fn, ctx, release] {
+          fn(ctx);
+          if (release) release(ctx);
+        }))
+      return NODEHA_OK;
+    if (release) release(ctx);
+    return NODEHA_ERR_UNAVAILABLE;
+  }
+  static nodeha_status timer_start(nodeha_host* h, int64_t first_ms, int64_t period_ms, nodeha_task_fn fn, void* ctx,
+                                   nodeha_release_fn release, uint64_t* out_id) {
+    if (!fn || first_ms < 0 || period_ms < 0) return NODEHA_ERR_INVALID;
+    auto& self = of(h);
+    uint64_t id = self.loop_->add_timer(
+        std::chrono::milliseconds(first_ms), std::chrono::milliseconds(period_ms), [fn, ctx] { fn(ctx); },
+        [release, ctx] {
+          if (release) release(ctx);
+        });
+    if (id == 0) {
+      if (release) release(ctx);
+      return NODEHA_ERR_UNAVAILABLE;
+    }
+    if (out_id) *out_id = id;
+    return NODEHA_OK;
+  }
+  static nodeha_status timer_cancel(nodeha_host* h, uint64_t id) {
+    return of(h).loop_->cancel_timer(id) ? NODEHA_OK : NODEHA_ERR_NOT_FOUND;
+  }
+
+  static void* libvirt_connect(nodeha_host* h, nodeha_bytes_fn error, void* error_ctx) {
+    auto& self = of(h);
+    auto fail = [&](const std::string& why) -> void* {
+      if (error) error(error_ctx, why.data(), why.size());
+      return nullptr;
+    };
+    if (!self.services_.libvirt) return fail("libvirt is only available to plugins on agents");
+    auto c = self.services_.libvirt->connect();
+    if (!c) return fail(c.status().message());
+    return c.value();
+  }
+};
+
+const nodeha_host_api* PluginInstance::api() {
+  static const nodeha_host_api table = {
+      sizeof(nodeha_host_api), &Access::node_id,    &Access::role,        &Access::instance_name,
+      &Access::prefix,         &Access::state_dir,  &Access::config_json, &Access::log,
+      &Access::publish,        &Access::subscribe,  &Access::unsubscribe, &Access::request,
+      &Access::respond,        &Access::kv_get,     &Access::kv_create,   &Access::kv_update,
+      &Access::kv_put,         &Access::kv_delete,  &Access::kv_list,     &Access::kv_watch,
+      &Access::kv_unwatch,     &Access::metric,     &Access::metric_add,  &Access::metric_set,
+      &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
+      &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
+  };
+  return &table;
+}
+
+PluginInstance::PluginInstance(Services& services, std::string name, std::shared_ptr<Library> library,
+                               std::string config_json, std::string where)
+    : services_(services),
+      name_(std::move(name)),
+      library_(std::move(library)),
+      config_json_(std::move(config_json)),
+      where_(std::move(where)),
+      ctx_(std::make_unique<nodeha_host>(nodeha_host{this})) {
+  state_dir_ = (std::filesystem::path(services_.state_dir) / "plugins" / name_).string();
+}
+
+PluginInstance::~PluginInstance() { stop(); }
+
+uint64_t PluginInstance::add_registration(Registration r) {
+  std::lock_guard lock(mu_);
+  uint64_t id = next_id_++;
+  registrations_[id] = r;
+  return id;
+}
+
+bool PluginInstance::take_registration(uint64_t id, Registration* out) {
+  std::lock_guard lock(mu_);
+  auto it = registrations_.find(id);
+  if (it == registrations_.end()) return false;
+  *out = it->second;
+  registrations_.erase(it);
+  return true;
+}
+
+bool PluginInstance::live(uint64_t id) {
+  std::lock_guard lock(mu_);
+  return registrations_.count(id) != 0;
+}
+
+void PluginInstance::release_later(nodeha_release_fn release, void* ctx) {
+  if (!release) return;
+  // After messages already queued for it (they are dropped: it is no longer live).
+  if (!loop_ || !loop_->post([release, ctx] { release(ctx); })) release(ctx);
+}
+
+Status PluginInstance::start() {
+  const nodeha_plugin& d = library_->descriptor();
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir_, ec);
+  loop_ = std::make_unique<EventLoop>("p:" + name_);
+  nodeha_error err{sizeof(nodeha_error), {}};
+  self_ = d.create(api(), ctx_.get(), &err);
+  if (!self_) {
+    loop_->stop();
+    return Status(NODEHA_ERR_INVALID, fmt::format("plugin {} ({}): cannot be created: {}", name_, where_,
+                                                  err.message[0] ? err.message : "no reason given"));
+  }
+  int rc = 0;
+  loop_->run_sync([&] { rc = d.start(self_, &err); });
+  if (rc != 0) {
+    std::string why = err.message[0] ? err.message : "no reason given";
+    teardown(false);  // what it registered before failing goes; stop is not called
+    return Status(NODEHA_ERR_INTERNAL, fmt::format("plugin {} ({}): failed to start: {}", name_, where_, why));
+  }
+  running_ = true;
+  return Status::ok();
+}
+
+void PluginInstance::stop() {
+  if (!self_) return;
+  teardown(running_);
+}
+
+void PluginInstance::teardown(bool call_stop) {
+  const nodeha_plugin& d = library_->descriptor();
+  if (call_stop) loop_->run_sync([&] { d.stop(self_); });
+  running_ = false;
+  // Drop what it registered; releases queue on the loop behind anything already queued.
+  std::map<uint64_t, Registration> regs;
+  {
+    std::lock_guard lock(mu_);
+    regs.swap(registrations_);
+  }
+  for (auto& [id, r] : regs) {
+    if (r.kind == Registration::kSubscription) services_.bus->unsubscribe(r.bus_id);
+    else services_.bus->kv_unwatch(r.bus_id);
+    release_later(r.release, r.ctx);
+  }
+  services_.workers->wait_owner(this);
+  loop_->stop();  // cancels timers (running their releases) and drains the queue
+  if (self_) d.destroy(self_);
+  self_ = nullptr;
+}
+
+}  // namespace nodeha::host

@@ -1,0 +1,94 @@
+// One running plugin: its library, its event thread, and everything it registered with the host
+// (subscriptions, watches, timers), so that stopping it removes exactly what it added.
+#pragma once
+
+#include "bus.h"
+#include "executor.h"
+#include "loader.h"
+#include "metrics.h"
+
+#include <nodeha/plugin.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace nodeha::host {
+
+class LibvirtProvider;
+
+// What the host shares with every plugin instance. Owned by the Host; outlives the instances.
+struct Services {
+  std::string node_id;
+  nodeha_role role = NODEHA_ROLE_AGENT;
+  std::string prefix;
+  std::string state_dir;
+  Bus* bus = nullptr;
+  Metrics* metrics = nullptr;
+  WorkerPool* workers = nullptr;
+  LibvirtProvider* libvirt = nullptr;
+};
+
+class PluginInstance {
+ public:
+  PluginInstance(Services& services, std::string name, std::shared_ptr<Library> library, std::string config_json,
+                 std::string where);
+  ~PluginInstance();
+  PluginInstance(const PluginInstance&) = delete;
+  PluginInstance& operator=(const PluginInstance&) = delete;
+
+  // Creates the plugin object and starts it on its event thread. On failure nothing it registered
+  // is left behind and the message says why.
+  Status start();
+  // Stops it (see plugin.h for the order). Idempotent.
+  void stop();
+
+  const std::string& name() const { return name_; }
+  const std::shared_ptr<Library>& library() const { return library_; }
+  const std::string& config_json() const { return config_json_; }
+  const std::string& where() const { return where_; }
+  bool running() const { return running_; }
+
+  static const nodeha_host_api* api();
+
+  // Used by the C API trampolines.
+  struct Access;
+
+ private:
+  struct Registration {
+    enum Kind { kSubscription, kWatch } kind;
+    uint64_t bus_id;
+    nodeha_release_fn release;
+    void* ctx;
+  };
+  void teardown(bool call_stop);
+  uint64_t add_registration(Registration r);
+  // Removes and returns it; false when unknown (already removed).
+  bool take_registration(uint64_t id, Registration* out);
+  bool live(uint64_t id);
+  void release_later(nodeha_release_fn release, void* ctx);
+
+  Services& services_;
+  std::string name_;
+  std::shared_ptr<Library> library_;
+  std::string config_json_;
+  std::string where_;
+  std::string state_dir_;
+  std::unique_ptr<EventLoop> loop_;
+  void* self_ = nullptr;
+  bool running_ = false;
+  std::mutex mu_;
+  std::map<uint64_t, Registration> registrations_;
+  std::set<uint64_t> timers_;
+  uint64_t next_id_ = 1;
+  std::unique_ptr<nodeha_host> ctx_;
+};
+
+}  // namespace nodeha::host
+
+// The context a plugin gets back in every host call.
+struct nodeha_host {
+  nodeha::host::PluginInstance* instance;
+};
