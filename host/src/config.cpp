@@ -149,7 +149,7 @@ Result<nlohmann::json> check_table(const toml::table& t, const std::vector<KeyDe
   for (auto&& [k, v] : t) {
     std::string name(k.str());
     if (reserved.count(name)) continue;
-    std::string at = where(k.source(), table_at);
+    std::string at = where(v.source().path ? v.source() : k.source(), table_at);
     auto it = std::find_if(decls.begin(), decls.end(), [&](const KeyDecl& d) { return d.name == name; });
     if (it == decls.end()) {
       std::string known;

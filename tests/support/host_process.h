@@ -1,0 +1,46 @@
+// A nodeha-host process under test: its config and state in a temp dir, its log kept.
+#pragma once
+
+#include "process.h"
+#include "wait.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nodeha::test {
+
+class HostProcess {
+ public:
+  // Writes `config` (TOML) to <dir>/host.toml and starts `nodeha-host --config ... --set ...`.
+  // Paths in `config` may use {dir} (the temp dir), {plugins} and {fixtures}.
+  explicit HostProcess(const std::string& config, std::vector<std::string> overrides = {});
+  ~HostProcess();
+
+  // Waits until /metrics answers (the host wrote <state>/metrics.address); false on timeout or exit.
+  bool wait_ready(std::chrono::milliseconds timeout = 15s);
+  std::string metrics() const;
+  double metric(const std::string& series) const { return metric_value(metrics(), series); }
+  // Rewrites the config file (for SIGHUP tests).
+  void rewrite(const std::string& config);
+  Process& process() { return *proc_; }
+  std::string log() const { return proc_->output(); }
+  const TempDir& dir() const { return dir_; }
+  std::string config_path() const { return dir_.file("host.toml"); }
+
+ private:
+  std::string expand(const std::string& text) const;
+  TempDir dir_;
+  std::unique_ptr<Process> proc_;
+  std::string address_;
+};
+
+// Runs nodeha-host to completion (for refusals); returns its exit status and output.
+struct HostRun {
+  int status = -1;
+  std::string output;
+};
+HostRun run_host(const std::string& config, std::vector<std::string> overrides = {},
+                 std::chrono::milliseconds timeout = 20s);
+
+}  // namespace nodeha::test
