@@ -27,6 +27,8 @@ Process::Process(std::vector<std::string> argv, std::string log_path) : log_(std
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Nothing of the test's (listening sockets, NATS connections) leaks into the child.
+    close_range(3, ~0U, 0);
     execvp(args[0], args.data());
     _exit(127);
   }

@@ -1,0 +1,69 @@
+#include "command.h"
+
+namespace nodeha::command {
+namespace {
+
+const char* type_name(Type t) {
+  switch (t) {
+    case Type::String: return "a string";
+    case Type::Bool: return "a boolean";
+    case Type::Integer: return "an integer";
+    case Type::Number: return "a number";
+    case Type::Array: return "an array";
+    case Type::Object: return "an object";
+  }
+  return "?";
+}
+
+bool has_type(const nlohmann::json& v, Type t) {
+  switch (t) {
+    case Type::String: return v.is_string();
+    case Type::Bool: return v.is_boolean();
+    case Type::Integer: return v.is_number_integer();
+    case Type::Number: return v.is_number();
+    case Type::Array: return v.is_array();
+    case Type::Object: return v.is_object();
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string ok(const nlohmann::json& result) { return nlohmann::json{{"ok", true}, {"result", result}}.dump(); }
+
+std::string fail(const Error& e) { return fail(e.code, e.message); }
+
+std::string fail(std::string_view code, std::string_view message) {
+  return nlohmann::json{{"ok", false}, {"error", {{"code", code}, {"message", message}}}}.dump();
+}
+
+std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out) {
+  nlohmann::json j = body.empty() ? nlohmann::json::object() : nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) return Error{kBadJson, "the request is not valid JSON"};
+  if (!j.is_object()) return Error{kBadJson, "the request must be a JSON object"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const Field* f = nullptr;
+    for (const auto& candidate : fields)
+      if (it.key() == candidate.name) f = &candidate;
+    if (!f) {
+      std::string known;
+      for (const auto& candidate : fields) known += (known.empty() ? "" : ", ") + std::string(candidate.name);
+      return Error{kUnknownField, "unknown field \"" + it.key() + "\" (this command takes: " + (known.empty() ? "nothing" : known) + ")"};
+    }
+    if (!has_type(it.value(), f->type))
+      return Error{kBadType, "field \"" + it.key() + "\" must be " + type_name(f->type) + ", got " + it.value().type_name()};
+  }
+  for (const auto& f : fields)
+    if (f.required && !j.contains(f.name)) return Error{kMissingField, "field \"" + std::string(f.name) + "\" is required"};
+  *out = std::move(j);
+  return std::nullopt;
+}
+
+std::optional<Error> check_node_id(const std::string& node) {
+  if (node.empty()) return Error{kBadValue, "field \"node\" must not be empty"};
+  if (node.find_first_of(" .*>\t") != std::string::npos)
+    return Error{kBadValue, "\"" + node + "\" is not a node id (no spaces, '.', '*' or '>')"};
+  return std::nullopt;
+}
+
+}  // namespace nodeha::command

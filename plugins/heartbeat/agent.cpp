@@ -1,0 +1,137 @@
+#include "agent.h"
+
+#include "command.h"
+#include "libvirt.h"
+
+#include <sys/statvfs.h>
+
+#include <chrono>
+#include <fstream>
+
+namespace nodeha::heartbeat {
+
+namespace {
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+const char* state_name(int s) {
+  switch (s) {
+    case VIR_DOMAIN_RUNNING: return "running";
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_PAUSED: return "paused";
+    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_SHUTOFF: return "shutoff";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
+    default: return "nostate";
+  }
+}
+}  // namespace
+
+std::string read_boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  in >> id;
+  return id.empty() ? "unknown" : id;
+}
+
+Result<Inventory> read_inventory(const Host& host, const std::string& disk_path) {
+  auto raw = host.libvirt_connect();
+  if (!raw) return raw.status();
+  libvirt::Connection conn(static_cast<virConnectPtr>(raw.value()));
+  Inventory inv;
+  virNodeInfo node{};
+  if (virNodeGetInfo(conn.get(), &node) < 0) return Status(NODEHA_ERR_UNAVAILABLE, "virNodeGetInfo: " + libvirt::last_error());
+  inv.capacity.vcpus = node.cpus;
+  inv.capacity.memory_mib = node.memory / 1024;
+  struct statvfs fs {};
+  if (!disk_path.empty() && statvfs(disk_path.c_str(), &fs) == 0) {
+    uint64_t gib = 1024ull * 1024 * 1024;
+    inv.capacity.disk_gib = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize / gib;
+    inv.use.disk_gib = static_cast<uint64_t>(fs.f_blocks - fs.f_bfree) * fs.f_frsize / gib;
+  }
+  virDomainPtr* doms = nullptr;
+  int n = virConnectListAllDomains(conn.get(), &doms, 0);
+  if (n < 0) return Status(NODEHA_ERR_UNAVAILABLE, "list domains: " + libvirt::last_error());
+  for (int i = 0; i < n; ++i) {
+    libvirt::Domain d(doms[i]);
+    char uuid[VIR_UUID_STRING_BUFLEN] = {};
+    virDomainGetUUIDString(d.get(), uuid);
+    virDomainInfo info{};
+    if (virDomainGetInfo(d.get(), &info) < 0) continue;  // vanished while we looked
+    const char* name = virDomainGetName(d.get());
+    inv.vms.push_back({uuid, name ? name : "", state_name(info.state)});
+    if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED || info.state == VIR_DOMAIN_BLOCKED) {
+      inv.use.vcpus += info.nrVirtCpu;
+      inv.use.memory_mib += info.memory / 1024;
+      inv.use.vms_running++;
+    }
+  }
+  free(doms);
+  return inv;
+}
+
+AgentSide::AgentSide(const Host& host) : host_(host) {
+  const auto& c = host_.config();
+  interval_ = host_.duration("interval");
+  disk_path_ = c.at("disk_path").get<std::string>();
+  for (auto it = c.at("addresses").begin(); it != c.at("addresses").end(); ++it) {
+    if (!it.value().is_string()) throw ConfigError("addresses." + it.key() + " must be a string (an address)");
+    addresses_[it.key()] = it.value().get<std::string>();
+  }
+  boot_id_ = read_boot_id();
+}
+
+Status AgentSide::start() {
+  sent_ = host_.counter("nodeha_heartbeats_sent_total", "heartbeats published by this agent");
+  std::string node = host_.node_id();
+  auto checks = host_.subscribe(host_.subject("check." + node + ".*"), [this](const Message& m) {
+    auto j = nlohmann::json::parse(m.data, nullptr, false);
+    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("ok") || !j["ok"].is_boolean()) {
+      host_.warn("ignored a malformed check verdict on " + m.subject);
+      return;
+    }
+    std::string name = j["name"];
+    checks_[name] = Check{name, j["ok"].get<bool>(), j.value("detail", std::string())};
+  });
+  if (!checks) return checks.status();
+  auto ping = host_.subscribe(host_.subject("agent." + node + ".ping"), [this, node](const Message& m) {
+    host_.respond(m.reply, command::ok({{"node", node}, {"boot_id", boot_id_}, {"time", unix_ms()}}));
+  });
+  if (!ping) return ping.status();
+  auto t = host_.timer(Millis(0), interval_, [this] { beat(); });
+  return t ? Status::ok() : t.status();
+}
+
+void AgentSide::beat() {
+  if (in_flight_) return;  // libvirt is slow: never queue heartbeats behind one another
+  in_flight_ = true;
+  host_.spawn([this] {
+    auto inv = std::make_shared<Result<Inventory>>(read_inventory(host_, disk_path_));
+    host_.post([this, inv] { send(*inv); });
+  });
+}
+
+void AgentSide::send(const Result<Inventory>& inv) {
+  in_flight_ = false;
+  Heartbeat hb;
+  hb.node = host_.node_id();
+  hb.seq = ++seq_;
+  hb.boot_id = boot_id_;
+  hb.sent_at = unix_ms();
+  hb.interval_ms = interval_.count();
+  hb.addresses = addresses_;
+  for (const auto& [name, c] : checks_) hb.checks.push_back(c);
+  if (inv) {
+    hb.capacity = inv->capacity;
+    hb.use = inv->use;
+    hb.vms = inv->vms;
+  } else {
+    // Without libvirt this node cannot run VMs: say so as a failing check, not by silence.
+    hb.checks.push_back(Check{"libvirt", false, inv.status().message()});
+  }
+  if (auto s = host_.publish(host_.subject("hb." + hb.node), encode_heartbeat(hb)); s) sent_.inc();
+}
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,357 @@
+#include "controller.h"
+
+#include "command.h"
+
+namespace nodeha::heartbeat {
+
+namespace {
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+constexpr std::array<MonitorState, 3> kMonitorStates = {MonitorState::Normal, MonitorState::Unreachable, MonitorState::Error};
+constexpr std::array<ManagementState, 3> kManagementStates = {ManagementState::Enabled, ManagementState::Disabled,
+                                                              ManagementState::Drained};
+
+MonitorConfig monitor_config(const Host& host) {
+  MonitorConfig c;
+  c.interval = host.duration("interval");
+  c.misses = host.config().at("misses").get<int>();
+  c.ping_timeout = host.duration("ping_timeout");
+  if (auto s = validate(c); !s) throw ConfigError(s.message());
+  return c;
+}
+
+}  // namespace
+
+ControllerSide::ControllerSide(const Host& host)
+    : host_(host), monitor_(monitor_config(host)), refresh_ms_(host.duration("record_every").count()) {}
+
+Status ControllerSide::start() {
+  received_ = host_.counter("nodeha_heartbeats_received_total", "heartbeats received by the controller");
+  // One controller leads while leader election (a lease in KV) is not built yet; the alert rules
+  // read node states only from the leader.
+  host_.gauge("nodeha_controller_leader", "1 on the controller that leads").set(1);
+  bad_heartbeats_ = host_.counter("nodeha_heartbeats_rejected_total", "heartbeats refused as malformed");
+  for (size_t i = 0; i < kMonitorStates.size(); ++i)
+    changes_[i] = host_.counter("nodeha_node_state_changes_total", "monitor state changes by new state",
+                                {{"state", std::string(to_string(kMonitorStates[i]))}});
+
+  // Nodes known before this controller started get one full detection window.
+  auto known = host_.kv_list(kNodesBucket);
+  if (!known) host_.warn("cannot read the nodes bucket at start (" + known.status().message() +
+                         "): nodes will be known from their next heartbeat");
+  std::vector<KnownNode> restored;
+  for (const auto& e : known ? known.value() : std::vector<KvEntry>{}) {
+    auto j = nlohmann::json::parse(e.value, nullptr, false);
+    if (!j.is_object()) continue;
+    KnownNode k;
+    k.id = e.key;
+    k.management = management_of(j);
+    k.monitor = parse_monitor_state(j.value("monitor", "normal")).value_or(MonitorState::Normal);
+    k.reason = j.value("reason", "");
+    k.boot_id = j.value("boot_id", "");
+    k.interval = Millis(j.value("interval_ms", int64_t{0}));
+    restored.push_back(k);
+    records_[e.key] = j;
+    written_[e.key] = j;
+    last_heartbeat_unix_[e.key] = j.value("last_heartbeat", int64_t{0});
+  }
+  monitor_.restore(restored, Clock::now());
+  for (const auto* n : monitor_.list()) set_metrics(*n);
+  host_.info("tracking " + std::to_string(restored.size()) + " known node(s)");
+
+  struct Sub {
+    std::string subject;
+    std::function<void(const Message&)> fn;
+    std::string queue;
+  };
+  std::vector<Sub> subs = {
+      {host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }, ""},
+      {host_.subject("check.*.*"), [this](const Message& m) { on_check(m); }, ""},
+      {host_.subject("cmd.node.list"), [this](const Message& m) { cmd_list(m); }, "nodeha-controller"},
+      {host_.subject("cmd.node.show"), [this](const Message& m) { cmd_show(m); }, "nodeha-controller"},
+      {host_.subject("cmd.node.enable"), [this](const Message& m) { cmd_management(m, ManagementCommand::Enable); }, "nodeha-controller"},
+      {host_.subject("cmd.node.disable"), [this](const Message& m) { cmd_management(m, ManagementCommand::Disable); }, "nodeha-controller"},
+  };
+  for (auto& s : subs)
+    if (auto r = host_.subscribe(s.subject, s.fn, s.queue); !r) return r.status();
+  if (auto w = host_.kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { on_record(e); }); !w) return w.status();
+  if (auto t = host_.timer(host_.duration("tick"), host_.duration("tick"), [this] { tick(); }); !t) return t.status();
+  if (auto t = host_.timer(Millis(1000), Millis(1000), [this] { refresh_ages(); }); !t) return t.status();
+  return Status::ok();
+}
+
+void ControllerSide::on_heartbeat(const Message& m) {
+  auto hb = decode_heartbeat(m.data);
+  if (!hb || m.subject != host_.subject("hb." + hb->node)) {
+    bad_heartbeats_.inc();
+    host_.warn("refused a heartbeat on " + m.subject + ": " +
+               (hb ? "its node field names another node (" + hb->node + ")" : hb.status().message()));
+    return;
+  }
+  received_.inc();
+  std::string node = hb->node;
+  last_heartbeat_unix_[node] = unix_ms();
+  apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
+  mark_dirty(node);
+}
+
+void ControllerSide::on_check(const Message& m) {
+  auto j = nlohmann::json::parse(m.data, nullptr, false);
+  if (!j.is_object() || !j.contains("node") || !j["node"].is_string() || !j.contains("name") || !j["name"].is_string() ||
+      !j.contains("ok") || !j["ok"].is_boolean())
+    return;
+  std::string node = j["node"];
+  if (m.subject.rfind(host_.subject("check." + node + "."), 0) != 0) return;  // a node speaks for itself only
+  Check c{j["name"], j["ok"].get<bool>(), j.value("detail", std::string())};
+  apply(monitor_.on_checks(node, std::span<const Check>(&c, 1), Clock::now()));
+  mark_dirty(node);
+}
+
+void ControllerSide::on_record(const KvEntry& e) {
+  if (e.deleted) {
+    records_.erase(e.key);
+    return;
+  }
+  auto j = nlohmann::json::parse(e.value, nullptr, false);
+  if (!j.is_object()) return;
+  records_[e.key] = j;
+  // Management is changed by commands, here or in other plugins (drain): follow the record.
+  const NodeState* n = monitor_.find(e.key);
+  if (n && n->management != management_of(j)) {
+    monitor_.set_management(e.key, management_of(j));
+    set_metrics(*monitor_.find(e.key));
+  }
+}
+
+void ControllerSide::tick() {
+  apply(monitor_.on_tick(Clock::now()));
+  if (!dirty_.empty() && !writing_) flush();
+}
+
+void ControllerSide::apply(const Effects& effects) {
+  for (const auto& effect : effects) {
+    std::visit(
+        [&](const auto& e) {
+          using T = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<T, Transition>) {
+            host_.info(e.node + ": " + std::string(to_string(e.from)) + " -> " + std::string(to_string(e.to)) +
+                       (e.reason.empty() ? "" : " (" + e.reason + ")"));
+            changes_[static_cast<size_t>(e.to)].inc();
+            publish_event(e.node, {{"event", "monitor"}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}});
+            mark_dirty(e.node);
+          } else if constexpr (std::is_same_v<T, ReasonChanged>) {
+            publish_event(e.node, {{"event", "reason"}, {"state", to_string(e.state)}, {"from", e.old_reason}, {"to", e.new_reason}});
+            mark_dirty(e.node);
+          } else if constexpr (std::is_same_v<T, PingRequest>) {
+            ping(e);
+          } else if constexpr (std::is_same_v<T, Rebooted>) {
+            host_.info(e.node + " rebooted (boot id " + e.old_boot_id + " -> " + e.new_boot_id + ")");
+            publish_event(e.node, {{"event", "rebooted"}, {"old_boot_id", e.old_boot_id}, {"new_boot_id", e.new_boot_id}});
+          } else if constexpr (std::is_same_v<T, Registered>) {
+            host_.info("new node " + e.node + " registered (" + std::string(to_string(e.monitor)) + ")");
+            publish_event(e.node, {{"event", "registered"}, {"monitor", to_string(e.monitor)}, {"reason", e.reason}});
+            mark_dirty(e.node);
+          }
+          if constexpr (!std::is_same_v<T, PingRequest>)
+            if (const NodeState* n = monitor_.find(e.node)) set_metrics(*n);
+        },
+        effect);
+  }
+}
+
+void ControllerSide::ping(const PingRequest& p) {
+  std::string subject = host_.subject("agent." + p.node + ".ping");
+  host_.spawn([this, subject, p] {
+    auto r = host_.request(subject, "{}", p.timeout);
+    std::string boot_id, why;
+    if (r) {
+      auto j = nlohmann::json::parse(r.value(), nullptr, false);
+      if (j.is_object() && j.value("ok", false) && j.contains("result")) boot_id = j["result"].value("boot_id", "");
+      else why = "malformed ping answer";
+    } else {
+      why = r.status().code() == NODEHA_ERR_TIMEOUT ? "no answer to ping within " + std::to_string(p.timeout.count()) + " ms"
+                                                     : r.status().message();
+    }
+    host_.post([this, node = p.node, boot_id, why] {
+      if (why.empty()) apply(monitor_.on_ping_reply(node, boot_id, Clock::now()));
+      else apply(monitor_.on_ping_failed(node, Clock::now(), why));
+    });
+  });
+}
+
+void ControllerSide::publish_event(const std::string& node, nlohmann::json event) {
+  event["node"] = node;
+  event["time"] = unix_ms();
+  if (auto s = host_.publish(host_.subject("evt.node." + node), event.dump()); !s) host_.warn(s.message());
+}
+
+void ControllerSide::set_metrics(const NodeState& n) {
+  auto [it, fresh] = metrics_.try_emplace(n.id);
+  NodeMetrics& m = it->second;
+  if (fresh) {
+    for (size_t i = 0; i < 3; ++i) {
+      m.monitor[i] = host_.gauge("nodeha_node_monitor_state", "1 for the node's current monitor state",
+                                 {{"node", n.id}, {"state", std::string(to_string(kMonitorStates[i]))}});
+      m.management[i] = host_.gauge("nodeha_node_management_state", "1 for the node's current management state",
+                                    {{"node", n.id}, {"state", std::string(to_string(kManagementStates[i]))}});
+    }
+    m.age = host_.gauge("nodeha_node_heartbeat_age_seconds", "seconds since the node's last heartbeat", {{"node", n.id}});
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    m.monitor[i].set(n.monitor == kMonitorStates[i] ? 1 : 0);
+    m.management[i].set(n.management == kManagementStates[i] ? 1 : 0);
+  }
+}
+
+void ControllerSide::refresh_ages() {
+  auto now = Clock::now();
+  for (const auto* n : monitor_.list()) {
+    auto it = metrics_.find(n->id);
+    if (it == metrics_.end()) continue;
+    // A node restored from KV and not heard from since: age from its stored last heartbeat.
+    double age = n->last_heartbeat ? std::chrono::duration<double>(now - *n->last_heartbeat).count()
+                                   : (unix_ms() - last_heartbeat_unix_[n->id]) / 1000.0;
+    it->second.age.set(age);
+  }
+}
+
+void ControllerSide::mark_dirty(const std::string& node) { dirty_.insert(node); }
+
+// Writes the records whose operator-visible content changed; one writer at a time, on a worker.
+void ControllerSide::flush() {
+  std::vector<std::pair<std::string, nlohmann::json>> batch;
+  for (const auto& node : dirty_) {
+    const NodeState* n = monitor_.find(node);
+    if (!n) continue;
+    auto fields = monitor_fields(*n, last_heartbeat_unix_[node]);
+    auto w = written_.find(node);
+    if (w != written_.end() && !needs_write(w->second, fields, refresh_ms_)) continue;
+    batch.emplace_back(node, std::move(fields));
+  }
+  dirty_.clear();
+  if (batch.empty()) return;
+  writing_ = true;
+  host_.spawn([this, batch = std::move(batch)] {
+    std::vector<std::pair<std::string, nlohmann::json>> done;
+    std::vector<std::string> failed;
+    for (const auto& [node, fields] : batch) {
+      bool ok = false;
+      for (int attempt = 0; attempt < 5 && !ok; ++attempt) {  // lost a race: read again, merge again
+        auto cur = host_.kv_get(kNodesBucket, node);
+        if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) break;
+        nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json::object();
+        std::string text = merge_record(record, fields).dump();
+        auto r = cur ? host_.kv_update(kNodesBucket, node, text, cur->revision) : host_.kv_create(kNodesBucket, node, text);
+        ok = r.is_ok();
+        if (!ok && r.status().code() != NODEHA_ERR_CONFLICT) break;
+      }
+      if (ok) done.emplace_back(node, fields);
+      else failed.push_back(node);
+    }
+    host_.post([this, done = std::move(done), failed = std::move(failed)] {
+      writing_ = false;
+      for (const auto& [node, fields] : done) written_[node] = fields;
+      if (!failed.empty()) host_.warn("could not write " + std::to_string(failed.size()) + " node record(s); retrying");
+      for (const auto& node : failed) dirty_.insert(node);
+    });
+  });
+}
+
+nlohmann::json ControllerSide::describe(const NodeState* n, const std::string& id) const {
+  auto rec = records_.find(id);
+  nlohmann::json out = rec != records_.end() ? rec->second : nlohmann::json::object();
+  out["node"] = id;
+  if (n) {
+    // The live view beats the stored one: records are written lazily.
+    auto live = monitor_fields(*n, last_heartbeat_unix_.count(id) ? last_heartbeat_unix_.at(id) : 0);
+    for (auto it = live.begin(); it != live.end(); ++it) out[it.key()] = it.value();
+    out["management"] = to_string(n->management);
+    out["vms"] = nlohmann::json::array();
+    if (n->heartbeat)
+      for (const auto& v : n->heartbeat->vms) out["vms"].push_back({{"uuid", v.uuid}, {"name", v.name}, {"state", v.state}});
+  }
+  if (!out.contains("lock")) out["lock"] = nullptr;
+  int64_t last = out.value("last_heartbeat", int64_t{0});
+  out["heartbeat_age_s"] = last > 0 ? nlohmann::json((unix_ms() - last) / 1000.0) : nlohmann::json();
+  return out;
+}
+
+void ControllerSide::cmd_list(const Message& m) {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data, {}, &req)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  std::set<std::string> ids;
+  for (const auto* n : monitor_.list()) ids.insert(n->id);
+  for (const auto& [id, r] : records_) ids.insert(id);
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& id : ids) nodes.push_back(describe(monitor_.find(id), id));
+  host_.respond(m.reply, command::ok({{"nodes", nodes}}));
+}
+
+void ControllerSide::cmd_show(const Message& m) {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data, {{"node", command::Type::String, true}}, &req)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  std::string id = req["node"];
+  const NodeState* n = monitor_.find(id);
+  if (!n && !records_.count(id)) {
+    host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
+    return;
+  }
+  auto out = describe(n, id);
+  if (n && n->heartbeat) out["heartbeat"] = nlohmann::json::parse(encode_heartbeat(*n->heartbeat));
+  host_.respond(m.reply, command::ok(out));
+}
+
+void ControllerSide::cmd_management(const Message& m, ManagementCommand command) {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data, {{"node", command::Type::String, true}}, &req)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  std::string id = req["node"];
+  if (auto e = command::check_node_id(id)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  if (!monitor_.find(id) && !records_.count(id)) {
+    host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
+    return;
+  }
+  host_.spawn([this, id, command, reply = m.reply] {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto cur = host_.kv_get(kNodesBucket, id);
+      if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) break;
+      nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json::object();
+      ManagementState before = management_of(record), after = before;
+      bool changed = apply_management(after, command);
+      if (changed) {
+        record = merge_record(record, {{"node", id}, {"management", to_string(after)}});
+        auto r = cur ? host_.kv_update(kNodesBucket, id, record.dump(), cur->revision)
+                     : host_.kv_create(kNodesBucket, id, record.dump());
+        if (!r && r.status().code() == NODEHA_ERR_CONFLICT) continue;  // someone else wrote: read again
+        if (!r) break;
+      }
+      host_.post([this, id, before, after, changed, reply] {
+        if (changed) {
+          monitor_.set_management(id, after);
+          if (const NodeState* n = monitor_.find(id)) set_metrics(*n);
+          publish_event(id, {{"event", "management"}, {"from", to_string(before)}, {"to", to_string(after)}});
+          host_.info(id + ": management " + std::string(to_string(before)) + " -> " + std::string(to_string(after)));
+        }
+        host_.respond(reply, command::ok({{"node", id}, {"management", to_string(after)}, {"changed", changed}}));
+      });
+      return;
+    }
+    host_.respond(reply, command::fail(command::kUnavailable, "could not update the node record of " + id + "; try again"));
+  });
+}
+
+}  // namespace nodeha::heartbeat

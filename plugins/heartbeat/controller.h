@@ -1,0 +1,65 @@
+// The controller side of the heartbeat: tracks every node with the Monitor state machine, pings
+// silent nodes, keeps node records in the `nodes` bucket (only when something an operator needs
+// changed), publishes events on <prefix>.evt.node.<node>, exports the node metrics, and answers
+// node.list / node.show / node.enable / node.disable.
+//
+// Threads: everything here runs on the plugin's event thread, except KV reads and writes and
+// pings, which run on workers and post their results back.
+#pragma once
+
+#include "monitor.h"
+#include "node_record.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <array>
+#include <set>
+#include <unordered_map>
+
+namespace nodeha::heartbeat {
+
+inline constexpr const char* kNodesBucket = "nodes";
+
+class ControllerSide {
+ public:
+  explicit ControllerSide(const Host& host);
+  Status start();
+
+ private:
+  struct NodeMetrics {
+    std::array<Metric, 3> monitor;     // normal, unreachable, error
+    std::array<Metric, 3> management;  // enabled, disabled, drained
+    Metric age;
+  };
+
+  void on_heartbeat(const Message& m);
+  void on_check(const Message& m);
+  void on_record(const KvEntry& e);
+  void tick();
+  void apply(const Effects& effects);
+  void ping(const PingRequest& p);
+  void publish_event(const std::string& node, nlohmann::json event);
+  void set_metrics(const NodeState& n);
+  void mark_dirty(const std::string& node);
+  void flush();
+  void refresh_ages();
+
+  void cmd_list(const Message& m);
+  void cmd_show(const Message& m);
+  void cmd_management(const Message& m, ManagementCommand command);
+  nlohmann::json describe(const NodeState* n, const std::string& id) const;
+
+  const Host& host_;
+  Monitor monitor_;
+  int64_t refresh_ms_;
+  std::unordered_map<std::string, nlohmann::json> records_;  // last seen in KV, by node
+  std::unordered_map<std::string, nlohmann::json> written_;  // the fields last written by us
+  std::unordered_map<std::string, int64_t> last_heartbeat_unix_;
+  std::unordered_map<std::string, NodeMetrics> metrics_;
+  std::set<std::string> dirty_;
+  bool writing_ = false;
+  Metric received_, bad_heartbeats_;
+  std::array<Metric, 3> changes_;
+};
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,81 @@
+// The heartbeat message an agent publishes on `<prefix>.hb.<node>`, and its JSON codec.
+//
+// Pure: no bus, no clock. Decoding is strict, because a heartbeat decides a node's monitor
+// state: malformed JSON, a missing required field (node, seq, boot_id, interval_ms), a wrong
+// type or an unknown field (at any level) is refused with a message naming the field.
+//
+// Wire form (optional fields in brackets; encode_heartbeat always writes every field):
+//   {"node":"n1","seq":7,"boot_id":"6f1c…","interval_ms":15000,["sent_at":1700000000000,]
+//    ["capacity":{"vcpus":32,"memory_mib":65536,"disk_gib":900},]
+//    ["use":{"vcpus":4,"memory_mib":8192,"disk_gib":80,"vms_running":2},]
+//    ["addresses":{"management":"10.0.0.5","business":"192.168.10.5"},]
+//    ["vms":[{"uuid":"…","name":"web-1","state":"running"}],]
+//    ["checks":[{"name":"netcheck","ok":false,"detail":"eth1 target 10.0.0.1 unreachable"}]]}
+#pragma once
+
+#include <nodeha/plugin.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nodeha::heartbeat {
+
+// One health check's verdict, as the agent reports it ("detail" is optional on the wire).
+struct Check {
+  std::string name;
+  bool ok = true;
+  std::string detail;
+
+  bool operator==(const Check&) const = default;
+};
+
+struct Capacity {
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_gib = 0;
+
+  bool operator==(const Capacity&) const = default;
+};
+
+struct Usage {
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_gib = 0;
+  uint32_t vms_running = 0;
+
+  bool operator==(const Usage&) const = default;
+};
+
+struct VmInfo {
+  std::string uuid;
+  std::string name;
+  std::string state;  // libvirt's word: "running", "shutoff", "paused", ...
+
+  bool operator==(const VmInfo&) const = default;
+};
+
+struct Heartbeat {
+  std::string node;     // required; no spaces, '.', '*' or '>' (it is part of subjects)
+  uint64_t seq = 0;     // required; restarts when the agent process restarts
+  std::string boot_id;  // required, non-empty; changes when the node reboots
+  int64_t sent_at = 0;  // unix milliseconds on the agent's clock (informational)
+  int64_t interval_ms = 0;  // required, > 0: the agent's own heartbeat interval
+  Capacity capacity;
+  Usage use;
+  std::map<std::string, std::string> addresses;  // network name -> address
+  std::vector<VmInfo> vms;
+  std::vector<Check> checks;
+
+  bool operator==(const Heartbeat&) const = default;
+};
+
+// Errors carry NODEHA_ERR_INVALID and a message such as
+// `heartbeat: field "seq" must be an unsigned integer, got string`.
+Result<Heartbeat> decode_heartbeat(std::string_view json);
+
+std::string encode_heartbeat(const Heartbeat& hb);
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,285 @@
+#include "monitor.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace nodeha::heartbeat {
+namespace {
+
+constexpr std::string_view kMonitorNames[] = {"normal", "unreachable", "error"};
+constexpr std::string_view kManagementNames[] = {"enabled", "disabled", "drained"};
+
+// "45s", "4.5s", "250ms": short enough for a reason line, exact enough to compare with config.
+std::string format_duration(milliseconds d) {
+  auto ms = d.count();
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  auto text = std::to_string(ms / 1000);
+  if (auto frac = ms % 1000) {
+    auto digits = std::to_string(1000 + frac).substr(1);  // zero-padded to three digits
+    digits.erase(digits.find_last_not_of('0') + 1);
+    text += "." + digits;
+  }
+  return text + "s";
+}
+
+}  // namespace
+
+std::string_view to_string(MonitorState s) { return kMonitorNames[static_cast<int>(s)]; }
+std::string_view to_string(ManagementState s) { return kManagementNames[static_cast<int>(s)]; }
+
+std::optional<MonitorState> parse_monitor_state(std::string_view text) {
+  for (int i = 0; i < 3; ++i)
+    if (kMonitorNames[i] == text) return static_cast<MonitorState>(i);
+  return std::nullopt;
+}
+
+std::optional<ManagementState> parse_management_state(std::string_view text) {
+  for (int i = 0; i < 3; ++i)
+    if (kManagementNames[i] == text) return static_cast<ManagementState>(i);
+  return std::nullopt;
+}
+
+bool apply_management(ManagementState& state, ManagementCommand command) {
+  auto next = state;
+  switch (command) {
+    case ManagementCommand::Enable: next = ManagementState::Enabled; break;
+    case ManagementCommand::Disable:
+      if (state == ManagementState::Enabled) next = ManagementState::Disabled;
+      break;
+  }
+  bool changed = next != state;
+  state = next;
+  return changed;
+}
+
+std::string failing_checks_reason(std::span<const Check> checks) {
+  std::string out;
+  for (const auto& c : checks) {
+    if (c.ok) continue;
+    if (!out.empty()) out += "; ";
+    out += c.name;
+    out += ": ";
+    out += c.detail.empty() ? std::string("failed") : c.detail;
+  }
+  return out;
+}
+
+Status validate(const MonitorConfig& config) {
+  if (config.interval.count() <= 0) return Status(NODEHA_ERR_INVALID, "heartbeat: 'interval' must be positive");
+  if (config.misses < 1) return Status(NODEHA_ERR_INVALID, "heartbeat: 'misses' must be at least 1");
+  if (config.ping_timeout.count() <= 0)
+    return Status(NODEHA_ERR_INVALID, "heartbeat: 'ping_timeout' must be positive");
+  return Status::ok();
+}
+
+Monitor::Monitor(MonitorConfig config) : config_(config) {
+  if (auto s = validate(config_); !s.is_ok()) throw std::invalid_argument(s.message());
+}
+
+Monitor::Entry* Monitor::lookup(std::string_view node) {
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+
+const NodeState* Monitor::find(std::string_view node) const {
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : &it->second.state;
+}
+
+std::vector<const NodeState*> Monitor::list() const {
+  std::vector<const NodeState*> out;
+  out.reserve(nodes_.size());
+  for (const auto& [id, e] : nodes_) out.push_back(&e.state);
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->id < b->id; });
+  return out;
+}
+
+std::optional<TimePoint> Monitor::next_due() const {
+  if (timers_.empty()) return std::nullopt;
+  return timers_.top().due;
+}
+
+bool Monitor::set_management(std::string_view node, ManagementState state) {
+  auto* e = lookup(node);
+  if (!e) return false;
+  e->state.management = state;
+  return true;
+}
+
+milliseconds Monitor::window(const NodeState& n) const {
+  auto interval = n.interval.count() > 0 ? n.interval : config_.interval;
+  return interval * config_.misses;
+}
+
+std::optional<TimePoint> Monitor::deadline(const NodeState& n) const {
+  if (n.monitor == MonitorState::Unreachable) return std::nullopt;  // back only by a heartbeat
+  if (n.ping_pending) return n.ping_deadline;
+  return n.last_seen + window(n);
+}
+
+// Pushes a heap entry only when the node has none or its deadline moved earlier; a deadline
+// that moved later is found when the old entry comes due (see on_tick).
+void Monitor::arm(Entry& e) {
+  auto due = deadline(e.state);
+  if (!due || (e.armed && *e.armed <= *due)) return;
+  timers_.push(Timer{*due, e.state.id});
+  e.armed = due;
+}
+
+// Moves the node to the state its checks call for (it is alive), emitting what changed.
+void Monitor::settle(Entry& e, TimePoint now, std::string_view cause, Effects& out) {
+  auto& n = e.state;
+  auto target = n.failing_checks.empty() ? MonitorState::Normal : MonitorState::Error;
+  if (n.monitor != target) {
+    std::string why = target == MonitorState::Error      ? n.failing_checks
+                      : n.monitor == MonitorState::Error ? std::string("checks pass again")
+                                                         : std::string(cause);
+    out.push_back(Transition{n.id, n.monitor, target, why, now});
+    n.monitor = target;
+    n.reason = target == MonitorState::Error ? n.failing_checks : std::string();
+  } else if (target == MonitorState::Error && n.reason != n.failing_checks) {
+    out.push_back(ReasonChanged{n.id, n.monitor, n.reason, n.failing_checks, now});
+    n.reason = n.failing_checks;
+  }
+}
+
+void Monitor::alive(Entry& e, TimePoint now, std::string_view cause, Effects& out) {
+  e.state.last_seen = now;
+  e.state.ping_pending = false;
+  settle(e, now, cause, out);
+  arm(e);
+}
+
+void Monitor::unreachable(Entry& e, TimePoint now, std::string_view detail, Effects& out) {
+  auto& n = e.state;
+  n.ping_pending = false;
+  auto reason = "silent for " + format_duration(std::chrono::duration_cast<milliseconds>(now - n.last_seen)) +
+                "; " + std::string(detail);
+  out.push_back(Transition{n.id, n.monitor, MonitorState::Unreachable, reason, now});
+  n.monitor = MonitorState::Unreachable;
+  n.reason = std::move(reason);
+}
+
+void Monitor::fire(Entry& e, TimePoint now, Effects& out) {
+  auto& n = e.state;
+  if (n.ping_pending) {
+    unreachable(e, now, "no answer to ping within " + format_duration(config_.ping_timeout), out);
+  } else {
+    out.push_back(PingRequest{n.id, config_.ping_timeout});
+    n.ping_pending = true;
+    n.ping_deadline = now + config_.ping_timeout;
+  }
+  arm(e);
+}
+
+void Monitor::restore(std::span<const KnownNode> nodes, TimePoint started_at) {
+  for (const auto& k : nodes) {
+    if (auto* e = lookup(k.id)) {
+      e->state.management = k.management;
+      continue;
+    }
+    Entry e;
+    auto& n = e.state;
+    n.id = k.id;
+    n.management = k.management;
+    n.monitor = k.monitor;
+    n.reason = n.monitor == MonitorState::Normal ? std::string() : k.reason;
+    // The record keeps the reason, not the checks: enough to stay in error on a ping answer.
+    if (n.monitor == MonitorState::Error) n.failing_checks = n.reason.empty() ? "checks failing" : n.reason;
+    n.boot_id = k.boot_id;
+    n.interval = k.interval;
+    n.last_seen = started_at;
+    auto& placed = nodes_.emplace(k.id, std::move(e)).first->second;
+    arm(placed);
+  }
+}
+
+Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
+  Effects out;
+  auto* e = lookup(hb.node);
+  if (!e) {
+    Entry fresh;
+    auto& n = fresh.state;
+    n.id = hb.node;
+    n.checks = hb.checks;
+    n.failing_checks = failing_checks_reason(n.checks);
+    n.monitor = n.failing_checks.empty() ? MonitorState::Normal : MonitorState::Error;
+    n.reason = n.failing_checks;
+    out.push_back(Registered{n.id, hb.boot_id, n.monitor, n.reason, now});
+    e = &nodes_.emplace(hb.node, std::move(fresh)).first->second;
+  } else {
+    auto& n = e->state;
+    if (!n.boot_id.empty() && n.boot_id != hb.boot_id)
+      out.push_back(Rebooted{n.id, n.boot_id, hb.boot_id, now});
+    n.checks = hb.checks;
+    n.failing_checks = failing_checks_reason(n.checks);
+  }
+  auto& n = e->state;
+  n.boot_id = hb.boot_id;
+  n.interval = milliseconds(hb.interval_ms);
+  n.last_heartbeat = now;
+  n.last_seq = hb.seq;
+  n.heartbeat = std::move(hb);
+  alive(*e, now, "heartbeat received", out);
+  return out;
+}
+
+Effects Monitor::on_tick(TimePoint now) {
+  Effects out;
+  while (!timers_.empty() && timers_.top().due <= now) {
+    auto timer = timers_.top();
+    timers_.pop();
+    auto* e = lookup(timer.node);
+    if (!e || e->armed != timer.due) continue;  // superseded by an earlier entry
+    e->armed.reset();
+    auto due = deadline(e->state);
+    if (!due) continue;
+    if (*due > now) {  // heard from since: re-arm at the real deadline
+      timers_.push(Timer{*due, std::move(timer.node)});
+      e->armed = due;
+      continue;
+    }
+    fire(*e, now, out);
+  }
+  return out;
+}
+
+Effects Monitor::on_ping_reply(std::string_view node, std::string_view boot_id, TimePoint now) {
+  Effects out;
+  auto* e = lookup(node);
+  if (!e) return out;
+  auto& n = e->state;
+  if (!boot_id.empty() && boot_id != n.boot_id) {
+    if (!n.boot_id.empty()) out.push_back(Rebooted{n.id, n.boot_id, std::string(boot_id), now});
+    n.boot_id = boot_id;
+  }
+  alive(*e, now, "answered ping", out);
+  return out;
+}
+
+Effects Monitor::on_ping_failed(std::string_view node, TimePoint now, std::string_view why) {
+  Effects out;
+  auto* e = lookup(node);
+  if (!e || !e->state.ping_pending) return out;
+  unreachable(*e, now, why.empty() ? std::string("ping failed") : "ping failed: " + std::string(why), out);
+  return out;
+}
+
+Effects Monitor::on_checks(std::string_view node, std::span<const Check> checks, TimePoint now) {
+  Effects out;
+  auto* e = lookup(node);
+  if (!e) return out;
+  auto& known = e->state.checks;
+  for (const auto& c : checks) {
+    auto it = std::find_if(known.begin(), known.end(), [&](const Check& k) { return k.name == c.name; });
+    if (it != known.end()) *it = c;
+    else known.push_back(c);
+  }
+  e->state.failing_checks = failing_checks_reason(known);
+  if (e->state.monitor != MonitorState::Unreachable) settle(*e, now, "checks pass", out);
+  return out;
+}
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,75 @@
+#include "node_record.h"
+
+#include <cmath>
+
+namespace nodeha::heartbeat {
+
+nlohmann::json monitor_fields(const NodeState& n, int64_t last_heartbeat_unix_ms) {
+  nlohmann::json f = {{"node", n.id},
+                      {"monitor", to_string(n.monitor)},
+                      {"reason", n.reason},
+                      {"boot_id", n.boot_id},
+                      {"last_heartbeat", last_heartbeat_unix_ms},
+                      {"interval_ms", n.interval.count()}};
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : n.checks) checks.push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  f["checks"] = checks;
+  if (n.heartbeat) {
+    const auto& hb = *n.heartbeat;
+    f["capacity"] = {{"vcpus", hb.capacity.vcpus}, {"memory_mib", hb.capacity.memory_mib}, {"disk_gib", hb.capacity.disk_gib}};
+    f["use"] = {{"vcpus", hb.use.vcpus}, {"memory_mib", hb.use.memory_mib}, {"disk_gib", hb.use.disk_gib},
+                {"vms_running", hb.use.vms_running}};
+    f["addresses"] = hb.addresses;
+  }
+  return f;
+}
+
+nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& fields) {
+  nlohmann::json out = record.is_object() ? record : nlohmann::json::object();
+  if (!out.contains("management")) out["management"] = "enabled";
+  if (!out.contains("lock")) out["lock"] = nullptr;
+  for (auto it = fields.begin(); it != fields.end(); ++it) out[it.key()] = it.value();
+  return out;
+}
+
+namespace {
+bool moved(const nlohmann::json& a, const nlohmann::json& b, const nlohmann::json& capacity, double share) {
+  if (!a.is_object() || !b.is_object()) return a != b;
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (!a.contains(it.key())) return true;
+    if (!it.value().is_number()) {
+      if (a[it.key()] != it.value()) return true;
+      continue;
+    }
+    double total = capacity.is_object() && capacity.contains(it.key()) && capacity[it.key()].is_number()
+                       ? capacity[it.key()].get<double>()
+                       : 0;
+    double delta = std::fabs(a[it.key()].get<double>() - it.value().get<double>());
+    if (total <= 0 ? delta > 0 : delta > share * total) return true;
+  }
+  return false;
+}
+}  // namespace
+
+bool needs_write(const nlohmann::json& written, const nlohmann::json& fields, int64_t refresh_ms, double change_share) {
+  if (!written.is_object()) return true;
+  for (const char* key : {"monitor", "reason", "boot_id", "interval_ms", "checks", "addresses"}) {
+    auto have = written.contains(key) ? written[key] : nlohmann::json();
+    auto want = fields.contains(key) ? fields[key] : nlohmann::json();
+    if (have != want) return true;
+  }
+  auto cap = fields.value("capacity", nlohmann::json());
+  if (moved(written.value("capacity", nlohmann::json()), cap, cap, change_share)) return true;
+  if (moved(written.value("use", nlohmann::json()), fields.value("use", nlohmann::json()), cap, change_share)) return true;
+  int64_t stored = written.value("last_heartbeat", int64_t{0});
+  int64_t latest = fields.value("last_heartbeat", int64_t{0});
+  return latest - stored >= refresh_ms;
+}
+
+ManagementState management_of(const nlohmann::json& record) {
+  if (record.is_object() && record.contains("management") && record["management"].is_string())
+    if (auto m = parse_management_state(record["management"].get<std::string>())) return *m;
+  return ManagementState::Enabled;
+}
+
+}  // namespace nodeha::heartbeat

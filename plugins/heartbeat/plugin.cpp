@@ -1,0 +1,42 @@
+// heartbeat: the agent side publishes heartbeats and answers pings; the controller side tracks
+// every node. One library, the side chosen by the host's role.
+#include "agent.h"
+#include "controller.h"
+
+#include <nodeha/plugin.hpp>
+
+namespace nodeha::heartbeat {
+namespace {
+
+const nodeha_config_key kKeys[] = {
+    key("interval", NODEHA_CONFIG_DURATION, "\"15s\"", "duration",
+        "agent: time between heartbeats; controller: assumed for nodes not heard from yet"),
+    key("misses", NODEHA_CONFIG_INTEGER, "3", "intervals", "controller: silent intervals before the ping-back"),
+    key("ping_timeout", NODEHA_CONFIG_DURATION, "\"5s\"", "duration", "controller: how long the ping-back may take"),
+    key("record_every", NODEHA_CONFIG_DURATION, "\"60s\"", "duration",
+        "controller: refresh a node record's last_heartbeat at least this often (states are written at once)"),
+    key("tick", NODEHA_CONFIG_DURATION, "\"100ms\"", "duration", "controller: how often deadlines are checked"),
+    key("addresses", NODEHA_CONFIG_TABLE, "{}", nullptr,
+        "agent: this node's address per network, e.g. { management = \"10.0.0.5\", business = \"192.168.10.5\" }"),
+    key("disk_path", NODEHA_CONFIG_STRING, "\"/var/lib/libvirt/images\"", nullptr,
+        "agent: file system whose size is reported as the node's disk capacity"),
+};
+
+class HeartbeatPlugin : public Plugin {
+ public:
+  explicit HeartbeatPlugin(Host h) : Plugin(std::move(h)) {
+    if (host().is_agent()) agent_ = std::make_unique<AgentSide>(host());
+    else controller_ = std::make_unique<ControllerSide>(host());
+  }
+  Status start() override { return agent_ ? agent_->start() : controller_->start(); }
+
+ private:
+  std::unique_ptr<AgentSide> agent_;
+  std::unique_ptr<ControllerSide> controller_;
+};
+
+}  // namespace
+}  // namespace nodeha::heartbeat
+
+NODEHA_PLUGIN(nodeha::heartbeat::HeartbeatPlugin, "heartbeat", "0.1.0",
+              "heartbeats (agent) and node monitoring (controller)", nodeha::kAnyRole, nodeha::heartbeat::kKeys)

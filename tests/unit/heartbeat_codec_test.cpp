@@ -1,0 +1,146 @@
+// The heartbeat message codec: a round trip, defaults, and every refusal naming its field.
+#include "heartbeat_codec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace nodeha::heartbeat {
+namespace {
+
+using ::testing::HasSubstr;
+
+Heartbeat full() {
+  Heartbeat hb;
+  hb.node = "node-1";
+  hb.seq = 42;
+  hb.boot_id = "6f1c2d7e-boot";
+  hb.sent_at = 1700000000123;
+  hb.interval_ms = 15000;
+  hb.capacity = {32, 65536, 900};
+  hb.use = {4, 8192, 80, 2};
+  hb.addresses = {{"management", "10.0.0.5"}, {"business", "192.168.10.5"}, {"storage", "172.16.0.5"}};
+  hb.vms = {{"0b7e-1", "web-1", "running"}, {"0b7e-2", "db-1", "shutoff"}};
+  hb.checks = {{"netcheck", false, "eth1 target 10.0.0.1 unreachable"}, {"disk", true, ""}};
+  return hb;
+}
+
+// Decodes text that must be refused and returns the message.
+std::string refusal(const std::string& text) {
+  auto r = decode_heartbeat(text);
+  EXPECT_FALSE(r.is_ok()) << "accepted: " << text;
+  EXPECT_EQ(r.status().code(), NODEHA_ERR_INVALID);
+  return r.status().message();
+}
+
+const char* kMinimal = R"({"node":"n1","seq":1,"boot_id":"b1","interval_ms":1000)";
+
+std::string minimal_with(const std::string& extra) { return std::string(kMinimal) + "," + extra + "}"; }
+
+TEST(HeartbeatCodec, RoundTripKeepsEveryField) {
+  auto hb = full();
+  auto decoded = decode_heartbeat(encode_heartbeat(hb));
+  ASSERT_TRUE(decoded.is_ok()) << decoded.status().message();
+  EXPECT_EQ(decoded.value(), hb);
+}
+
+TEST(HeartbeatCodec, OptionalFieldsDefault) {
+  auto r = decode_heartbeat(std::string(kMinimal) + "}");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const auto& hb = r.value();
+  EXPECT_EQ(hb.node, "n1");
+  EXPECT_EQ(hb.seq, 1u);
+  EXPECT_EQ(hb.boot_id, "b1");
+  EXPECT_EQ(hb.interval_ms, 1000);
+  EXPECT_EQ(hb.sent_at, 0);
+  EXPECT_EQ(hb.capacity, Capacity{});
+  EXPECT_TRUE(hb.addresses.empty());
+  EXPECT_TRUE(hb.vms.empty());
+  EXPECT_TRUE(hb.checks.empty());
+}
+
+TEST(HeartbeatCodec, CheckDetailIsOptional) {
+  auto r = decode_heartbeat(minimal_with(R"("checks":[{"name":"disk","ok":true}])"));
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  ASSERT_EQ(r.value().checks.size(), 1u);
+  EXPECT_EQ(r.value().checks[0], (Check{"disk", true, ""}));
+}
+
+TEST(HeartbeatCodec, MalformedJson) {
+  EXPECT_THAT(refusal(R"({"node":"n1",)"), HasSubstr("heartbeat: malformed JSON"));
+  EXPECT_THAT(refusal(""), HasSubstr("heartbeat: malformed JSON"));
+}
+
+TEST(HeartbeatCodec, NotAnObject) {
+  EXPECT_EQ(refusal("[1,2]"), "heartbeat: message must be a JSON object, got array");
+}
+
+TEST(HeartbeatCodec, MissingRequiredFieldIsNamed) {
+  EXPECT_EQ(refusal(R"({"seq":1,"boot_id":"b","interval_ms":1000})"), "heartbeat: missing field \"node\"");
+  EXPECT_EQ(refusal(R"({"node":"n","boot_id":"b","interval_ms":1000})"), "heartbeat: missing field \"seq\"");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"interval_ms":1000})"), "heartbeat: missing field \"boot_id\"");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"b"})"), "heartbeat: missing field \"interval_ms\"");
+  EXPECT_EQ(refusal(minimal_with(R"("checks":[{"ok":true}])")), "heartbeat: missing field \"checks[0].name\"");
+  EXPECT_EQ(refusal(minimal_with(R"("vms":[{"name":"x"}])")), "heartbeat: missing field \"vms[0].uuid\"");
+}
+
+TEST(HeartbeatCodec, WrongTypeIsNamed) {
+  EXPECT_EQ(refusal(R"({"node":7,"seq":1,"boot_id":"b","interval_ms":1000})"),
+            "heartbeat: field \"node\" must be a string, got number");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":"1","boot_id":"b","interval_ms":1000})"),
+            "heartbeat: field \"seq\" must be an unsigned integer, got string");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1.5,"boot_id":"b","interval_ms":1000})"),
+            "heartbeat: field \"seq\" must be an unsigned integer, got number");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":-1,"boot_id":"b","interval_ms":1000})"),
+            "heartbeat: field \"seq\" must not be negative");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"b","interval_ms":"15s"})"),
+            "heartbeat: field \"interval_ms\" must be an integer, got string");
+  EXPECT_EQ(refusal(minimal_with(R"("checks":[{"name":"disk","ok":"yes"}])")),
+            "heartbeat: field \"checks[0].ok\" must be a boolean, got string");
+  EXPECT_EQ(refusal(minimal_with(R"("checks":{"name":"disk"})")),
+            "heartbeat: field \"checks\" must be an array, got object");
+  EXPECT_EQ(refusal(minimal_with(R"("capacity":[])")), "heartbeat: field \"capacity\" must be an object, got array");
+  EXPECT_EQ(refusal(minimal_with(R"("capacity":{"vcpus":-4})")),
+            "heartbeat: field \"capacity.vcpus\" must not be negative");
+  EXPECT_EQ(refusal(minimal_with(R"("capacity":{"vcpus":4294967296})")),
+            "heartbeat: field \"capacity.vcpus\" is out of range");
+  EXPECT_EQ(refusal(minimal_with(R"("addresses":{"business":null})")),
+            "heartbeat: field \"addresses.business\" must be a string, got null");
+  EXPECT_EQ(refusal(minimal_with(R"("sent_at":18446744073709551615)")),
+            "heartbeat: field \"sent_at\" is out of range");
+}
+
+TEST(HeartbeatCodec, UnknownFieldIsNamed) {
+  EXPECT_EQ(refusal(minimal_with(R"("hostname":"x")")), "heartbeat: unknown field \"hostname\"");
+  EXPECT_EQ(refusal(minimal_with(R"("use":{"gpus":1})")), "heartbeat: unknown field \"use.gpus\"");
+  EXPECT_EQ(refusal(minimal_with(R"("vms":[{"uuid":"u","cpu":2}])")), "heartbeat: unknown field \"vms[0].cpu\"");
+  EXPECT_EQ(refusal(minimal_with(R"("checks":[{"name":"d","ok":true,"why":""}])")),
+            "heartbeat: unknown field \"checks[0].why\"");
+}
+
+TEST(HeartbeatCodec, BadValuesAreRefused) {
+  EXPECT_EQ(refusal(R"({"node":"","seq":1,"boot_id":"b","interval_ms":1000})"),
+            "heartbeat: field \"node\" must not be empty");
+  EXPECT_THAT(refusal(R"({"node":"a.b","seq":1,"boot_id":"b","interval_ms":1000})"),
+              HasSubstr("field \"node\" \"a.b\" may not contain"));
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"","interval_ms":1000})"),
+            "heartbeat: field \"boot_id\" must not be empty");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"b","interval_ms":0})"),
+            "heartbeat: field \"interval_ms\" must be positive");
+  EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"b","interval_ms":-5})"),
+            "heartbeat: field \"interval_ms\" must be positive");
+  EXPECT_EQ(refusal(minimal_with(R"("checks":[{"name":"","ok":true}])")),
+            "heartbeat: field \"checks[0].name\" must not be empty");
+}
+
+TEST(HeartbeatCodec, EncodeSurvivesInvalidUtf8) {
+  auto hb = full();
+  hb.vms[0].name = "bad\xff name";
+  auto text = encode_heartbeat(hb);
+  auto r = decode_heartbeat(text);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_NE(r.value().vms[0].name, hb.vms[0].name);  // the bad byte was replaced
+  EXPECT_EQ(r.value().node, "node-1");
+}
+
+}  // namespace
+}  // namespace nodeha::heartbeat
