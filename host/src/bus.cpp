@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <unistd.h>
 
 namespace nodeha::host {
 namespace {
@@ -97,7 +98,10 @@ struct Bus::Impl {
   mutable std::mutex state_mu;
   mutable std::condition_variable state_cv;
 
+  std::atomic<bool> closing{false};
+
   void set_connected(bool up) {
+    if (closing) return;  // our own close is no outage
     {
       std::lock_guard lock(state_mu);
       self->connected_ = up;
@@ -205,6 +209,10 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
   if (st) st = check(natsOptions_SetReconnectWait(o, settings.reconnect_wait_ms), "reconnect wait");
   if (st) st = check(natsOptions_SetTimeout(o, settings.connect_timeout_ms), "connect timeout");
   if (st) st = check(natsOptions_SetReconnectBufSize(o, static_cast<int>(settings.reconnect_buffer_bytes)), "reconnect buffer");
+  for (const auto& [key, file] : {std::pair<const char*, const std::string*>{"credentials", &settings.credentials},
+                                  {"tls_ca", &settings.tls_ca}, {"tls_cert", &settings.tls_cert}, {"tls_key", &settings.tls_key}})
+    if (st && !file->empty() && access(file->c_str(), R_OK) != 0)
+      st = Status(NODEHA_ERR_INVALID, fmt::format("[nats] {} {}: {}", key, *file, std::strerror(errno)));
   if (st && !settings.credentials.empty())
     st = check(natsOptions_SetUserCredentialsFromFiles(o, settings.credentials.c_str(), nullptr), "[nats] credentials " + settings.credentials);
   if (st && !settings.tls_ca.empty()) {
@@ -282,7 +290,14 @@ void Bus::unsubscribe(uint64_t id) {
   natsSubscription_Unsubscribe(sub.get());
 }
 
+namespace {
+Status not_connected(const std::string& what) {
+  return Status(NODEHA_ERR_UNAVAILABLE, what + ": not connected to NATS (reconnecting)");
+}
+}  // namespace
+
 Result<std::string> Bus::request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout) {
+  if (!connected_) return not_connected("request " + subject);
   natsMsg* raw = nullptr;
   natsStatus s = natsConnection_Request(&raw, impl_->conn.get(), subject.c_str(), data.data(),
                                         static_cast<int>(data.size()), timeout.count());
@@ -293,6 +308,7 @@ Result<std::string> Bus::request(const std::string& subject, std::string_view da
 }
 
 Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   kvEntry* raw = nullptr;
@@ -303,6 +319,7 @@ Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
 }
 
 Result<uint64_t> Bus::kv_create(const std::string& bucket, const std::string& key, std::string_view value) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   uint64_t rev = 0;
@@ -312,6 +329,7 @@ Result<uint64_t> Bus::kv_create(const std::string& bucket, const std::string& ke
 }
 
 Result<uint64_t> Bus::kv_update(const std::string& bucket, const std::string& key, std::string_view value, uint64_t expected) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   uint64_t rev = 0;
@@ -321,6 +339,7 @@ Result<uint64_t> Bus::kv_update(const std::string& bucket, const std::string& ke
 }
 
 Result<uint64_t> Bus::kv_put(const std::string& bucket, const std::string& key, std::string_view value) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   uint64_t rev = 0;
@@ -330,6 +349,7 @@ Result<uint64_t> Bus::kv_put(const std::string& bucket, const std::string& key, 
 }
 
 Status Bus::kv_delete(const std::string& bucket, const std::string& key) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   natsStatus s = kvStore_Delete(kv.value(), key.c_str());
@@ -337,6 +357,7 @@ Status Bus::kv_delete(const std::string& bucket, const std::string& key) {
 }
 
 Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
+  if (!connected_) return not_connected("kv " + bucket);
   auto kv = impl_->bucket(bucket);
   if (!kv) return kv.status();
   kvWatchOptions o;
@@ -393,8 +414,39 @@ void Bus::kv_unwatch(uint64_t id) {
   if (w->thread.joinable()) w->thread.join();
 }
 
+Status Bus::ensure_stream(const std::string& name, const std::string& subjects, int64_t max_age_s) {
+  if (!connected_) return not_connected("stream " + name);
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->js) {
+    jsCtx* raw = nullptr;
+    if (auto s = natsConnection_JetStream(&raw, impl_->conn.get(), nullptr); s != NATS_OK) return fail(s, "jetstream");
+    impl_->js.reset(raw);
+  }
+  jsStreamInfo* info = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&info, impl_->js.get(), name.c_str(), nullptr, &err);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(info);
+    return Status::ok();
+  }
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = name.c_str();
+  const char* subj[] = {subjects.c_str()};
+  cfg.Subjects = subj;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.Replicas = static_cast<int64_t>(impl_->settings.kv_replicas);
+  cfg.MaxAge = max_age_s * 1'000'000'000LL;
+  s = js_AddStream(&info, impl_->js.get(), &cfg, nullptr, &err);
+  if (s != NATS_OK) return fail(s, "create stream " + name);
+  jsStreamInfo_Destroy(info);
+  return Status::ok();
+}
+
 void Bus::close(std::chrono::milliseconds timeout) {
   if (!impl_ || !impl_->conn) return;
+  impl_->closing = true;
   std::vector<uint64_t> ids;
   {
     std::lock_guard lock(impl_->mu);

@@ -55,6 +55,9 @@ class Bus {
   Result<uint64_t> kv_watch(const std::string& bucket, const std::string& keys, EntryHandler fn);
   void kv_unwatch(uint64_t id);
 
+  // Creates the JetStream stream `name` over `subjects` unless it exists (audit history).
+  Status ensure_stream(const std::string& name, const std::string& subjects, int64_t max_age_s);
+
   // Flushes pending publishes (up to `timeout`) and closes.
   void close(std::chrono::milliseconds timeout);
 

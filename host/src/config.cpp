@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -210,8 +212,12 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
 
 std::vector<KeyDecl> to_decls(const nodeha_config_key* keys, size_t count) {
   std::vector<KeyDecl> out;
+  if (count == 0 || !keys) return out;
+  // Step by the plugin's own struct size, so the key struct can grow by appending fields.
+  size_t stride = keys[0].struct_size ? keys[0].struct_size : sizeof(nodeha_config_key);
   for (size_t i = 0; i < count; ++i) {
-    const auto& k = keys[i];
+    nodeha_config_key k{};
+    std::memcpy(&k, reinterpret_cast<const char*>(keys) + i * stride, std::min(stride, sizeof k));
     out.push_back({k.name ? k.name : "", k.type,
                    k.default_toml ? std::optional<std::string>(k.default_toml) : std::nullopt,
                    k.unit ? k.unit : "", k.description ? k.description : ""});
@@ -347,6 +353,9 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
                            file, h.node_id));
   h.plugin_path = hj["plugin_path"].get<std::vector<std::string>>();
   h.state_dir = hj["state_dir"];
+  // Relative paths are relative to the config file, like plugin libraries.
+  auto config_dir = std::filesystem::absolute(std::filesystem::path(file)).parent_path();
+  if (!h.state_dir.empty() && std::filesystem::path(h.state_dir).is_relative()) h.state_dir = (config_dir / h.state_dir).string();
   h.local_socket = hj["local_socket"];
   if (h.local_socket.empty()) h.local_socket = h.state_dir + "/local.sock";
   h.log_level = hj["log_level"];
@@ -373,8 +382,7 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
   h.libvirt_uri = ls.value()["uri"];
 
   if (auto* plugins = root["plugin"].as_array()) {
-    std::set<std::string> explicit_names;
-    for (size_t i = 0; i < plugins->size(); ++i) {
+      for (size_t i = 0; i < plugins->size(); ++i) {
       const auto* t = plugins->get(i)->as_table();
       PluginSpec spec;
       spec.index = i;

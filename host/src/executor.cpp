@@ -63,6 +63,16 @@ bool EventLoop::cancel_timer(uint64_t id) {
   return true;
 }
 
+void EventLoop::cancel_all_timers() {
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, t] : timers_)
+      if (t.done) queue_.push_back(std::move(t.done));
+    timers_.clear();
+  }
+  cv_.notify_one();
+}
+
 void EventLoop::stop() {
   {
     std::lock_guard lock(mu_);

@@ -34,6 +34,8 @@ class EventLoop {
   // timer will never fire again (cancelled, one-shot fired, loop stopped).
   uint64_t add_timer(std::chrono::milliseconds first, std::chrono::milliseconds period, Task fire, Task done);
   bool cancel_timer(uint64_t id);
+  // Cancels every timer (their `done` run on the loop).
+  void cancel_all_timers();
   bool in_loop() const { return std::this_thread::get_id() == thread_.get_id(); }
   // Cancels every timer and runs the queue dry, then ends the thread. Idempotent.
   void stop();

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #ifndef NODEHA_VERSION
 #define NODEHA_VERSION "0.0.0"
@@ -123,15 +124,32 @@ int Host::start() {
   if (h.role == NODEHA_ROLE_AGENT) libvirt_ = std::make_unique<LibvirtProvider>(h.libvirt_uri);
   workers_ = std::make_unique<WorkerPool>(static_cast<size_t>(h.workers));
   services_ = Services{h.node_id, h.role, h.nats.prefix, h.state_dir, bus_.get(), metrics_.get(), workers_.get(), libvirt_.get()};
+  if (h.role == NODEHA_ROLE_CONTROLLER) keep_event_stream();
 
+  // Every plugin reads and checks its config before any starts: a refusal is a config error.
   for (const auto& p : planned.value()) {
-    std::unique_ptr<PluginInstance> inst;
-    if (auto s = start_planned(p, &inst); !s) {
+    auto inst = std::make_unique<PluginInstance>(services_, p.name, p.library, p.config_json, p.where);
+    if (auto s = inst->create(); !s) {
+      spdlog::error("refused: {}", s.message());
+      plugins_.clear();
+      stop();
+      return kExitRefused;
+    }
+    plugins_.push_back(std::move(inst));
+  }
+  for (size_t i = 0; i < plugins_.size(); ++i) {
+    PluginInstance& inst = *plugins_[i];
+    if (auto s = inst.start(); !s) {
       spdlog::error("{}", s.message());
+      set_up(inst.name(), false);
+      plugins_.resize(i + 1);  // the ones after it were never started: destroyed without stop
+      plugins_.pop_back();
       stop();
       return kExitFailed;
     }
-    plugins_.push_back(std::move(inst));
+    set_up(inst.name(), true);
+    const nodeha_plugin& d = inst.library()->descriptor();
+    spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
   }
   spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s)", NODEHA_VERSION, h.node_id, role_name(h.role),
                plugins_.size());
@@ -152,10 +170,15 @@ Status Host::reload() {
   }
   const HostConfig& now = doc_.host();
   const HostConfig& next = doc.value().host();
-  if (next.node_id != now.node_id || next.role != now.role || next.nats.servers != now.nats.servers ||
-      next.nats.prefix != now.nats.prefix || next.metrics_listen != now.metrics_listen ||
-      next.libvirt_uri != now.libvirt_uri || next.state_dir != now.state_dir)
-    spdlog::warn("reload: changes to [host], [nats], [metrics] or [libvirt] take effect at the next restart");
+  auto host_sections = [](const HostConfig& c) {
+    return std::tie(c.node_id, c.role, c.state_dir, c.local_socket, c.log_level, c.workers, c.nats.servers,
+                    c.nats.credentials, c.nats.tls_ca, c.nats.tls_cert, c.nats.tls_key, c.nats.prefix, c.nats.kv_replicas,
+                    c.nats.kv_history, c.nats.reconnect_wait_ms, c.nats.connect_timeout_ms, c.nats.reconnect_buffer_bytes,
+                    c.metrics_listen, c.libvirt_uri);
+  };
+  if (host_sections(next) != host_sections(now))
+    spdlog::warn("reload: changes to [host], [nats], [metrics] or [libvirt] take effect at the next restart "
+                 "(plugin_path applies now)");
 
   std::map<std::string, std::unique_ptr<PluginInstance>> running;
   std::vector<std::string> old_order;
@@ -213,7 +236,31 @@ Status Host::reload() {
   return result;
 }
 
+// Events on <prefix>.evt.> are kept in a stream as the audit history; controllers create it as
+// soon as NATS answers.
+void Host::keep_event_stream() {
+  std::string prefix = doc_.host().nats.prefix;
+  std::string name = prefix;
+  for (auto& c : name) c = (c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  name += "_EVENTS";
+  workers_->submit(this, [this, name, prefix] {
+    constexpr int64_t kThirtyDays = 30LL * 24 * 3600;
+    for (;;) {
+      auto s = bus_->ensure_stream(name, prefix + ".evt.>", kThirtyDays);
+      if (s) return;
+      std::unique_lock lock(stop_mu_);
+      if (stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
+    }
+  });
+}
+
 void Host::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (workers_) workers_->wait_owner(this);
   for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
     spdlog::info("stopping plugin {}", (*it)->name());
     (*it)->stop();

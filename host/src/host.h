@@ -9,7 +9,9 @@
 #include "metrics.h"
 #include "plugin_instance.h"
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,7 @@ class Host {
  private:
   Status start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out);
   void set_up(const std::string& plugin, bool up);
+  void keep_event_stream();
 
   std::string file_;
   std::vector<std::string> overrides_;
@@ -60,6 +63,9 @@ class Host {
   std::unique_ptr<WorkerPool> workers_;
   std::vector<std::unique_ptr<PluginInstance>> plugins_;
   nodeha_metric* bus_connected_ = nullptr;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace nodeha::host

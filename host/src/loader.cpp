@@ -6,7 +6,11 @@
 
 #include <cstddef>
 #include <dlfcn.h>
+#include <atomic>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <unistd.h>
 #include <sys/stat.h>
 
 namespace nodeha::host {
@@ -17,7 +21,38 @@ struct Library::Handle {
   boost::dll::shared_library lib;
 };
 
-Library::~Library() = default;
+Library::~Library() {
+  handle_.reset();  // unload first, then remove the copy it was loaded from
+  if (!copy_.empty()) {
+    std::error_code ec;
+    fs::remove(copy_, ec);
+  }
+}
+
+namespace {
+// Libraries loaded now, by path. The dynamic loader hands back an already loaded object for a
+// path it knows, so a library rebuilt in place is loaded from a private copy instead.
+std::mutex registry_mu;
+std::map<std::string, std::weak_ptr<Library>> registry;
+
+bool loaded_with_other_identity(const std::string& path, const FileIdentity& id) {
+  std::lock_guard lock(registry_mu);
+  auto it = registry.find(path);
+  if (it == registry.end()) return false;
+  auto lib = it->second.lock();
+  return lib && !(lib->identity() == id);
+}
+
+Result<std::string> private_copy(const std::string& path) {
+  static std::atomic<int> counter{0};
+  fs::path copy = fs::temp_directory_path() /
+                  fmt::format("nodeha-{}-{}-{}", getpid(), counter++, fs::path(path).filename().string());
+  std::error_code ec;
+  fs::copy_file(path, copy, fs::copy_options::overwrite_existing, ec);
+  if (ec) return Status(NODEHA_ERR_INTERNAL, fmt::format("cannot copy {} to load its new version: {}", path, ec.message()));
+  return copy.string();
+}
+}  // namespace
 
 FileIdentity identify(const std::string& path) {
   struct stat st {};
@@ -76,13 +111,19 @@ Result<std::shared_ptr<Library>> load_library(const std::string& spec, const std
   lib->path_ = path.value();
   lib->identity_ = identify(lib->path_);
   lib->handle_ = std::make_unique<Library::Handle>();
+  std::string load_from = lib->path_;
+  if (loaded_with_other_identity(lib->path_, lib->identity_)) {
+    auto copy = private_copy(lib->path_);
+    if (!copy) return copy.status();
+    load_from = lib->copy_ = copy.value();
+  }
   boost::system::error_code ec;
-  lib->handle_->lib.load(boost::dll::fs::path(lib->path_),
+  lib->handle_->lib.load(boost::dll::fs::path(load_from),
                          boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
   if (ec) {
     // Boost keeps only an error code; ask the dynamic loader again for the reason in words.
     std::string why = ec.message();
-    if (void* h = dlopen(lib->path_.c_str(), RTLD_NOW | RTLD_LOCAL)) dlclose(h);
+    if (void* h = dlopen(load_from.c_str(), RTLD_NOW | RTLD_LOCAL)) dlclose(h);
     else if (const char* e = dlerror()) why = e;
     return Status(NODEHA_ERR_INVALID, fmt::format("cannot load library {}: {}", lib->path_, why));
   }
@@ -95,6 +136,9 @@ Result<std::shared_ptr<Library>> load_library(const std::string& spec, const std
   if (!lib->descriptor_)
     return Status(NODEHA_ERR_INVALID, fmt::format("{}: the entry symbol returned no descriptor", lib->path_));
   if (auto s = check_version(*lib->descriptor_, lib->path_); !s) return s;
+  std::lock_guard lock(registry_mu);
+  auto& slot = registry[lib->path_];
+  if (!slot.lock() || lib->copy_.empty()) slot = lib;
   return lib;
 }
 

@@ -31,6 +31,7 @@ class Library {
   struct Handle;
   std::unique_ptr<Handle> handle_;
   std::string path_;
+  std::string copy_;  // a private copy loaded instead of path_, removed after unloading
   FileIdentity identity_;
   const nodeha_plugin* descriptor_ = nullptr;
 };

@@ -47,8 +47,11 @@ struct PluginInstance::Access {
   static nodeha_status subscribe(nodeha_host* h, const char* subject, const char* queue, uint32_t flags,
                                  nodeha_msg_fn fn, void* ctx, nodeha_release_fn release, uint64_t* out_id) {
     (void)flags;  // NODEHA_SUB_LOCAL: served on the local socket by the local transport
-    if (!valid(subject) || !fn) return NODEHA_ERR_INVALID;
     auto& self = of(h);
+    if (!valid(subject) || !fn || self.stopping_) {
+      if (release) release(ctx);
+      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
+    }
     uint64_t id = self.add_registration({Registration::kSubscription, 0, release, ctx});
     EventLoop* loop = self.loop_.get();
     auto sub = self.services_.bus->subscribe(subject, queue ? queue : "", [&self, loop, id, fn, ctx](Message m) {
@@ -62,6 +65,7 @@ struct PluginInstance::Access {
       Registration r;
       self.take_registration(id, &r);
       spdlog::warn("[{}] {}", self.name_, sub.status().message());
+      if (release) release(ctx);
       return sub.status().code();
     }
     {
@@ -140,8 +144,11 @@ struct PluginInstance::Access {
   }
   static nodeha_status kv_watch(nodeha_host* h, const char* bucket, const char* keys, nodeha_kv_fn fn, void* ctx,
                                 nodeha_release_fn release, uint64_t* out_id) {
-    if (!valid(bucket) || !valid(keys) || !fn) return NODEHA_ERR_INVALID;
     auto& self = of(h);
+    if (!valid(bucket) || !valid(keys) || !fn || self.stopping_) {
+      if (release) release(ctx);
+      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
+    }
     uint64_t id = self.add_registration({Registration::kWatch, 0, release, ctx});
     EventLoop* loop = self.loop_.get();
     auto w = self.services_.bus->kv_watch(bucket, keys, [&self, loop, id, fn, ctx](KvEntry e) {
@@ -154,6 +161,7 @@ struct PluginInstance::Access {
     if (!w) {
       Registration r;
       self.take_registration(id, &r);
+      if (release) release(ctx);
       return w.status().code();
     }
     {
@@ -180,18 +188,31 @@ struct PluginInstance::Access {
     for (size_t i = 0; i < label_count; ++i) l.emplace_back(labels[i].name ? labels[i].name : "", labels[i].value ? labels[i].value : "");
     std::vector<double> b(buckets, buckets + bucket_count);
     std::string error;
-    auto* m = of(h).services_.metrics->series(kind, name, help ? help : name, l, b, &error);
-    if (!m) spdlog::warn("[{}] {}", of(h).name_, error);
+    auto& self = of(h);
+    auto* m = self.services_.metrics->series(kind, name, help ? help : name, l, b, &error);
+    if (!m) {
+      spdlog::warn("[{}] {}", self.name_, error);
+      return nullptr;
+    }
+    std::lock_guard lock(self.mu_);
+    self.metrics_.insert(m);
     return m;
   }
   static void metric_add(nodeha_metric* m, double v) { if (m) Metrics::add(m, v); }
   static void metric_set(nodeha_metric* m, double v) { if (m) Metrics::set(m, v); }
   static void metric_observe(nodeha_metric* m, double v) { if (m) Metrics::observe(m, v); }
-  static void metric_remove(nodeha_host* h, nodeha_metric* m) { of(h).services_.metrics->remove(m); }
+  static void metric_remove(nodeha_host* h, nodeha_metric* m) {
+    auto& self = of(h);
+    {
+      std::lock_guard lock(self.mu_);
+      if (!self.metrics_.erase(m)) return;
+    }
+    self.services_.metrics->remove(m);
+  }
 
   static nodeha_status post(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release) {
     if (!fn) return NODEHA_ERR_INVALID;
-    if (of(h).loop_->post([fn, ctx, release] {
+    if (!of(h).stopping_ && of(h).loop_->post([fn, ctx, release] {
           fn(ctx);
           if (release) release(ctx);
         }))
@@ -202,7 +223,7 @@ struct PluginInstance::Access {
   static nodeha_status spawn(nodeha_host* h, nodeha_task_fn fn, void* ctx, nodeha_release_fn release) {
     if (!fn) return NODEHA_ERR_INVALID;
     auto& self = of(h);
-    if (self.services_.workers->submit(&self, [fn, ctx, release] {
+    if (!self.stopping_ && self.services_.workers->submit(&self, [fn, ctx, release] {
           fn(ctx);
           if (release) release(ctx);
         }))
@@ -212,8 +233,11 @@ struct PluginInstance::Access {
   }
   static nodeha_status timer_start(nodeha_host* h, int64_t first_ms, int64_t period_ms, nodeha_task_fn fn, void* ctx,
                                    nodeha_release_fn release, uint64_t* out_id) {
-    if (!fn || first_ms < 0 || period_ms < 0) return NODEHA_ERR_INVALID;
     auto& self = of(h);
+    if (!fn || first_ms < 0 || period_ms < 0 || self.stopping_) {
+      if (release) release(ctx);
+      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
+    }
     uint64_t id = self.loop_->add_timer(
         std::chrono::milliseconds(first_ms), std::chrono::milliseconds(period_ms), [fn, ctx] { fn(ctx); },
         [release, ctx] {
@@ -297,7 +321,7 @@ void PluginInstance::release_later(nodeha_release_fn release, void* ctx) {
   if (!loop_ || !loop_->post([release, ctx] { release(ctx); })) release(ctx);
 }
 
-Status PluginInstance::start() {
+Status PluginInstance::create() {
   const nodeha_plugin& d = library_->descriptor();
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
@@ -306,9 +330,17 @@ Status PluginInstance::start() {
   self_ = d.create(api(), ctx_.get(), &err);
   if (!self_) {
     loop_->stop();
-    return Status(NODEHA_ERR_INVALID, fmt::format("plugin {} ({}): cannot be created: {}", name_, where_,
-                                                  err.message[0] ? err.message : "no reason given"));
+    return Status(NODEHA_ERR_INVALID, fmt::format("{}: plugin '{}': {}", where_, name_,
+                                                  err.message[0] ? err.message : "refused its configuration"));
   }
+  return Status::ok();
+}
+
+Status PluginInstance::start() {
+  const nodeha_plugin& d = library_->descriptor();
+  if (!self_)
+    if (auto s = create(); !s) return s;
+  nodeha_error err{sizeof(nodeha_error), {}};
   int rc = 0;
   loop_->run_sync([&] { rc = d.start(self_, &err); });
   if (rc != 0) {
@@ -329,6 +361,10 @@ void PluginInstance::teardown(bool call_stop) {
   const nodeha_plugin& d = library_->descriptor();
   if (call_stop) loop_->run_sync([&] { d.stop(self_); });
   running_ = false;
+  // From here on nothing of the plugin's runs again but what is already running: no new work is
+  // accepted and its timers go now, not after its workers finished.
+  stopping_ = true;
+  loop_->cancel_all_timers();
   // Drop what it registered; releases queue on the loop behind anything already queued.
   std::map<uint64_t, Registration> regs;
   {
@@ -344,6 +380,12 @@ void PluginInstance::teardown(bool call_stop) {
   loop_->stop();  // cancels timers (running their releases) and drains the queue
   if (self_) d.destroy(self_);
   self_ = nullptr;
+  std::set<nodeha_metric*> series;
+  {
+    std::lock_guard lock(mu_);
+    series.swap(metrics_);
+  }
+  for (auto* m : series) services_.metrics->remove(m);
 }
 
 }  // namespace nodeha::host

@@ -9,6 +9,7 @@
 
 #include <nodeha/plugin.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,8 +40,11 @@ class PluginInstance {
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;
 
-  // Creates the plugin object and starts it on its event thread. On failure nothing it registered
-  // is left behind and the message says why.
+  // Builds the plugin object: it reads and checks its config, starts nothing. A refusal here is
+  // a configuration error.
+  Status create();
+  // Starts it on its event thread (creating it first if needed). On failure nothing it
+  // registered is left behind and the message says why.
   Status start();
   // Stops it (see plugin.h for the order). Idempotent.
   void stop();
@@ -79,7 +83,9 @@ class PluginInstance {
   std::unique_ptr<EventLoop> loop_;
   void* self_ = nullptr;
   bool running_ = false;
+  std::atomic<bool> stopping_{false};  // after stop(): nothing new is accepted
   std::mutex mu_;
+  std::set<nodeha_metric*> metrics_;  // series it created, removed when it stops
   std::map<uint64_t, Registration> registrations_;
   std::set<uint64_t> timers_;
   uint64_t next_id_ = 1;

@@ -97,7 +97,8 @@ struct Candidates {
   // "node-b lacks memory: needs 4096 MiB, 1024 MiB free after overcommit, short by 3072 MiB"
   std::string shortage_text(size_t i, const Amounts& need) const {
     auto amount = [](double value, size_t r) {
-      return std::to_string(static_cast<int64_t>(value)) + " " + kResourceUnit[r];
+      std::string unit = value == 1 && r == 0 ? "vCPU" : kResourceUnit[r];
+      return std::to_string(static_cast<int64_t>(value)) + " " + unit;
     };
     std::string text = node[i]->id + " lacks ";
     const char* separator = "";
@@ -144,6 +145,7 @@ class Planner {
       auto policy = request.groups.find(vm.group);
       groups_.try_emplace(vm.group, Group{policy == request.groups.end() || policy->second == GroupPolicy::kHard, {}});
     }
+    // Only candidates can take a VM, so only their members matter.
     for (size_t i = 0; i < candidates_.size(); ++i) {
       for (const auto& [name, count] : candidates_.node[i]->groups) {
         auto group = groups_.find(name);
@@ -159,8 +161,8 @@ class Planner {
     size_t chosen = kNone;
     std::optional<Reason> why;
     if (target_id_) {
+      chosen = target_candidate_;
       why = check_target(need, group, vm.group);
-      if (!why) chosen = target_candidate_;
     } else {
       chosen = choose(need, group);
       if (chosen == kNone) why = explain(need, group, vm.group);
@@ -182,24 +184,43 @@ class Planner {
     if (group) {
       for (const auto& [i, count] : group->members) candidates_.group_count[i] = count;
     }
-    bool hard = group && group->hard;
+    size_t best = group && !group->hard ? choose_spreading_group(need) : choose_by_score(need);
+    if (group) {
+      for (const auto& [i, count] : group->members) candidates_.group_count[i] = 0;
+    }
+    return best;
+  }
+
+  // No group, or a hard one: nodes holding the group are out, the best score wins.
+  size_t choose_by_score(const Amounts& need) const {
+    size_t best = kNone;
+    double best_score = -std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < candidates_.size(); ++i) {
+      if (!candidates_.fits(i, need) || candidates_.group_count[i] > 0) continue;
+      double score = sign_ * candidates_.share_left_after(i, need);
+      // Candidates come in id order, so on a tie the smallest id stays.
+      if (score > best_score) {
+        best = i;
+        best_score = score;
+      }
+    }
+    return best;
+  }
+
+  // A soft group: the fewest VMs of the group first, then the best score.
+  size_t choose_spreading_group(const Amounts& need) const {
     size_t best = kNone;
     int64_t best_count = 0;
     double best_score = 0;
     for (size_t i = 0; i < candidates_.size(); ++i) {
       if (!candidates_.fits(i, need)) continue;
       int64_t count = candidates_.group_count[i];
-      if (hard && count > 0) continue;
       double score = sign_ * candidates_.share_left_after(i, need);
-      // Candidates come in id order, so on a full tie the smallest id stays.
       if (best == kNone || count < best_count || (count == best_count && score > best_score)) {
         best = i;
         best_count = count;
         best_score = score;
       }
-    }
-    if (group) {
-      for (const auto& [i, count] : group->members) candidates_.group_count[i] = 0;
     }
     return best;
   }
@@ -478,7 +499,8 @@ Json parse(std::string_view text, const char* what, Status& error) {
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {
-    error = Status(NODEHA_ERR_INVALID, std::string(what) + " is not valid JSON (at byte " + std::to_string(e.byte) + ")");
+    error = Status(NODEHA_ERR_INVALID,
+                   std::string(what) + " is not valid JSON (at byte " + std::to_string(e.byte) + ")");
     return nullptr;
   }
 }
@@ -500,8 +522,11 @@ Result<PlacementRequest> decode_request(const Json& json) {
   }
   if (const Json* exclude = in.array("exclude", false)) {
     for (size_t i = 0; i < exclude->size() && in.ok(); ++i) {
-      if (!is_name((*exclude)[i])) in.fail(item("exclude", i) + " must be a non-empty string");
-      else request.exclude.push_back((*exclude)[i].get<std::string>());
+      if (is_name((*exclude)[i])) {
+        request.exclude.push_back((*exclude)[i].get<std::string>());
+      } else {
+        in.fail(item("exclude", i) + " must be a non-empty string");
+      }
     }
   }
   if (json.contains("target")) request.target = in.name("target");

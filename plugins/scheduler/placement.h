@@ -6,17 +6,34 @@
 // The rules, in the order they are applied:
 //  * Capacity of a node, per resource: floor((reported - host_reserve) * ratio), as Nova does;
 //    zero when the reserve is larger than the node. Free = capacity - used - reservations,
-//    never below zero. A VM's disk counts only when it is on local disk.
+//    never below zero. A VM's disk counts only when it is on local disk. Amounts are whole
+//    numbers; capacities are capped at 2^52.
 //  * Filters: management state "enabled", monitor state "normal", not in `exclude`, room for
-//    the VM, and no VM of the same hard anti-affinity group already there. A group with no
-//    policy in the request is hard.
+//    the VM, and no VM of the same hard anti-affinity group already there (counting the VMs
+//    this plan has put there). A group with no policy in the request is hard.
 //  * Order: VMs are placed one at a time, largest memory first, then most vCPUs, most local
 //    disk, then uuid; each placement consumes room (and group slots) for the next.
 //  * Choice: with a soft group, the node holding the fewest VMs of the group wins outright;
 //    then the policy's score, the mean over resources of free_after / capacity (spread: the
-//    highest, pack: the lowest; resources a node has none of are left out of its mean); then
-//    the smallest node id. The same input always gives the same plan, whatever the node order.
-//  * A target is checked by the same filters, and the VM goes there or nowhere.
+//    highest, pack: the lowest; a resource the node has none of stays out of its mean); then
+//    the smallest node id. The same input always gives the same plan, whatever the order of
+//    the nodes or of the VMs (node ids and VM uuids being unique).
+//  * A target is checked by the same filters (soft groups aside), and the VM goes there or
+//    nowhere.
+//
+// Reasons, for a VM that cannot be placed:
+//  no_candidates          "no candidate node: 3 nodes not enabled, 2 not normal, 1 excluded"
+//                         (each node counted once, by the first of these filters it fails)
+//  insufficient_capacity  "no candidate node has room (5 nodes); closest: node-b lacks memory:
+//                         needs 4096 MiB, 1024 MiB free after overcommit, short by 3072 MiB"
+//                         (closest: the smallest sum over short resources of missing/needed)
+//  anti_affinity          "group 'db' (hard anti-affinity) already has a VM on every candidate
+//                         node with room (2 nodes)"; only when some candidate has room
+//  target_unavailable     "target node-b is not a known node" / "is not enabled (management
+//                         state 'disabled')" / "is not normal (monitor state 'down')" / "is
+//                         excluded" / "already has a VM of hard anti-affinity group 'db'"
+//  target_insufficient    "node-b lacks memory: needs 4096 MiB, 1024 MiB free after overcommit,
+//                         short by 3072 MiB" (every short resource, joined by "; ")
 #pragma once
 
 #include <nodeha/plugin.hpp>

@@ -20,6 +20,8 @@ class HostProcess {
   // Waits until /metrics answers (the host wrote <state>/metrics.address); false on timeout or exit.
   bool wait_ready(std::chrono::milliseconds timeout = 15s);
   std::string metrics() const;
+  // host:port of the host's /metrics (from <state>/metrics.address); empty before wait_ready().
+  const std::string& metrics_address() const { return address_; }
   double metric(const std::string& series) const { return metric_value(metrics(), series); }
   // Rewrites the config file (for SIGHUP tests).
   void rewrite(const std::string& config);

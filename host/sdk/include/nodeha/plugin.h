@@ -47,12 +47,13 @@ typedef struct nodeha_str {
 
 typedef enum nodeha_status {
   NODEHA_OK = 0,
-  NODEHA_ERR_INVALID = 1,     /* bad argument: empty subject, unknown bucket name, ... */
+  NODEHA_ERR_INVALID = 1,     /* bad argument: empty subject or key, ... */
   NODEHA_ERR_NOT_FOUND = 2,   /* key absent or deleted */
   NODEHA_ERR_CONFLICT = 3,    /* create of an existing key, update with a stale revision */
   NODEHA_ERR_TIMEOUT = 4,     /* request or operation timed out */
   NODEHA_ERR_NO_RESPONDERS = 5,
-  NODEHA_ERR_UNAVAILABLE = 6, /* not connected to NATS (or libvirt); retry later */
+  NODEHA_ERR_UNAVAILABLE = 6, /* not connected to NATS (or libvirt), or the instance is stopping;
+                                 retry later. Publishes are buffered while reconnecting instead. */
   NODEHA_ERR_INTERNAL = 7
 } nodeha_status;
 
@@ -128,9 +129,11 @@ typedef void (*nodeha_msg_fn)(void* ctx, const nodeha_msg* msg);
 typedef void (*nodeha_kv_fn)(void* ctx, const nodeha_kv_entry* entry);
 typedef void (*nodeha_bytes_fn)(void* ctx, const char* data, size_t size);
 typedef void (*nodeha_task_fn)(void* ctx);
-/* Called once the host will never again call the function it was registered with: after
- * unsubscribe, unwatch, cancel, a one-shot timer or posted task has run, or the instance stops.
- * May be NULL. Runs on the event thread, or on the control thread once the instance stopped. */
+/* Called exactly once, when the host will never again call the function it was registered with:
+ * after unsubscribe, unwatch, cancel, once a one-shot timer, posted or spawned task has run, when
+ * the instance stops, and also when the registering call itself failed. May be NULL. Runs on the
+ * event thread (on the worker for spawned tasks; on the calling or control thread when the call
+ * failed or the instance stopped). */
 typedef void (*nodeha_release_fn)(void* ctx);
 
 /* Subscription flags. */
@@ -164,7 +167,8 @@ typedef struct nodeha_host_api {
                            int64_t timeout_ms, nodeha_bytes_fn sink, void* sink_ctx);
   nodeha_status (*respond)(nodeha_host* h, const char* reply, const char* data, size_t size);
 
-  /* JetStream key-value; buckets are created on first use with the host's settings */
+  /* JetStream key-value; buckets are created on first use with the host's settings
+   * ([nats] kv_replicas, kv_history); bucket names are not prefixed */
   nodeha_status (*kv_get)(nodeha_host* h, const char* bucket, const char* key, nodeha_kv_fn fn,
                           void* ctx);
   nodeha_status (*kv_create)(nodeha_host* h, const char* bucket, const char* key,
