@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <thread>
 
 namespace nodeha::test {
@@ -212,6 +213,35 @@ TEST(Host, InvalidReloadIsRefusedAndTheOldConfigKeepsRunning) {
   EXPECT_THAT(host.log(), HasSubstr("unknown key 'bogus'"));
   auto bus = client(nats);
   EXPECT_EQ(ask(*bus, "nodeha.echo", "still"), "still");
+}
+
+}  // namespace
+}  // namespace nodeha::test
+
+namespace nodeha::test {
+namespace {
+
+// A library rebuilt in place (installed under the same path) must run its new code after SIGHUP,
+// although the dynamic loader still holds the old one.
+TEST(Host, SighupLoadsALibraryRebuiltInPlace) {
+  NatsServer nats;
+  TempDir lib;
+  std::string path = lib.file("plugin.so");
+  std::filesystem::copy_file(NODEHA_PLUGIN_DIR "/nodeha_echo.so", path);
+  HostProcess host(controller(nats, "[[plugin]]\nname = \"swap\"\nlibrary = \"" + path + "\"\nsubject = \"nodeha.swap\"\n"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  auto bus = client(nats);
+  ASSERT_EQ(ask(*bus, "nodeha.swap", "abc"), "abc");
+
+  // Installed the way install(1) does it: a new file renamed over the old one.
+  std::filesystem::copy_file(NODEHA_FIXTURE_DIR "/lifecycle.so", path + ".new");
+  std::filesystem::rename(path + ".new", path);
+  host.process().signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] {
+    auto r = bus->request("nodeha.swap", "abc", 300ms);
+    return r && r.value() == "ABC";
+  })) << host.log();
+  EXPECT_EQ(host.metric("nodeha_config_reloads_total{result=\"ok\"}"), 1);
 }
 
 }  // namespace
