@@ -1,0 +1,107 @@
+#include "cluster_view.h"
+
+#include <algorithm>
+
+namespace nodeha::scheduler {
+namespace {
+
+int64_t number(const nlohmann::json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
+}
+
+Resources resources_of(const nlohmann::json& j) {
+  return Resources{number(j, "vcpus"), number(j, "memory_mib"), number(j, "disk_gib")};
+}
+
+void add(Resources& a, const Resources& b) {
+  a.vcpus += b.vcpus;
+  a.memory_mib += b.memory_mib;
+  a.disk_gib += b.disk_gib;
+}
+
+}  // namespace
+
+void ClusterView::on_node(const std::string& id, const nlohmann::json* record) {
+  if (!record || !record->is_object()) {
+    nodes_.erase(id);
+    return;
+  }
+  Node& n = nodes_[id];
+  n.management = record->value("management", "enabled");
+  n.monitor = record->value("monitor", "normal");
+  n.capacity = resources_of(record->value("capacity", nlohmann::json::object()));
+  n.reported_use = resources_of(record->value("use", nlohmann::json::object()));
+}
+
+void ClusterView::on_vm(const std::string& uuid, const nlohmann::json* record) {
+  if (!record || !record->is_object() || !record->contains("node") || !(*record)["node"].is_string()) {
+    vms_.erase(uuid);
+    return;
+  }
+  Vm vm;
+  vm.node = (*record)["node"];
+  vm.group = record->value("group", "");
+  vm.resources = resources_of(*record);
+  if (!record->value("local_disk", false)) vm.resources.disk_gib = 0;  // shared storage takes no node disk
+  vms_[uuid] = vm;
+}
+
+void ClusterView::reserve(const std::string& task, const std::string& node, const VmRequest& vm,
+                          Clock::time_point expires) {
+  reservations_.push_back(
+      {task, node, vm.group, Resources{vm.vcpus, vm.memory_mib, vm.local_disk ? vm.disk_gib : 0}, expires});
+}
+
+size_t ClusterView::release(const std::string& task) {
+  auto before = reservations_.size();
+  std::erase_if(reservations_, [&](const Reservation& r) { return r.task == task; });
+  return before - reservations_.size();
+}
+
+void ClusterView::expire(Clock::time_point now) {
+  std::erase_if(reservations_, [&](const Reservation& r) { return r.expires <= now; });
+}
+
+Resources ClusterView::reserved_total() const {
+  Resources total;
+  for (const auto& r : reservations_) add(total, r.resources);
+  return total;
+}
+
+std::vector<NodeState> ClusterView::nodes() const {
+  std::map<std::string, NodeState> out;
+  for (const auto& [id, n] : nodes_) {
+    NodeState s;
+    s.id = id;
+    s.management = n.management;
+    s.monitor = n.monitor;
+    s.capacity = n.capacity;
+    s.host_reserve = host_reserve_;
+    out.emplace(id, std::move(s));
+  }
+  std::map<std::string, Resources> placed;
+  for (const auto& [uuid, vm] : vms_) {
+    auto it = out.find(vm.node);
+    if (it == out.end()) continue;
+    add(placed[vm.node], vm.resources);
+    if (!vm.group.empty()) it->second.groups[vm.group]++;
+  }
+  for (auto& [id, s] : out) {
+    const Resources& mine = placed[id];
+    const Resources& reported = nodes_.at(id).reported_use;
+    s.used = Resources{std::max(mine.vcpus, reported.vcpus), std::max(mine.memory_mib, reported.memory_mib),
+                       std::max(mine.disk_gib, reported.disk_gib)};
+  }
+  for (const auto& r : reservations_) {
+    auto it = out.find(r.node);
+    if (it == out.end()) continue;
+    add(it->second.reservations, r.resources);
+    if (!r.group.empty()) it->second.groups[r.group]++;
+  }
+  std::vector<NodeState> list;
+  list.reserve(out.size());
+  for (auto& [id, s] : out) list.push_back(std::move(s));
+  return list;
+}
+
+}  // namespace nodeha::scheduler

@@ -1,0 +1,148 @@
+// scheduler (controller): answers <prefix>.cmd.sched.place with a target node for every VM, or
+// the reason it has none, from the cluster as the nodes and vms buckets describe it. Placements
+// made with `reserve` hold their room until they expire or `sched.release` names their task.
+#include "cluster_view.h"
+#include "command.h"
+#include "placement.h"
+
+#include <nodeha/plugin.hpp>
+
+namespace nodeha::scheduler {
+namespace {
+
+const nodeha_config_key kKeys[] = {
+    key("cpu_ratio", NODEHA_CONFIG_FLOAT, "4.0", nullptr, "vCPU overcommit: schedulable vCPUs per physical CPU"),
+    key("memory_ratio", NODEHA_CONFIG_FLOAT, "1.0", nullptr, "memory overcommit"),
+    key("disk_ratio", NODEHA_CONFIG_FLOAT, "1.0", nullptr, "local disk overcommit"),
+    key("reserve_vcpus", NODEHA_CONFIG_INTEGER, "1", "vCPUs", "kept on every node for the host itself"),
+    key("reserve_memory_mib", NODEHA_CONFIG_INTEGER, "1024", "MiB", "kept on every node for the host itself"),
+    key("reserve_disk_gib", NODEHA_CONFIG_INTEGER, "0", "GiB", "kept on every node for the host itself"),
+    key("policy", NODEHA_CONFIG_STRING, "\"spread\"", nullptr, "spread (most free after placement) or pack"),
+};
+
+class Scheduler : public Plugin {
+ public:
+  explicit Scheduler(Host h)
+      : Plugin(std::move(h)),
+        view_(Resources{host().config().at("reserve_vcpus").get<int64_t>(),
+                        host().config().at("reserve_memory_mib").get<int64_t>(),
+                        host().config().at("reserve_disk_gib").get<int64_t>()}) {
+    const auto& c = host().config();
+    settings_.overcommit = {c.at("cpu_ratio").get<double>(), c.at("memory_ratio").get<double>(),
+                            c.at("disk_ratio").get<double>()};
+    std::string policy = c.at("policy");
+    if (policy != "spread" && policy != "pack") throw ConfigError("policy must be \"spread\" or \"pack\", not \"" + policy + "\"");
+    settings_.default_policy = policy == "pack" ? Policy::kPack : Policy::kSpread;
+    if (auto s = check_settings(settings_); !s) throw ConfigError(s.message());
+  }
+
+  Status start() override {
+    duration_ = host().histogram("nodeha_scheduler_duration_seconds", "time to answer one placement request",
+                                 {0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
+    for (const char* r : {"vcpus", "memory_mib", "disk_gib"})
+      reserved_[r] = host().gauge("nodeha_scheduler_reserved", "room held by placements in flight", {{"resource", r}});
+    auto nodes = host().kv_watch("nodes", ">", [this](const KvEntry& e) {
+      auto j = nlohmann::json::parse(e.value, nullptr, false);
+      view_.on_node(e.key, e.deleted || j.is_discarded() ? nullptr : &j);
+    });
+    if (!nodes) return nodes.status();
+    auto vms = host().kv_watch("vms", ">", [this](const KvEntry& e) {
+      auto j = nlohmann::json::parse(e.value, nullptr, false);
+      view_.on_vm(e.key, e.deleted || j.is_discarded() ? nullptr : &j);
+    });
+    if (!vms) return vms.status();
+    for (auto [op, fn] : {std::pair<const char*, void (Scheduler::*)(const Message&)>{"cmd.sched.place", &Scheduler::place_cmd},
+                          {"cmd.sched.release", &Scheduler::release_cmd}}) {
+      auto sub = host().subscribe(host().subject(op), [this, fn](const Message& m) { (this->*fn)(m); }, "nodeha-controller");
+      if (!sub) return sub.status();
+    }
+    auto t = host().timer(Millis(1000), Millis(1000), [this] {
+      view_.expire(Clock::now());
+      publish_reserved();
+    });
+    return t ? Status::ok() : t.status();
+  }
+
+ private:
+  void count(const char* result) {
+    host().counter("nodeha_scheduler_requests_total", "placement requests by result", {{"result", result}}).inc();
+  }
+
+  void place_cmd(const Message& m) {
+    auto started = Clock::now();
+    nlohmann::json req;
+    using command::Type;
+    if (auto e = command::decode(m.data,
+                                 {{"vms", Type::Array, true},
+                                  {"exclude", Type::Array},
+                                  {"target", Type::String},
+                                  {"policy", Type::String},
+                                  {"groups", Type::Object},
+                                  {"reserve", Type::Number},
+                                  {"task", Type::String}},
+                                 &req)) {
+      count("refused");
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    double reserve_s = req.value("reserve", 0.0);
+    std::string task = req.value("task", "");
+    req.erase("reserve");
+    req.erase("task");
+    if (reserve_s < 0) {
+      count("refused");
+      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds >= 0"));
+      return;
+    }
+    auto request = decode_request(req);
+    if (!request) {
+      count("refused");
+      host().respond(m.reply, command::fail(command::kBadValue, request.status().message()));
+      return;
+    }
+    PlacementResult result = place(view_.nodes(), request.value(), settings_);
+    size_t placed = 0;
+    auto expires = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(reserve_s * 1000));
+    for (size_t i = 0; i < result.placements.size(); ++i) {
+      const Placement& p = result.placements[i];
+      if (!p.placed()) continue;
+      ++placed;
+      if (reserve_s > 0) view_.reserve(task, p.node, request->vms[i], expires);
+    }
+    publish_reserved();
+    count(placed == result.placements.size() ? "placed" : placed == 0 ? "unplaced" : "partial");
+    auto out = encode_result(result);
+    out["reserved"] = reserve_s > 0;
+    host().respond(m.reply, command::ok(out));
+    duration_.observe(std::chrono::duration<double>(Clock::now() - started).count());
+  }
+
+  void release_cmd(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"task", command::Type::String, true}}, &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    size_t released = view_.release(req["task"]);
+    publish_reserved();
+    host().respond(m.reply, command::ok({{"task", req["task"]}, {"released", released}}));
+  }
+
+  void publish_reserved() {
+    Resources r = view_.reserved_total();
+    reserved_["vcpus"].set(static_cast<double>(r.vcpus));
+    reserved_["memory_mib"].set(static_cast<double>(r.memory_mib));
+    reserved_["disk_gib"].set(static_cast<double>(r.disk_gib));
+  }
+
+  SchedulerSettings settings_;
+  ClusterView view_;
+  Metric duration_;
+  std::map<std::string, Metric> reserved_;
+};
+
+}  // namespace
+}  // namespace nodeha::scheduler
+
+NODEHA_PLUGIN(nodeha::scheduler::Scheduler, "scheduler", "0.1.0", "places VMs on nodes (controller)",
+              nodeha::kControllerRole, nodeha::scheduler::kKeys)
