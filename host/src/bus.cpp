@@ -94,6 +94,9 @@ struct Bus::Impl {
   std::map<std::string, KvPtr> buckets;
   std::map<uint64_t, SubscriptionPtr> subs;
   std::map<uint64_t, std::unique_ptr<Watch>> watches;
+  std::string inbox;                 // <_INBOX.nuid>: replies to async requests arrive below it
+  SubscriptionPtr inbox_sub;
+  std::map<uint64_t, ReplyHandler> pending;
   uint64_t next_id = 1;
   mutable std::mutex state_mu;
   mutable std::condition_variable state_cv;
@@ -187,7 +190,10 @@ struct Bus::Impl {
   }
 };
 
-Bus::Bus(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->self = this; }
+Bus::Bus(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->self = this;
+  inbox_access_.bus = this;
+}
 
 Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std::string& client_name,
                                          std::function<void(bool)> on_state) {
@@ -305,6 +311,69 @@ Result<std::string> Bus::request(const std::string& subject, std::string_view da
   MsgPtr reply(raw);
   const char* d = natsMsg_GetData(raw);
   return std::string(d ? d : "", natsMsg_GetDataLength(raw));
+}
+
+namespace {
+void on_inbox(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  MsgPtr owned(msg);
+  auto* impl = static_cast<Bus::InboxAccess*>(closure);
+  impl->deliver(msg);
+}
+}  // namespace
+
+void Bus::InboxAccess::deliver(natsMsg* msg) {
+  std::string subject = natsMsg_GetSubject(msg);
+  auto dot = subject.rfind('.');
+  uint64_t token = dot == std::string::npos ? 0 : std::strtoull(subject.c_str() + dot + 1, nullptr, 10);
+  ReplyHandler fn;
+  {
+    std::lock_guard lock(bus->impl_->mu);
+    auto it = bus->impl_->pending.find(token);
+    if (it == bus->impl_->pending.end()) return;  // timed out already
+    fn = std::move(it->second);
+    bus->impl_->pending.erase(it);
+  }
+  if (natsMsg_IsNoResponders(msg)) {
+    fn(NODEHA_ERR_NO_RESPONDERS, {});
+    return;
+  }
+  const char* d = natsMsg_GetData(msg);
+  fn(NODEHA_OK, std::string(d ? d : "", natsMsg_GetDataLength(msg)));
+}
+
+Result<uint64_t> Bus::request_async(const std::string& subject, std::string_view data, ReplyHandler fn) {
+  if (!connected_) return not_connected("request " + subject);
+  uint64_t token;
+  std::string reply;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->inbox_sub) {
+      natsInbox* inbox = nullptr;
+      if (auto s = natsInbox_Create(&inbox); s != NATS_OK) return fail(s, "inbox");
+      impl_->inbox = inbox;
+      natsInbox_Destroy(inbox);
+      natsSubscription* raw = nullptr;
+      if (auto s = natsConnection_Subscribe(&raw, impl_->conn.get(), (impl_->inbox + ".*").c_str(), &on_inbox, &inbox_access_);
+          s != NATS_OK)
+        return fail(s, "subscribe inbox");
+      impl_->inbox_sub.reset(raw);
+    }
+    token = impl_->next_id++;
+    impl_->pending[token] = std::move(fn);
+    reply = impl_->inbox + "." + std::to_string(token);
+  }
+  natsStatus s = natsConnection_PublishRequest(impl_->conn.get(), subject.c_str(), reply.c_str(), data.data(),
+                                               static_cast<int>(data.size()));
+  if (s != NATS_OK) {
+    forget(token);
+    return fail(s, "request " + subject);
+  }
+  return token;
+}
+
+bool Bus::forget(uint64_t token) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pending.erase(token) > 0;
 }
 
 Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
@@ -464,7 +533,9 @@ void Bus::close(std::chrono::milliseconds timeout) {
     std::lock_guard lock(impl_->mu);
     impl_->buckets.clear();
     impl_->js.reset();
+    impl_->pending.clear();
   }
+  impl_->inbox_sub.reset();
   impl_->conn.reset();
 }
 

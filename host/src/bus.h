@@ -17,6 +17,7 @@
 
 struct __natsConnection;
 struct __natsSubscription;
+struct __natsMsg;
 
 namespace nodeha::host {
 
@@ -43,6 +44,12 @@ class Bus {
   Result<uint64_t> subscribe(const std::string& subject, const std::string& queue, MessageHandler fn);
   void unsubscribe(uint64_t id);
   Result<std::string> request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout);
+  // Sends a request whose reply (or no-responders notice) goes to `fn` on a NATS library thread;
+  // returns a token for forget(). The caller owns the timeout.
+  using ReplyHandler = std::function<void(nodeha_status, std::string)>;
+  Result<uint64_t> request_async(const std::string& subject, std::string_view data, ReplyHandler fn);
+  // Drops a pending request; true when it was still pending (no reply came).
+  bool forget(uint64_t token);
 
   Result<KvEntry> kv_get(const std::string& bucket, const std::string& key);
   Result<uint64_t> kv_create(const std::string& bucket, const std::string& key, std::string_view value);
@@ -64,8 +71,16 @@ class Bus {
  private:
   struct Impl;
   struct Watch;
+ public:
+  struct InboxAccess {  // the library's callback for async replies
+    Bus* bus = nullptr;
+    void deliver(struct __natsMsg* msg);
+  };
+
+ private:
   explicit Bus(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  InboxAccess inbox_access_;
   std::atomic<bool> connected_{false};
 };
 

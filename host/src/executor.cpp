@@ -14,12 +14,15 @@ EventLoop::EventLoop(std::string name) : name_(std::move(name)) {
 EventLoop::~EventLoop() { stop(); }
 
 bool EventLoop::post(Task task) {
+  bool was_empty;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
+    was_empty = queue_.empty();
     queue_.push_back(std::move(task));
   }
-  cv_.notify_one();
+  // The loop only sleeps on an empty queue: waking it once per batch is enough.
+  if (was_empty) cv_.notify_one();
   return true;
 }
 
@@ -88,44 +91,43 @@ void EventLoop::stop() {
 
 void EventLoop::run() {
   std::unique_lock lock(mu_);
+  std::deque<Task> batch;
   for (;;) {
-    if (!queue_.empty()) {
-      Task t = std::move(queue_.front());
-      queue_.pop_front();
+    // Due timers first, so that a flood of messages never holds a deadline back.
+    auto now = Clock::now();
+    auto next = timers_.end();
+    for (auto it = timers_.begin(); it != timers_.end(); ++it)
+      if (next == timers_.end() || it->second.due < next->second.due) next = it;
+    if (next != timers_.end() && next->second.due <= now) {
+      Task fire = next->second.fire;  // copy: the timer may be cancelled while it runs
+      Task done;
+      if (next->second.period.count() <= 0) {
+        done = std::move(next->second.done);
+        timers_.erase(next);
+      } else {
+        // Fixed rate, but never a burst of catch-up firings after a stall.
+        next->second.due = std::max(next->second.due + next->second.period, now);
+      }
       lock.unlock();
-      if (t) t();
+      fire();
+      if (done) done();
+      lock.lock();
+      continue;
+    }
+    if (!queue_.empty()) {
+      batch.swap(queue_);
+      lock.unlock();
+      while (!batch.empty()) {
+        Task t = std::move(batch.front());
+        batch.pop_front();
+        if (t) t();
+      }
       lock.lock();
       continue;
     }
     if (stopping_) return;
-    // The earliest due timer, if any.
-    auto next = timers_.end();
-    for (auto it = timers_.begin(); it != timers_.end(); ++it)
-      if (next == timers_.end() || it->second.due < next->second.due) next = it;
-    if (next == timers_.end()) {
-      cv_.wait(lock);
-      continue;
-    }
-    if (next->second.due > Clock::now()) {
-      cv_.wait_until(lock, next->second.due);
-      continue;
-    }
-    uint64_t id = next->first;
-    Task fire = next->second.fire;  // copy: the timer may be cancelled while it runs
-    bool once = next->second.period.count() <= 0;
-    Task done;
-    if (once) {
-      done = std::move(next->second.done);
-      timers_.erase(next);
-    } else {
-      // Fixed rate, but never a burst of catch-up firings after a stall.
-      next->second.due = std::max(next->second.due + next->second.period, Clock::now());
-    }
-    lock.unlock();
-    fire();
-    if (done) done();
-    lock.lock();
-    (void)id;
+    if (next == timers_.end()) cv_.wait(lock);
+    else cv_.wait_until(lock, next->second.due);
   }
 }
 

@@ -94,6 +94,42 @@ struct PluginInstance::Access {
     return NODEHA_OK;
   }
 
+  static nodeha_status request_async(nodeha_host* h, const char* subject, const char* data, size_t size,
+                                     int64_t timeout_ms, nodeha_reply_fn fn, void* ctx, nodeha_release_fn release) {
+    auto& self = of(h);
+    if (!valid(subject) || !fn || timeout_ms <= 0 || self.stopping_) {
+      if (release) release(ctx);
+      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
+    }
+    // Whichever comes first, the reply or the timeout, answers; the other does nothing.
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    auto finish = [done, fn, ctx, release](nodeha_status st, const std::string& body) {
+      if (done->exchange(true)) return;
+      fn(ctx, st, body.data(), body.size());
+      if (release) release(ctx);
+    };
+    EventLoop* loop = self.loop_.get();
+    Bus* bus = self.services_.bus;
+    auto token = bus->request_async(subject, std::string_view(data, size), [loop, finish, done, release, ctx](nodeha_status st, std::string body) {
+      if (!loop->post([finish, st, body = std::move(body)] { finish(st, body); }) && !done->exchange(true) && release)
+        release(ctx);  // the instance stopped meanwhile
+    });
+    if (!token) {
+      if (release) release(ctx);
+      return token.status().code();
+    }
+    uint64_t t = token.value();
+    loop->add_timer(
+        std::chrono::milliseconds(timeout_ms), std::chrono::milliseconds(0),
+        [finish, bus, t] {
+          if (bus->forget(t)) finish(NODEHA_ERR_TIMEOUT, {});
+        },
+        [done, release, ctx] {
+          if (!done->exchange(true) && release) release(ctx);  // the instance stopped first
+        });
+    return NODEHA_OK;
+  }
+
   static nodeha_status respond(nodeha_host* h, const char* reply, const char* data, size_t size) {
     if (!valid(reply)) return NODEHA_ERR_INVALID;
     return of(h).services_.bus->publish(reply, std::string_view(data, size)).code();
@@ -277,6 +313,7 @@ const nodeha_host_api* PluginInstance::api() {
       &Access::kv_unwatch,     &Access::metric,     &Access::metric_add,  &Access::metric_set,
       &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
       &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
+      &Access::request_async,
   };
   return &table;
 }

@@ -93,9 +93,30 @@ void ControllerSide::on_heartbeat(const Message& m) {
   }
   received_.inc();
   std::string node = hb->node;
-  last_heartbeat_unix_[node] = unix_ms();
+  int64_t now_ms = unix_ms();
+  last_heartbeat_unix_[node] = now_ms;
+  bool changed = record_content_changed(monitor_.find(node), hb.value());
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
-  mark_dirty(node);
+  // Most heartbeats change nothing an operator reads from the record: no write for them.
+  auto w = written_.find(node);
+  if (changed || w == written_.end() || now_ms - w->second.value("last_heartbeat", int64_t{0}) >= refresh_ms_)
+    mark_dirty(node);
+}
+
+// Whether a heartbeat carries something else than the previous one in what the record keeps.
+bool ControllerSide::record_content_changed(const NodeState* n, const Heartbeat& hb) {
+  if (!n || !n->heartbeat) return true;
+  const Heartbeat& prev = *n->heartbeat;
+  if (prev.boot_id != hb.boot_id || prev.interval_ms != hb.interval_ms || !(prev.capacity == hb.capacity) ||
+      prev.addresses != hb.addresses || prev.checks != hb.checks)
+    return true;
+  auto moved = [](uint64_t a, uint64_t b, uint64_t total) {
+    uint64_t d = a > b ? a - b : b - a;
+    return total == 0 ? d > 0 : d * 20 > total;  // more than 5 % of capacity
+  };
+  return moved(prev.use.vcpus, hb.use.vcpus, hb.capacity.vcpus) ||
+         moved(prev.use.memory_mib, hb.use.memory_mib, hb.capacity.memory_mib) ||
+         moved(prev.use.disk_gib, hb.use.disk_gib, hb.capacity.disk_gib) || prev.use.vms_running != hb.use.vms_running;
 }
 
 void ControllerSide::on_check(const Message& m) {
@@ -162,10 +183,11 @@ void ControllerSide::apply(const Effects& effects) {
   }
 }
 
+// Sent at once and answered on the event thread: a mass failure never queues pings behind each
+// other, so every silent node gets its ping-back within its window.
 void ControllerSide::ping(const PingRequest& p) {
-  std::string subject = host_.subject("agent." + p.node + ".ping");
-  host_.spawn([this, subject, p] {
-    auto r = host_.request(subject, "{}", p.timeout);
+  std::string node = p.node;
+  auto sent = host_.request_async(host_.subject("agent." + node + ".ping"), "{}", p.timeout, [this, node, p](Result<std::string> r) {
     std::string boot_id, why;
     if (r) {
       auto j = nlohmann::json::parse(r.value(), nullptr, false);
@@ -175,11 +197,10 @@ void ControllerSide::ping(const PingRequest& p) {
       why = r.status().code() == NODEHA_ERR_TIMEOUT ? "no answer to ping within " + std::to_string(p.timeout.count()) + " ms"
                                                      : r.status().message();
     }
-    host_.post([this, node = p.node, boot_id, why] {
-      if (why.empty()) apply(monitor_.on_ping_reply(node, boot_id, Clock::now()));
-      else apply(monitor_.on_ping_failed(node, Clock::now(), why));
-    });
+    if (why.empty()) apply(monitor_.on_ping_reply(node, boot_id, Clock::now()));
+    else apply(monitor_.on_ping_failed(node, Clock::now(), why));
   });
+  if (!sent) apply(monitor_.on_ping_failed(node, Clock::now(), sent.message()));
 }
 
 void ControllerSide::publish_event(const std::string& node, nlohmann::json event) {

@@ -38,6 +38,7 @@ class ControllerSide {
   void tick();
   void apply(const Effects& effects);
   void ping(const PingRequest& p);
+  static bool record_content_changed(const NodeState* n, const Heartbeat& hb);
   void publish_event(const std::string& node, nlohmann::json event);
   void set_metrics(const NodeState& n);
   void mark_dirty(const std::string& node);

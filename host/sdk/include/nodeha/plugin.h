@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 0
+#define NODEHA_PLUGIN_API_MINOR 1
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -129,6 +129,9 @@ typedef void (*nodeha_msg_fn)(void* ctx, const nodeha_msg* msg);
 typedef void (*nodeha_kv_fn)(void* ctx, const nodeha_kv_entry* entry);
 typedef void (*nodeha_bytes_fn)(void* ctx, const char* data, size_t size);
 typedef void (*nodeha_task_fn)(void* ctx);
+/* The outcome of an asynchronous request: NODEHA_OK with the reply body, or NODEHA_ERR_TIMEOUT,
+ * NODEHA_ERR_NO_RESPONDERS, NODEHA_ERR_UNAVAILABLE with no data. */
+typedef void (*nodeha_reply_fn)(void* ctx, nodeha_status status, const char* data, size_t size);
 /* Called exactly once, when the host will never again call the function it was registered with:
  * after unsubscribe, unwatch, cancel, once a one-shot timer, posted or spawned task has run, when
  * the instance stops, and also when the registering call itself failed. May be NULL. Runs on the
@@ -213,6 +216,14 @@ typedef struct nodeha_host_api {
    * virConnectClose; opened lazily, reopened when libvirtd restarts; NULL with the reason in
    * `error` when it cannot be opened. */
   void* (*libvirt_connect)(nodeha_host* h, nodeha_bytes_fn error, void* error_ctx);
+
+  /* --- 1.1 --- check struct_size before use */
+  /* Sends a request and returns at once; `fn` runs once on the event thread with the reply or
+   * the failure (after at most timeout_ms), then `release`. Safe on the event thread, for any
+   * subject. Returns non-OK (and releases) when the request could not be sent. */
+  nodeha_status (*request_async)(nodeha_host* h, const char* subject, const char* data, size_t size,
+                                 int64_t timeout_ms, nodeha_reply_fn fn, void* ctx,
+                                 nodeha_release_fn release);
 } nodeha_host_api;
 
 /* What a plugin hands back when something fails: its message, copied by the host. */

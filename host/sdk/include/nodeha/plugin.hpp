@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -190,6 +191,27 @@ class Host {
                            &detail::append_bytes, &out);
     if (s != NODEHA_OK) return wrap(s, "request " + subject);
     return out;
+  }
+  // Non-blocking: `fn` gets the reply (or the failure) on the event thread. Needs a 1.1 host.
+  Status request_async(const std::string& subject, std::string_view data, Millis timeout,
+                       std::function<void(Result<std::string>)> fn) const {
+    if (api_->struct_size < offsetof(nodeha_host_api, request_async) + sizeof(api_->request_async))
+      return Status(NODEHA_ERR_INTERNAL, "request_async needs a host with plugin interface 1.1 or later");
+    using Fn = std::function<void(Result<std::string>)>;
+    auto* box = new Fn(std::move(fn));
+    auto s = api_->request_async(
+        h_, subject.c_str(), data.data(), data.size(), timeout.count(),
+        [](void* ctx, nodeha_status st, const char* d, size_t n) {
+          auto& f = *static_cast<Fn*>(ctx);
+          try {
+            if (st == NODEHA_OK) f(std::string(d ? d : "", n));
+            else f(Status(st, std::string("request: ") + status_name(st)));
+          } catch (...) {
+            std::fprintf(stderr, "nodeha plugin: reply handler threw\n");
+          }
+        },
+        box, [](void* ctx) { delete static_cast<Fn*>(ctx); });
+    return wrap(s, "request " + subject);
   }
   Status respond(const std::string& reply, std::string_view data) const {
     if (reply.empty()) return Status::ok();
