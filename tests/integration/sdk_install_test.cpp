@@ -29,6 +29,14 @@ TEST(Sdk, OutOfTreeExamplePluginBuildsLoadsAndAnswers) {
   ASSERT_EQ(sh("cmake --build " + build, dir, "build.log"), 0) << read_file(dir.file("build.log"));
   std::string library = build + "/nodeha_echo.so";
   ASSERT_TRUE(std::filesystem::exists(library)) << read_file(dir.file("build.log"));
+  // The second example, the first-fit scheduler, builds out of tree the same way.
+  std::string ff = dir.file("ff-build");
+  ASSERT_EQ(sh("cmake -S " NODEHA_SOURCE_DIR "/examples/first-fit-scheduler -B " + ff + " -G Ninja -DCMAKE_PREFIX_PATH=" +
+                   prefix + " && cmake --build " + ff,
+               dir, "ff.log"),
+            0)
+      << read_file(dir.file("ff.log"));
+  EXPECT_TRUE(std::filesystem::exists(ff + "/nodeha_first_fit.so"));
 
   NatsServer nats;
   HostProcess host("[host]\nrole = \"agent\"\nnode_id = \"node-x\"\n[nats]\nservers = [\"" + nats.url() +
