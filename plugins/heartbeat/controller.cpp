@@ -54,8 +54,8 @@ Status ControllerSide::start() {
     k.boot_id = j.value("boot_id", "");
     k.interval = Millis(j.value("interval_ms", int64_t{0}));
     restored.push_back(k);
-    records_[e.key] = j;
-    written_[e.key] = j;
+    records_[e.key] = e.value;
+    written_[e.key] = Written{e.value, j.value("last_heartbeat", int64_t{0})};
     last_heartbeat_unix_[e.key] = j.value("last_heartbeat", int64_t{0});
   }
   monitor_.restore(restored, Clock::now());
@@ -99,7 +99,7 @@ void ControllerSide::on_heartbeat(const Message& m) {
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
   // Most heartbeats change nothing an operator reads from the record: no write for them.
   auto w = written_.find(node);
-  if (changed || w == written_.end() || now_ms - w->second.value("last_heartbeat", int64_t{0}) >= refresh_ms_)
+  if (changed || w == written_.end() || now_ms - w->second.last_heartbeat >= refresh_ms_)
     mark_dirty(node);
 }
 
@@ -138,7 +138,7 @@ void ControllerSide::on_record(const KvEntry& e) {
   }
   auto j = nlohmann::json::parse(e.value, nullptr, false);
   if (!j.is_object()) return;
-  records_[e.key] = j;
+  records_[e.key] = e.value;
   // Management is changed by commands, here or in other plugins (drain): follow the record.
   const NodeState* n = monitor_.find(e.key);
   if (n && n->management != management_of(j)) {
@@ -249,7 +249,8 @@ void ControllerSide::flush() {
     if (!n) continue;
     auto fields = monitor_fields(*n, last_heartbeat_unix_[node]);
     auto w = written_.find(node);
-    if (w != written_.end() && !needs_write(w->second, fields, refresh_ms_)) continue;
+    if (w != written_.end() && !needs_write(nlohmann::json::parse(w->second.fields, nullptr, false), fields, refresh_ms_))
+      continue;
     batch.emplace_back(node, std::move(fields));
   }
   dirty_.clear();
@@ -274,7 +275,7 @@ void ControllerSide::flush() {
     }
     host_.post([this, done = std::move(done), failed = std::move(failed)] {
       writing_ = false;
-      for (const auto& [node, fields] : done) written_[node] = fields;
+      for (const auto& [node, fields] : done) written_[node] = Written{fields.dump(), fields.value("last_heartbeat", int64_t{0})};
       if (!failed.empty()) host_.warn("could not write " + std::to_string(failed.size()) + " node record(s); retrying");
       for (const auto& node : failed) dirty_.insert(node);
     });
@@ -283,7 +284,8 @@ void ControllerSide::flush() {
 
 nlohmann::json ControllerSide::describe(const NodeState* n, const std::string& id) const {
   auto rec = records_.find(id);
-  nlohmann::json out = rec != records_.end() ? rec->second : nlohmann::json::object();
+  nlohmann::json out = rec != records_.end() ? nlohmann::json::parse(rec->second, nullptr, false) : nlohmann::json::object();
+  if (!out.is_object()) out = nlohmann::json::object();
   out["node"] = id;
   if (n) {
     // The live view beats the stored one: records are written lazily.

@@ -53,8 +53,14 @@ class ControllerSide {
   const Host& host_;
   Monitor monitor_;
   int64_t refresh_ms_;
-  std::unordered_map<std::string, nlohmann::json> records_;  // last seen in KV, by node
-  std::unordered_map<std::string, nlohmann::json> written_;  // the fields last written by us
+  // Kept as text: parsed JSON costs several KiB per node, and both are read rarely (list/show,
+  // and when a record is about to be written).
+  std::unordered_map<std::string, std::string> records_;  // last seen in KV, by node
+  struct Written {
+    std::string fields;          // the fields last written by us
+    int64_t last_heartbeat = 0;  // their last_heartbeat
+  };
+  std::unordered_map<std::string, Written> written_;
   std::unordered_map<std::string, int64_t> last_heartbeat_unix_;
   std::unordered_map<std::string, NodeMetrics> metrics_;
   std::set<std::string> dirty_;
