@@ -19,6 +19,7 @@ struct nodeha_metric {
   prometheus::Histogram* histogram = nullptr;
   std::string family;
   std::map<std::string, std::string> labels;
+  int holders = 0;  // guarded by Metrics::mu_
 };
 
 namespace nodeha::host {
@@ -109,9 +110,15 @@ nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name,
   return f.series.emplace(label_map, std::move(m)).first->second.get();
 }
 
+void Metrics::hold(nodeha_metric* m) {
+  std::lock_guard lock(mu_);
+  ++m->holders;
+}
+
 void Metrics::remove(nodeha_metric* m) {
   if (!m) return;
   std::lock_guard lock(mu_);
+  if (m->holders > 0 && --m->holders > 0) return;  // another instance still uses it
   auto it = families_.find(m->family);
   if (it == families_.end()) return;
   Family& f = *it->second;

@@ -30,6 +30,9 @@ class Metrics {
   nodeha_metric* series(nodeha_metric_kind kind, const std::string& name, const std::string& help,
                         const std::vector<std::pair<std::string, std::string>>& labels,
                         const std::vector<double>& buckets, std::string* error);
+  // A plugin instance holds a series until it removes it or stops; the series goes when its
+  // last holder lets go (two instances may share one series).
+  void hold(nodeha_metric* m);
   void remove(nodeha_metric* m);
 
   static void add(nodeha_metric* m, double v);

@@ -231,7 +231,7 @@ struct PluginInstance::Access {
       return nullptr;
     }
     std::lock_guard lock(self.mu_);
-    self.metrics_.insert(m);
+    if (self.metrics_.insert(m).second) self.services_.metrics->hold(m);
     return m;
   }
   static void metric_add(nodeha_metric* m, double v) { if (m) Metrics::add(m, v); }
@@ -396,11 +396,13 @@ void PluginInstance::stop() {
 
 void PluginInstance::teardown(bool call_stop) {
   const nodeha_plugin& d = library_->descriptor();
-  if (call_stop) loop_->run_sync([&] { d.stop(self_); });
+  // From the end of stop on, nothing new is accepted. Set on the event thread, so that nothing
+  // the plugin runs there afterwards can slip work in; its timers go now, not after its workers.
+  loop_->run_sync([&] {
+    if (call_stop) d.stop(self_);
+    stopping_ = true;
+  });
   running_ = false;
-  // From here on nothing of the plugin's runs again but what is already running: no new work is
-  // accepted and its timers go now, not after its workers finished.
-  stopping_ = true;
   loop_->cancel_all_timers();
   // Drop what it registered; releases queue on the loop behind anything already queued.
   std::map<uint64_t, Registration> regs;

@@ -99,8 +99,15 @@ void ControllerSide::on_heartbeat(const Message& m) {
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
   // Most heartbeats change nothing an operator reads from the record: no write for them.
   auto w = written_.find(node);
-  if (changed || w == written_.end() || now_ms - w->second.last_heartbeat >= refresh_ms_)
+  if (changed || w == written_.end() || now_ms - w->second.last_heartbeat >= refresh_for(node))
     mark_dirty(node);
+}
+
+// Each node refreshes its record a little before `record_every`, at its own phase, so that nodes
+// that registered together do not all rewrite their records in the same second.
+int64_t ControllerSide::refresh_for(const std::string& node) const {
+  int64_t spread = std::max<int64_t>(1, refresh_ms_ / 4);
+  return refresh_ms_ - static_cast<int64_t>(std::hash<std::string>{}(node) % static_cast<uint64_t>(spread));
 }
 
 // Whether a heartbeat carries something else than the previous one in what the record keeps.
@@ -249,7 +256,8 @@ void ControllerSide::flush() {
     if (!n) continue;
     auto fields = monitor_fields(*n, last_heartbeat_unix_[node]);
     auto w = written_.find(node);
-    if (w != written_.end() && !needs_write(nlohmann::json::parse(w->second.fields, nullptr, false), fields, refresh_ms_))
+    if (w != written_.end() &&
+        !needs_write(nlohmann::json::parse(w->second.fields, nullptr, false), fields, refresh_for(node)))
       continue;
     batch.emplace_back(node, std::move(fields));
   }

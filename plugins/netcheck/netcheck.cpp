@@ -36,6 +36,8 @@ class NetCheck : public Plugin {
     interval_ = host().duration("interval");
     timeout_ = host().duration("timeout");
     name_ = c.at("name").get<std::string>();
+    if (name_.empty() || name_.find_first_of(" .*>") != std::string::npos)
+      throw ConfigError("name \"" + name_ + "\" must be a non-empty word without spaces, '.', '*' or '>' (it is part of a subject)");
     int fail_after = c.at("fail_after").get<int>();
     if (fail_after < 1) throw ConfigError("fail_after must be at least 1");
     if (interval_ <= timeout_) throw ConfigError("interval must be longer than timeout");

@@ -30,7 +30,7 @@
 //  anti_affinity          "group 'db' (hard anti-affinity) already has a VM on every candidate
 //                         node with room (2 nodes)"; only when some candidate has room
 //  target_unavailable     "target node-b is not a known node" / "is not enabled (management
-//                         state 'disabled')" / "is not normal (monitor state 'down')" / "is
+//                         state 'disabled')" / "is not normal (monitor state 'unreachable')" / "is
 //                         excluded" / "already has a VM of hard anti-affinity group 'db'"
 //  target_insufficient    "node-b lacks memory: needs 4096 MiB, 1024 MiB free after overcommit,
 //                         short by 3072 MiB" (every short resource, joined by "; ")
@@ -63,8 +63,8 @@ struct Resources {
 // One node as the caller sees it. Ids are unique.
 struct NodeState {
   std::string id;
-  std::string management;  // "enabled", "disabled", "maintenance", ...
-  std::string monitor;     // "normal", "suspect", "down", ...
+  std::string management;  // "enabled", "disabled", "drained"
+  std::string monitor;     // "normal", "unreachable", "error"
   Resources capacity;      // what the node reports
   Resources host_reserve;  // kept for the host itself, subtracted before overcommit
   Resources used;          // VMs already there
