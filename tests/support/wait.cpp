@@ -50,33 +50,36 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-std::string http_get(const std::string& host_port, const std::string& path) {
+HttpReply http_fetch(const std::string& host_port, const std::string& path) {
+  HttpReply reply;
   auto colon = host_port.rfind(':');
-  if (colon == std::string::npos) return {};
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return {};
+  if (colon == std::string::npos) return reply;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return reply;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
   inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr);
   timeval tv{2, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return {};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
+    }
   }
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
-  if (write(fd, req.data(), req.size()) < 0) {
-    close(fd);
-    return {};
-  }
-  std::string resp;
-  char buf[8192];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
   close(fd);
-  auto body = resp.find("\r\n\r\n");
-  return body == std::string::npos ? std::string() : resp.substr(body + 4);
+  // "HTTP/1.x NNN reason\r\n...\r\n\r\nbody"
+  auto space = response.find(' ');
+  auto body = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/", 0) != 0 || space == std::string::npos || body == std::string::npos) return reply;
+  reply.status = std::atoi(response.c_str() + space + 1);
+  reply.body = response.substr(body + 4);
+  return reply;
 }
 
 double metric_value(const std::string& exposition, const std::string& series) {

@@ -30,8 +30,16 @@ class TempDir {
 
 std::string read_file(const std::string& path);
 
-// GET http://host:port/path; empty on any failure.
-std::string http_get(const std::string& host_port, const std::string& path);
+struct HttpReply {
+  int status = 0;  // 0: no answer
+  std::string body;
+};
+// GET http://host:port/path over HTTP/1.0.
+HttpReply http_fetch(const std::string& host_port, const std::string& path);
+// The body of a GET; empty on any failure.
+inline std::string http_get(const std::string& host_port, const std::string& path) {
+  return http_fetch(host_port, path).body;
+}
 
 // The value of a sample line `name{labels} value` in a Prometheus text exposition; NaN if absent.
 double metric_value(const std::string& exposition, const std::string& series);

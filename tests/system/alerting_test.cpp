@@ -42,46 +42,6 @@ std::string format_seconds(double s) {
   return out.str();
 }
 
-// ------------------------------------------------------------------ small HTTP client
-
-struct HttpReply {
-  int status = 0;  // 0: no answer
-  std::string body;
-};
-
-// GET http://<host_port><target> over HTTP/1.0; status 0 on any failure.
-HttpReply get(const std::string& host_port, const std::string& target) {
-  HttpReply reply;
-  auto colon = host_port.rfind(':');
-  if (colon == std::string::npos) return reply;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return reply;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
-  inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr);
-  timeval tv{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    std::string request = "GET " + target + " HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
-    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buf[8192];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  // "HTTP/1.x NNN reason\r\n...\r\n\r\nbody"
-  auto space = response.find(' ');
-  auto body = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/", 0) != 0 || space == std::string::npos || body == std::string::npos) return reply;
-  reply.status = std::atoi(response.c_str() + space + 1);
-  reply.body = response.substr(body + 4);
-  return reply;
-}
-
 std::string url_encode(const std::string& text) {
   std::string out;
   for (unsigned char c : text) {
@@ -318,7 +278,7 @@ class Alerting : public ::testing::Test {
                                  "--cluster.listen-address="},
         dir_.file("alertmanager.log"));
     ASSERT_TRUE(wait_until(
-        [&] { return !alertmanager_->running() || get(alertmanager_address(), "/-/ready").status == 200; }, 30s));
+        [&] { return !alertmanager_->running() || http_fetch(alertmanager_address(), "/-/ready").status == 200; }, 30s));
     ASSERT_TRUE(alertmanager_->running()) << "prometheus-alertmanager exited (Debian package prometheus-alertmanager)";
   }
 
@@ -332,7 +292,7 @@ class Alerting : public ::testing::Test {
                                  "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_)},
         dir_.file("prometheus.log"));
     ASSERT_TRUE(wait_until(
-        [&] { return !prometheus_->running() || get(prometheus_address(), "/-/ready").status == 200; }, 30s));
+        [&] { return !prometheus_->running() || http_fetch(prometheus_address(), "/-/ready").status == 200; }, 30s));
     ASSERT_TRUE(prometheus_->running()) << "prometheus exited (Debian package prometheus)";
   }
 
@@ -341,7 +301,7 @@ class Alerting : public ::testing::Test {
 
   // An instant query: the result vector, empty on any failure.
   json query(const std::string& expr) const {
-    auto r = get(prometheus_address(), "/api/v1/query?query=" + url_encode(expr));
+    auto r = http_fetch(prometheus_address(), "/api/v1/query?query=" + url_encode(expr));
     auto j = json::parse(r.body, nullptr, false);
     if (r.status != 200 || !j.is_object() || j.value("status", "") != "success") return json::array();
     return j["data"]["result"];
