@@ -1,0 +1,281 @@
+#include "libvirtd.h"
+
+#include <gtest/gtest.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <csignal>
+#include <cstdio>
+#include <dirent.h>
+#include <filesystem>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+namespace nodeha::test {
+
+namespace {
+
+void quiet(void*, virErrorPtr) {}  // polling a daemon that is down is expected: no stderr noise
+
+std::string last_error() {
+  virErrorPtr e = virGetLastError();
+  return e && e->message ? e->message : "unknown libvirt error";
+}
+
+// A connection closed on scope exit; null when the daemon does not answer.
+struct Conn {
+  explicit Conn(const std::string& uri) {
+    virSetErrorFunc(nullptr, &quiet);
+    c = virConnectOpen(uri.c_str());
+  }
+  ~Conn() {
+    if (c) virConnectClose(c);
+  }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  explicit operator bool() const { return c != nullptr; }
+  virConnectPtr c = nullptr;
+};
+
+// Single-quoted for /bin/sh.
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+const char* state_name(int s) {
+  switch (s) {
+    case VIR_DOMAIN_RUNNING: return "running";
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_PAUSED: return "paused";
+    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_SHUTOFF: return "shutoff";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
+    default: return "nostate";
+  }
+}
+
+std::string read_cmdline(const std::string& pid) {
+  std::string s = read_file("/proc/" + pid + "/cmdline");
+  for (auto& ch : s)
+    if (ch == '\0') ch = ' ';
+  return s;
+}
+
+}  // namespace
+
+Libvirtd::Libvirtd(std::chrono::milliseconds timeout) {
+  uri_ = "qemu+unix:///system?socket=" + dir_.file("sock/libvirt-sock");
+  // The overlays would hide the daemon's own dir if it lived below them (TMPDIR=/var/tmp, say).
+  for (const std::string top : {"/run/", "/var/", "/etc/libvirt/"})
+    if (dir_.path().rfind(top, 0) == 0) {
+      ADD_FAILURE() << "Libvirtd needs TMPDIR outside /run, /var and /etc/libvirt, not " << dir_.path();
+      return;
+    }
+  write_configs();
+  if (!start(timeout)) ADD_FAILURE() << "isolated libvirtd did not answer within " << timeout.count() << " ms:\n" << log();
+}
+
+void Libvirtd::write_configs() {
+  const std::string d = dir_.path();
+  std::filesystem::create_directories(d + "/sock");
+  std::filesystem::create_directories(d + "/log");
+  for (const char* layer : {"etc_libvirt", "run", "var"}) {
+    std::filesystem::create_directories(d + "/ov/" + layer + "/upper");
+    std::filesystem::create_directories(d + "/ov/" + layer + "/work");
+  }
+  std::string host_uuid = read_file("/proc/sys/kernel/random/uuid");
+  while (!host_uuid.empty() && host_uuid.back() == '\n') host_uuid.pop_back();
+  // Unix sockets only (no --listen), no auth: the test process connects as root anyway.
+  dir_.write("libvirtd.conf",
+             "unix_sock_dir = \"" + d + "/sock\"\n"
+             "unix_sock_ro_perms = \"0777\"\nunix_sock_rw_perms = \"0777\"\nunix_sock_admin_perms = \"0700\"\n"
+             "auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\n"
+             "listen_tls = 0\nlisten_tcp = 0\n"
+             "host_uuid = \"" + host_uuid + "\"\n"
+             "log_outputs = \"3:file:" + d + "/log/libvirtd.log\"\n");
+  // Seen by the daemon as /etc/libvirt/qemu.conf through the overlay.
+  dir_.write("ov/etc_libvirt/upper/qemu.conf",
+             "user = \"root\"\ngroup = \"root\"\n"
+             "dynamic_ownership = 0\nremember_owner = 0\n"
+             "security_driver = \"none\"\n"
+             "cgroup_controllers = [ ]\nnamespaces = [ ]\n"
+             "stdio_handler = \"file\"\n");
+  // A privileged libvirtd resolves its built-in default user/group libvirt-qemu before it reads
+  // qemu.conf: when the machine has none, the namespace gets patched copies of passwd/group.
+  if (!getpwnam("libvirt-qemu"))
+    dir_.write("passwd", read_file("/etc/passwd") +
+                             "libvirt-qemu:x:64055:64055:Libvirt Qemu,,,:/var/lib/libvirt:/usr/sbin/nologin\n");
+  if (!getgrnam("libvirt-qemu")) dir_.write("group", read_file("/etc/group") + "libvirt-qemu:x:64055:\n");
+}
+
+bool Libvirtd::mount_namespace() {
+  if (holder_ && holder_->running()) return true;
+  const std::string d = dir_.path();
+  auto q = [](const std::string& s) { return sh_quote(s); };
+  std::string ready = d + "/ns.ready";
+  std::filesystem::remove(ready);
+  std::string script;
+  if (std::filesystem::exists(d + "/passwd")) script += "mount --bind " + q(d + "/passwd") + " /etc/passwd && ";
+  if (std::filesystem::exists(d + "/group")) script += "mount --bind " + q(d + "/group") + " /etc/group && ";
+  auto overlay = [&](const std::string& name, const std::string& layer, const std::string& target) {
+    return "mount -t overlay " + name + " -o " +
+           q("lowerdir=" + target + ",upperdir=" + d + "/ov/" + layer + "/upper,workdir=" + d + "/ov/" + layer + "/work") +
+           " " + target + " && ";
+  };
+  script += overlay("nodeha_etc", "etc_libvirt", "/etc/libvirt");
+  script += overlay("nodeha_run", "run", "/run");
+  script += overlay("nodeha_var", "var", "/var");
+  script += "touch " + q(ready) + " && exec sleep infinity";
+  holder_ = std::make_unique<Process>(
+      std::vector<std::string>{"unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script},
+      d + "/log/namespace.log");
+  return wait_until([&] { return !holder_->running() || std::filesystem::exists(ready); }, 10s) && holder_->running();
+}
+
+void Libvirtd::launch() {
+  const std::string d = dir_.path();
+  ++starts_;
+  // Pinned to one CPU: QEMU's capabilities cache records the host CPUID, which differs per vCPU on
+  // some machines; an unpinned daemon would re-probe QEMU (seconds) at random restarts.
+  proc_ = std::make_unique<Process>(
+      std::vector<std::string>{"nsenter", "-t", std::to_string(holder_->pid()), "-m", "--", "taskset", "-c", "0",
+                               "/usr/sbin/libvirtd", "--config", d + "/libvirtd.conf", "--pid-file", d + "/libvirtd.pid"},
+      d + "/log/stdout-" + std::to_string(starts_) + ".log");
+}
+
+bool Libvirtd::answers() const {
+  Conn conn(uri_);
+  if (!conn) return false;
+  unsigned long v = 0;
+  return virConnectGetLibVersion(conn.c, &v) == 0;
+}
+
+bool Libvirtd::wait_answers(std::chrono::milliseconds timeout) const {
+  return wait_until([&] { return !proc_->running() || answers(); }, timeout) && proc_->running();
+}
+
+bool Libvirtd::start(std::chrono::milliseconds timeout) {
+  if (running()) return answers() || wait_answers(timeout);
+  if (!mount_namespace()) {
+    ADD_FAILURE() << "cannot set up libvirtd's mount namespace: " << read_file(dir_.file("log/namespace.log"));
+    return false;
+  }
+  launch();
+  return wait_answers(timeout);
+}
+
+void Libvirtd::stop() {
+  if (!running()) return;
+  proc_->signal(SIGTERM);
+  if (!proc_->wait_exit(15s)) {
+    proc_->signal(SIGKILL);
+    proc_->wait_exit(5s);
+  }
+}
+
+void Libvirtd::kill() {
+  if (!running()) return;
+  proc_->signal(SIGKILL);
+  proc_->wait_exit(5s);
+}
+
+bool Libvirtd::define_and_start(const std::string& name, const std::string& uuid, int memory_mib, std::string* error) {
+  auto fail = [&](const std::string& what) {
+    if (error) *error = what + ": " + last_error();
+    return false;
+  };
+  bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+  std::string xml =
+      std::string("<domain type='") + (kvm ? "kvm" : "qemu") + "'>\n"
+      "  <name>" + name + "</name>\n"
+      "  <uuid>" + uuid + "</uuid>\n"
+      "  <memory unit='MiB'>" + std::to_string(memory_mib) + "</memory>\n"
+      "  <vcpu>1</vcpu>\n"
+      "  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n"
+      "  <clock offset='utc'/>\n"
+      "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\n"
+      "  <devices>\n"
+      "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+      "    <controller type='usb' model='none'/>\n"
+      "    <memballoon model='none'/>\n"
+      "  </devices>\n"
+      "</domain>\n";
+  Conn conn(uri_);
+  if (!conn) return fail("connect " + uri_);
+  virDomainPtr dom = virDomainDefineXML(conn.c, xml.c_str());
+  if (!dom) return fail("define " + name);
+  guests_.push_back(uuid);  // from here on the destructor cleans it up
+  int rc = virDomainCreate(dom);
+  virDomainFree(dom);
+  if (rc < 0) return fail("start " + name);
+  return true;
+}
+
+std::string Libvirtd::domain_state(const std::string& uuid) const {
+  Conn conn(uri_);
+  if (!conn) return "";
+  virDomainPtr dom = virDomainLookupByUUIDString(conn.c, uuid.c_str());
+  if (!dom) return "";
+  int state = 0, reason = 0;
+  int rc = virDomainGetState(dom, &state, &reason, 0);
+  virDomainFree(dom);
+  return rc < 0 ? "" : state_name(state);
+}
+
+std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {
+  std::vector<pid_t> out;
+  DIR* proc = opendir("/proc");
+  if (!proc) return out;
+  pid_t self = getpid();
+  while (dirent* e = readdir(proc)) {
+    std::string pid = e->d_name;
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (std::stoi(pid) == self) continue;
+    // Zombies have an empty command line: only live processes match.
+    if (read_cmdline(pid).find(needle) != std::string::npos) out.push_back(std::stoi(pid));
+  }
+  closedir(proc);
+  return out;
+}
+
+std::string Libvirtd::log() const {
+  std::string out = read_file(dir_.file("log/namespace.log"));
+  for (int i = 1; i <= starts_; ++i) out += read_file(dir_.file("log/stdout-" + std::to_string(i) + ".log"));
+  std::string daemon = read_file(dir_.file("log/libvirtd.log"));
+  if (daemon.size() > 8000) daemon = "...\n" + daemon.substr(daemon.size() - 8000);
+  return out + daemon;
+}
+
+Libvirtd::~Libvirtd() {
+  // Guests first, through the daemon while it lives.
+  if (!guests_.empty() && running()) {
+    Conn conn(uri_);
+    for (const auto& uuid : guests_) {
+      if (!conn) break;
+      if (virDomainPtr dom = virDomainLookupByUUIDString(conn.c, uuid.c_str())) {
+        virDomainDestroy(dom);
+        virDomainFree(dom);
+      }
+    }
+  }
+  stop();
+  // Whatever qemu survived (the daemon was dead or failed to destroy it): by its uuid on the
+  // command line (qemu runs with -uuid <uuid>).
+  for (const auto& uuid : guests_) {
+    for (pid_t p : processes_with(uuid)) ::kill(p, SIGKILL);
+    if (!wait_until([&] { return processes_with(uuid).empty(); }, 10s))
+      ADD_FAILURE() << "qemu of guest " << uuid << " survived SIGKILL";
+  }
+  // The mount namespace and its overlays vanish with their last process; the TempDir goes next.
+  if (holder_ && holder_->running()) {
+    holder_->signal(SIGKILL);
+    holder_->wait_exit(5s);
+  }
+}
+
+}  // namespace nodeha::test

@@ -1,0 +1,78 @@
+// A real, isolated libvirtd (QEMU driver) for system tests.
+//
+// The daemon runs as root in a private mount namespace (`unshare -m --propagation private`) with
+// overlayfs over /etc/libvirt, /run and /var whose upper layers live in a temp dir: nothing it
+// writes reaches the machine, and it never meets the machine's own libvirtd. The namespace is
+// held by a `sleep` of its own and every libvirtd incarnation is entered into it (nsenter): a
+// restarted daemon must see the very same overlay mounts as the guests it reattaches to, since a
+// unix socket (qemu's monitor) bound on one overlay mount refuses connections made through
+// another mount of the same layers. Its unix sockets are
+// in <dir>/sock; its qemu.conf runs guests as root without a security driver, cgroups or
+// namespaces. Guests are tiny and diskless (64 MiB, TCG when there is no /dev/kvm).
+//
+// Every process this class started (libvirtd, the guests' qemu) is gone after its destructor,
+// also when a test failed halfway.
+#pragma once
+
+#include "process.h"
+#include "wait.h"
+
+#include <memory>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace nodeha::test {
+
+class Libvirtd {
+ public:
+  // Writes the configs and starts the daemon; the test fails (ADD_FAILURE) if it does not accept
+  // connections within `timeout` (the first start probes QEMU, several seconds).
+  explicit Libvirtd(std::chrono::milliseconds timeout = 30s);
+  ~Libvirtd();
+  Libvirtd(const Libvirtd&) = delete;
+  Libvirtd& operator=(const Libvirtd&) = delete;
+
+  // qemu+unix:///system?socket=<dir>/sock/libvirt-sock
+  const std::string& uri() const { return uri_; }
+  const TempDir& dir() const { return dir_; }
+  pid_t pid() const { return proc_ ? proc_->pid() : -1; }
+  bool running() const { return proc_ && proc_->running(); }
+
+  // Starts the daemon again with the same dirs (its guests keep running across a restart); true
+  // once it accepts connections.
+  bool start(std::chrono::milliseconds timeout = 30s);
+  // SIGTERM and wait; SIGKILL if it does not exit in time. Guests keep running.
+  void stop();
+  // SIGKILL: a crash. Guests keep running.
+  void kill();
+  // Whether virConnectOpen(uri()) works and the connection answers now.
+  bool answers() const;
+
+  // Defines and starts a diskless guest; false (with the libvirt error in `error`) on failure.
+  bool define_and_start(const std::string& name, const std::string& uuid, int memory_mib = 64,
+                        std::string* error = nullptr);
+  // The guest's state as libvirt names it in heartbeats ("running", "shutoff", ...); empty when
+  // the daemon or the guest cannot be read.
+  std::string domain_state(const std::string& uuid) const;
+
+  // Live processes (not zombies) whose command line contains `needle` (e.g. a guest's uuid).
+  static std::vector<pid_t> processes_with(const std::string& needle);
+
+  std::string log() const;
+
+ private:
+  bool mount_namespace();
+  void launch();
+  bool wait_answers(std::chrono::milliseconds timeout) const;
+  void write_configs();
+
+  TempDir dir_;  // first member: removed last, after every process is gone
+  std::string uri_;
+  std::unique_ptr<Process> holder_;  // keeps the mount namespace (and its overlays) alive
+  std::unique_ptr<Process> proc_;    // libvirtd itself, entered into holder_'s namespace
+  std::vector<std::string> guests_;  // uuids of the guests started here
+  int starts_ = 0;
+};
+
+}  // namespace nodeha::test
