@@ -396,21 +396,34 @@ void PluginInstance::stop() {
 
 void PluginInstance::teardown(bool call_stop) {
   const nodeha_plugin& d = library_->descriptor();
-  // From the end of stop on, nothing new is accepted. Set on the event thread, so that nothing
-  // the plugin runs there afterwards can slip work in; its timers go now, not after its workers.
+  // 1. No new messages: leave the bus first, so that requests sent from now on fail fast (no
+  //    responders) instead of waiting for an answer that will never come. What is already
+  //    queued on the event thread still runs, before stop.
+  std::vector<Registration> on_bus;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, r] : registrations_) on_bus.push_back(r);
+  }
+  for (const auto& r : on_bus) {
+    if (r.kind == Registration::kSubscription) services_.bus->unsubscribe(r.bus_id);
+    else services_.bus->kv_unwatch(r.bus_id);
+  }
+  // 2. From the end of stop on, nothing new is accepted. Set on the event thread, so that
+  //    nothing the plugin runs there afterwards can slip work in; its timers go now.
   loop_->run_sync([&] {
     if (call_stop) d.stop(self_);
     stopping_ = true;
   });
   running_ = false;
   loop_->cancel_all_timers();
-  // Drop what it registered; releases queue on the loop behind anything already queued.
+  // 3. Its registrations go; releases queue on the loop behind anything already queued.
   std::map<uint64_t, Registration> regs;
   {
     std::lock_guard lock(mu_);
     regs.swap(registrations_);
   }
   for (auto& [id, r] : regs) {
+    // Again, for anything it registered during stop (leaving the bus twice is harmless).
     if (r.kind == Registration::kSubscription) services_.bus->unsubscribe(r.bus_id);
     else services_.bus->kv_unwatch(r.bus_id);
     release_later(r.release, r.ctx);

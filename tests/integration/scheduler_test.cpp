@@ -125,10 +125,13 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   ctl.process().signal(SIGHUP);
   json swapped;
   EXPECT_TRUE(wait_until([&] {
-    swapped = place({{"vms", {vm("vm-1", 512), vm("vm-2", 512)}}});
-    return swapped["ok"] && swapped["result"].value("scheduler", "") == "first-fit" &&
+    // During the swap the subject briefly has no responder: ask again until the new one answers.
+    auto r = bus_->request("nodeha.cmd.sched.place", json{{"vms", {vm("vm-1", 512), vm("vm-2", 512)}}}.dump(), 1s);
+    if (!r) return false;
+    swapped = json::parse(r.value());
+    return swapped.value("ok", false) && swapped["result"].value("scheduler", "") == "first-fit" &&
            swapped["result"]["placements"][1].contains("node");
-  })) << ctl.log();
+  }, 15s)) << ctl.log();
   EXPECT_EQ(swapped["result"]["placements"][0]["node"], "node-a");
   EXPECT_EQ(swapped["result"]["placements"][1]["node"], "node-a");  // first fit, not spread
   EXPECT_THAT(ctl.log(), Not(HasSubstr("reload: stopping plugin heartbeat")));
