@@ -24,4 +24,18 @@ inline std::string last_error() {
   return e && e->message ? e->message : "unknown libvirt error";
 }
 
+// libvirt's word for a domain state, as heartbeats and VM records carry it.
+inline const char* state_name(int state) {
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: return "running";
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_PAUSED: return "paused";
+    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_SHUTOFF: return "shutoff";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
+    default: return "nostate";
+  }
+}
+
 }  // namespace nodeha::libvirt

@@ -15,18 +15,6 @@ int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-const char* state_name(int s) {
-  switch (s) {
-    case VIR_DOMAIN_RUNNING: return "running";
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_PAUSED: return "paused";
-    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_SHUTOFF: return "shutoff";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
-    default: return "nostate";
-  }
-}
 }  // namespace
 
 std::string read_boot_id() {
@@ -61,7 +49,7 @@ Result<Inventory> read_inventory(const Host& host, const std::string& disk_path)
     virDomainInfo info{};
     if (virDomainGetInfo(d.get(), &info) < 0) continue;  // vanished while we looked
     const char* name = virDomainGetName(d.get());
-    inv.vms.push_back({uuid, name ? name : "", state_name(info.state)});
+    inv.vms.push_back({uuid, name ? name : "", libvirt::state_name(info.state)});
     if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED || info.state == VIR_DOMAIN_BLOCKED) {
       inv.use.vcpus += info.nrVirtCpu;
       inv.use.memory_mib += info.memory / 1024;

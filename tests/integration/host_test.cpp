@@ -17,16 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<host::Bus> client(const NatsServer& nats) {
-  host::NatsSettings s;
-  s.servers = {nats.url()};
-  s.prefix = "nodeha";
-  s.reconnect_wait_ms = 100;
-  auto bus = host::Bus::create(s, "test-client", nullptr);
-  EXPECT_TRUE(bus.is_ok()) << bus.status().message();
-  EXPECT_TRUE(bus.value()->wait_connected(5s));
-  return std::move(bus.value());
-}
+std::unique_ptr<host::Bus> client(const NatsServer& nats) { return nats.client(); }
 
 std::string controller(const NatsServer& nats, const std::string& plugins) {
   return "[host]\nrole = \"controller\"\nnode_id = \"ctl-1\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"

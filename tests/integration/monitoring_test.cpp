@@ -67,11 +67,8 @@ std::string agent_config(const NatsServer& nats, const std::string& node, int ta
 class Monitoring : public ::testing::Test {
  protected:
   void SetUp() override {
-    host::NatsSettings s;
-    s.servers = {nats_.url()};
-    s.reconnect_wait_ms = 100;
-    bus_ = std::move(host::Bus::create(s, "test", nullptr).value());
-    ASSERT_TRUE(bus_->wait_connected(5s));
+    bus_ = nats_.client();
+    ASSERT_TRUE(bus_);
     ASSERT_TRUE(bus_->subscribe("nodeha.evt.node.*", "", [this](Message m) {
       std::lock_guard lock(mu_);
       events_.push_back(json::parse(m.data));

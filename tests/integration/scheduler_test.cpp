@@ -37,10 +37,8 @@ json vm(const std::string& uuid, int memory_mib) {
 class Scheduling : public ::testing::Test {
  protected:
   void SetUp() override {
-    host::NatsSettings s;
-    s.servers = {nats_.url()};
-    bus_ = std::move(host::Bus::create(s, "test", nullptr).value());
-    ASSERT_TRUE(bus_->wait_connected(5s));
+    bus_ = nats_.client();
+    ASSERT_TRUE(bus_);
   }
   json place(const json& request) {
     auto r = bus_->request("nodeha.cmd.sched.place", request.dump(), 5s);

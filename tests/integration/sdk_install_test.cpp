@@ -43,13 +43,11 @@ TEST(Sdk, OutOfTreeExamplePluginBuildsLoadsAndAnswers) {
                    "\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\n[[plugin]]\nlibrary = \"" + library +
                    "\"\nsubject = \"oot.echo\"\nreply_prefix = \"out-of-tree:\"\n");
   ASSERT_TRUE(host.wait_ready()) << host.log();
-  host::NatsSettings s;
-  s.servers = {nats.url()};
-  auto bus = host::Bus::create(s, "test", nullptr);
-  ASSERT_TRUE(bus.is_ok());
+  auto bus = nats.client();
+  ASSERT_TRUE(bus);
   std::string answer;
   EXPECT_TRUE(wait_until([&] {
-    auto r = bus.value()->request("oot.echo", "hi", 500ms);
+    auto r = bus->request("oot.echo", "hi", 500ms);
     if (r) answer = r.value();
     return r.is_ok();
   })) << host.log();

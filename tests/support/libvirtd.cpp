@@ -1,5 +1,7 @@
 #include "libvirtd.h"
 
+#include "libvirt.h"
+
 #include <gtest/gtest.h>
 
 #include <libvirt/libvirt.h>
@@ -46,18 +48,6 @@ std::string sh_quote(const std::string& s) {
   return out + "'";
 }
 
-const char* state_name(int s) {
-  switch (s) {
-    case VIR_DOMAIN_RUNNING: return "running";
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_PAUSED: return "paused";
-    case VIR_DOMAIN_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_SHUTOFF: return "shutoff";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    case VIR_DOMAIN_PMSUSPENDED: return "pmsuspended";
-    default: return "nostate";
-  }
-}
 
 std::string read_cmdline(const std::string& pid) {
   std::string s = read_file("/proc/" + pid + "/cmdline");
@@ -224,7 +214,7 @@ std::string Libvirtd::domain_state(const std::string& uuid) const {
   int state = 0, reason = 0;
   int rc = virDomainGetState(dom, &state, &reason, 0);
   virDomainFree(dom);
-  return rc < 0 ? "" : state_name(state);
+  return rc < 0 ? "" : nodeha::libvirt::state_name(state);
 }
 
 std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {

@@ -49,6 +49,20 @@ void NatsServer::start() {
     ADD_FAILURE() << "nats-server did not start on port " << port_ << ": " << proc_->output();
 }
 
+std::unique_ptr<host::Bus> NatsServer::client() const {
+  host::NatsSettings s;
+  s.servers = {url()};
+  s.prefix = "nodeha";
+  s.reconnect_wait_ms = 100;
+  auto bus = host::Bus::create(s, "test-client", nullptr);
+  if (!bus) {
+    ADD_FAILURE() << bus.status().message();
+    return nullptr;
+  }
+  if (!bus.value()->wait_connected(5s)) ADD_FAILURE() << "test client: no connection to " << url();
+  return std::move(bus.value());
+}
+
 void NatsServer::stop() {
   if (!proc_) return;
   proc_->signal(SIGTERM);

@@ -1,6 +1,7 @@
 // A real nats-server with JetStream on a free loopback port, its store in a temp dir.
 #pragma once
 
+#include "bus.h"
 #include "process.h"
 #include "wait.h"
 
@@ -19,6 +20,9 @@ class NatsServer {
   // Stops the server (SIGTERM, waits), keeping its store; start() brings it back on the same port.
   void stop();
   void start();
+  // A connected client (the host's own Bus), reconnecting quickly; the test fails if it cannot
+  // connect.
+  std::unique_ptr<host::Bus> client() const;
 
  private:
   TempDir dir_;
