@@ -524,6 +524,7 @@ void Bus::close(std::chrono::milliseconds timeout) {
     for (auto& [id, w] : impl_->watches) ids.push_back(id);
   }
   for (auto id : ids) kv_unwatch(id);
+  ids.clear();
   {
     std::lock_guard lock(impl_->mu);
     for (auto& [id, s] : impl_->subs) ids.push_back(id);

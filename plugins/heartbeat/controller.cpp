@@ -95,7 +95,8 @@ void ControllerSide::on_heartbeat(const Message& m) {
   std::string node = hb->node;
   int64_t now_ms = unix_ms();
   last_heartbeat_unix_[node] = now_ms;
-  bool changed = record_content_changed(monitor_.find(node), hb.value());
+  const NodeState* before = monitor_.find(node);
+  bool changed = heartbeat_changes_record(before && before->heartbeat ? &*before->heartbeat : nullptr, hb.value());
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
   // Most heartbeats change nothing an operator reads from the record: no write for them.
   auto w = written_.find(node);
@@ -108,22 +109,6 @@ void ControllerSide::on_heartbeat(const Message& m) {
 int64_t ControllerSide::refresh_for(const std::string& node) const {
   int64_t spread = std::max<int64_t>(1, refresh_ms_ / 4);
   return refresh_ms_ - static_cast<int64_t>(std::hash<std::string>{}(node) % static_cast<uint64_t>(spread));
-}
-
-// Whether a heartbeat carries something else than the previous one in what the record keeps.
-bool ControllerSide::record_content_changed(const NodeState* n, const Heartbeat& hb) {
-  if (!n || !n->heartbeat) return true;
-  const Heartbeat& prev = *n->heartbeat;
-  if (prev.boot_id != hb.boot_id || prev.interval_ms != hb.interval_ms || !(prev.capacity == hb.capacity) ||
-      prev.addresses != hb.addresses || prev.checks != hb.checks)
-    return true;
-  auto moved = [](uint64_t a, uint64_t b, uint64_t total) {
-    uint64_t d = a > b ? a - b : b - a;
-    return total == 0 ? d > 0 : d * 20 > total;  // more than 5 % of capacity
-  };
-  return moved(prev.use.vcpus, hb.use.vcpus, hb.capacity.vcpus) ||
-         moved(prev.use.memory_mib, hb.use.memory_mib, hb.capacity.memory_mib) ||
-         moved(prev.use.disk_gib, hb.use.disk_gib, hb.capacity.disk_gib) || prev.use.vms_running != hb.use.vms_running;
 }
 
 void ControllerSide::on_check(const Message& m) {

@@ -38,7 +38,6 @@ class ControllerSide {
   void tick();
   void apply(const Effects& effects);
   void ping(const PingRequest& p);
-  static bool record_content_changed(const NodeState* n, const Heartbeat& hb);
   int64_t refresh_for(const std::string& node) const;
   void publish_event(const std::string& node, nlohmann::json event);
   void set_metrics(const NodeState& n);

@@ -32,6 +32,23 @@ nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& 
   return out;
 }
 
+bool moved_beyond(double before, double after, double total, double share) {
+  double delta = std::fabs(after - before);
+  return total <= 0 ? delta > 0 : delta > share * total;
+}
+
+bool heartbeat_changes_record(const Heartbeat* previous, const Heartbeat& next, double share) {
+  if (!previous) return true;
+  const Heartbeat& p = *previous;
+  if (p.boot_id != next.boot_id || p.interval_ms != next.interval_ms || !(p.capacity == next.capacity) ||
+      p.addresses != next.addresses || p.checks != next.checks || p.use.vms_running != next.use.vms_running)
+    return true;
+  const Capacity& cap = next.capacity;
+  return moved_beyond(p.use.vcpus, next.use.vcpus, cap.vcpus, share) ||
+         moved_beyond(p.use.memory_mib, next.use.memory_mib, cap.memory_mib, share) ||
+         moved_beyond(p.use.disk_gib, next.use.disk_gib, cap.disk_gib, share);
+}
+
 namespace {
 bool moved(const nlohmann::json& a, const nlohmann::json& b, const nlohmann::json& capacity, double share) {
   if (!a.is_object() || !b.is_object()) return a != b;
@@ -44,8 +61,7 @@ bool moved(const nlohmann::json& a, const nlohmann::json& b, const nlohmann::jso
     double total = capacity.is_object() && capacity.contains(it.key()) && capacity[it.key()].is_number()
                        ? capacity[it.key()].get<double>()
                        : 0;
-    double delta = std::fabs(a[it.key()].get<double>() - it.value().get<double>());
-    if (total <= 0 ? delta > 0 : delta > share * total) return true;
+    if (moved_beyond(a[it.key()].get<double>(), it.value().get<double>(), total, share)) return true;
   }
   return false;
 }

@@ -18,11 +18,23 @@ nlohmann::json monitor_fields(const NodeState& n, int64_t last_heartbeat_unix_ms
 // `record` with `fields` laid over it; a missing record becomes a new one, management enabled.
 nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& fields);
 
+// A use figure that moved by more than this share of the node's capacity is worth a write.
+inline constexpr double kChangeShare = 0.05;
+
+// Whether `after` differs from `before` by more than `share` of `total` (any change when total
+// is 0).
+bool moved_beyond(double before, double after, double total, double share = kChangeShare);
+
+// Whether a heartbeat changes what the record keeps, compared with the node's previous one
+// (none: yes). Decided on the structs, so that the many heartbeats that change nothing cost no
+// JSON.
+bool heartbeat_changes_record(const Heartbeat* previous, const Heartbeat& next, double share = kChangeShare);
+
 // Whether the record must be written: a state, reason, boot id, address or check changed, the
 // capacity or use moved by more than `change_share` of capacity, or the stored last_heartbeat is
 // older than `refresh_ms`. Heartbeats alone never cause a write.
 bool needs_write(const nlohmann::json& written, const nlohmann::json& fields, int64_t refresh_ms,
-                 double change_share = 0.05);
+                 double change_share = kChangeShare);
 
 // The node's management state in a record ("enabled" when absent or unreadable).
 ManagementState management_of(const nlohmann::json& record);

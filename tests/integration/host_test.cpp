@@ -17,8 +17,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<host::Bus> client(const NatsServer& nats) { return nats.client(); }
-
 std::string controller(const NatsServer& nats, const std::string& plugins) {
   return "[host]\nrole = \"controller\"\nnode_id = \"ctl-1\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
          "[nats]\nservers = [\"" + nats.url() + "\"]\nreconnect_wait = \"100ms\"\n"
@@ -40,7 +38,7 @@ TEST(Host, RequestReplyThroughAPluginAndMetrics) {
   NatsServer nats;
   HostProcess host(controller(nats, "[[plugin]]\nlibrary = \"echo\"\nreply_prefix = \"echo: \"\n"));
   ASSERT_TRUE(host.wait_ready()) << host.log();
-  auto bus = client(nats);
+  auto bus = nats.client();
   EXPECT_EQ(ask(*bus, "nodeha.echo", "hello"), "echo: hello");
   EXPECT_EQ(bus->request("nodeha.echo", "again", 2s).value(), "echo: again");
 
@@ -58,7 +56,7 @@ TEST(Host, RequestReplyThroughAPluginAndMetrics) {
 
 TEST(Host, NoRespondersAndTimeoutsAreDistinct) {
   NatsServer nats;
-  auto bus = client(nats);
+  auto bus = nats.client();
   auto r = bus->request("nodeha.nobody.home", "x", 500ms);
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), NODEHA_ERR_NO_RESPONDERS);
@@ -66,7 +64,7 @@ TEST(Host, NoRespondersAndTimeoutsAreDistinct) {
 
 TEST(Kv, CreateConflictAndRevisionCheckedUpdate) {
   NatsServer nats;
-  auto bus = client(nats);
+  auto bus = nats.client();
   auto first = bus->kv_create("nodes", "node-a", R"({"state":"normal"})");
   ASSERT_TRUE(first.is_ok()) << first.status().message();
   auto again = bus->kv_create("nodes", "node-a", R"({"state":"other"})");
@@ -94,7 +92,7 @@ TEST(Kv, CreateConflictAndRevisionCheckedUpdate) {
 
 TEST(Kv, ListAndWatch) {
   NatsServer nats;
-  auto bus = client(nats);
+  auto bus = nats.client();
   ASSERT_TRUE(bus->kv_put("vms", "vm-1", "one").is_ok());
   ASSERT_TRUE(bus->kv_put("vms", "vm-2", "two").is_ok());
   ASSERT_TRUE(bus->kv_delete("vms", "vm-2").is_ok());
@@ -123,14 +121,14 @@ TEST(Host, SurvivesNatsRestart) {
   HostProcess host(controller(nats, "[[plugin]]\nlibrary = \"echo\"\n"));
   ASSERT_TRUE(host.wait_ready()) << host.log();
   {
-    auto bus = client(nats);
+    auto bus = nats.client();
     EXPECT_EQ(ask(*bus, "nodeha.echo", "before"), "before");
   }
   nats.stop();
   EXPECT_TRUE(wait_until([&] { return host.metric("nodeha_bus_connected") == 0; })) << host.log();
   nats.start();
   EXPECT_TRUE(wait_until([&] { return host.metric("nodeha_bus_connected") == 1; }, 15s)) << host.log();
-  auto bus = client(nats);
+  auto bus = nats.client();
   EXPECT_EQ(ask(*bus, "nodeha.echo", "after"), "after");
   EXPECT_TRUE(host.process().running());
 }
@@ -162,7 +160,7 @@ TEST(Host, SighupSwapsOnePluginWhileTheOtherKeepsAnswering) {
   NatsServer nats;
   HostProcess host(controller(nats, kTwoPlugins));
   ASSERT_TRUE(host.wait_ready()) << host.log();
-  auto bus = client(nats);
+  auto bus = nats.client();
   ASSERT_EQ(ask(*bus, "nodeha.swapped", "x"), "old:x");
   ASSERT_EQ(ask(*bus, "nodeha.steady", "x"), "x");
 
@@ -202,7 +200,7 @@ TEST(Host, InvalidReloadIsRefusedAndTheOldConfigKeepsRunning) {
       << host.log();
   EXPECT_THAT(host.log(), HasSubstr("reload refused, the running configuration stays"));
   EXPECT_THAT(host.log(), HasSubstr("unknown key 'bogus'"));
-  auto bus = client(nats);
+  auto bus = nats.client();
   EXPECT_EQ(ask(*bus, "nodeha.echo", "still"), "still");
 }
 
@@ -221,7 +219,7 @@ TEST(Host, SighupLoadsALibraryRebuiltInPlace) {
   std::filesystem::copy_file(NODEHA_PLUGIN_DIR "/nodeha_echo.so", path);
   HostProcess host(controller(nats, "[[plugin]]\nname = \"swap\"\nlibrary = \"" + path + "\"\nsubject = \"nodeha.swap\"\n"));
   ASSERT_TRUE(host.wait_ready()) << host.log();
-  auto bus = client(nats);
+  auto bus = nats.client();
   ASSERT_EQ(ask(*bus, "nodeha.swap", "abc"), "abc");
 
   // Installed the way install(1) does it: a new file renamed over the old one.

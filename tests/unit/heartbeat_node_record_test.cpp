@@ -1,0 +1,93 @@
+// The node record as the heartbeat plugin writes it: fields of others kept, writes only when
+// something an operator reads changed.
+#include "node_record.h"
+
+#include <gtest/gtest.h>
+
+namespace nodeha::heartbeat {
+namespace {
+
+using json = nlohmann::json;
+
+Heartbeat beat() {
+  Heartbeat hb;
+  hb.node = "node-a";
+  hb.seq = 1;
+  hb.boot_id = "b1";
+  hb.interval_ms = 1000;
+  hb.capacity = {16, 65536, 1000};
+  hb.use = {4, 8192, 100, 2};
+  hb.addresses = {{"management", "10.0.0.5"}};
+  hb.checks = {{"netcheck", true, "ok"}};
+  return hb;
+}
+
+TEST(NodeRecord, MergeKeepsWhatOthersOwn) {
+  json record = {{"node", "node-a"}, {"management", "drained"}, {"lock", {{"task", "t1"}}}, {"monitor", "normal"}};
+  auto merged = merge_record(record, {{"monitor", "unreachable"}, {"reason", "silent"}});
+  EXPECT_EQ(merged["management"], "drained");
+  EXPECT_EQ(merged["lock"]["task"], "t1");
+  EXPECT_EQ(merged["monitor"], "unreachable");
+  auto fresh = merge_record(json(), {{"node", "node-b"}});
+  EXPECT_EQ(fresh["management"], "enabled");
+  EXPECT_TRUE(fresh["lock"].is_null());
+}
+
+TEST(NodeRecord, ManagementOfAnUnreadableRecordIsEnabled) {
+  EXPECT_EQ(management_of(json{{"management", "disabled"}}), ManagementState::Disabled);
+  EXPECT_EQ(management_of(json{{"management", 3}}), ManagementState::Enabled);
+  EXPECT_EQ(management_of(json()), ManagementState::Enabled);
+}
+
+TEST(NodeRecord, NeedsWriteOnlyForWhatOperatorsRead) {
+  json written = {{"monitor", "normal"}, {"reason", ""}, {"boot_id", "b1"}, {"interval_ms", 1000},
+                  {"checks", json::array()}, {"addresses", {{"management", "10.0.0.5"}}},
+                  {"capacity", {{"vcpus", 16}, {"memory_mib", 65536}}}, {"use", {{"vcpus", 4}, {"memory_mib", 8192}}},
+                  {"last_heartbeat", 1000}};
+  auto fields = written;
+  fields["last_heartbeat"] = 5000;
+  EXPECT_FALSE(needs_write(written, fields, 60000));  // only time passed
+  fields["last_heartbeat"] = 61000;
+  EXPECT_TRUE(needs_write(written, fields, 60000));  // the periodic refresh is due
+  fields = written;
+  fields["use"]["memory_mib"] = 8192 + 3000;  // under 5 % of 65536
+  EXPECT_FALSE(needs_write(written, fields, 60000));
+  fields["use"]["memory_mib"] = 8192 + 4000;  // over 5 %
+  EXPECT_TRUE(needs_write(written, fields, 60000));
+  fields = written;
+  fields["monitor"] = "error";
+  EXPECT_TRUE(needs_write(written, fields, 60000));
+  EXPECT_TRUE(needs_write(json(), written, 60000));  // never written
+}
+
+TEST(NodeRecord, HeartbeatChangesRecord) {
+  Heartbeat prev = beat();
+  EXPECT_TRUE(heartbeat_changes_record(nullptr, prev));
+  Heartbeat next = beat();
+  next.seq = 2;
+  next.vms = {{"u1", "vm1", "running"}};  // the inventory is not part of the record
+  EXPECT_FALSE(heartbeat_changes_record(&prev, next));
+  next.use.memory_mib += 3000;  // under 5 % of 65536 MiB
+  EXPECT_FALSE(heartbeat_changes_record(&prev, next));
+  next.use.memory_mib += 1000;
+  EXPECT_TRUE(heartbeat_changes_record(&prev, next));
+  next = beat();
+  next.checks[0].ok = false;
+  EXPECT_TRUE(heartbeat_changes_record(&prev, next));
+  next = beat();
+  next.boot_id = "b2";
+  EXPECT_TRUE(heartbeat_changes_record(&prev, next));
+  next = beat();
+  next.use.vms_running = 3;
+  EXPECT_TRUE(heartbeat_changes_record(&prev, next));
+}
+
+TEST(NodeRecord, MovedBeyond) {
+  EXPECT_FALSE(moved_beyond(100, 104, 100));
+  EXPECT_TRUE(moved_beyond(100, 106, 100));
+  EXPECT_TRUE(moved_beyond(0, 1, 0));  // nothing to compare with: any change counts
+  EXPECT_FALSE(moved_beyond(5, 5, 0));
+}
+
+}  // namespace
+}  // namespace nodeha::heartbeat
