@@ -109,6 +109,18 @@ int Host::start() {
     metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_config_reloads_total", "configuration reloads by result",
                      {{"result", result}}, {}, nullptr);
 
+  // Agents only: the node-local path acts on this node's VMs, which only agent plugins drive.
+  // On a controller NODEHA_SUB_LOCAL changes nothing and no socket answers.
+  if (h.role == NODEHA_ROLE_AGENT) {
+    fs::create_directories(fs::path(h.local_socket).parent_path(), ec);
+    auto local = LocalSocket::open({.path = h.local_socket, .prefix = h.nats.prefix, .metrics = metrics_.get()});
+    if (!local) {
+      spdlog::error("refused: {}: [host] local_socket {}", file_, local.status().message());
+      return kExitRefused;
+    }
+    local_ = std::move(local.value());
+  }
+
   auto bus = Bus::create(h.nats, fmt::format("nodeha-{}-{}", role_name(h.role), h.node_id), [this](bool up) {
     if (bus_connected_) Metrics::set(bus_connected_, up ? 1 : 0);
     if (up) spdlog::info("connected to NATS");
@@ -123,7 +135,8 @@ int Host::start() {
     spdlog::warn("NATS not reachable yet ({}); starting anyway and retrying in the background", h.nats.servers.front());
   if (h.role == NODEHA_ROLE_AGENT) libvirt_ = std::make_unique<LibvirtProvider>(h.libvirt_uri);
   workers_ = std::make_unique<WorkerPool>(static_cast<size_t>(h.workers));
-  services_ = Services{h.node_id, h.role, h.nats.prefix, h.state_dir, bus_.get(), metrics_.get(), workers_.get(), libvirt_.get()};
+  services_ = Services{h.node_id, h.role, h.nats.prefix, h.state_dir, bus_.get(), metrics_.get(), workers_.get(), libvirt_.get(),
+                       local_.get()};
   if (h.role == NODEHA_ROLE_CONTROLLER) keep_event_stream();
 
   // Every plugin reads and checks its config before any starts: a refusal is a config error.
@@ -267,6 +280,7 @@ void Host::stop() {
     if (metrics_) set_up((*it)->name(), false);
   }
   plugins_.clear();
+  local_.reset();  // after the plugins: their unanswered local requests were told already
   if (bus_) bus_->close(std::chrono::milliseconds(2000));
   bus_.reset();
   if (workers_) workers_->stop();

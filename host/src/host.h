@@ -6,6 +6,7 @@
 #include "config.h"
 #include "executor.h"
 #include "libvirt_provider.h"
+#include "local_socket.h"
 #include "metrics.h"
 #include "plugin_instance.h"
 
@@ -61,6 +62,7 @@ class Host {
   std::unique_ptr<Bus> bus_;
   std::unique_ptr<LibvirtProvider> libvirt_;
   std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<LocalSocket> local_;  // outlives the plugins that serve on it
   std::vector<std::unique_ptr<PluginInstance>> plugins_;
   nodeha_metric* bus_connected_ = nullptr;
   std::mutex stop_mu_;

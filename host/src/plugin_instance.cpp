@@ -1,6 +1,7 @@
 #include "plugin_instance.h"
 
 #include "libvirt_provider.h"
+#include "local_socket.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -46,7 +47,6 @@ struct PluginInstance::Access {
 
   static nodeha_status subscribe(nodeha_host* h, const char* subject, const char* queue, uint32_t flags,
                                  nodeha_msg_fn fn, void* ctx, nodeha_release_fn release, uint64_t* out_id) {
-    (void)flags;  // NODEHA_SUB_LOCAL: served on the local socket by the local transport
     auto& self = of(h);
     if (!valid(subject) || !fn || self.stopping_) {
       if (release) release(ctx);
@@ -54,23 +54,47 @@ struct PluginInstance::Access {
     }
     uint64_t id = self.add_registration({Registration::kSubscription, 0, release, ctx});
     EventLoop* loop = self.loop_.get();
-    auto sub = self.services_.bus->subscribe(subject, queue ? queue : "", [&self, loop, id, fn, ctx](Message m) {
-      loop->post([&self, id, fn, ctx, m = std::move(m)] {
-        if (!self.live(id)) return;  // unsubscribed while queued
+    // Both transports deliver alike: on the event thread, only while the subscription lives;
+    // `dropped` runs when a queued message finds it gone.
+    auto deliver = [&self, loop, id, fn, ctx](Message m, std::function<void()> dropped) {
+      return loop->post([&self, id, fn, ctx, m = std::move(m), dropped = std::move(dropped)] {
+        if (!self.live(id)) {  // unsubscribed while queued
+          if (dropped) dropped();
+          return;
+        }
         nodeha_msg msg{sizeof(nodeha_msg), view(m.subject), view(m.reply), view(m.data)};
         fn(ctx, &msg);
       });
-    });
-    if (!sub) {
+    };
+    // Kept by cnats across reconnects, and made while still disconnected too. Bus ids start at 1.
+    bool local_only = flags & NODEHA_SUB_LOCAL_ONLY;
+    auto sub = local_only ? Result<uint64_t>(uint64_t{0})
+                          : self.services_.bus->subscribe(subject, queue ? queue : "",
+                                                          [deliver](Message m) { deliver(std::move(m), nullptr); });
+    Result<uint64_t> route = uint64_t{0};
+    // Where there is no local socket (controllers) NODEHA_SUB_LOCAL changes nothing: NATS only.
+    if (sub && (flags & (NODEHA_SUB_LOCAL | NODEHA_SUB_LOCAL_ONLY)) && self.services_.local) {
+      LocalSocket* local = self.services_.local;
+      route = local->serve(&self, subject, [deliver, local](Message m) {
+        std::string token = m.reply;
+        return deliver(std::move(m), [local, token] {
+          local->fail(token, kLocalUnavailable, "the plugin unsubscribed before it took the request");
+        });
+      });
+      if (!route && sub.value()) self.services_.bus->unsubscribe(sub.value());
+    }
+    Status st = !sub ? sub.status() : route.status();
+    if (!st) {
       Registration r;
       self.take_registration(id, &r);
-      spdlog::warn("[{}] {}", self.name_, sub.status().message());
+      spdlog::warn("[{}] {}", self.name_, st.message());
       if (release) release(ctx);
-      return sub.status().code();
+      return st.code();
     }
     {
       std::lock_guard lock(self.mu_);
       self.registrations_[id].bus_id = sub.value();
+      self.registrations_[id].local_route = route.value();
     }
     if (out_id) *out_id = id;
     return NODEHA_OK;
@@ -80,7 +104,7 @@ struct PluginInstance::Access {
     auto& self = of(h);
     Registration r;
     if (!self.take_registration(id, &r) || r.kind != Registration::kSubscription) return NODEHA_ERR_NOT_FOUND;
-    self.services_.bus->unsubscribe(r.bus_id);
+    self.leave(r);
     self.release_later(r.release, r.ctx);
     return NODEHA_OK;
   }
@@ -132,7 +156,13 @@ struct PluginInstance::Access {
 
   static nodeha_status respond(nodeha_host* h, const char* reply, const char* data, size_t size) {
     if (!valid(reply)) return NODEHA_ERR_INVALID;
-    return of(h).services_.bus->publish(reply, std::string_view(data, size)).code();
+    auto& services = of(h).services_;
+    // A local token never goes to NATS, also when a NATS client named one as its reply subject.
+    if (LocalSocket::is_token(reply)) {
+      if (services.local) services.local->respond(reply, std::string_view(data, size));
+      return NODEHA_OK;
+    }
+    return services.bus->publish(reply, std::string_view(data, size)).code();
   }
 
   static nodeha_status kv_get(nodeha_host* h, const char* bucket, const char* key, nodeha_kv_fn fn, void* ctx) {
@@ -352,6 +382,16 @@ bool PluginInstance::live(uint64_t id) {
   return registrations_.count(id) != 0;
 }
 
+// Leaving twice is harmless.
+void PluginInstance::leave(const Registration& r) {
+  if (r.kind == Registration::kWatch) {
+    services_.bus->kv_unwatch(r.bus_id);
+    return;
+  }
+  if (r.bus_id) services_.bus->unsubscribe(r.bus_id);
+  if (r.local_route && services_.local) services_.local->unserve(r.local_route);
+}
+
 void PluginInstance::release_later(nodeha_release_fn release, void* ctx) {
   if (!release) return;
   // After messages already queued for it (they are dropped: it is no longer live).
@@ -396,18 +436,15 @@ void PluginInstance::stop() {
 
 void PluginInstance::teardown(bool call_stop) {
   const nodeha_plugin& d = library_->descriptor();
-  // 1. No new messages: leave the bus first, so that requests sent from now on fail fast (no
-  //    responders) instead of waiting for an answer that will never come. What is already
-  //    queued on the event thread still runs, before stop.
+  // 1. No new messages: leave the bus and the local socket first, so that requests sent from
+  //    now on fail fast (no responders, unknown subject) instead of waiting for an answer that
+  //    will never come. What is already queued on the event thread still runs, before stop.
   std::vector<Registration> on_bus;
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, r] : registrations_) on_bus.push_back(r);
   }
-  for (const auto& r : on_bus) {
-    if (r.kind == Registration::kSubscription) services_.bus->unsubscribe(r.bus_id);
-    else services_.bus->kv_unwatch(r.bus_id);
-  }
+  for (const auto& r : on_bus) leave(r);
   // 2. From the end of stop on, nothing new is accepted. Set on the event thread, so that
   //    nothing the plugin runs there afterwards can slip work in; its timers go now.
   loop_->run_sync([&] {
@@ -423,13 +460,13 @@ void PluginInstance::teardown(bool call_stop) {
     regs.swap(registrations_);
   }
   for (auto& [id, r] : regs) {
-    // Again, for anything it registered during stop (leaving the bus twice is harmless).
-    if (r.kind == Registration::kSubscription) services_.bus->unsubscribe(r.bus_id);
-    else services_.bus->kv_unwatch(r.bus_id);
+    leave(r);  // again, for anything it registered during stop
     release_later(r.release, r.ctx);
   }
   services_.workers->wait_owner(this);
   loop_->stop();  // cancels timers (running their releases) and drains the queue
+  // Nothing of it can answer any more: local clients still waiting hear so now.
+  if (services_.local) services_.local->abandon(this, fmt::format("plugin {} stopped before it answered", name_));
   if (self_) d.destroy(self_);
   self_ = nullptr;
   std::set<nodeha_metric*> series;

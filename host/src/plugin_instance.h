@@ -19,6 +19,7 @@
 namespace nodeha::host {
 
 class LibvirtProvider;
+class LocalSocket;
 
 // What the host shares with every plugin instance. Owned by the Host; outlives the instances.
 struct Services {
@@ -30,6 +31,7 @@ struct Services {
   Metrics* metrics = nullptr;
   WorkerPool* workers = nullptr;
   LibvirtProvider* libvirt = nullptr;
+  LocalSocket* local = nullptr;  // agents: serves NODEHA_SUB_LOCAL subscriptions; null elsewhere
 };
 
 class PluginInstance {
@@ -66,7 +68,9 @@ class PluginInstance {
     uint64_t bus_id;
     nodeha_release_fn release;
     void* ctx;
+    uint64_t local_route = 0;  // its route on the local socket (NODEHA_SUB_LOCAL), 0: none
   };
+  void leave(const Registration& r);
   void teardown(bool call_stop);
   uint64_t add_registration(Registration r);
   // Removes and returns it; false when unknown (already removed).

@@ -1,6 +1,11 @@
 #include "host_process.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 
 namespace nodeha::test {
@@ -60,6 +65,33 @@ HostRun run_host(const std::string& config, std::vector<std::string> overrides, 
   r.status = status ? *status : -1;
   r.output = host.log();
   return r;
+}
+
+nlohmann::json HostProcess::local(const std::string& subject, const nlohmann::json& body,
+                                  std::chrono::seconds timeout) const {
+  std::string path = dir_.file("state") + "/local.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return {{"transport", "cannot connect to " + path}};
+  }
+  timeval tv{static_cast<time_t>(timeout.count()), 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out = nlohmann::json{{"subject", subject}, {"data", body.dump()}}.dump() + "\n";
+  for (size_t sent = 0; sent < out.size();) {
+    ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  out.clear();
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  return j.is_object() ? j : nlohmann::json{{"transport", "no answer: \"" + out + "\""}};
 }
 
 }  // namespace nodeha::test

@@ -1,6 +1,8 @@
 // A nodeha-host process under test: its config and state in a temp dir, its log kept.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include "process.h"
 #include "wait.h"
 
@@ -23,6 +25,10 @@ class HostProcess {
   // host:port of the host's /metrics (from <state>/metrics.address); empty before wait_ready().
   const std::string& metrics_address() const { return address_; }
   double metric(const std::string& series) const { return metric_value(metrics(), series); }
+  // One request on the agent's node-local socket (<state>/local.sock), as `nodeha local` makes
+  // it; the reply as JSON, or {"transport": why} when none came within `timeout`.
+  nlohmann::json local(const std::string& subject, const nlohmann::json& body,
+                       std::chrono::seconds timeout = std::chrono::seconds(120)) const;
   // Rewrites the config file (for SIGHUP tests).
   void rewrite(const std::string& config);
   Process& process() { return *proc_; }

@@ -10,7 +10,8 @@
 
 namespace nodeha::test {
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path, std::string err_path)
+    : log_(std::move(log_path)) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -20,6 +21,10 @@ Process::Process(std::vector<std::string> argv, std::string log_path) : log_(std
     int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    if (!err_path.empty() && (fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644)) >= 0) {
       dup2(fd, 2);
       close(fd);
     }

@@ -11,7 +11,8 @@ namespace nodeha::test {
 
 class Process {
  public:
-  Process(std::vector<std::string> argv, std::string log_path);
+  // Output goes to `log_path`; stderr to `err_path` instead when one is given.
+  Process(std::vector<std::string> argv, std::string log_path, std::string err_path = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 1
+#define NODEHA_PLUGIN_API_MINOR 2
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -141,6 +141,10 @@ typedef void (*nodeha_release_fn)(void* ctx);
 
 /* Subscription flags. */
 #define NODEHA_SUB_LOCAL 0x1u /* also serve this subject on the node-local socket (`nodeha local`) */
+/* (1.2) serve it on the node-local socket only, never over NATS: for actions only the node's own
+ * administrator may ask for (`nodeha local drain`), which every agent would otherwise answer.
+ * Where there is no socket (controllers) such a subscription receives nothing. */
+#define NODEHA_SUB_LOCAL_ONLY 0x2u
 
 /* Services the host gives one plugin instance. Every function is thread-safe. */
 typedef struct nodeha_host_api {

@@ -1,0 +1,20 @@
+// Plain-text tables for people: each column as wide as its widest cell, two spaces apart.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace nodeha::cli {
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers) : rows_{std::move(headers)} {}
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print(std::ostream& out) const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;  // the headers first
+};
+
+}  // namespace nodeha::cli
