@@ -1,6 +1,7 @@
 #include "controller.h"
 
 #include "command.h"
+#include "task_record.h"
 
 namespace nodeha::heartbeat {
 
@@ -346,6 +347,10 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
       auto cur = host_.kv_get(kNodesBucket, id);
       if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) break;
       nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json::object();
+      if (record.contains("lock") && record["lock"].is_object()) {
+        host_.respond(reply, command::fail("node_locked", task_record::locked_message(id, record["lock"])));
+        return;
+      }
       ManagementState before = management_of(record), after = before;
       bool changed = apply_management(after, command);
       if (changed) {

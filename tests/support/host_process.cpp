@@ -58,6 +58,11 @@ std::string HostProcess::metrics() const { return address_.empty() ? std::string
 
 void HostProcess::rewrite(const std::string& config) { dir_.write("host.toml", expand(config)); }
 
+std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url) {
+  return "[host]\nrole = \"" + role + "\"\nnode_id = \"" + node_id + "\"\nplugin_path = [\"{plugins}\"]\n"
+         "[nats]\nservers = [\"" + nats_url + "\"]\nreconnect_wait = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+}
+
 HostRun run_host(const std::string& config, std::vector<std::string> overrides, std::chrono::milliseconds timeout) {
   HostProcess host(config, std::move(overrides));
   HostRun r;

@@ -51,4 +51,9 @@ struct HostRun {
 HostRun run_host(const std::string& config, std::vector<std::string> overrides = {},
                  std::chrono::milliseconds timeout = 20s);
 
+// The [host], [nats] and [metrics] tables of a test host: its role and node id, the plugins of
+// this build, NATS at `nats_url` with a fast reconnect, /metrics on a free port. Plugin tables
+// follow.
+std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url);
+
 }  // namespace nodeha::test

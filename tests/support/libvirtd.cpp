@@ -15,6 +15,9 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <random>
+
 namespace nodeha::test {
 
 namespace {
@@ -88,13 +91,21 @@ void Libvirtd::write_configs() {
              "listen_tls = 0\nlisten_tcp = 0\n"
              "host_uuid = \"" + host_uuid + "\"\n"
              "log_outputs = \"3:file:" + d + "/log/libvirtd.log\"\n");
+  // A window of 32 migration ports of its own, at random among 200 (49152-55551): libvirt checks
+  // that a port is free before it hands it out, but two daemons (or tests) checking at once could
+  // both pick the same one. migration_address stays unset: libvirt refuses 127.x there; the
+  // migration URI (tcp://127.0.0.1) and listen address are given per migration instead.
+  std::mt19937 rng{std::random_device{}()};
+  port_min_ = 49152 + 32 * static_cast<int>(std::uniform_int_distribution<int>(0, 199)(rng));
+  port_max_ = port_min_ + 31;
   // Seen by the daemon as /etc/libvirt/qemu.conf through the overlay.
   dir_.write("ov/etc_libvirt/upper/qemu.conf",
              "user = \"root\"\ngroup = \"root\"\n"
              "dynamic_ownership = 0\nremember_owner = 0\n"
              "security_driver = \"none\"\n"
              "cgroup_controllers = [ ]\nnamespaces = [ ]\n"
-             "stdio_handler = \"file\"\n");
+             "stdio_handler = \"file\"\n"
+             "migration_port_min = " + std::to_string(port_min_) + "\nmigration_port_max = " + std::to_string(port_max_) + "\n");
   // A privileged libvirtd resolves its built-in default user/group libvirt-qemu before it reads
   // qemu.conf: when the machine has none, the namespace gets patched copies of passwd/group.
   if (!getpwnam("libvirt-qemu"))
@@ -217,6 +228,25 @@ std::string Libvirtd::domain_state(const std::string& uuid) const {
   return rc < 0 ? "" : nodeha::libvirt::state_name(state);
 }
 
+std::vector<Libvirtd::DomainInfo> Libvirtd::domains() const {
+  std::vector<DomainInfo> out;
+  Conn conn(uri_);
+  if (!conn) return out;
+  virDomainPtr* doms = nullptr;
+  int n = virConnectListAllDomains(conn.c, &doms, 0);
+  for (int i = 0; i < n; ++i) {
+    char uuid[VIR_UUID_STRING_BUFLEN] = {};
+    virDomainGetUUIDString(doms[i], uuid);
+    const char* name = virDomainGetName(doms[i]);
+    int state = 0, reason = 0;
+    std::string state_name = virDomainGetState(doms[i], &state, &reason, 0) < 0 ? "" : nodeha::libvirt::state_name(state);
+    out.push_back({uuid, name ? name : "", state_name});
+    virDomainFree(doms[i]);
+  }
+  free(doms);
+  return out;
+}
+
 std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {
   std::vector<pid_t> out;
   DIR* proc = opendir("/proc");
@@ -242,7 +272,11 @@ std::string Libvirtd::log() const {
 }
 
 Libvirtd::~Libvirtd() {
-  // Guests first, through the daemon while it lives.
+  // Guests first, through the daemon while it lives: those started here and whatever else runs
+  // here now (a guest migrated in).
+  if (running())
+    for (const auto& d : domains())
+      if (std::find(guests_.begin(), guests_.end(), d.uuid) == guests_.end()) guests_.push_back(d.uuid);
   if (!guests_.empty() && running()) {
     Conn conn(uri_);
     for (const auto& uuid : guests_) {

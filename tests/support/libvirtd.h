@@ -10,8 +10,13 @@
 // in <dir>/sock; its qemu.conf runs guests as root without a security driver, cgroups or
 // namespaces. Guests are tiny and diskless (64 MiB, TCG when there is no /dev/kvm).
 //
+// Several daemons may run at once (migration tests): each has its own host_uuid and its own
+// window of migration ports (qemu.conf migration_port_min/max, picked at random), so that two
+// daemons on this machine, or two tests running side by side, do not hand out the same port.
+//
 // Every process this class started (libvirtd, the guests' qemu) is gone after its destructor,
-// also when a test failed halfway.
+// also when a test failed halfway; so is every guest the daemon runs then (one migrated to it
+// included).
 #pragma once
 
 #include "process.h"
@@ -56,6 +61,17 @@ class Libvirtd {
   // the daemon or the guest cannot be read.
   std::string domain_state(const std::string& uuid) const;
 
+  struct DomainInfo {
+    std::string uuid;
+    std::string name;
+    std::string state;  // as domain_state() names it
+  };
+  // Every domain the daemon has (running or only defined); empty when it does not answer.
+  std::vector<DomainInfo> domains() const;
+  // The daemon's migration port window (qemu.conf migration_port_min / migration_port_max).
+  int migration_port_min() const { return port_min_; }
+  int migration_port_max() const { return port_max_; }
+
   // Live processes (not zombies) whose command line contains `needle` (e.g. a guest's uuid).
   static std::vector<pid_t> processes_with(const std::string& needle);
 
@@ -71,7 +87,9 @@ class Libvirtd {
   std::string uri_;
   std::unique_ptr<Process> holder_;  // keeps the mount namespace (and its overlays) alive
   std::unique_ptr<Process> proc_;    // libvirtd itself, entered into holder_'s namespace
-  std::vector<std::string> guests_;  // uuids of the guests started here
+  std::vector<std::string> guests_;  // uuids of the guests started here (or found here at the end)
+  int port_min_ = 0;
+  int port_max_ = 0;
   int starts_ = 0;
 };
 

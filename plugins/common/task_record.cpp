@@ -1,0 +1,66 @@
+#include "task_record.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <random>
+
+namespace nodeha::task_record {
+
+std::string new_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char id[17];
+  std::snprintf(id, sizeof id, "%016" PRIx64, static_cast<uint64_t>(rng()));
+  return id;
+}
+
+nlohmann::json make(const std::string& id, const std::string& kind, const std::string& node,
+                    const nlohmann::json& params, const std::string& owner, int64_t now_ms) {
+  return {{"id", id},          {"kind", kind},         {"node", node},   {"params", params},
+          {"state", "pending"}, {"created", now_ms},    {"started", 0},   {"finished", 0},
+          {"updated", now_ms},  {"owner", owner},       {"cancel_requested", false},
+          {"error", ""},        {"steps", nlohmann::json::array()}};
+}
+
+nlohmann::json make_step(const std::string& vm, const std::string& name, const nlohmann::json& target,
+                         const std::string& skip_reason) {
+  return {{"vm", vm},
+          {"name", name},
+          {"target", target},
+          {"state", skip_reason.empty() ? "pending" : "skipped"},
+          {"reason", skip_reason},
+          {"error", ""},
+          {"started", 0},
+          {"finished", 0},
+          {"progress", {{"data_total", 0}, {"data_processed", 0}, {"data_remaining", 0}}}};
+}
+
+bool task_final(const std::string& state) { return state == "succeeded" || state == "failed" || state == "partial"; }
+
+bool step_final(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "skipped" || state == "cancelled";
+}
+
+std::string final_state(const nlohmann::json& task) {
+  int succeeded = 0, unsuccessful = 0;
+  for (const auto& s : task.value("steps", nlohmann::json::array())) {
+    std::string st = s.value("state", "");
+    if (st == "succeeded") ++succeeded;
+    else if (st != "skipped") ++unsuccessful;  // failed, cancelled, or never finished
+  }
+  if (!task.value("error", std::string()).empty()) return succeeded ? "partial" : "failed";
+  if (unsuccessful == 0) return "succeeded";
+  return succeeded ? "partial" : "failed";
+}
+
+std::string locked_message(const std::string& node, const nlohmann::json& lock) {
+  std::string id = lock.value("task", "?");
+  std::time_t since = lock.value("since", int64_t{0}) / 1000;
+  char when[32] = "?";
+  std::tm tm{};
+  if (gmtime_r(&since, &tm)) std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return node + " is locked by task " + id + " (" + lock.value("kind", "?") + ", running since " + when +
+         "); wait for it or cancel it with `nodeha task cancel " + id + "`";
+}
+
+}  // namespace nodeha::task_record

@@ -1,0 +1,71 @@
+#include "vm_record.h"
+
+#include <chrono>
+
+namespace nodeha::vm_record {
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Result<nlohmann::json> modify(const Host& host, const std::string& uuid,
+                              const std::function<bool(nlohmann::json& record)>& change, int attempts) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    auto cur = host.kv_get(kBucket, uuid);
+    if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) return cur.status();
+    nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json();
+    if (record.is_discarded()) record = nlohmann::json();
+    if (!change(record)) return record;
+    if (record.is_null()) return record;  // nothing to create
+    auto written = cur ? host.kv_update(kBucket, uuid, record.dump(), cur->revision)
+                       : host.kv_create(kBucket, uuid, record.dump());
+    if (written) return record;
+    if (written.status().code() != NODEHA_ERR_CONFLICT) return written.status();
+    // Another writer won: read again and decide again on what it wrote.
+  }
+  return Status(NODEHA_ERR_CONFLICT, "the record of VM " + uuid + " kept changing under us; try again");
+}
+
+Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std::string& node,
+                            const std::string& desired) {
+  bool missing = false;
+  auto r = modify(host, uuid, [&](nlohmann::json& record) {
+    missing = !record.is_object();
+    if (missing) return false;
+    bool changed = false;
+    if (record.value("node", std::string()) != node) {
+      record["node"] = node;
+      record["generation"] = record.value("generation", int64_t{0}) + 1;
+      changed = true;
+    }
+    if (!desired.empty() && record.value("desired", std::string()) != desired) {
+      record["desired"] = desired;
+      changed = true;
+    }
+    if (changed) record["updated"] = unix_ms();
+    return changed;
+  });
+  if (r && missing) return Status(NODEHA_ERR_NOT_FOUND, "no record of VM " + uuid);
+  return r;
+}
+
+Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired) {
+  bool missing = false;
+  auto r = modify(host, uuid, [&](nlohmann::json& record) {
+    missing = !record.is_object();
+    if (missing || record.value("desired", std::string()) == desired) return false;
+    record["desired"] = desired;
+    record["updated"] = unix_ms();
+    return true;
+  });
+  if (r && missing) return Status(NODEHA_ERR_NOT_FOUND, "no record of VM " + uuid);
+  return r;
+}
+
+nlohmann::json summary(const nlohmann::json& record) {
+  nlohmann::json out = record;
+  if (out.is_object()) out.erase("xml");
+  return out;
+}
+
+}  // namespace nodeha::vm_record

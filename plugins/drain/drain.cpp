@@ -1,0 +1,143 @@
+// drain (controller): `cmd.node.drain` {node, dry_run}. The node becomes `drained` at once (the
+// scheduler never places a VM there again, the agent never starts one) and its agent stops
+// every VM recorded there, `parallel` at a time: a graceful shutdown, destroyed after
+// `stop_timeout`.
+//
+// A node that cannot be reached is drained all the same: the state is recorded, the task
+// releases the node's lock (so that the node can be rebuilt) and waits, step by step, until the
+// agent answers and confirms each VM stopped. A VM whose record moved to another node meanwhile
+// (rebuilt there) is not stopped by the drain: the returning agent removes its stale copy.
+#include "engine.h"
+#include "task_record.h"
+
+#include <nodeha/plugin.hpp>
+
+namespace nodeha::drain {
+namespace {
+
+using command::Type;
+using nodeha::tasks::StepResult;
+
+const nodeha_config_key kKeys[] = {
+    key("stop_timeout", NODEHA_CONFIG_DURATION, "\"60s\"", "duration",
+        "graceful shutdown time before a VM is destroyed; 0 destroys at once"),
+    key("parallel", NODEHA_CONFIG_INTEGER, "16", "VMs", "VMs stopped at the same time"),
+    key("retry_every", NODEHA_CONFIG_DURATION, "\"2s\"", "duration", "how often an unreachable agent is tried again"),
+};
+
+class DrainPlugin : public Plugin {
+ public:
+  explicit DrainPlugin(Host h)
+      : Plugin(std::move(h)), stop_timeout_(host().duration("stop_timeout")),
+        parallel_(host().config().at("parallel").get<int>()) {
+    if (parallel_ < 1) throw ConfigError("parallel must be at least 1");
+    if (stop_timeout_.count() < 0) throw ConfigError("stop_timeout must not be negative");
+    tasks::Kind kind;
+    kind.name = "drain";
+    kind.parallel = parallel_;
+    kind.retry_every = host().duration("retry_every");
+    kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return stop_vm(task, step); };
+    engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
+  }
+
+  Status start() override {
+    if (auto s = engine_->start(); !s) return s;
+    auto r = host().subscribe(host().subject("cmd.node.drain"), [this](const Message& m) {
+      host().spawn([this, m] { drain(m); });
+    }, "nodeha-controller");
+    return r ? Status::ok() : r.status();
+  }
+  void stop() override { engine_->stop(); }
+
+ private:
+  void drain(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"dry_run", Type::Bool}}, &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    std::string node = req["node"];
+    nlohmann::json record;
+    if (auto e = tasks::read_node(host(), node, &record)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    if (record.contains("lock") && record["lock"].is_object()) {
+      host().respond(m.reply, command::fail(tasks::kNodeLocked, task_record::locked_message(node, record["lock"])));
+      return;
+    }
+    auto vms = tasks::vms_on(host(), node);
+    if (!vms) {
+      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
+      return;
+    }
+    nlohmann::json plan = nlohmann::json::array();
+    for (const auto& v : vms.value())
+      plan.push_back({{"vm", v["uuid"]}, {"name", v.value("name", "")}, {"target", nullptr}, {"action", "stop"},
+                      {"reason", v.value("state", "") == "running" ? "" : "not running; stays stopped"}});
+    nlohmann::json result = {{"node", node}, {"plan", plan}, {"management", "drained"},
+                             {"monitor", record.value("monitor", "")}};
+    if (req.value("dry_run", false)) {
+      result["dry_run"] = true;
+      host().respond(m.reply, command::ok(result));
+      return;
+    }
+
+    std::string id = task_record::new_id();
+    nlohmann::json params = req;
+    auto task = task_record::make(id, "drain", node, params, host().node_id(), tasks::unix_ms());
+    for (const auto& v : vms.value()) task["steps"].push_back(task_record::make_step(v["uuid"], v.value("name", ""), nullptr));
+    std::string before;
+    auto refused = tasks::lock_node(host(), node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
+      before = r.value("management", "enabled");
+      r["management"] = "drained";
+      return std::nullopt;
+    });
+    if (refused) {
+      host().respond(m.reply, command::fail(*refused));
+      return;
+    }
+    if (before != "drained")
+      (void)host().publish(host().subject("evt.node." + node),
+                           nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", "drained"},
+                                          {"task", id}, {"time", tasks::unix_ms()}}
+                               .dump());
+    if (auto s = engine_->submit(task, parallel_); !s) {
+      (void)tasks::unlock_node(host(), node, id);
+      host().respond(m.reply, command::fail(command::kUnavailable, "the node is drained but its task could not be stored (" +
+                                                                       s.message() + "); run the drain again"));
+      return;
+    }
+    host().info("draining " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
+    result["task"] = id;
+    host().respond(m.reply, command::ok(result));
+  }
+
+  StepResult stop_vm(const nlohmann::json& task, const nlohmann::json& step) {
+    std::string node = task["node"], uuid = step["vm"];
+    auto rec = host().kv_get("vms", uuid);
+    if (rec) {
+      auto j = nlohmann::json::parse(rec->value, nullptr, false);
+      if (j.is_object() && j.value("node", "") != node) return StepResult::ok();  // rebuilt elsewhere: not ours to stop
+    }
+    nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
+    auto r = tasks::call(host(), host().subject("agent." + node + ".vm.stop"), body, stop_timeout_ + Millis(30000));
+    if (r.ok || r.code == tasks::kUnknownVm) return StepResult::ok();  // stopped, or not on the node at all
+    if (r.unreachable) {
+      // Waiting for the agent must not keep the node locked: a rebuild may come first.
+      (void)tasks::unlock_node(host(), node, task["id"]);
+      return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + r.message);
+    }
+    return StepResult::failed(r.code + ": " + r.message);
+  }
+
+  Millis stop_timeout_;
+  int parallel_;
+  std::unique_ptr<tasks::Engine> engine_;
+};
+
+}  // namespace
+}  // namespace nodeha::drain
+
+NODEHA_PLUGIN(nodeha::drain::DrainPlugin, "drain", "0.1.0", "node.drain: drained state, every VM stopped",
+              nodeha::kControllerRole, nodeha::drain::kKeys)

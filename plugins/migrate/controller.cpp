@@ -1,0 +1,214 @@
+#include "controller.h"
+
+#include "task_record.h"
+#include "vm_record.h"
+
+#include <set>
+
+namespace nodeha::migrate {
+
+using command::Type;
+using tasks::StepResult;
+
+ControllerSide::ControllerSide(const Host& host)
+    : host_(host), max_parallel_(host.config().at("max_parallel").get<int>()),
+      migration_timeout_(host.duration("timeout")), stall_timeout_(host.duration("stall_timeout")),
+      agent_timeout_(host.duration("agent_timeout")), reserve_(host.duration("reserve")) {
+  if (max_parallel_ < 1) throw ConfigError("max_parallel must be at least 1");
+  tasks::Kind kind;
+  kind.name = "migrate";
+  kind.parallel = max_parallel_;
+  kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return migrate_vm(task, step); };
+  kind.on_cancel = [this](const nlohmann::json& task, const nlohmann::json& step) { abort_vm(task, step); };
+  kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host_, task["id"]); };
+  engine_ = std::make_unique<tasks::Engine>(host_, std::move(kind));
+}
+
+Status ControllerSide::start() {
+  if (auto s = engine_->start(); !s) return s;
+  auto r = host_.subscribe(host_.subject("cmd.node.migrate"), [this](const Message& m) {
+    host_.spawn([this, m] { migrate(m); });
+  }, "nodeha-controller");
+  if (!r) return r.status();
+  auto p = host_.subscribe(host_.subject("evt.vm.*"), [this](const Message& m) { on_vm_event(m); });
+  return p ? Status::ok() : p.status();
+}
+
+void ControllerSide::stop() { engine_->stop(); }
+
+namespace {
+
+std::optional<command::Error> check_network(const std::string& node, const nlohmann::json& record, const std::string& network) {
+  if (network == "management") return std::nullopt;  // every agent answers on it
+  auto addresses = record.value("addresses", nlohmann::json::object());
+  if (addresses.is_object() && addresses.contains(network)) return std::nullopt;
+  return command::Error{tasks::kUnknownNetwork, node + " reports no address on the \"" + network +
+                                                    "\" network; set it in its heartbeat plugin's `addresses`, or choose "
+                                                    "another network"};
+}
+
+}  // namespace
+
+void ControllerSide::migrate(const Message& m) {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data,
+                               {{"node", Type::String, true},
+                                {"target", Type::String},
+                                {"include_local_disk", Type::Bool},
+                                {"vms", Type::Array},
+                                {"network", Type::String},
+                                {"max_parallel", Type::Integer},
+                                {"dry_run", Type::Bool}},
+                               &req)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  auto refuse = [&](const command::Error& e) { host_.respond(m.reply, command::fail(e)); };
+  std::string node = req["node"], target = req.value("target", ""), network = req.value("network", "management");
+  bool with_disks = req.value("include_local_disk", false), dry = req.value("dry_run", false);
+  int parallel = req.value("max_parallel", max_parallel_);
+  if (parallel < 1 || parallel > 64) return refuse({command::kBadValue, "max_parallel must be between 1 and 64"});
+  if (network != "management" && network != "business" && network != "storage")
+    return refuse({command::kBadValue, "network must be \"management\", \"business\" or \"storage\", not \"" + network + "\""});
+  req["max_parallel"] = parallel;
+  req["network"] = network;
+
+  nlohmann::json record, target_record;
+  if (auto e = tasks::read_node(host_, node, &record)) return refuse(*e);
+  if (record.contains("lock") && record["lock"].is_object())
+    return refuse({tasks::kNodeLocked, task_record::locked_message(node, record["lock"])});
+  if (record.value("monitor", "") == "unreachable")
+    return refuse({tasks::kNodeUnreachable, node + " is unreachable (" + record.value("reason", "") +
+                                                "): its agent cannot migrate anything; on the node, `nodeha local migrate` "
+                                                "works without the controller, or drain and rebuild it"});
+  if (!target.empty()) {
+    if (auto e = tasks::read_node(host_, target, &target_record)) return refuse(*e);
+    if (target == node) return refuse({command::kBadValue, "the target is the node being migrated; name another node"});
+    if (auto e = check_network(target, target_record, network)) return refuse(*e);
+  }
+  if (auto e = check_network(node, record, network)) return refuse(*e);
+
+  auto vms = tasks::vms_on(host_, node);
+  if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
+  std::set<std::string> chosen;
+  for (const auto& v : req.value("vms", nlohmann::json::array())) {
+    if (!v.is_string()) return refuse({command::kBadType, "vms must be an array of VM uuids"});
+    chosen.insert(v.get<std::string>());
+  }
+  for (const auto& uuid : chosen) {
+    bool found = false;
+    for (const auto& v : vms.value()) found |= v.value("uuid", "") == uuid;
+    if (!found) return refuse({tasks::kUnknownVm, "VM " + uuid + " is not on " + node + "; `nodeha vm list --node " + node + "` shows its VMs"});
+  }
+
+  // What moves, and why the rest does not.
+  std::vector<nlohmann::json> movable;
+  std::map<std::string, std::string> skip;
+  for (const auto& v : vms.value()) {
+    std::string uuid = v["uuid"];
+    if (!chosen.empty() && !chosen.count(uuid)) continue;
+    if (v.value("state", "") != "running")
+      skip[uuid] = "not running (" + v.value("state", "?") + "): live migration moves running VMs";
+    else if (v.value("local_disk", false) && !with_disks)
+      skip[uuid] = "has local disks; include_local_disk (--with-local-disks) copies them with the VM";
+    else
+      movable.push_back(v);
+  }
+
+  std::string id = task_record::new_id();
+  tasks::Placements placed;
+  if (!movable.empty()) {
+    auto p = tasks::place(host_, movable, node, target, dry ? 0 : reserve_.count() / 1000.0, id);
+    if (!p) return refuse({command::kUnavailable, p.status().message()});
+    placed = std::move(p.value());
+  }
+  if (auto e = tasks::no_room(placed, movable.size(), node, target)) {
+    if (!dry) tasks::release(host_, id);
+    return refuse(*e);
+  }
+
+  nlohmann::json plan = nlohmann::json::array();
+  auto task = task_record::make(id, "migrate", node, req, host_.node_id(), tasks::unix_ms());
+  for (const auto& v : vms.value()) {
+    std::string uuid = v["uuid"];
+    if (!chosen.empty() && !chosen.count(uuid)) continue;
+    tasks::plan_vm(plan, task, v, placed, "migrate", skip.count(uuid) ? skip[uuid] : "");
+  }
+  nlohmann::json result = {{"node", node}, {"plan", plan}};
+  if (dry) {
+    result["dry_run"] = true;
+    host_.respond(m.reply, command::ok(result));
+    return;
+  }
+  auto refused = tasks::lock_node(host_, node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
+    if (r.value("monitor", "") == "unreachable") return command::Error{tasks::kNodeUnreachable, node + " became unreachable"};
+    return std::nullopt;
+  });
+  if (refused) {
+    tasks::release(host_, id);
+    return refuse(*refused);
+  }
+  if (auto s = engine_->submit(task, parallel); !s) {
+    (void)tasks::unlock_node(host_, node, id);
+    tasks::release(host_, id);
+    return refuse({command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"});
+  }
+  host_.info("migrating " + std::to_string(placed.node.size()) + " VM(s) off " + node + " (task " + id + ")");
+  result["task"] = id;
+  host_.respond(m.reply, command::ok(result));
+}
+
+// Idempotent: after a controller restart the VM may already be on the target.
+StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann::json& step) {
+  std::string node = task["node"], uuid = step["vm"], target = step["target"];
+  std::string network = task["params"].value("network", "management");
+  auto rec = host_.kv_get("vms", uuid);
+  if (rec) {
+    auto j = nlohmann::json::parse(rec->value, nullptr, false);
+    if (j.is_object() && j.value("node", "") == target) return StepResult::ok();  // moved already
+  }
+  auto offer = tasks::call(host_, host_.subject("agent." + target + ".migrate.target"), {{"network", network}}, agent_timeout_);
+  if (!offer.ok) return StepResult::failed(target + " cannot receive it: " + offer.code + ": " + offer.message);
+  nlohmann::json body = {{"uuid", uuid},
+                         {"task", task["id"]},
+                         {"dest_node", target},
+                         {"dest_uri", offer.result.value("libvirt_uri", "")},
+                         {"migrate_uri", offer.result.value("migrate_uri", "")},
+                         {"include_local_disk", task["params"].value("include_local_disk", false)},
+                         {"timeout_ms", migration_timeout_.count()},
+                         {"stall_ms", stall_timeout_.count()}};
+  auto r = tasks::call(host_, host_.subject("agent." + node + ".vm.migrate"), body, migration_timeout_ + Millis(30000));
+  if (r.ok || r.code == tasks::kUnknownVm) {
+    // Not on the source (any more): done only if the target runs it.
+    auto there = tasks::call(host_, host_.subject("agent." + target + ".vm.list"), nlohmann::json::object(), agent_timeout_);
+    bool runs = false;
+    if (there.ok)
+      for (const auto& v : there.result.value("vms", nlohmann::json::array()))
+        runs |= v.value("uuid", "") == uuid && v.value("state", "") == "running";
+    if (!runs && !r.ok) return StepResult::failed("not on " + node + " and not running on " + target);
+    if (auto moved = vm_record::move(host_, uuid, target); !moved)
+      host_.warn("VM " + uuid + " runs on " + target + " but its record could not be moved: " + moved.status().message());
+    return StepResult::ok();
+  }
+  return StepResult::failed(r.code + ": " + r.message);
+}
+
+void ControllerSide::abort_vm(const nlohmann::json& task, const nlohmann::json& step) {
+  std::string node = task["node"];
+  auto r = tasks::call(host_, host_.subject("agent." + node + ".vm.abort"), {{"uuid", step["vm"]}}, agent_timeout_);
+  if (!r.ok) host_.warn("could not abort the migration of " + step.value("vm", "") + ": " + r.message);
+}
+
+void ControllerSide::on_vm_event(const Message& m) {
+  auto j = nlohmann::json::parse(m.data, nullptr, false);
+  if (!j.is_object() || j.value("event", "") != "migration_progress" || !j.contains("task") || !j["task"].is_string()) return;
+  std::string uuid = m.subject.substr(m.subject.rfind('.') + 1);
+  host_.spawn([this, task = j["task"].get<std::string>(), uuid, j] {
+    engine_->progress(task, uuid,
+                    {{"data_total", j.value("data_total", 0)},
+                     {"data_processed", j.value("data_processed", 0)},
+                     {"data_remaining", j.value("data_remaining", 0)}});
+  });
+}
+
+}  // namespace nodeha::migrate

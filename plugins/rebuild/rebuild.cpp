@@ -1,0 +1,175 @@
+// rebuild (controller): `cmd.node.rebuild` {node, target?, dry_run}. Only for a drained node: its
+// VMs without local disks are placed by the scheduler (or on `target`) and recreated there from
+// their stored definitions. Each VM's record moves first (new generation), so that the old node,
+// if it comes back, finds its copy stale and removes it before it could run twice. VMs with
+// local disks are skipped with the reason; a VM the scheduler has no room for fails its step, and
+// the task can be run again for what is left (the records of rebuilt VMs no longer name the node).
+#include "engine.h"
+#include "task_record.h"
+#include "vm_record.h"
+
+#include <nodeha/plugin.hpp>
+
+namespace nodeha::rebuild {
+namespace {
+
+using command::Type;
+using nodeha::tasks::StepResult;
+
+const nodeha_config_key kKeys[] = {
+    key("parallel", NODEHA_CONFIG_INTEGER, "4", "VMs", "VMs recreated at the same time"),
+    key("agent_timeout", NODEHA_CONFIG_DURATION, "\"60s\"", "duration", "how long a define or start on an agent may take"),
+    key("reserve", NODEHA_CONFIG_DURATION, "\"10m\"", "duration", "how long the scheduler holds the room of a rebuild"),
+};
+
+class RebuildPlugin : public Plugin {
+ public:
+  explicit RebuildPlugin(Host h)
+      : Plugin(std::move(h)), parallel_(host().config().at("parallel").get<int>()),
+        agent_timeout_(host().duration("agent_timeout")), reserve_(host().duration("reserve")) {
+    if (parallel_ < 1) throw ConfigError("parallel must be at least 1");
+    tasks::Kind kind;
+    kind.name = "rebuild";
+    kind.parallel = parallel_;
+    kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return recreate(task, step); };
+    kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host(), task["id"]); };
+    engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
+  }
+
+  Status start() override {
+    if (auto s = engine_->start(); !s) return s;
+    auto r = host().subscribe(host().subject("cmd.node.rebuild"), [this](const Message& m) {
+      host().spawn([this, m] { rebuild(m); });
+    }, "nodeha-controller");
+    return r ? Status::ok() : r.status();
+  }
+  void stop() override { engine_->stop(); }
+
+ private:
+  static std::optional<command::Error> not_drained(const std::string& node, const nlohmann::json& record) {
+    std::string management = record.value("management", "enabled");
+    if (management == "drained") return std::nullopt;
+    return command::Error{tasks::kNodeNotDrained,
+                          node + " is " + management + ", not drained: rebuild only recreates the VMs of a drained node, "
+                          "so that they never run twice; drain it first with `nodeha node drain " + node + "`"};
+  }
+
+  void rebuild(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"target", Type::String}, {"dry_run", Type::Bool}}, &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    std::string node = req["node"], target = req.value("target", "");
+    nlohmann::json record, target_record;
+    auto e = tasks::read_node(host(), node, &record);
+    if (!e) e = not_drained(node, record);
+    if (!e && record.contains("lock") && record["lock"].is_object())
+      e = command::Error{tasks::kNodeLocked, task_record::locked_message(node, record["lock"])};
+    if (!e && !target.empty()) {
+      e = tasks::read_node(host(), target, &target_record);
+      if (!e && target == node) e = command::Error{command::kBadValue, "the target is the node being rebuilt; name another node"};
+    }
+    if (e) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    auto vms = tasks::vms_on(host(), node);
+    if (!vms) {
+      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
+      return;
+    }
+    std::vector<nlohmann::json> movable;
+    for (const auto& v : vms.value())
+      if (!v.value("local_disk", false)) movable.push_back(v);
+
+    bool dry = req.value("dry_run", false);
+    std::string id = task_record::new_id();
+    tasks::Placements placed;
+    if (!movable.empty()) {
+      auto p = tasks::place(host(), movable, node, target, dry ? 0 : reserve_.count() / 1000.0, id);
+      if (!p) {
+        host().respond(m.reply, command::fail(command::kUnavailable, p.status().message()));
+        return;
+      }
+      placed = std::move(p.value());
+    }
+    // A named target that cannot take them all, or no room anywhere: refused, nothing changed.
+    if (auto e = tasks::no_room(placed, movable.size(), node, target)) {
+      if (!dry) tasks::release(host(), id);
+      host().respond(m.reply, command::fail(e->code, e->message));
+      return;
+    }
+
+    nlohmann::json plan = nlohmann::json::array();
+    auto task = task_record::make(id, "rebuild", node, req, host().node_id(), tasks::unix_ms());
+    for (const auto& v : vms.value()) {
+      std::string why = v.value("local_disk", false)
+                            ? "has local disks: its data is on " + node + "; migrate it when the node is back, or restore it"
+                            : "";
+      tasks::plan_vm(plan, task, v, placed, "rebuild", why);
+    }
+    nlohmann::json result = {{"node", node}, {"plan", plan}};
+    if (dry) {
+      result["dry_run"] = true;
+      host().respond(m.reply, command::ok(result));
+      return;
+    }
+    auto refused = tasks::lock_node(host(), node, task, [&](nlohmann::json& r) { return not_drained(node, r); });
+    if (refused) {
+      tasks::release(host(), id);
+      host().respond(m.reply, command::fail(*refused));
+      return;
+    }
+    if (auto s = engine_->submit(task, parallel_); !s) {
+      (void)tasks::unlock_node(host(), node, id);
+      tasks::release(host(), id);
+      host().respond(m.reply, command::fail(command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"));
+      return;
+    }
+    host().info("rebuilding " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
+    result["task"] = id;
+    host().respond(m.reply, command::ok(result));
+  }
+
+  // Idempotent: run again after a controller restart, each part finds its work done.
+  StepResult recreate(const nlohmann::json& task, const nlohmann::json& step) {
+    std::string node = task["node"], uuid = step["vm"], target = step["target"];
+    // The drained node may be back: never recreate a VM it still runs.
+    auto on_node = tasks::call(host(), host().subject("agent." + node + ".vm.list"), nlohmann::json::object(), Millis(2000));
+    if (on_node.ok)
+      for (const auto& v : on_node.result.value("vms", nlohmann::json::array()))
+        if (v.value("uuid", "") == uuid && v.value("state", "") == "running")
+          return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
+
+    auto rec = host().kv_get("vms", uuid);
+    if (!rec) return StepResult::failed("cannot read the record of the VM: " + rec.status().message());
+    auto record = nlohmann::json::parse(rec->value, nullptr, false);
+    if (!record.is_object() || !record.contains("xml") || !record["xml"].is_string() || record["xml"].get<std::string>().empty())
+      return StepResult::failed("its record holds no definition to recreate it from");
+    std::string owner = record.value("node", "");
+    if (owner != node && owner != target) return StepResult::failed("its record now names " + owner + ": moved by someone else");
+    std::string desired = record.value("desired", "running");
+    if (auto moved = vm_record::move(host(), uuid, target, desired); !moved)
+      return StepResult::failed("cannot move its record to " + target + ": " + moved.status().message());
+
+    auto defined = tasks::call(host(), host().subject("agent." + target + ".vm.define"), {{"xml", record["xml"]}}, agent_timeout_);
+    if (!defined.ok) return StepResult::failed("define on " + target + ": " + defined.code + ": " + defined.message);
+    if (desired == "running") {
+      auto started = tasks::call(host(), host().subject("agent." + target + ".vm.start"), {{"uuid", uuid}}, agent_timeout_);
+      if (!started.ok) return StepResult::failed("start on " + target + ": " + started.code + ": " + started.message);
+    }
+    return StepResult::ok();
+  }
+
+  int parallel_;
+  Millis agent_timeout_;
+  Millis reserve_;
+  std::unique_ptr<tasks::Engine> engine_;
+};
+
+}  // namespace
+}  // namespace nodeha::rebuild
+
+NODEHA_PLUGIN(nodeha::rebuild::RebuildPlugin, "rebuild", "0.1.0", "node.rebuild: a drained node's VMs recreated elsewhere",
+              nodeha::kControllerRole, nodeha::rebuild::kKeys)

@@ -1,0 +1,160 @@
+// The task engine the controller's operation plugins (migrate, drain, rebuild) run on
+// (docs/node-operations.md): node locks, task records written with revision checks, steps run
+// `parallel` at a time on workers, retried while a node cannot be reached, cancelled on request,
+// and resumed after a controller restart. An operation plugin supplies only what a step does.
+#pragma once
+
+#include "command.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace nodeha::tasks {
+
+// Error codes of the operations, beyond those of command.h.
+inline constexpr const char* kNodeLocked = "node_locked";
+inline constexpr const char* kNodeUnreachable = "node_unreachable";
+inline constexpr const char* kNodeNotDrained = "node_not_drained";
+inline constexpr const char* kNoRoom = "no_room";
+inline constexpr const char* kUnknownTask = "unknown_task";
+inline constexpr const char* kTaskFinished = "task_finished";
+inline constexpr const char* kUnknownVm = "unknown_vm";
+inline constexpr const char* kUnknownNetwork = "unknown_network";
+
+inline constexpr const char* kNodesBucket = "nodes";
+
+int64_t unix_ms();
+
+// Reads a node record; unknown_node / unavailable as a command error.
+std::optional<command::Error> read_node(const Host& host, const std::string& node, nlohmann::json* record);
+
+// Takes `node`'s lock for `task` (its id, kind, owner) in one revision-checked write of the node
+// record. `check` sees the record as read and may refuse (its error is returned) or change it
+// (e.g. drain sets management); the lock and the change are written together, so no other
+// command can slip in between the check and the lock.
+std::optional<command::Error> lock_node(const Host& host, const std::string& node, const nlohmann::json& task,
+                                        const std::function<std::optional<command::Error>(nlohmann::json&)>& check);
+
+// Releases the lock if it still names `task_id`.
+Status unlock_node(const Host& host, const std::string& node, const std::string& task_id);
+
+// What a step came to.
+struct StepResult {
+  enum class Outcome { Succeeded, Failed, Retry } outcome;
+  std::string detail;  // the error, or why it waits
+  static StepResult ok() { return {Outcome::Succeeded, ""}; }
+  static StepResult failed(std::string why) { return {Outcome::Failed, std::move(why)}; }
+  // Not done and not failed: run it again after the kind's retry interval (the node cannot be
+  // reached yet). The step shows `waiting` with the reason.
+  static StepResult retry(std::string why) { return {Outcome::Retry, std::move(why)}; }
+};
+
+struct Kind {
+  std::string name;  // task kind: "migrate", "drain", "rebuild"
+  Millis retry_every{2000};
+  // Steps at a time of a task resumed after a restart (the plugin's own setting; a task's
+  // params.max_parallel wins when present).
+  int parallel = 2;
+  // Runs one step; blocking, on a worker. `task` is the record without its steps (the id, node,
+  // params, ...: what is fixed when the task is created); `step` a snapshot of its step.
+  std::function<StepResult(const nlohmann::json& task, const nlohmann::json& step)> run_step;
+  // Called once, on a worker, when every step is final and before the node is unlocked (release
+  // reservations, ...); `task` is the whole record. Optional.
+  std::function<void(const nlohmann::json& task)> on_finish;
+  // Called on a worker for each step that is running when the task is cancelled (abort a
+  // migration); `task` as for run_step. Optional.
+  std::function<void(const nlohmann::json& task, const nlohmann::json& step)> on_cancel;
+};
+
+class Engine {
+ public:
+  Engine(const Host& host, Kind kind);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Watches the tasks bucket for cancellations and resumes every unfinished task of this kind
+  // (steps that were running are run again: steps are idempotent).
+  Status start();
+  // No new steps start; steps already running finish on their workers.
+  void stop();
+
+  // Stores `task` (its steps filled in, the node locked by the caller) and runs it, `parallel`
+  // steps at a time. On failure (the store cannot be reached, the record is over the bus's
+  // payload limit) the caller unlocks the node.
+  Status submit(nlohmann::json task, int parallel);
+
+  // A step's progress (a migration's bytes); saved at most once a second per task.
+  void progress(const std::string& task_id, const std::string& vm, const nlohmann::json& progress);
+
+ private:
+  struct Run;
+  void pump(const std::shared_ptr<Run>& run);
+  void run_step(const std::shared_ptr<Run>& run, size_t index);
+  void finish(const std::shared_ptr<Run>& run);
+  void cancel(const std::shared_ptr<Run>& run);
+  // How soon a change is written: at once (created, finished, cancelled, resumed), or with the
+  // other changes of the next `kCoalesce` (steps starting and ending), or at most once a second
+  // (a migration's progress, dropped in between).
+  enum class Save { Now, Soon, Throttled };
+  bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
+  void flush_later(const std::shared_ptr<Run>& run);
+  void on_task_entry(const KvEntry& e);
+
+  Host host_;
+  Kind kind_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Run>> runs_;
+  uint64_t watch_ = 0;
+  Metric running_;
+};
+
+}  // namespace nodeha::tasks
+
+namespace nodeha::tasks {
+
+// An answer from an agent or another controller plugin, in the reply envelope.
+struct Reply {
+  bool ok = false;
+  bool unreachable = false;  // no answer: timeout, no responder, bus down
+  nlohmann::json result;
+  std::string code, message;
+};
+Reply call(const Host& host, const std::string& subject, const nlohmann::json& body, Millis timeout);
+
+// The records of the vms bucket that name `node`, by name.
+Result<std::vector<nlohmann::json>> vms_on(const Host& host, const std::string& node);
+
+// What the scheduler says for `vms` (records): uuid -> target node, or uuid -> the reason it
+// could not be placed. `reserve_s` > 0 holds the room for `task` until released.
+struct Placements {
+  std::map<std::string, std::string> node;
+  std::map<std::string, std::string> refused;  // uuid -> "code: message"
+  std::map<std::string, std::string> refused_code;
+};
+Result<Placements> place(const Host& host, const std::vector<nlohmann::json>& vms, const std::string& exclude,
+                         const std::string& target, double reserve_s, const std::string& task);
+void release(const Host& host, const std::string& task);
+
+// A named target that cannot take every one of the `movable` VMs, or room nowhere for any:
+// the command is refused with no_room, naming the first reason.
+std::optional<command::Error> no_room(const Placements& placed, size_t movable, const std::string& node,
+                                      const std::string& target);
+
+// One VM of `vm` (a record) in the plan and in the task, side by side: skipped with `skip_reason`
+// when it is not empty, else `action` to its placement, else `unplaced` (a failed step).
+void plan_vm(nlohmann::json& plan, nlohmann::json& task, const nlohmann::json& vm, const Placements& placed,
+             const std::string& action, const std::string& skip_reason);
+
+}  // namespace nodeha::tasks

@@ -1,0 +1,172 @@
+// tasks (controller): what operators ask of tasks — list, show, cancel — and the housekeeping of
+// node locks: the age of every lock as a metric, and locks whose task is gone or finished
+// cleared at start (a controller that died between locking a node and storing its task).
+#include "engine.h"
+#include "task_record.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <algorithm>
+#include <map>
+
+namespace nodeha::tasks {
+namespace {
+
+using command::Type;
+
+class TasksPlugin : public Plugin {
+ public:
+  explicit TasksPlugin(Host h) : Plugin(std::move(h)) {}
+
+  Status start() override {
+    clear_stale_locks();
+    std::vector<std::pair<const char*, void (TasksPlugin::*)(const Message&)>> cmds = {
+        {"cmd.task.list", &TasksPlugin::list}, {"cmd.task.show", &TasksPlugin::show}, {"cmd.task.cancel", &TasksPlugin::cancel}};
+    for (auto [subject, fn] : cmds) {
+      auto r = host().subscribe(host().subject(subject), [this, fn](const Message& m) {
+        host().spawn([this, fn, m] { (this->*fn)(m); });  // KV reads: off the event thread
+      }, "nodeha-controller");
+      if (!r) return r.status();
+    }
+    if (auto w = host().kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); }); !w) return w.status();
+    if (auto t = host().timer(Millis(1000), Millis(1000), [this] { lock_ages(); }); !t) return t.status();
+    return Status::ok();
+  }
+
+ private:
+  void list(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}, &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    auto all = host().kv_list(task_record::kBucket);
+    if (!all) {
+      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the tasks bucket: " + all.status().message()));
+      return;
+    }
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const auto& e : all.value()) {
+      auto t = nlohmann::json::parse(e.value, nullptr, false);
+      if (!t.is_object()) continue;
+      bool keep = true;
+      for (const char* f : {"node", "state", "kind"})
+        if (req.contains(f) && t.value(f, "") != req[f].get<std::string>()) keep = false;
+      if (!keep) continue;
+      nlohmann::json counts = nlohmann::json::object();
+      for (const auto& s : t.value("steps", nlohmann::json::array())) counts[s.value("state", "?")] = counts.value(s.value("state", "?"), 0) + 1;
+      t["step_counts"] = counts;
+      t.erase("steps");
+      tasks.push_back(std::move(t));
+    }
+    std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
+      return a.value("created", int64_t{0}) > b.value("created", int64_t{0});
+    });
+    host().respond(m.reply, command::ok({{"tasks", tasks}}));
+  }
+
+  std::optional<command::Error> read_task(const Message& m, std::string* id, KvEntry* entry) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"task", Type::String, true}}, &req)) return e;
+    *id = req["task"];
+    auto cur = host().kv_get(task_record::kBucket, *id);
+    if (!cur && cur.status().code() == NODEHA_ERR_NOT_FOUND)
+      return command::Error{kUnknownTask, "no task " + *id + "; `nodeha task list` shows the tasks"};
+    if (!cur) return command::Error{command::kUnavailable, "cannot read task " + *id + ": " + cur.status().message()};
+    *entry = cur.value();
+    return std::nullopt;
+  }
+
+  void show(const Message& m) {
+    std::string id;
+    KvEntry entry;
+    if (auto e = read_task(m, &id, &entry)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    host().respond(m.reply, command::ok(nlohmann::json::parse(entry.value, nullptr, false)));
+  }
+
+  // Sets cancel_requested; the controller running the task stops starting steps and aborts the
+  // running ones (engine.cpp).
+  void cancel(const Message& m) {
+    std::string id;
+    KvEntry entry;
+    if (auto e = read_task(m, &id, &entry)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      auto t = nlohmann::json::parse(entry.value, nullptr, false);
+      if (!t.is_object()) break;
+      if (task_record::task_final(t.value("state", ""))) {
+        host().respond(m.reply, command::fail(kTaskFinished, "task " + id + " already ended " + t.value("state", "") +
+                                                                 "; there is nothing to cancel"));
+        return;
+      }
+      if (t.value("cancel_requested", false)) {
+        host().respond(m.reply, command::ok(t));
+        return;
+      }
+      t["cancel_requested"] = true;
+      auto w = host().kv_update(task_record::kBucket, id, t.dump(), entry.revision);
+      if (w) {
+        host().info("cancel requested for task " + id);
+        host().respond(m.reply, command::ok(t));
+        return;
+      }
+      if (w.status().code() != NODEHA_ERR_CONFLICT) break;
+      auto cur = host().kv_get(task_record::kBucket, id);
+      if (!cur) break;
+      entry = cur.value();
+    }
+    host().respond(m.reply, command::fail(command::kUnavailable, "could not write the cancel request of task " + id + "; try again"));
+  }
+
+  void on_node(const KvEntry& e) {
+    if (e.deleted) {
+      locks_.erase(e.key);
+      return;
+    }
+    auto j = nlohmann::json::parse(e.value, nullptr, false);
+    if (!j.is_object()) return;
+    auto& g = gauges_[e.key];
+    if (!g) g = host().gauge("nodeha_node_locked_seconds", "how long the node has been locked by a task (0: not locked)", {{"node", e.key}});
+    if (j.contains("lock") && j["lock"].is_object()) locks_[e.key] = j["lock"].value("since", int64_t{0});
+    else locks_.erase(e.key);
+    lock_ages();
+  }
+
+  void lock_ages() {
+    int64_t now = unix_ms();
+    for (auto& [node, g] : gauges_) {
+      auto it = locks_.find(node);
+      g.set(it == locks_.end() ? 0.0 : (now - it->second) / 1000.0);
+    }
+  }
+
+  // A lock whose task does not exist or has ended: its controller died between the two writes.
+  void clear_stale_locks() {
+    auto nodes = host().kv_list(kNodesBucket);
+    if (!nodes) return;
+    for (const auto& e : nodes.value()) {
+      auto j = nlohmann::json::parse(e.value, nullptr, false);
+      if (!j.is_object() || !j.contains("lock") || !j["lock"].is_object()) continue;
+      std::string id = j["lock"].value("task", "");
+      auto t = host().kv_get(task_record::kBucket, id);
+      if (t && !task_record::task_final(nlohmann::json::parse(t->value, nullptr, false).value("state", "")))
+        continue;
+      if (!t && t.status().code() != NODEHA_ERR_NOT_FOUND) continue;
+      if (unlock_node(host(), e.key, id)) host().warn("cleared the lock of " + e.key + ": its task " + id + " is gone or ended");
+    }
+  }
+
+  std::map<std::string, Metric> gauges_;
+  std::map<std::string, int64_t> locks_;  // node -> lock since
+};
+
+}  // namespace
+}  // namespace nodeha::tasks
+
+NODEHA_PLUGIN(nodeha::tasks::TasksPlugin, "tasks", "0.1.0", "task.list, task.show, task.cancel; node locks",
+              nodeha::kControllerRole, NODEHA_NO_KEYS)

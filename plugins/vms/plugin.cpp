@@ -1,0 +1,46 @@
+// vms: the VMs of the cluster as the `vms` bucket records them (docs/node-operations.md). The
+// agent side keeps the bucket true for its node, removes stale copies, supervises its VMs and
+// serves the agent's VM operations and drains (agent.h); the controller side lists the records
+// (controller.h). One library, the side chosen by the host's role.
+#include "agent.h"
+#include "controller.h"
+
+#include <nodeha/plugin.hpp>
+
+namespace nodeha::vms {
+namespace {
+
+const nodeha_config_key kKeys[] = {
+    key("sync_every", NODEHA_CONFIG_DURATION, "\"2s\"", "duration",
+        "agent: how often the node's domains are compared with the vms bucket (records, stale copies, claims, "
+        "supervision)"),
+    key("shared_paths", NODEHA_CONFIG_STRING_ARRAY, "[]", nullptr,
+        "agent: directories on shared storage; file and block disks elsewhere are local"),
+    key("stop_timeout", NODEHA_CONFIG_DURATION, "\"60s\"", "duration",
+        "agent: graceful shutdown time before a VM is destroyed (vm.stop and drains without timeout_ms)"),
+    key("drain_parallel", NODEHA_CONFIG_INTEGER, "16", "VMs", "agent: VMs a drain stops at the same time"),
+    key("supervise", NODEHA_CONFIG_BOOLEAN, "true", nullptr,
+        "agent: start again a VM recorded here with desired running that stopped unasked (not on a drained node)"),
+};
+
+class VmsPlugin : public Plugin {
+ public:
+  explicit VmsPlugin(Host h) : Plugin(std::move(h)) {
+    if (host().is_agent())
+      agent_ = std::make_unique<AgentSide>(host());
+    else
+      controller_ = std::make_unique<ControllerSide>(host());
+  }
+  Status start() override { return agent_ ? agent_->start() : controller_->start(); }
+
+ private:
+  std::unique_ptr<AgentSide> agent_;
+  std::unique_ptr<ControllerSide> controller_;
+};
+
+}  // namespace
+}  // namespace nodeha::vms
+
+NODEHA_PLUGIN(nodeha::vms::VmsPlugin, "vms", "0.1.0",
+              "VM records, stale copies, supervision and VM operations (agent); cmd.vm.list (controller)",
+              nodeha::kAnyRole, nodeha::vms::kKeys)

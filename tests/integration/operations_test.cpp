@@ -1,0 +1,428 @@
+// Node operations end to end on a real nats-server, with agents on the libvirt test driver: a
+// controller (heartbeat, scheduler, tasks, drain, rebuild, migrate, vms) and three agents
+// (heartbeat, vms), each agent's domains defined by a node file of its own. Drain with the node
+// up and down, rebuild (refused unless drained; local-disk VMs skipped; records and generations
+// move), stale copies removed when the old node returns, locks, dry runs that change nothing,
+// every refusal's code, and a controller killed in the middle of a rebuild that finishes it.
+//
+// The test driver keeps a node's domains in the agent's process: killing the agent is the
+// node's power loss, and starting it again brings back the domains of its node file, running,
+// as a node that returns with its old VMs would.
+#include "bus.h"
+#include "host_process.h"
+#include "nats_server.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+struct Vm {
+  std::string name, uuid;
+  bool local_disk = false;
+};
+
+std::string uuid_for(int node, int i) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08d-0000-4000-8000-%012d", node, i);
+  return buf;
+}
+
+// A test-driver node file: 8 CPUs, 16 GiB, and the given domains (running), 64 MiB each.
+std::string node_xml(const std::vector<Vm>& vms, int memory_mib = 16384) {
+  std::string x = "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
+                  "<cores>8</cores><threads>1</threads><active>8</active></cpu><memory>" +
+                  std::to_string(memory_mib * 1024) + "</memory>\n";
+  for (const auto& v : vms) {
+    x += "<domain type='test'><name>" + v.name + "</name><uuid>" + v.uuid + "</uuid><memory unit='MiB'>64</memory>"
+         "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>";
+    if (v.local_disk)
+      x += "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/" + v.name +
+           ".qcow2'/><target dev='vda' bus='virtio'/></disk>";
+    else
+      x += "<disk type='network' device='disk'><source protocol='rbd' name='pool/" + v.name +
+           "'><host name='10.0.0.1' port='6789'/></source><target dev='vda' bus='virtio'/></disk>";
+    x += "</devices></domain>\n";
+  }
+  return x + "</node>\n";
+}
+
+class Operations : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bus_ = nats_.client();
+    ASSERT_TRUE(bus_);
+    ASSERT_TRUE(bus_->subscribe("nodeha.evt.>", "", [this](Message m) {
+      auto j = json::parse(m.data, nullptr, false);
+      if (!j.is_object()) return;
+      j["subject"] = m.subject;
+      std::lock_guard lock(mu_);
+      events_.push_back(std::move(j));
+    }).is_ok());
+  }
+
+  std::string controller_config(const std::string& extra = "") const {
+    return host_tables("controller", "ctl", nats_.url()) +
+           "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 2\nping_timeout = \"300ms\"\n"
+           "[[plugin]]\nlibrary = \"scheduler\"\nreserve_vcpus = 0\nreserve_memory_mib = 0\ncpu_ratio = 32.0\n"
+           "[[plugin]]\nlibrary = \"tasks\"\n"
+           "[[plugin]]\nlibrary = \"vms\"\n"
+           "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"0s\"\nretry_every = \"300ms\"\n"
+           "[[plugin]]\nlibrary = \"migrate\"\n" + extra;
+  }
+
+  // Writes the node's file once; later starts reuse it (the node "returns" with its domains).
+  std::unique_ptr<HostProcess> start_agent(const std::string& node, const std::vector<Vm>& vms = {}, int memory_mib = 16384) {
+    std::string path = files_.file(node + ".xml");
+    if (!written_.count(node)) {
+      std::ofstream(path) << node_xml(vms, memory_mib);
+      written_.insert(node);
+    }
+    auto a = std::make_unique<HostProcess>(
+        host_tables("agent", node, nats_.url()) +
+        "[libvirt]\nuri = \"test://" + path + "\"\n"
+        "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
+        "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\nstop_timeout = \"0s\"\n");
+    EXPECT_TRUE(a->wait_ready()) << a->log();
+    return a;
+  }
+
+  json command(const std::string& op, const json& body) {
+    auto r = bus_->request("nodeha.cmd." + op, body.dump(), 10s);
+    EXPECT_TRUE(r.is_ok()) << op << ": " << r.status().message();
+    return r ? json::parse(r.value()) : json();
+  }
+  std::string refusal(const std::string& op, const std::string& body) {
+    auto r = bus_->request("nodeha.cmd." + op, body, 10s);
+    if (!r) return "no answer: " + r.status().message();
+    auto j = json::parse(r.value());
+    EXPECT_FALSE(j["ok"]) << op << " " << body << " -> " << j;
+    return j["ok"] ? "accepted" : j["error"]["code"].get<std::string>();
+  }
+  json node_record(const std::string& node) {
+    auto e = bus_->kv_get("nodes", node);
+    return e ? json::parse(e->value) : json::object();
+  }
+  json vm_record(const std::string& uuid) {
+    auto e = bus_->kv_get("vms", uuid);
+    return e ? json::parse(e->value) : json::object();
+  }
+  json task(const std::string& id) {
+    auto e = bus_->kv_get("tasks", id);
+    return e ? json::parse(e->value) : json::object();
+  }
+  std::string task_state(const std::string& id) { return task(id).value("state", ""); }
+  // The agent's domains as it reports them: uuid -> state; empty when it does not answer.
+  std::map<std::string, std::string> domains(const std::string& node) {
+    std::map<std::string, std::string> out;
+    auto r = bus_->request("nodeha.agent." + node + ".vm.list", "{}", 2s);
+    if (!r) return out;
+    auto j = json::parse(r.value());
+    if (!j["ok"]) return out;
+    for (const auto& v : j["result"]["vms"]) out[v["uuid"]] = v["state"];
+    return out;
+  }
+  // Normal in the controller's stored record, which the commands read.
+  bool normal(const std::string& node) { return node_record(node).value("monitor", "") == "normal"; }
+  bool recorded(const std::vector<Vm>& vms, const std::string& node) {
+    for (const auto& v : vms)
+      if (vm_record(v.uuid).value("node", "") != node) return false;
+    return true;
+  }
+  bool unreachable(const std::string& node) { return node_record(node).value("monitor", "") == "unreachable"; }
+
+  // Samples every agent's domains until stopped: a VM running on two nodes at once is recorded.
+  class Invariant {
+   public:
+    Invariant(Operations* t, std::vector<std::string> nodes) : t_(t), nodes_(std::move(nodes)) {
+      thread_ = std::thread([this] {
+        while (!stop_) {
+          std::map<std::string, std::vector<std::string>> where;
+          for (const auto& n : nodes_)
+            for (const auto& [uuid, state] : t_->domains(n))
+              if (state == "running") where[uuid].push_back(n);
+          std::lock_guard lock(mu_);
+          ++samples_;
+          for (const auto& [uuid, nodes] : where)
+            if (nodes.size() > 1) violations_.push_back(uuid + " runs on " + nodes[0] + " and " + nodes[1]);
+        }
+      });
+    }
+    ~Invariant() { finish(); }
+    std::vector<std::string> finish() {
+      stop_ = true;
+      if (thread_.joinable()) thread_.join();
+      std::lock_guard lock(mu_);
+      EXPECT_GT(samples_, 3) << "the invariant was hardly sampled";
+      return violations_;
+    }
+
+   private:
+    Operations* t_;
+    std::vector<std::string> nodes_;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    int samples_ = 0;
+    std::vector<std::string> violations_;
+    std::thread thread_;
+  };
+
+  // Where each VM runs now (uuid -> nodes).
+  std::map<std::string, std::set<std::string>> running_on(const std::vector<std::string>& nodes) {
+    std::map<std::string, std::set<std::string>> out;
+    for (const auto& n : nodes)
+      for (const auto& [uuid, state] : domains(n))
+        if (state == "running") out[uuid].insert(n);
+    return out;
+  }
+
+  NatsServer nats_;
+  std::unique_ptr<host::Bus> bus_;
+  TempDir files_;
+  std::set<std::string> written_;
+  std::mutex mu_;
+  std::vector<json> events_;
+};
+
+std::vector<Vm> vms_of(int node, int count, int local = 0) {
+  std::vector<Vm> out;
+  for (int i = 0; i < count; ++i) out.push_back({"vm-" + std::to_string(node) + "-" + std::to_string(i), uuid_for(node, i), i < local});
+  return out;
+}
+
+TEST_F(Operations, DrainOfAReachableNodeStopsEveryVm) {
+  auto vms = vms_of(1, 4);
+  HostProcess ctl(controller_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && recorded(vms, "node-a"); })) << ctl.log() << a->log();
+
+  // A dry run answers the plan and changes nothing.
+  auto dry = command("node.drain", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  EXPECT_EQ(dry["result"]["plan"].size(), 4u);
+  EXPECT_FALSE(dry["result"].contains("task"));
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+  EXPECT_EQ(domains("node-a").size(), 4u);
+  for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "running");
+
+  auto r = command("node.drain", {{"node", "node-a"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  EXPECT_EQ(node_record("node-a")["management"], "drained");  // at once, before any VM stops
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 20s)) << task(id).dump(2) << ctl.log();
+  for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "shutoff") << uuid;
+  for (const auto& v : vms) EXPECT_EQ(vm_record(v.uuid)["desired"], "stopped");
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+  for (const auto& s : task(id)["steps"]) EXPECT_EQ(s["state"], "succeeded") << s;
+  EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_tasks_total{kind=\"drain\",result=\"succeeded\"}") == 1; }));
+
+  // Progress was published on the task's subject, and the drained node is never placed on.
+  std::lock_guard lock(mu_);
+  bool finished = false;
+  for (const auto& e : events_) finished |= e["subject"] == "nodeha.evt.task." + id && e["event"] == "finished";
+  EXPECT_TRUE(finished);
+}
+
+TEST_F(Operations, DrainAndRebuildOfADeadNodeAndItsReturn) {
+  auto vms = vms_of(1, 5, /*local=*/1);  // vm-1-0 has a local disk
+  HostProcess ctl(controller_config("[[plugin]]\nlibrary = \"rebuild\"\n"));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  auto b = start_agent("node-b");
+  auto c = start_agent("node-c");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && normal("node-c") && recorded(vms, "node-a"); }))
+      << ctl.log();
+  EXPECT_TRUE(vm_record(vms[0].uuid)["local_disk"]);
+  EXPECT_FALSE(vm_record(vms[1].uuid)["local_disk"]);
+  Invariant invariant(this, {"node-a", "node-b", "node-c"});
+
+  // Rebuild is only for drained nodes.
+  EXPECT_EQ(refusal("node.rebuild", R"({"node":"node-a"})"), "node_not_drained");
+
+  // Power loss.
+  a.reset();
+  ASSERT_TRUE(wait_until([&] { return unreachable("node-a"); }, 10s)) << ctl.log();
+
+  // Drained at once; the task waits for the agent without holding the lock.
+  auto d = command("node.drain", {{"node", "node-a"}});
+  ASSERT_TRUE(d["ok"]) << d;
+  std::string drain_id = d["result"]["task"];
+  EXPECT_EQ(node_record("node-a")["management"], "drained");
+  ASSERT_TRUE(wait_until([&] {
+    auto t = task(drain_id);
+    for (const auto& s : t.value("steps", json::array()))
+      if (s["state"] == "waiting") return node_record("node-a")["lock"].is_null();
+    return false;
+  })) << task(drain_id).dump(2);
+  EXPECT_EQ(task_state(drain_id), "running");
+
+  // A dry run of the rebuild: the exact plan, nothing moves.
+  auto dry = command("node.rebuild", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  ASSERT_EQ(dry["result"]["plan"].size(), 5u);
+  for (const auto& p : dry["result"]["plan"]) {
+    if (p["vm"] == vms[0].uuid) {
+      EXPECT_EQ(p["action"], "skip");
+      EXPECT_THAT(p["reason"].get<std::string>(), HasSubstr("local disk"));
+    } else {
+      EXPECT_EQ(p["action"], "rebuild") << p;
+      EXPECT_TRUE(p["target"] == "node-b" || p["target"] == "node-c") << p;
+    }
+  }
+  EXPECT_TRUE(recorded(vms, "node-a"));
+
+  auto r = command("node.rebuild", {{"node", "node-a"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 20s)) << task(id).dump(2) << ctl.log();
+  auto where = running_on({"node-b", "node-c"});
+  for (size_t i = 1; i < vms.size(); ++i) {
+    auto rec = vm_record(vms[i].uuid);
+    EXPECT_NE(rec["node"], "node-a");
+    EXPECT_EQ(rec["generation"], 2) << rec;
+    EXPECT_EQ(where[vms[i].uuid], std::set<std::string>{rec["node"].get<std::string>()}) << vms[i].name;
+  }
+  EXPECT_EQ(vm_record(vms[0].uuid)["node"], "node-a");  // skipped: its disk is on node-a
+  EXPECT_EQ(vm_record(vms[0].uuid)["generation"], 1);
+  json skipped = task(id)["steps"][0];
+  EXPECT_EQ(skipped["state"], "skipped");
+
+  // node-a returns with its old domains running: the rebuilt ones are stale copies, removed
+  // before anything else; the drain task then stops the one that stayed.
+  a = start_agent("node-a");
+  ASSERT_TRUE(wait_until([&] { return task_state(drain_id) == "succeeded"; }, 20s)) << task(drain_id).dump(2) << a->log();
+  auto left = domains("node-a");
+  EXPECT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[vms[0].uuid], "shutoff");
+  EXPECT_TRUE(wait_until([&] { return a->metric("nodeha_stale_copies_removed_total") == 4; })) << a->log();
+  for (const auto& [uuid, nodes] : running_on({"node-a", "node-b", "node-c"})) EXPECT_EQ(nodes.size(), 1u) << uuid;
+  EXPECT_THAT(invariant.finish(), ::testing::IsEmpty());
+}
+
+TEST_F(Operations, LocksAndRefusals) {
+  auto vms = vms_of(1, 2);
+  HostProcess ctl(controller_config("[[plugin]]\nlibrary = \"rebuild\"\n"));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  auto b = start_agent("node-b", {}, /*memory_mib=*/100);  // room for one of node-a's two VMs
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && recorded(vms, "node-a"); })) << ctl.log();
+
+  for (const char* op : {"node.drain", "node.rebuild", "node.migrate"}) {
+    SCOPED_TRACE(op);
+    EXPECT_EQ(refusal(op, R"({"node":)"), "bad_json");
+    EXPECT_EQ(refusal(op, R"([1])"), "bad_json");
+    EXPECT_EQ(refusal(op, R"({"node":"node-a","force":true})"), "unknown_field");
+    EXPECT_EQ(refusal(op, R"({"node":1})"), "bad_type");
+    EXPECT_EQ(refusal(op, R"({"dry_run":true})"), "missing_field");
+    EXPECT_EQ(refusal(op, R"({"node":"node-zz"})"), "unknown_node");
+  }
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-zz"})"), "unknown_node");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","vms":["nope"]})"), "unknown_vm");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-b","network":"business"})"), "unknown_network");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","network":"wifi"})"), "bad_value");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-b"})"), "no_room");
+  EXPECT_EQ(refusal("task.show", R"({"task":"0000000000000000"})"), "unknown_task");
+  EXPECT_EQ(refusal("task.cancel", R"({"task":"0000000000000000"})"), "unknown_task");
+
+  // A task holds the node: every other command on it is refused, naming the task.
+  auto rec = node_record("node-a");
+  rec["lock"] = {{"task", "7f3c000000000001"}, {"kind", "migrate"}, {"since", 1'790'000'000'000}, {"owner", "ctl"}};
+  ASSERT_TRUE(bus_->kv_put("nodes", "node-a", rec.dump()).is_ok());
+  for (const char* op : {"node.drain", "node.migrate", "node.disable", "node.enable"}) {
+    auto j = command(op, {{"node", "node-a"}});
+    ASSERT_FALSE(j["ok"]) << j;
+    EXPECT_EQ(j["error"]["code"], "node_locked");
+    EXPECT_THAT(j["error"]["message"].get<std::string>(), HasSubstr("7f3c000000000001"));
+    EXPECT_THAT(j["error"]["message"].get<std::string>(), HasSubstr("nodeha task cancel 7f3c000000000001"));
+  }
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");  // refused: nothing changed
+  EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_node_locked_seconds{node=\"node-a\"}") > 1000; }));
+  rec["lock"] = nullptr;
+  ASSERT_TRUE(bus_->kv_put("nodes", "node-a", rec.dump()).is_ok());
+
+  // Migration of an unreachable node is refused; its VMs stay where they are.
+  a.reset();
+  ASSERT_TRUE(wait_until([&] { return unreachable("node-a"); }, 10s));
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a"})"), "node_unreachable");
+
+  // Drain it, then a rebuild with nowhere to go is refused and changes nothing.
+  auto d = command("node.drain", {{"node", "node-a"}});
+  ASSERT_TRUE(d["ok"]) << d;
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a")["lock"].is_null(); }));  // waiting for the agent
+  EXPECT_EQ(refusal("node.rebuild", R"({"node":"node-a","target":"node-b"})"), "no_room");
+  EXPECT_EQ(refusal("node.rebuild", R"({"node":"node-a","target":"node-a"})"), "bad_value");
+  EXPECT_TRUE(recorded(vms, "node-a"));
+
+  // Cancel: the waiting drain ends with its steps cancelled; a second cancel is refused.
+  std::string id = d["result"]["task"];
+  auto c = command("task.cancel", {{"task", id}});
+  ASSERT_TRUE(c["ok"]) << c;
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "failed"; }, 10s)) << task(id).dump(2);
+  for (const auto& s : task(id)["steps"]) EXPECT_EQ(s["state"], "cancelled");
+  EXPECT_EQ(refusal("task.cancel", json{{"task", id}}.dump()), "task_finished");
+
+  auto list = command("task.list", {{"node", "node-a"}});
+  ASSERT_TRUE(list["ok"]) << list;
+  ASSERT_EQ(list["result"]["tasks"].size(), 1u);
+  EXPECT_EQ(list["result"]["tasks"][0]["id"], id);
+  EXPECT_EQ(command("task.show", {{"task", id}})["result"]["kind"], "drain");
+  EXPECT_EQ(refusal("task.list", R"({"nodes":"x"})"), "unknown_field");
+}
+
+TEST_F(Operations, AControllerKilledInTheMiddleOfARebuildFinishesItAfterItsRestart) {
+  auto vms = vms_of(1, 120);
+  std::string config = controller_config("[[plugin]]\nlibrary = \"rebuild\"\nparallel = 1\n");
+  auto ctl = std::make_unique<HostProcess>(config);
+  ASSERT_TRUE(ctl->wait_ready()) << ctl->log();
+  auto a = start_agent("node-a", vms);
+  auto b = start_agent("node-b");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && recorded(vms, "node-a"); }, 20s))
+      << ctl->log() << a->log();
+  a.reset();
+  ASSERT_TRUE(wait_until([&] { return unreachable("node-a"); }, 10s));
+  ASSERT_TRUE(command("node.drain", {{"node", "node-a"}})["ok"]);
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a")["lock"].is_null(); }));
+
+  auto r = command("node.rebuild", {{"node", "node-a"}, {"target", "node-b"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  auto done = [&] {
+    int n = 0;
+    for (const auto& s : task(id).value("steps", json::array())) n += s["state"] == "succeeded";
+    return n;
+  };
+  ASSERT_TRUE(wait_until([&] { return done() >= 3; }, 20s)) << task(id).dump(2);
+  ctl->process().signal(SIGKILL);
+  ctl->process().wait_exit(5s);
+  ASSERT_EQ(task_state(id), "running") << "the rebuild ended before the controller was killed: nothing to resume";
+  EXPECT_LT(done(), 120);
+
+  ctl = std::make_unique<HostProcess>(config);
+  ASSERT_TRUE(ctl->wait_ready()) << ctl->log();
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 60s)) << task(id).dump(2) << ctl->log();
+  EXPECT_THAT(ctl->log(), HasSubstr("resuming rebuild task " + id));
+  auto on_b = domains("node-b");
+  EXPECT_EQ(on_b.size(), 120u);
+  for (const auto& v : vms) {
+    EXPECT_EQ(on_b[v.uuid], "running") << v.name;
+    auto rec = vm_record(v.uuid);
+    EXPECT_EQ(rec["node"], "node-b");
+    EXPECT_EQ(rec["generation"], 2) << v.name;  // moved once, even if its step ran twice
+  }
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+}
+
+}  // namespace
+}  // namespace nodeha::test

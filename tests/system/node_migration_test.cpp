@@ -1,0 +1,201 @@
+// Node migration as an operator does it, on real parts: nats-server, a controller (heartbeat,
+// scheduler, tasks, vms, migrate) and two agents (heartbeat, vms, migrate), each on its own
+// isolated libvirtd with tiny QEMU guests. An InvariantMonitor samples both daemons throughout:
+// no guest ever runs on both.
+//
+// - `cmd.node.migrate` moves every guest of node-a to node-b live, through the task engine:
+//   records follow (generation 2), the task succeeds and shows each step's migration.
+// - A named target without room refuses the command; nothing moves, nothing is locked.
+// - `nodeha local migrate --confirm` on node-a with nats-server stopped moves the guests over the
+//   interface it names; when nats-server is back, the journal reaches the tasks bucket and the
+//   records name node-b, with no operator action.
+#include "bus.h"
+#include "host_process.h"
+#include "invariant.h"
+#include "libvirtd.h"
+#include "nats_server.h"
+#include "process.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using json = nlohmann::json;
+
+const std::string kGuest1 = "0b5e0000-0000-4000-8000-000000000001";
+const std::string kGuest2 = "0b5e0000-0000-4000-8000-000000000002";
+
+std::string controller_config(const NatsServer& nats, const std::string& scheduler_extra = "") {
+  return host_tables("controller", "ctl", nats.url()) +
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
+         "[[plugin]]\nlibrary = \"scheduler\"\nreserve_vcpus = 0\nreserve_memory_mib = 0\n" + scheduler_extra +
+         "[[plugin]]\nlibrary = \"tasks\"\n"
+         "[[plugin]]\nlibrary = \"vms\"\n"
+         "[[plugin]]\nlibrary = \"migrate\"\ntimeout = \"2m\"\n";
+}
+
+// peers reach a daemon's unix socket (both share this machine's file system); `nodeha local
+// migrate` from this node goes to `local_peer_uri`.
+std::string agent_config(const NatsServer& nats, const std::string& node, const std::string& own_uri,
+                         const std::string& local_peer_uri) {
+  return host_tables("agent", node, nats.url()) +
+         "[libvirt]\nuri = \"" + own_uri + "\"\n"
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\naddresses = { management = \"127.0.0.1\" }\n"
+         "disk_path = \"/\"\n"
+         "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\n"
+         "[[plugin]]\nlibrary = \"migrate\"\naddresses = { management = \"127.0.0.1\" }\n"
+         "peer_uri = \"" + own_uri + "\"\nmigrate_uri = \"tcp://{address}\"\n"
+         "local_peer_uri = \"" + local_peer_uri + "\"\n";
+}
+
+class NodeMigration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bus_ = nats_.client();
+    ASSERT_TRUE(bus_);
+    ASSERT_TRUE(a_.running()) << a_.log();
+    ASSERT_TRUE(b_.running()) << b_.log();
+    std::string error;
+    ASSERT_TRUE(a_.define_and_start("guest-1", kGuest1, 64, &error)) << error;
+    ASSERT_TRUE(a_.define_and_start("guest-2", kGuest2, 64, &error)) << error;
+    monitor_ = std::make_unique<InvariantMonitor>(std::vector<InvariantMonitor::Node>{{"node-a", a_.uri()}, {"node-b", b_.uri()}});
+  }
+
+  void start(const std::string& scheduler_extra = "") {
+    ctl_ = std::make_unique<HostProcess>(controller_config(nats_, scheduler_extra));
+    agent_a_ = std::make_unique<HostProcess>(agent_config(nats_, "node-a", a_.uri(), b_.uri()));
+    agent_b_ = std::make_unique<HostProcess>(agent_config(nats_, "node-b", b_.uri(), a_.uri()));
+    ASSERT_TRUE(ctl_->wait_ready()) << ctl_->log();
+    ASSERT_TRUE(agent_a_->wait_ready()) << agent_a_->log();
+    ASSERT_TRUE(agent_b_->wait_ready()) << agent_b_->log();
+    ASSERT_TRUE(wait_until([&] {
+      return record_of("nodes", "node-a").value("monitor", "") == "normal" &&
+             record_of("nodes", "node-b").value("monitor", "") == "normal" &&
+             record_of("vms", kGuest1).value("node", "") == "node-a" && record_of("vms", kGuest2).value("node", "") == "node-a";
+    }, 20s)) << ctl_->log() << agent_a_->log();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && agent_a_) std::printf("---- node-a agent ----\n%s\n---- controller ----\n%s\n",
+                                              agent_a_->log().c_str(), ctl_ ? ctl_->log().c_str() : "");
+    monitor_->stop();
+    EXPECT_THAT(monitor_->violations_text(), IsEmpty()) << "one and only one running copy of a VM, ever";
+  }
+
+  json command(const std::string& op, const json& body) {
+    auto r = bus_->request("nodeha.cmd." + op, body.dump(), 30s);
+    EXPECT_TRUE(r.is_ok()) << op << ": " << r.status().message();
+    return r ? json::parse(r.value()) : json::object();
+  }
+  json record_of(const std::string& bucket, const std::string& key) {
+    auto e = bus_->kv_get(bucket, key);
+    return e ? json::parse(e->value, nullptr, false) : json::object();
+  }
+  void expect_on_b_only() {
+    for (const auto& uuid : {kGuest1, kGuest2}) {
+      EXPECT_EQ(b_.domain_state(uuid), "running") << uuid;
+      EXPECT_EQ(a_.domain_state(uuid), "") << uuid << " is still defined on node-a";
+      EXPECT_LT(monitor_->longest_gap(uuid).count(), 1000) << "not live: " << monitor_->timeline_text(uuid);
+    }
+  }
+
+  NatsServer nats_;
+  Libvirtd a_;
+  Libvirtd b_;
+  std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<InvariantMonitor> monitor_;
+  std::unique_ptr<HostProcess> ctl_, agent_a_, agent_b_;
+};
+
+TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
+  start();
+  auto dry = command("node.migrate", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  ASSERT_EQ(dry["result"]["plan"].size(), 2u);
+  for (const auto& p : dry["result"]["plan"]) {
+    EXPECT_EQ(p["action"], "migrate");
+    EXPECT_EQ(p["target"], "node-b");
+  }
+  EXPECT_EQ(a_.domain_state(kGuest1), "running");
+
+  auto started = std::chrono::steady_clock::now();
+  auto r = command("node.migrate", {{"node", "node-a"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  EXPECT_EQ(record_of("nodes", "node-a")["lock"]["task"], id);
+  ASSERT_TRUE(wait_until([&] { return record_of("tasks", id).value("state", "") == "succeeded"; }, 120s))
+      << record_of("tasks", id).dump(2);
+  std::printf("[ timing   ] node.migrate of 2 guests: %.2f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  expect_on_b_only();
+  for (const auto& uuid : {kGuest1, kGuest2}) {
+    auto rec = record_of("vms", uuid);
+    EXPECT_EQ(rec["node"], "node-b");
+    EXPECT_EQ(rec["generation"], 2) << rec;
+  }
+  for (const auto& s : record_of("tasks", id)["steps"]) EXPECT_EQ(s["state"], "succeeded") << s;
+  EXPECT_TRUE(record_of("nodes", "node-a")["lock"].is_null());
+  EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"migrate\",result=\"succeeded\"}") == 1; }));
+}
+
+TEST_F(NodeMigration, ANamedTargetWithoutRoomIsRefusedAndNothingMoves) {
+  start("memory_ratio = 0.001\n");  // a few MiB of schedulable memory per node: no room for a 64 MiB guest
+  auto r = command("node.migrate", {{"node", "node-a"}, {"target", "node-b"}});
+  ASSERT_FALSE(r["ok"]) << r;
+  EXPECT_EQ(r["error"]["code"], "no_room");
+  EXPECT_THAT(r["error"]["message"].get<std::string>(), HasSubstr("node-b"));
+  EXPECT_TRUE(record_of("nodes", "node-a")["lock"].is_null());
+  EXPECT_EQ(a_.domain_state(kGuest1), "running");
+  EXPECT_EQ(a_.domain_state(kGuest2), "running");
+  EXPECT_EQ(b_.domain_state(kGuest1), "");
+  auto tasks = command("task.list", json::object());
+  EXPECT_TRUE(tasks["result"]["tasks"].empty()) << tasks;
+}
+
+TEST_F(NodeMigration, LocalMigrateWorksWithNatsDownAndIsReportedWhenItIsBack) {
+  start();
+  nats_.stop();
+  std::string socket = agent_a_->dir().file("state") + "/local.sock";
+  int runs = 0;
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {NODEHA_CLI_BIN, "--socket", socket, "--json"});
+    Process cli(args, agent_a_->dir().file("cli-" + std::to_string(++runs) + ".log"));
+    auto status = cli.wait_exit(180s);
+    return std::make_pair(status.value_or(-1), cli.output());
+  };
+  auto [dry_status, dry] = run({"local", "migrate", "--interface", "lo", "--dest", "127.0.0.1", "--all"});
+  EXPECT_EQ(dry_status, 0) << dry;
+  EXPECT_EQ(a_.domain_state(kGuest1), "running") << "a dry run moves nothing";
+
+  auto started = std::chrono::steady_clock::now();
+  auto [status, out] = run({"local", "migrate", "--interface", "lo", "--dest", "127.0.0.1", "--all", "--confirm"});
+  ASSERT_EQ(status, 0) << out << agent_a_->log();
+  std::printf("[ timing   ] local migrate of 2 guests with NATS down: %.2f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  expect_on_b_only();
+  auto reply = json::parse(out.substr(out.find('{')), nullptr, false);
+  ASSERT_TRUE(reply.is_object()) << out;
+  std::string id = reply.value("task", "");
+  ASSERT_FALSE(id.empty()) << out;
+
+  // NATS back: the journal is reported and the records catch up, with no operator.
+  nats_.start();
+  ASSERT_TRUE(wait_until([&] {
+    auto t = record_of("tasks", id);
+    return t.value("kind", "") == "local-migrate" && t.value("node", "") == "node-a";
+  }, 30s)) << agent_a_->log();
+  EXPECT_EQ(record_of("tasks", id)["state"], "succeeded") << record_of("tasks", id).dump(2);
+  ASSERT_TRUE(wait_until([&] {
+    return record_of("vms", kGuest1).value("node", "") == "node-b" && record_of("vms", kGuest2).value("node", "") == "node-b";
+  }, 30s)) << agent_b_->log();
+  EXPECT_EQ(record_of("vms", kGuest1)["generation"], 2);
+}
+
+}  // namespace
+}  // namespace nodeha::test
