@@ -247,6 +247,18 @@ std::vector<Libvirtd::DomainInfo> Libvirtd::domains() const {
   return out;
 }
 
+std::string Libvirtd::guest_uuid(int n) {
+  static const std::string run = [] {
+    std::mt19937 rng{std::random_device{}()};
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rng()));
+    return std::string(buf);
+  }();
+  char last[13];
+  std::snprintf(last, sizeof last, "%012x", static_cast<unsigned>(n));
+  return run + "-7d3b-4c1e-9a55-" + last;
+}
+
 std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {
   std::vector<pid_t> out;
   DIR* proc = opendir("/proc");

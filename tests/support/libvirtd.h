@@ -73,7 +73,13 @@ class Libvirtd {
   int migration_port_max() const { return port_max_; }
 
   // Live processes (not zombies) whose command line contains `needle` (e.g. a guest's uuid).
+  // Every process of the machine: give guests uuids of guest_uuid(), so that tests running at
+  // the same time do not see each other's guests.
   static std::vector<pid_t> processes_with(const std::string& needle);
+
+  // A guest uuid unique to this test process (its first group random, drawn once), `n` in its
+  // last group: the same n gives the same uuid within one process.
+  static std::string guest_uuid(int n);
 
   std::string log() const;
 

@@ -19,7 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-const std::string kGuestUuid = "6d1c5a3e-7d3b-4c1e-9a55-0b7d2f1e9c01";
+const std::string kGuestUuid = Libvirtd::guest_uuid(1);
 
 std::string controller_config(const NatsServer& nats) {
   return "[host]\nrole = \"controller\"\nnode_id = \"ctl\"\nplugin_path = [\"{plugins}\"]\n"

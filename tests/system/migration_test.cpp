@@ -182,9 +182,9 @@ class Migration : public ::testing::Test {
   std::vector<json> events_;
 };
 
-const std::string kGuest1 = "6d1c5a3e-7d3b-4c1e-9a55-0b7d2f1e9c11";
-const std::string kGuest2 = "6d1c5a3e-7d3b-4c1e-9a55-0b7d2f1e9c12";
-const std::string kGuest3 = "6d1c5a3e-7d3b-4c1e-9a55-0b7d2f1e9c13";
+const std::string kGuest1 = Libvirtd::guest_uuid(1);
+const std::string kGuest2 = Libvirtd::guest_uuid(2);
+const std::string kGuest3 = Libvirtd::guest_uuid(3);
 
 TEST_F(Migration, TwoGuestsMoveLiveToThePeer) {
   start_guest("tiny-1", kGuest1);

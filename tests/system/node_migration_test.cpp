@@ -28,8 +28,8 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using json = nlohmann::json;
 
-const std::string kGuest1 = "0b5e0000-0000-4000-8000-000000000001";
-const std::string kGuest2 = "0b5e0000-0000-4000-8000-000000000002";
+const std::string kGuest1 = Libvirtd::guest_uuid(1);
+const std::string kGuest2 = Libvirtd::guest_uuid(2);
 
 std::string controller_config(const NatsServer& nats, const std::string& scheduler_extra = "") {
   return host_tables("controller", "ctl", nats.url()) +
