@@ -1,5 +1,6 @@
 #include "local.h"
 
+#include "format.h"
 #include "local_client.h"
 #include "table.h"
 
@@ -25,21 +26,6 @@ struct Operation {
   std::string where;    // " to 10.0.0.3 over eth1"; empty for a drain
   bool destination = false;  // plans and results have a DESTINATION column
 };
-
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-std::string or_dash(std::string s) { return s.empty() ? "-" : s; }
-
-std::string format_ms(int64_t ms) {
-  if (ms < 1000) return fmt::format("{}ms", ms);
-  if (ms < 60'000) return fmt::format("{:.1f}s", ms / 1000.0);
-  return fmt::format("{}m{:02}s", ms / 60'000, (ms / 1000) % 60);
-}
-
-std::string plural(size_t n, const char* what) { return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s"); }
 
 void print_plan(const Operation& op, const json& plan) {
   size_t acting = 0, skipped = 0;
@@ -118,7 +104,7 @@ int exit_of_result(const json& result) {
 
 // Says why, as advice, and returns the exit code. With --json the error is also the document.
 int trouble(const Globals& g, const Operation& op, const char* code, const std::string& message, int exit_code) {
-  if (g.json) std::cout << json{{"code", code}, {"message", message}}.dump(2) << '\n';
+  if (g.json) std::cout << json{{"error", {{"code", code}, {"message", message}}}}.dump(2) << '\n';
   std::cerr << "nodeha local " << op.name << ": " << message << '\n';
   return exit_code;
 }
@@ -126,7 +112,7 @@ int trouble(const Globals& g, const Operation& op, const char* code, const std::
 // The agent's refusal (or the host's: a subject nobody serves, a plugin stopping, a timeout).
 int refused(const Globals& g, const Operation& op, const json& error) {
   std::string code = str(error, "code"), message = str(error, "message");
-  if (g.json) std::cout << error.dump(2) << '\n';
+  if (g.json) std::cout << json{{"error", error}}.dump(2) << '\n';
   int exit_code = kExitRefused;
   if (code == "unknown_subject") {
     message = fmt::format("the agent at {} does not serve {}: is the {} plugin in its config? ({})", g.socket,

@@ -1,14 +1,19 @@
 // nodeha: the operator's command line. Global options here; each command group registers its
-// own subcommands (local.cpp: `nodeha local …`) and runs once everything is parsed.
+// own subcommands (node.cpp, task.cpp: the controller over NATS; local.cpp: `nodeha local …` on
+// the agent's socket) and runs once everything is parsed.
 #include "cli.h"
 #include "local.h"
+#include "node.h"
+#include "task.h"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #ifndef NODEHA_VERSION
 #define NODEHA_VERSION "0.0.0"
@@ -28,6 +33,26 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::milliseconds(n * scale);
 }
 
+// --server, else $NODEHA_SERVER (comma-separated), else the local default.
+std::vector<std::string> servers_or_default(std::vector<std::string> given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv(nodeha::cli::kServerEnv);
+  std::string text = env && *env ? env : nodeha::cli::kDefaultServer;
+  std::vector<std::string> out;
+  for (size_t start = 0; start <= text.size();) {
+    size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Every level's --help ends with the exit codes.
+void add_footer(CLI::App* app) {
+  app->footer(nodeha::cli::kExitCodesHelp);
+  for (auto* sub : app->get_subcommands([](CLI::App*) { return true; })) add_footer(sub);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,26 +63,36 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options also after the command: `nodeha local drain --json`
   Globals globals;
   globals.socket = kDefaultLocalSocket;
-  std::string timeout = "30m";
+  std::string timeout;
+  std::vector<std::string> servers;
+  app.add_option("--server", servers,
+                 std::string("a NATS server of the cluster (repeatable; default $") + kServerEnv + ", else " +
+                     kDefaultServer + ")");
+  app.add_option("--creds", globals.creds, "NATS credentials file")->check(CLI::ExistingFile);
+  app.add_option("--prefix", globals.prefix, "the cluster's subject prefix")->capture_default_str();
   app.add_option("--socket", globals.socket, "the local agent's socket ([host] local_socket of its config)")
       ->envname(kLocalSocketEnv)
       ->capture_default_str();
-  app.add_flag("--json", globals.json, "print the reply's result (or error) as one JSON document");
-  app.add_option("--timeout", timeout, "how long to wait for the answer: 90s, 30m, 1h")
+  app.add_flag("--json", globals.json,
+               "print one JSON document: the reply's result (with \"final\": the task as it ended, when waited for), "
+               "or {\"error\":{\"code\",\"message\"}}");
+  app.add_option("--timeout", timeout,
+                 "how long to wait for an answer: 90s, 30m, 1h (default 10s for the controller, 30m for the local agent)")
       ->check(CLI::Validator([](std::string& s) { return parse_duration(s) ? "" : "not a duration like 90s, 30m or 1h"; },
-                             "DURATION"))
-      ->capture_default_str();
+                             "DURATION"));
   std::vector<Command> commands;
+  add_node_commands(app, &commands);
+  add_task_commands(app, &commands);
+  add_vm_commands(app, &commands);
   add_local_commands(app, &commands);
-  app.footer(
-      "Exit status: 0 done; 1 the operation failed or partly failed (or no answer in time); 2 usage error or "
-      "request refused, nothing done; 3 the local agent could not be reached.");
+  add_footer(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitDone : kExitRefused;
   }
-  globals.timeout = *parse_duration(timeout);
+  globals.servers = servers_or_default(servers);
+  if (!timeout.empty()) globals.timeout = globals.request_timeout = *parse_duration(timeout);
   for (const auto& c : commands)
     if (c.app->parsed()) return c.run(globals);
   return kExitRefused;  // not reached: parse() refuses a command line without a leaf command

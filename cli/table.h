@@ -1,4 +1,5 @@
-// Plain-text tables for people: each column as wide as its widest cell, two spaces apart.
+// Plain-text tables for people: each column as wide as its widest cell, two spaces apart. Cells
+// may carry colour (ANSI escapes) and UTF-8: widths count what shows.
 #pragma once
 
 #include <ostream>
@@ -11,6 +12,8 @@ class Table {
  public:
   explicit Table(std::vector<std::string> headers) : rows_{std::move(headers)} {}
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  // The headers and rows, one line each, without a newline.
+  std::vector<std::string> lines() const;
   void print(std::ostream& out) const;
 
  private:

@@ -2,6 +2,7 @@
 // all) whose local.drain/local.migrate are served by a TEST DOUBLE (fixtures/local_ops_double.cpp):
 // canned replies of the documented shapes, so that what is tested here is the CLI: the requests
 // it sends, dry run against --confirm, its tables, --json, and the exit codes 0/1/2/3.
+#include "cli_run.h"
 #include "host_process.h"
 
 #include <gmock/gmock.h>
@@ -24,11 +25,6 @@ std::string agent(const std::string& plugins) {
          "[metrics]\nlisten = \"127.0.0.1:0\"\n[libvirt]\nuri = \"test:///default\"\n\n" + plugins;
 }
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
 class CliLocal : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -41,22 +37,13 @@ class CliLocal : public ::testing::Test {
 
   // Runs `nodeha --socket <the agent's> args...` to the end.
   CliRun run(std::vector<std::string> args, bool with_socket = true) {
-    std::vector<std::string> argv{NODEHA_CLI_BIN};
-    if (with_socket) argv.insert(argv.end(), {"--socket", socket_});
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::string n = std::to_string(runs_++);
-    Process p(argv, dir_.file("out" + n), dir_.file("err" + n));
-    CliRun r;
-    r.status = p.wait_exit(30s).value_or(-1);
-    r.out = read_file(dir_.file("out" + n));
-    r.err = read_file(dir_.file("err" + n));
-    return r;
+    if (with_socket) args.insert(args.begin(), {"--socket", socket_});
+    return run_cli(args, dir_, 30s);
   }
 
   std::unique_ptr<HostProcess> host_;
   std::string socket_;
   TempDir dir_;
-  int runs_ = 0;
 };
 
 const std::vector<std::string> kMigrateAll{"local", "migrate", "--interface", "eth1", "--dest", "10.0.0.3", "--all"};
@@ -171,11 +158,11 @@ TEST_F(CliLocal, JsonPrintsTheResultOrTheErrorAsOneDocument) {
 
   auto refused = run({"--json", "local", "migrate", "--interface", "eth1", "--dest", "10.0.0.3", "--vm", "nope"});
   EXPECT_EQ(refused.status, 2);
-  EXPECT_EQ(json::parse(refused.out)["code"], "unknown_vm");
+  EXPECT_EQ(json::parse(refused.out)["error"]["code"], "unknown_vm");
 
   auto unreachable = run({"--json", "--socket", dir_.file("nowhere.sock"), "local", "drain"}, false);
   EXPECT_EQ(unreachable.status, 3);
-  EXPECT_EQ(json::parse(unreachable.out)["code"], "unreachable");
+  EXPECT_EQ(json::parse(unreachable.out)["error"]["code"], "unreachable");
 }
 
 TEST_F(CliLocal, NoAnswerInTimeExits1) {

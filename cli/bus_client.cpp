@@ -1,0 +1,98 @@
+#include "bus_client.h"
+
+#include <nats/nats.h>
+
+namespace nodeha::cli {
+namespace {
+
+template <auto Fn>
+struct Deleter {
+  template <class T>
+  void operator()(T* p) const {
+    if (p) Fn(p);
+  }
+};
+using OptionsPtr = std::unique_ptr<natsOptions, Deleter<natsOptions_Destroy>>;
+using MsgPtr = std::unique_ptr<natsMsg, Deleter<natsMsg_Destroy>>;
+
+// cnats' last error without its "(conn.c:2088): " source position: the operator reads it.
+std::string last_error(natsStatus s) {
+  const char* raw = nats_GetLastError(nullptr);
+  std::string text = raw && *raw ? raw : natsStatus_GetText(s);
+  if (size_t end = text.find("): "); !text.empty() && text[0] == '(' && end != std::string::npos) text.erase(0, end + 3);
+  return text;
+}
+
+std::string data_of(natsMsg* m) {
+  return std::string(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+}
+
+}  // namespace
+
+BusSubscription::~BusSubscription() { natsSubscription_Destroy(sub_); }
+
+std::optional<std::string> BusSubscription::next(std::chrono::milliseconds timeout) {
+  natsMsg* raw = nullptr;
+  if (natsSubscription_NextMsg(&raw, sub_, timeout.count()) != NATS_OK) return std::nullopt;
+  MsgPtr msg(raw);
+  return data_of(msg.get());
+}
+
+std::unique_ptr<BusClient> BusClient::connect(const std::vector<std::string>& servers, const std::string& creds,
+                                              std::chrono::milliseconds timeout, std::string* why) {
+  natsOptions* raw = nullptr;
+  if (natsStatus s = natsOptions_Create(&raw); s != NATS_OK) {
+    *why = last_error(s);
+    return nullptr;
+  }
+  OptionsPtr opts(raw);
+  std::vector<const char*> urls;
+  for (const auto& s : servers) urls.push_back(s.c_str());
+  natsStatus s = natsOptions_SetServers(opts.get(), urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetNoRandomize(opts.get(), true);  // in the order given
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts.get(), timeout.count());
+  if (s == NATS_OK) s = natsOptions_SetName(opts.get(), "nodeha-cli");
+  if (s == NATS_OK && !creds.empty()) s = natsOptions_SetUserCredentialsFromFiles(opts.get(), creds.c_str(), nullptr);
+  if (s != NATS_OK) {
+    *why = last_error(s);
+    return nullptr;
+  }
+  natsConnection* conn = nullptr;
+  if (s = natsConnection_Connect(&conn, opts.get()); s != NATS_OK) {
+    *why = last_error(s);
+    return nullptr;
+  }
+  return std::unique_ptr<BusClient>(new BusClient(conn));
+}
+
+BusClient::~BusClient() { natsConnection_Destroy(conn_); }
+
+BusReply BusClient::request(const std::string& subject, const std::string& body, std::chrono::milliseconds timeout) {
+  natsMsg* raw = nullptr;
+  natsStatus s = natsConnection_Request(&raw, conn_, subject.c_str(), body.data(), static_cast<int>(body.size()),
+                                        timeout.count());
+  MsgPtr msg(raw);
+  BusReply r;
+  if (s == NATS_OK) {
+    r.outcome = BusReply::kAnswered;
+    r.body = data_of(msg.get());
+  } else if (s == NATS_NO_RESPONDERS) {
+    r.outcome = BusReply::kNoResponders;
+  } else if (s == NATS_TIMEOUT) {
+    r.outcome = BusReply::kTimeout;
+  } else {
+    r.error = last_error(s);
+  }
+  return r;
+}
+
+std::unique_ptr<BusSubscription> BusClient::subscribe(const std::string& subject, std::string* why) {
+  natsSubscription* sub = nullptr;
+  if (natsStatus s = natsConnection_SubscribeSync(&sub, conn_, subject.c_str()); s != NATS_OK) {
+    *why = last_error(s);
+    return nullptr;
+  }
+  return std::make_unique<BusSubscription>(sub);
+}
+
+}  // namespace nodeha::cli

@@ -1,0 +1,102 @@
+#include "controller.h"
+
+#include "format.h"
+
+#include <fmt/format.h>
+
+#include <iostream>
+#include <regex>
+
+namespace nodeha::cli {
+
+using nlohmann::json;
+
+std::string hint_for(const std::string& code, const std::string& message) {
+  if (code == "node_locked") {
+    std::smatch m;
+    if (std::regex_search(message, m, std::regex("task ([0-9a-f]{16})")))
+      return fmt::format("wait for it (`nodeha task watch {0}`) or cancel it (`nodeha task cancel {0}`)", m[1].str());
+    return "`nodeha task list --state running` shows the task holding it";
+  }
+  if (code == "no_room") return "`nodeha node list` shows what each node uses; free room, enable a node, or name another --target";
+  if (code == "task_finished") return "`nodeha task show ID` shows how it ended";
+  if (code == "unavailable") return "the controller could not read or write its store; try again in a moment";
+  if (code == "unknown_field" || code == "bad_type" || code == "missing_field" || code == "bad_json")
+    return "this nodeha CLI and the controller may be of different versions";
+  return "";
+}
+
+std::string Controller::servers_text() const { return fmt::format("{}", fmt::join(g_.servers, ", ")); }
+
+int Controller::fail(const std::string& code, const std::string& message, int exit_code, const std::string& hint,
+                     const std::string& text) const {
+  if (g_.json) std::cout << json{{"error", {{"code", code}, {"message", message}}}}.dump(2) << '\n';
+  std::cerr << "nodeha: " << (text.empty() ? message : text) << '\n';
+  if (!hint.empty()) std::cerr << "hint: " << hint << '\n';
+  return exit_code;
+}
+
+bool Controller::connect() {
+  if (bus_) return true;
+  std::string why;
+  bus_ = BusClient::connect(g_.servers, g_.creds, std::min(g_.request_timeout, std::chrono::milliseconds(5000)), &why);
+  if (bus_) return true;
+  fail("unreachable",
+       fmt::format("cannot connect to NATS at {}: {}; is nats-server running there?", servers_text(), why),
+       kExitUnreachable, fmt::format("--server URL (repeatable) or ${} names the servers; --creds FILE the credentials", kServerEnv));
+  return false;
+}
+
+Controller::Outcome Controller::call(const std::string& op, const json& request, Report report) {
+  auto failed = [&](const std::string& code, const std::string& message, int exit_code, const std::string& hint = "",
+                    const std::string& text = "") {
+    if (report == kReport) fail(code, message, exit_code, hint, text);
+    return Outcome{exit_code, {}};
+  };
+  if (report == kQuiet ? !bus_ : !connect()) return {kExitUnreachable, {}};
+  std::string subject = g_.prefix + ".cmd." + op;
+  BusReply reply = bus_->request(subject, request.dump(), g_.request_timeout);
+  switch (reply.outcome) {
+    case BusReply::kNoResponders:
+      return failed("unreachable",
+                    fmt::format("no controller answers {} on {}: is nodeha-host (controller) running, with the plugin "
+                                "that serves it?", subject, servers_text()),
+                    kExitUnreachable, g_.prefix == "nodeha" ? "" : "--prefix is " + g_.prefix + "; is that the cluster's?");
+    case BusReply::kTimeout:
+      return failed("timeout",
+                    fmt::format("the controller did not answer {} within {} (--timeout)", subject,
+                                format_ms(g_.request_timeout.count())),
+                    kExitUnreachable);
+    case BusReply::kLost:
+      return failed("unreachable", fmt::format("lost the NATS connection to {}: {}", servers_text(), reply.error),
+                    kExitUnreachable);
+    case BusReply::kAnswered: break;
+  }
+  json envelope = json::parse(reply.body, nullptr, false);
+  if (!envelope.is_object() || !envelope.contains("ok"))
+    return failed("bad_reply", "the controller's answer is not a reply envelope: " + reply.body.substr(0, 200), kExitFailed);
+  if (envelope.value("ok", false)) return {kExitDone, envelope.value("result", json::object())};
+  json error = envelope.value("error", json::object());
+  std::string code = or_dash(str(error, "code")), message = str(error, "message");
+  return failed(code, message, code == "unavailable" ? kExitUnreachable : kExitRefused, hint_for(code, message),
+                fmt::format("refused ({}): {}", code, message));
+}
+
+std::unique_ptr<BusSubscription> Controller::subscribe(const std::string& subject) {
+  if (!connect()) return nullptr;
+  std::string why;
+  auto sub = bus_->subscribe(g_.prefix + "." + subject, &why);
+  if (!sub) fail("unreachable", fmt::format("cannot subscribe to {}.{}: {}", g_.prefix, subject, why), kExitUnreachable);
+  return sub;
+}
+
+int query(const Globals& g, const std::string& op, const json& request, const std::function<void(const json&)>& print) {
+  Controller c(g);
+  auto r = c.call(op, request);
+  if (!r.ok()) return r.exit;
+  if (g.json) print_document(r.result);
+  else print(r.result);
+  return kExitDone;
+}
+
+}  // namespace nodeha::cli

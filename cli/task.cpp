@@ -1,0 +1,132 @@
+#include "task.h"
+
+#include "controller.h"
+#include "format.h"
+#include "table.h"
+#include "task_view.h"
+#include "watch.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+
+namespace nodeha::cli {
+namespace {
+
+using nlohmann::json;
+
+// "3 succeeded, 1 failed" from a listed task's step_counts.
+std::string counts_text(const json& task) {
+  std::string out;
+  const json counts = task.value("step_counts", json::object());
+  for (const auto& [state, n] : counts.items())
+    out += (out.empty() ? "" : ", ") + fmt::format("{} {}", n.is_number() ? n.get<int>() : 0, state);
+  return or_dash(out);
+}
+
+void print_tasks(const json& result, bool filtered) {
+  const json tasks = result.value("tasks", json::array());
+  if (tasks.empty()) {
+    std::cout << "No tasks" << (filtered ? " match" : "") << ".\n";
+    return;
+  }
+  Table table({"TASK", "KIND", "NODE", "STATE", "STEPS", "CREATED (UTC)", "ERROR"});
+  for (const auto& t : tasks) {
+    std::string state = str(t, "state");
+    table.add({str(t, "id"), str(t, "kind"), str(t, "node"), coloured(state, state), counts_text(t),
+               format_time(num(t, "created")), or_dash(str(t, "error"))});
+  }
+  table.print(std::cout);
+}
+
+void print_task(const json& t) {
+  std::string state = str(t, "state");
+  Table facts({"task", str(t, "id")});
+  facts.add({"operation", task_title(t)});
+  facts.add({"state", coloured(state, state) + (t.value("cancel_requested", false) ? " (cancel requested)" : "")});
+  facts.add({"created (UTC)", format_time(num(t, "created"))});
+  facts.add({"finished (UTC)", format_time(num(t, "finished"))});
+  facts.add({"controller", or_dash(str(t, "owner"))});
+  facts.add({"request", t.value("params", json::object()).dump()});
+  if (!str(t, "error").empty()) facts.add({"error", str(t, "error")});
+  facts.print(std::cout);
+  std::cout << '\n';
+  for (const auto& l : step_lines(t)) std::cout << l << '\n';
+}
+
+int watch(const Globals& g, const std::string& id) {
+  Controller c(g);
+  json final;
+  int code = watch_task(c, id, &final);
+  if (g.json && (code == kExitDone || code == kExitFailed)) print_document(final);
+  return code;
+}
+
+void print_cancelled(const json& t) {
+  std::string id = str(t, "id");
+  std::cout << fmt::format("Cancel requested for task {} ({}): no new step starts, running migrations are aborted.\n"
+                           "Follow it to its end with `nodeha task watch {}`.\n",
+                           id, task_title(t), id);
+}
+
+void print_vms(const json& result, const std::string& node) {
+  const json vms = result.value("vms", json::array());
+  if (vms.empty()) {
+    std::cout << "No VMs recorded" << (node.empty() ? "" : " on " + node) << ".\n";
+    return;
+  }
+  Table table({"VM", "NAME", "NODE", "STATE", "DESIRED", "VCPU", "MEMORY", "LOCAL DISK", "GEN"});
+  for (const auto& v : vms)
+    table.add({str(v, "uuid"), or_dash(str(v, "name")), or_dash(str(v, "node")), str(v, "state"), str(v, "desired"),
+               std::to_string(num(v, "vcpus")), format_mib(num(v, "memory_mib")), v.value("local_disk", false) ? "yes" : "no",
+               std::to_string(num(v, "generation"))});
+  table.print(std::cout);
+}
+
+}  // namespace
+
+void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
+  auto* task = root.add_subcommand("task", "the controller's tasks: node operations and their steps");
+  task->require_subcommand(1);
+  struct Args {
+    std::string id, node, state, kind;
+  };
+  auto a = std::make_shared<Args>();
+  auto* list_cmd = task->add_subcommand("list", "the tasks, newest first");
+  list_cmd->add_option("--node", a->node, "only the tasks of this node");
+  list_cmd->add_option("--state", a->state, "only tasks in this state: pending, running, succeeded, failed, partial");
+  list_cmd->add_option("--kind", a->kind, "only tasks of this kind: migrate, drain, rebuild, local-migrate, local-drain");
+  commands->push_back({list_cmd, [a](const Globals& g) {
+                         json request = json::object();
+                         if (!a->node.empty()) request["node"] = a->node;
+                         if (!a->state.empty()) request["state"] = a->state;
+                         if (!a->kind.empty()) request["kind"] = a->kind;
+                         return query(g, "task.list", request, [&](const json& r) { print_tasks(r, !request.empty()); });
+                       }});
+  auto* show_cmd = task->add_subcommand("show", "one task: its request, state, and every step");
+  show_cmd->add_option("ID", a->id, "the task id")->required();
+  commands->push_back({show_cmd, [a](const Globals& g) { return query(g, "task.show", {{"task", a->id}}, print_task); }});
+  auto* watch_cmd = task->add_subcommand("watch", "follow a task live until it ends (Ctrl-C stops watching, not the task); exit 0 if it succeeded, 1 if not");
+  watch_cmd->add_option("ID", a->id, "the task id")->required();
+  commands->push_back({watch_cmd, [a](const Globals& g) { return watch(g, a->id); }});
+  auto* cancel_cmd = task->add_subcommand("cancel", "stop a task: no new step starts, running migrations are aborted");
+  cancel_cmd->add_option("ID", a->id, "the task id")->required();
+  commands->push_back(
+      {cancel_cmd, [a](const Globals& g) { return query(g, "task.cancel", {{"task", a->id}}, print_cancelled); }});
+}
+
+void add_vm_commands(CLI::App& root, std::vector<Command>* commands) {
+  auto* vm = root.add_subcommand("vm", "the VMs as the controller records them");
+  vm->require_subcommand(1);
+  auto node = std::make_shared<std::string>();
+  auto* list_cmd = vm->add_subcommand("list", "every VM: where it is recorded, its state, its generation");
+  list_cmd->add_option("--node", *node, "only the VMs recorded on this node");
+  commands->push_back({list_cmd, [node](const Globals& g) {
+                         return query(g, "vm.list", node->empty() ? json::object() : json{{"node", *node}},
+                                      [&](const json& r) { print_vms(r, *node); });
+                       }});
+}
+
+}  // namespace nodeha::cli

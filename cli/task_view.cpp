@@ -1,0 +1,149 @@
+#include "task_view.h"
+
+#include "format.h"
+#include "table.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace nodeha::cli {
+
+using nlohmann::json;
+
+namespace {
+
+const json& steps_of(const json& task) {
+  static const json kNone = json::array();
+  auto it = task.find("steps");
+  return it != task.end() && it->is_array() ? *it : kNone;
+}
+
+bool step_final(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "skipped" || state == "cancelled";
+}
+
+std::string step_progress(const json& step) {
+  std::string state = str(step, "state");
+  int64_t started = num(step, "started"), finished = num(step, "finished");
+  if (step_final(state)) return started > 0 && finished >= started ? format_ms(finished - started) : "-";
+  const json& p = step.contains("progress") ? step["progress"] : json();
+  int64_t total = num(p, "data_total"), done = num(p, "data_processed");
+  if (state == "running" && total > 0)
+    return fmt::format("{} of {} ({}%)", format_bytes(done), format_bytes(total), done * 100 / total);
+  return "-";
+}
+
+std::string step_detail(const json& step) {
+  std::string error = str(step, "error");
+  return or_dash(error.empty() ? str(step, "reason") : error);
+}
+
+struct Counts {
+  size_t succeeded = 0, failed = 0, skipped = 0, cancelled = 0, waiting = 0, running = 0, done = 0, total = 0;
+};
+
+Counts count(const json& task) {
+  Counts c;
+  for (const auto& s : steps_of(task)) {
+    std::string state = str(s, "state");
+    ++c.total;
+    if (step_final(state)) ++c.done;
+    if (state == "succeeded") ++c.succeeded;
+    else if (state == "failed") ++c.failed;
+    else if (state == "skipped") ++c.skipped;
+    else if (state == "cancelled") ++c.cancelled;
+    else if (state == "waiting") ++c.waiting;
+    else if (state == "running") ++c.running;
+  }
+  return c;
+}
+
+}  // namespace
+
+std::string task_title(const json& task) {
+  std::string kind = str(task, "kind");
+  if (kind == "migrate") kind = "migration";
+  else if (kind == "local-migrate") kind = "local migration";
+  else if (kind == "local-drain") kind = "local drain";
+  return fmt::format("{} of {}", or_dash(kind), or_dash(str(task, "node")));
+}
+
+bool task_final(const std::string& state) { return state == "succeeded" || state == "failed" || state == "partial"; }
+
+std::vector<std::string> plan_lines(const json& plan) {
+  Table table({"VM", "NAME", "ACTION", "TARGET", "WHY"});
+  for (const auto& e : plan)
+    table.add({str(e, "vm"), or_dash(str(e, "name")), str(e, "action"), or_dash(str(e, "target")), or_dash(str(e, "reason"))});
+  return table.lines();
+}
+
+std::vector<std::string> step_lines(const json& task, size_t max_steps) {
+  const json& steps = steps_of(task);
+  bool final = task_final(str(task, "state"));
+  std::vector<const json*> shown;
+  for (const auto& s : steps) shown.push_back(&s);
+  if (shown.size() > max_steps)  // what still moves first; the order of the task otherwise
+    std::stable_partition(shown.begin(), shown.end(), [](const json* s) { return !step_final(str(*s, "state")); });
+  size_t hidden = shown.size() > max_steps ? shown.size() - max_steps : 0;
+  shown.resize(shown.size() - hidden);
+  Table table({"VM", "NAME", "TARGET", final ? "RESULT" : "STATE", final ? "DURATION" : "PROGRESS", "DETAIL"});
+  for (const json* s : shown)
+    table.add({str(*s, "vm"), or_dash(str(*s, "name")), or_dash(str(*s, "target")), str(*s, "state"), step_progress(*s),
+               step_detail(*s)});
+  auto lines = table.lines();
+  if (hidden) lines.push_back(fmt::format("... and {} more step{}", hidden, hidden == 1 ? "" : "s"));
+  return lines;
+}
+
+std::vector<std::string> progress_lines(const json& task, size_t max_steps) {
+  Counts c = count(task);
+  std::string extra;
+  if (c.running) extra += fmt::format(", {} running", c.running);
+  if (c.waiting) extra += fmt::format(", {} waiting", c.waiting);
+  if (c.failed) extra += fmt::format(", {} failed", c.failed);
+  if (task.value("cancel_requested", false)) extra += ", cancel requested";
+  std::vector<std::string> lines{fmt::format("{} (task {}): {}, {}/{} steps done{}", task_title(task), str(task, "id"),
+                                             str(task, "state"), c.done, c.total, extra)};
+  for (auto& l : step_lines(task, max_steps)) lines.push_back(std::move(l));
+  return lines;
+}
+
+std::vector<std::string> summary_lines(const json& task) {
+  Counts c = count(task);
+  std::string state = str(task, "state");
+  int64_t started = num(task, "started"), finished = num(task, "finished");
+  std::string took = started > 0 && finished >= started ? " in " + format_ms(finished - started) : "";
+  std::string cancelled = c.cancelled ? fmt::format(", {} cancelled", c.cancelled) : "";
+  std::vector<std::string> lines{fmt::format("{} (task {}): {}{} ({} succeeded, {} failed, {} skipped{})", task_title(task),
+                                             str(task, "id"), coloured(state, state), took, c.succeeded, c.failed,
+                                             c.skipped, cancelled)};
+  if (!str(task, "error").empty()) lines.push_back("error: " + str(task, "error"));
+  for (auto& l : step_lines(task)) lines.push_back(std::move(l));
+  if (state == "failed" || state == "partial")
+    lines.push_back("Each failed step says why; fix that and run the command again for what is left.");
+  return lines;
+}
+
+int exit_of_task(const json& task) { return str(task, "state") == "succeeded" ? 0 : 1; }
+
+std::vector<std::string> ChangeLog::update(const json& task) {
+  std::vector<std::string> out;
+  if (!started_) {
+    started_ = true;
+    out.push_back(fmt::format("{} (task {}): {}, {}", task_title(task), str(task, "id"), str(task, "state"),
+                              plural(steps_of(task).size(), "step")));
+  }
+  for (const auto& s : steps_of(task)) {
+    std::string vm = str(s, "vm"), state = str(s, "state"), said;
+    if (step_final(state) || state == "waiting") said = state + (step_detail(s) == "-" ? "" : ": " + step_detail(s));
+    else if (state == "running" && !printed_.count(vm)) said = "running";
+    if (said.empty() || printed_[vm] == said) continue;
+    printed_[vm] = said;
+    std::string target = str(s, "target");
+    out.push_back(fmt::format("  {} {}{}: {}", or_dash(str(s, "name")), vm, target.empty() ? "" : " -> " + target, said));
+  }
+  return out;
+}
+
+}  // namespace nodeha::cli

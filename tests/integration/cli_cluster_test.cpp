@@ -1,0 +1,515 @@
+// `nodeha node|task|vm`, the built binary against a real cluster: nats-server, a controller
+// (heartbeat, scheduler, tasks, vms, drain, rebuild, migrate) and agents on the libvirt test
+// driver, built the way operations_test.cpp builds them. Every command in table and --json form,
+// every exit code (0, 1 for a task that ends failed, partial or cancelled, 2 for refused input
+// and for a missing --yes without a terminal, 3 without NATS or without a controller), dry runs
+// that change nothing, and on a pseudo-terminal (tmux): the confirmation prompt, the live
+// progress display redrawn in place until the summary, and colour.
+#include "bus.h"
+#include "cli_run.h"
+#include "host_process.h"
+#include "nats_server.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using json = nlohmann::json;
+
+struct Vm {
+  std::string name, uuid;
+};
+
+std::vector<Vm> vms_of(int node, int count) {
+  std::vector<Vm> out;
+  for (int i = 0; i < count; ++i) {
+    char uuid[40];
+    std::snprintf(uuid, sizeof uuid, "%08d-0000-4000-8000-%012d", node, i);
+    out.push_back({"vm-" + std::to_string(node) + "-" + std::to_string(i), uuid});
+  }
+  return out;
+}
+
+// A test-driver node file: 8 CPUs, `memory_mib`, and the given domains (running, 64 MiB, 1 vCPU,
+// a shared rbd disk each).
+std::string node_xml(const std::vector<Vm>& vms, int memory_mib) {
+  std::string x = "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
+                  "<cores>8</cores><threads>1</threads><active>8</active></cpu><memory>" +
+                  std::to_string(memory_mib * 1024) + "</memory>\n";
+  for (const auto& v : vms)
+    x += "<domain type='test'><name>" + v.name + "</name><uuid>" + v.uuid + "</uuid><memory unit='MiB'>64</memory>"
+         "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices><disk type='network' device='disk'>"
+         "<source protocol='rbd' name='pool/" + v.name + "'><host name='10.0.0.1' port='6789'/></source>"
+         "<target dev='vda' bus='virtio'/></disk></devices></domain>\n";
+  return x + "</node>\n";
+}
+
+// A pseudo-terminal: a tmux server of its own (socket in a temp dir, no user config) running
+// one shell command in a detached 200x50 session.
+class Terminal {
+ public:
+  Terminal(const TempDir& dir, const std::string& command) : dir_(dir), socket_(dir.file("tmux.sock")) {
+    EXPECT_EQ(tmux({"new-session", "-d", "-x", "200", "-y", "50", command}), 0) << read_file(dir_.file("tmux.out"));
+  }
+  ~Terminal() { tmux({"kill-server"}); }
+  // What the pane shows; with `escapes`, its colours as ANSI sequences too.
+  std::string screen(bool escapes = false) {
+    tmux(escapes ? std::vector<std::string>{"capture-pane", "-p", "-e"} : std::vector<std::string>{"capture-pane", "-p"});
+    return read_file(dir_.file("tmux.out"));
+  }
+  void type(const std::string& line) { tmux({"send-keys", line, "Enter"}); }
+  // Waits until the screen shows `text`; the screen as last seen goes to `*seen`.
+  bool shows(const std::string& text, std::string* seen, std::chrono::milliseconds timeout = 20s) {
+    return wait_until([&] { return (*seen = screen()).find(text) != std::string::npos; }, timeout);
+  }
+
+ private:
+  int tmux(std::vector<std::string> args) {
+    std::vector<std::string> argv{"tmux", "-f", "/dev/null", "-S", socket_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::remove(dir_.file("tmux.out").c_str());
+    Process p(argv, dir_.file("tmux.out"));
+    return p.wait_exit(10s).value_or(-1);
+  }
+  const TempDir& dir_;
+  std::string socket_;
+};
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = 0; (pos = text.find(what, pos)) != std::string::npos; pos += what.size()) ++n;
+  return n;
+}
+
+class CliCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bus_ = nats_.client();
+    ASSERT_TRUE(bus_);
+  }
+
+  void start_controller() {
+    controller_ = std::make_unique<HostProcess>(
+        host_tables("controller", "ctl", nats_.url()) +
+        "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 2\nping_timeout = \"300ms\"\n"
+        "[[plugin]]\nlibrary = \"scheduler\"\nreserve_vcpus = 0\nreserve_memory_mib = 0\ncpu_ratio = 32.0\n"
+        "[[plugin]]\nlibrary = \"tasks\"\n"
+        "[[plugin]]\nlibrary = \"vms\"\n"
+        "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"0s\"\nretry_every = \"300ms\"\n"
+        "[[plugin]]\nlibrary = \"rebuild\"\n"
+        "[[plugin]]\nlibrary = \"migrate\"\n");
+    ASSERT_TRUE(controller_->wait_ready()) << controller_->log();
+  }
+
+  // Writes the node's file once; later starts reuse it (the node "returns" with its domains).
+  std::unique_ptr<HostProcess> start_agent(const std::string& node, const std::vector<Vm>& vms = {}, int memory_mib = 16384) {
+    std::string path = files_.file(node + ".xml");
+    if (!written_.count(node)) {
+      std::ofstream(path) << node_xml(vms, memory_mib);
+      written_.insert(node);
+    }
+    auto a = std::make_unique<HostProcess>(host_tables("agent", node, nats_.url()) + "[libvirt]\nuri = \"test://" + path +
+                                           "\"\n"
+                                           "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
+                                           "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\nstop_timeout = \"0s\"\n");
+    EXPECT_TRUE(a->wait_ready()) << a->log();
+    return a;
+  }
+
+  // A controller, node-a with `vms`, node-b empty; both normal, the VMs recorded.
+  void start_two_nodes(const std::vector<Vm>& vms, int node_b_memory_mib = 16384) {
+    ASSERT_NO_FATAL_FAILURE(start_controller());
+    a_ = start_agent("node-a", vms);
+    b_ = start_agent("node-b", {}, node_b_memory_mib);
+    ASSERT_TRUE(wait_until([&] { return ready("node-a", vms) && ready("node-b"); })) << controller_->log();
+  }
+
+  // Runs `nodeha --server <the cluster's> args...` to the end, without a terminal.
+  CliRun run(std::vector<std::string> args, bool with_server = true) {
+    if (with_server) args.insert(args.begin(), {"--server", nats_.url()});
+    return run_cli(args, files_);
+  }
+
+  json node_record(const std::string& node) {
+    auto e = bus_->kv_get("nodes", node);
+    return e ? json::parse(e->value) : json::object();
+  }
+  std::string vm_node(const std::string& uuid) {
+    auto e = bus_->kv_get("vms", uuid);
+    return e ? json::parse(e->value).value("node", "") : "";
+  }
+  size_t task_count() {
+    auto all = bus_->kv_list("tasks");
+    return all ? all->size() : 0;
+  }
+  // The agent's domains as it reports them: uuid -> state.
+  std::map<std::string, std::string> domains(const std::string& node) {
+    std::map<std::string, std::string> out;
+    auto r = bus_->request("nodeha.agent." + node + ".vm.list", "{}", 2s);
+    if (!r) return out;
+    auto j = json::parse(r.value());
+    for (const auto& v : j["result"]["vms"]) out[v["uuid"]] = v["state"];
+    return out;
+  }
+  bool ready(const std::string& node, const std::vector<Vm>& vms = {}) {
+    if (node_record(node).value("monitor", "") != "normal") return false;
+    for (const auto& v : vms)
+      if (vm_node(v.uuid) != node) return false;
+    return true;
+  }
+  // The terminal command that runs the CLI and keeps the pane open with its exit status.
+  std::string in_terminal(const std::string& args) const {
+    return std::string(NODEHA_CLI_BIN) + " --server " + nats_.url() + " " + args + "; echo \"[exit $?]\"; exec cat";
+  }
+
+  NatsServer nats_;
+  std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<HostProcess> controller_;
+  std::unique_ptr<HostProcess> a_, b_;  // agents of node-a and node-b (start_two_nodes)
+  TempDir files_;
+  std::set<std::string> written_;
+};
+
+TEST_F(CliCluster, NodeVmAndHelpInTableAndJson) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+
+  auto list = run({"node", "list"});
+  EXPECT_EQ(list.status, 0) << list.err;
+  EXPECT_THAT(list.out, ContainsRegex("NODE +MANAGEMENT +MONITOR +VMS +VCPU +MEMORY +HEARTBEAT +LOCK"));
+  EXPECT_THAT(list.out, ContainsRegex("node-a +enabled +normal +2 +2/8 +128M/16.0G +[0-9.]+m?s ago +-"));
+  EXPECT_THAT(list.out, ContainsRegex("node-b +enabled +normal +0 +0/8 "));
+  EXPECT_LT(list.out.find("node-a"), list.out.find("node-b"));  // sorted
+  EXPECT_THAT(list.out, Not(HasSubstr("\033[")));                // no colour without a terminal
+  auto nodes = run({"--json", "node", "list"}).doc();
+  ASSERT_EQ(nodes["nodes"].size(), 2u) << nodes;
+  EXPECT_EQ(nodes["nodes"][0]["management"], "enabled");
+
+  auto show = run({"node", "show", "node-a"});
+  EXPECT_EQ(show.status, 0) << show.err;
+  EXPECT_THAT(show.out, ContainsRegex("monitor +normal"));
+  EXPECT_THAT(show.out, ContainsRegex(vms[1].uuid + " +vm-1-1 +running"));
+  auto shown = run({"--json", "node", "show", "node-a"}).doc();
+  EXPECT_EQ(shown["node"], "node-a");
+  EXPECT_EQ(shown["vms"].size(), 2u);
+  auto unknown = run({"node", "show", "node-zz"});
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("nodeha: refused (unknown_node): no node named \"node-zz\""));
+  EXPECT_EQ(run({"--json", "node", "show", "node-zz"}).doc()["error"]["code"], "unknown_node");
+
+  auto vm_list = run({"vm", "list"});
+  EXPECT_EQ(vm_list.status, 0) << vm_list.err;
+  EXPECT_THAT(vm_list.out, ContainsRegex("VM +NAME +NODE +STATE +DESIRED +VCPU +MEMORY +LOCAL DISK +GEN"));
+  EXPECT_THAT(vm_list.out, ContainsRegex(vms[0].uuid + " +vm-1-0 +node-a +running +running +1 +64M +no +1"));
+  EXPECT_THAT(run({"vm", "list", "--node", "node-b"}).out, HasSubstr("No VMs recorded on node-b."));
+  auto vm_doc = run({"vm", "list", "--node", "node-a", "--json"}).doc();
+  ASSERT_EQ(vm_doc["vms"].size(), 2u) << vm_doc;
+  EXPECT_EQ(vm_doc["vms"][0]["node"], "node-a");
+  EXPECT_FALSE(vm_doc["vms"][0].contains("xml"));
+  EXPECT_EQ(run({"vm", "list", "--node", "node-zz"}).status, 2);
+
+  // disable needs a confirmation: refused without a terminal and without --yes, nothing sent.
+  auto unconfirmed = run({"node", "disable", "node-b"});
+  EXPECT_EQ(unconfirmed.status, 2);
+  EXPECT_THAT(unconfirmed.err, HasSubstr("stdin is not a terminal to ask on: add --yes to do it"));
+  EXPECT_EQ(node_record("node-b")["management"], "enabled");
+  auto disabled = run({"node", "disable", "node-b", "--yes"});
+  EXPECT_EQ(disabled.status, 0) << disabled.err;
+  EXPECT_THAT(disabled.out, HasSubstr("node-b is now disabled."));
+  EXPECT_EQ(node_record("node-b")["management"], "disabled");
+  EXPECT_THAT(run({"node", "disable", "node-b", "--yes"}).out, HasSubstr("node-b is already disabled; nothing changed."));
+  auto enabled = run({"--json", "node", "enable", "node-b"}).doc();
+  EXPECT_EQ(enabled["management"], "enabled");
+  EXPECT_EQ(enabled["changed"], true);
+  EXPECT_EQ(node_record("node-b")["management"], "enabled");
+
+  // --help on every level, each with the exit codes.
+  for (std::vector<std::string> args : {std::vector<std::string>{"--help"}, {"node", "--help"}, {"node", "migrate", "--help"},
+                                        {"task", "watch", "--help"}, {"vm", "list", "--help"}}) {
+    auto help = run(args);
+    EXPECT_EQ(help.status, 0) << args.back();
+    EXPECT_THAT(help.out, HasSubstr("Exit status: 0 done; 1 the operation failed or partly failed")) << help.out;
+  }
+  EXPECT_THAT(run({"node", "migrate", "--help"}).out, HasSubstr("--with-local-disks"));
+  EXPECT_EQ(run({"node"}).status, 2);
+  EXPECT_EQ(run({"node", "drain"}).status, 2);  // no NODE
+}
+
+TEST_F(CliCluster, MigrateDryRunThenAMigrationThatFailsExits1) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+
+  auto dry = run({"node", "migrate", "node-a", "--target", "node-b", "--dry-run"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("DRY RUN: the migration of node-a would do:"));
+  EXPECT_THAT(dry.out, ContainsRegex("VM +NAME +ACTION +TARGET +WHY"));
+  EXPECT_THAT(dry.out, ContainsRegex(vms[0].uuid + " +vm-1-0 +migrate +node-b +-"));
+  auto one = run({"--json", "node", "migrate", "node-a", "--vm", vms[1].uuid, "--dry-run"}).doc();
+  ASSERT_EQ(one["plan"].size(), 1u) << one;
+  EXPECT_EQ(one["plan"][0]["vm"], vms[1].uuid);
+  EXPECT_EQ(task_count(), 0u);
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+
+  auto bad_vm = run({"node", "migrate", "node-a", "--vm", "nope", "--yes"});
+  EXPECT_EQ(bad_vm.status, 2);
+  EXPECT_THAT(bad_vm.err, HasSubstr("refused (unknown_vm)"));
+  EXPECT_EQ(run({"node", "migrate", "node-a", "--network", "wifi", "--yes"}).status, 2);
+  EXPECT_EQ(run({"node", "migrate", "node-a", "--parallel", "0", "--yes"}).status, 2);  // usage
+  auto unconfirmed = run({"node", "migrate", "node-a"});
+  EXPECT_EQ(unconfirmed.status, 2);
+  EXPECT_THAT(unconfirmed.err, HasSubstr("the migration of node-a needs a confirmation"));
+  EXPECT_EQ(task_count(), 0u);
+
+  // The agents serve no migrate plugin: node-b cannot receive, every step fails, the task too.
+  auto failed = run({"node", "migrate", "node-a", "--target", "node-b", "--parallel", "1", "--yes"});
+  EXPECT_EQ(failed.status, 1) << failed.out << failed.err;
+  EXPECT_THAT(failed.out, HasSubstr("migration of node-a (task "));
+  EXPECT_THAT(failed.out, ContainsRegex("vm-1-0 " + vms[0].uuid + " -> node-b: failed: node-b cannot receive it"));
+  EXPECT_THAT(failed.out, ContainsRegex("\\): failed in [0-9.]+m?s \\(0 succeeded, 2 failed, 0 skipped\\)"));
+  EXPECT_THAT(failed.out, HasSubstr("Each failed step says why"));
+  EXPECT_EQ(vm_node(vms[0].uuid), "node-a");
+  auto doc = run({"--json", "task", "list", "--kind", "migrate"}).doc();
+  ASSERT_EQ(doc["tasks"].size(), 1u) << doc;
+  EXPECT_EQ(doc["tasks"][0]["state"], "failed");
+  EXPECT_EQ(doc["tasks"][0]["step_counts"]["failed"], 2);
+}
+
+TEST_F(CliCluster, DrainDryRunChangesNothingThenTheDrainAndItsTask) {
+  auto vms = vms_of(1, 3);
+  ASSERT_NO_FATAL_FAILURE(start_controller());
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return ready("node-a", vms); })) << controller_->log();
+
+  auto dry = run({"node", "drain", "node-a", "--dry-run"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("DRY RUN: the drain of node-a would do:"));
+  for (const auto& v : vms) EXPECT_THAT(dry.out, ContainsRegex(v.uuid + " +" + v.name + " +stop +- +-"));
+  EXPECT_THAT(dry.out, HasSubstr("Nothing was changed."));
+  auto dry_doc = run({"--json", "node", "drain", "node-a", "--dry-run"}).doc();
+  EXPECT_EQ(dry_doc["plan"].size(), 3u);
+  EXPECT_EQ(dry_doc["dry_run"], true);
+  EXPECT_FALSE(dry_doc.contains("task"));
+  auto unconfirmed = run({"node", "drain", "node-a"});
+  EXPECT_EQ(unconfirmed.status, 2);
+  EXPECT_THAT(unconfirmed.err, HasSubstr("the drain of node-a needs a confirmation, and stdin is not a terminal"));
+  // Nothing changed: the node, its VMs, the tasks.
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+  for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "running") << uuid;
+  EXPECT_EQ(domains("node-a").size(), 3u);
+  EXPECT_EQ(task_count(), 0u);
+  EXPECT_THAT(run({"task", "list"}).out, HasSubstr("No tasks."));
+
+  // Without a terminal the progress is one line per change, then the summary.
+  auto drain = run({"node", "drain", "node-a", "--yes"});
+  EXPECT_EQ(drain.status, 0) << drain.out << drain.err;
+  EXPECT_THAT(drain.out, HasSubstr("drain of node-a (task "));
+  for (const auto& v : vms) EXPECT_THAT(drain.out, HasSubstr("  " + v.name + " " + v.uuid + ": succeeded\n"));
+  EXPECT_THAT(drain.out, ContainsRegex("\\): succeeded in [0-9.]+m?s \\(3 succeeded, 0 failed, 0 skipped\\)"));
+  EXPECT_THAT(drain.out, ContainsRegex("VM +NAME +TARGET +RESULT +DURATION +DETAIL"));
+  EXPECT_THAT(drain.out, Not(HasSubstr("\033[")));
+  EXPECT_EQ(node_record("node-a")["management"], "drained");
+  for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "shutoff") << uuid;
+
+  auto tasks = run({"--json", "task", "list", "--node", "node-a", "--kind", "drain"}).doc();
+  ASSERT_EQ(tasks["tasks"].size(), 1u) << tasks;
+  std::string id = tasks["tasks"][0]["id"];
+  auto table = run({"task", "list"});
+  EXPECT_THAT(table.out, ContainsRegex("TASK +KIND +NODE +STATE +STEPS +CREATED \\(UTC\\) +ERROR"));
+  EXPECT_THAT(table.out, ContainsRegex(id + " +drain +node-a +succeeded +3 succeeded +[0-9:]{8} +-"));
+  EXPECT_THAT(run({"task", "list", "--state", "failed"}).out, HasSubstr("No tasks match."));
+  auto show = run({"task", "show", id});
+  EXPECT_EQ(show.status, 0) << show.err;
+  EXPECT_THAT(show.out, ContainsRegex("operation +drain of node-a"));
+  EXPECT_THAT(show.out, ContainsRegex(vms[2].uuid + " +vm-1-2 +- +succeeded +[0-9.]+m?s +-"));
+  EXPECT_EQ(run({"--json", "task", "show", id}).doc()["state"], "succeeded");
+  auto watched = run({"task", "watch", id});  // already over: the summary at once
+  EXPECT_EQ(watched.status, 0) << watched.err;
+  EXPECT_THAT(watched.out, HasSubstr("drain of node-a (task " + id + "): succeeded"));
+  EXPECT_EQ(run({"--json", "task", "watch", id}).doc()["id"], id);
+  auto finished = run({"task", "cancel", id});
+  EXPECT_EQ(finished.status, 2);
+  EXPECT_THAT(finished.err, HasSubstr("refused (task_finished): task " + id + " already ended succeeded"));
+  EXPECT_THAT(finished.err, HasSubstr("hint: `nodeha task show ID` shows how it ended"));
+  auto no_task = run({"--json", "task", "show", "0000000000000000"});
+  EXPECT_EQ(no_task.status, 2);
+  EXPECT_EQ(no_task.doc()["error"]["code"], "unknown_task");
+
+  // A node held by a task: refused with the task named and what to do about it.
+  auto rec = node_record("node-a");
+  rec["lock"] = {{"task", "7f3c000000000001"}, {"kind", "migrate"}, {"since", 1'790'000'000'000}, {"owner", "ctl"}};
+  ASSERT_TRUE(bus_->kv_put("nodes", "node-a", rec.dump()).is_ok());
+  auto locked = run({"node", "enable", "node-a"});
+  EXPECT_EQ(locked.status, 2);
+  EXPECT_THAT(locked.err, HasSubstr("nodeha: refused (node_locked): node-a is locked by task 7f3c000000000001 (migrate"));
+  EXPECT_THAT(locked.err, HasSubstr("hint: wait for it (`nodeha task watch 7f3c000000000001`) or cancel it "
+                                    "(`nodeha task cancel 7f3c000000000001`)"));
+  EXPECT_THAT(run({"node", "list"}).out, ContainsRegex("node-a +drained +normal .* 7f3c000000000001 \\(migrate\\)"));
+  rec["lock"] = nullptr;
+  ASSERT_TRUE(bus_->kv_put("nodes", "node-a", rec.dump()).is_ok());
+  EXPECT_THAT(run({"node", "enable", "node-a"}).out, HasSubstr("node-a is now enabled."));
+  auto not_drained = run({"node", "rebuild", "node-a", "--yes"});
+  EXPECT_EQ(not_drained.status, 2);
+  EXPECT_THAT(not_drained.err, HasSubstr("refused (node_not_drained)"));
+}
+
+TEST_F(CliCluster, ARebuildWithoutRoomForEveryVmIsPartialAndExits1) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms, /*node_b_memory_mib=*/100));  // room for one of node-a's two VMs
+
+  auto started = run({"node", "drain", "node-a", "--yes", "--no-wait"});
+  EXPECT_EQ(started.status, 0) << started.err;
+  std::string drain_id = started.out.substr(0, started.out.find('\n'));
+  EXPECT_THAT(drain_id, ContainsRegex("^[0-9a-f]{16}$"));
+  EXPECT_THAT(started.err, HasSubstr("follow it with `nodeha task watch " + drain_id + "`"));
+  auto watched = run({"task", "watch", drain_id});
+  EXPECT_EQ(watched.status, 0) << watched.out << watched.err;
+  EXPECT_THAT(watched.out, HasSubstr("drain of node-a (task " + drain_id + "): succeeded"));
+
+  auto dry = run({"node", "rebuild", "node-a", "--dry-run"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_THAT(dry.out, ContainsRegex("rebuild +node-b +-"));
+  EXPECT_THAT(dry.out, ContainsRegex("unplaced +- +no room"));
+  EXPECT_EQ(vm_node(vms[0].uuid), "node-a");  // nothing moved
+  EXPECT_EQ(vm_node(vms[1].uuid), "node-a");
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+
+  auto no_room = run({"node", "rebuild", "node-a", "--target", "node-b", "--yes"});
+  EXPECT_EQ(no_room.status, 2);
+  EXPECT_THAT(no_room.err, HasSubstr("refused (no_room): 1 of 2 VM(s) of node-a cannot be placed on node-b"));
+  EXPECT_THAT(no_room.err, HasSubstr("hint: `nodeha node list` shows what each node uses"));
+
+  auto partial = run({"--json", "node", "rebuild", "node-a", "--yes"});
+  EXPECT_EQ(partial.status, 1) << partial.out << partial.err;
+  auto doc = partial.doc();
+  ASSERT_TRUE(doc.is_object()) << partial.out;  // one document, no progress lines
+  EXPECT_EQ(doc["plan"].size(), 2u);
+  EXPECT_EQ(doc["final"]["state"], "partial");
+  EXPECT_EQ(doc["final"]["id"], doc["task"]);
+  std::set<std::string> nodes{vm_node(vms[0].uuid), vm_node(vms[1].uuid)};
+  EXPECT_EQ(nodes, (std::set<std::string>{"node-a", "node-b"}));  // one moved, one had no room
+  auto show = run({"task", "show", doc["task"]});
+  EXPECT_THAT(show.out, ContainsRegex("state +partial"));
+  EXPECT_THAT(show.out, ContainsRegex("failed +- +no room"));
+  auto watched_partial = run({"task", "watch", doc["task"]});
+  EXPECT_EQ(watched_partial.status, 1);
+  EXPECT_THAT(watched_partial.out, HasSubstr("partial in"));
+  EXPECT_THAT(watched_partial.out, HasSubstr("(1 succeeded, 1 failed, 0 skipped)"));
+}
+
+TEST_F(CliCluster, ACancelEndsAWaitingDrainAndItsWatcherExits1) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_controller());
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return ready("node-a", vms); })) << controller_->log();
+  a.reset();  // power loss: the drain waits for the agent until cancelled
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a").value("monitor", "") == "unreachable"; }))
+      << controller_->log();
+  auto started = run({"--json", "node", "drain", "node-a", "--yes", "--no-wait"});
+  ASSERT_EQ(started.status, 0) << started.err;
+  std::string id = started.doc()["task"];
+
+  TempDir dir;
+  Terminal watcher(dir, in_terminal("task watch " + id));
+  std::string screen;
+  ASSERT_TRUE(watcher.shows("waiting for node-a's agent", &screen)) << screen;
+  auto cancel = run({"task", "cancel", id});
+  EXPECT_EQ(cancel.status, 0) << cancel.err;
+  EXPECT_THAT(cancel.out, HasSubstr("Cancel requested for task " + id + " (drain of node-a)"));
+  ASSERT_TRUE(watcher.shows("[exit 1]", &screen)) << screen;
+  EXPECT_THAT(screen, HasSubstr("drain of node-a (task " + id + "): failed in"));
+  EXPECT_THAT(screen, HasSubstr("(0 succeeded, 0 failed, 0 skipped, 2 cancelled)"));
+  EXPECT_THAT(screen, ContainsRegex(vms[0].uuid + " +vm-1-0 +- +cancelled"));
+  auto again = run({"--json", "task", "cancel", id});
+  EXPECT_EQ(again.status, 2);
+  EXPECT_EQ(again.doc()["error"]["code"], "task_finished");
+}
+
+TEST_F(CliCluster, NoNatsOrNoControllerExits3) {
+  auto no_nats = run({"--server", "nats://127.0.0.1:" + std::to_string(free_port()), "node", "list"}, false);
+  EXPECT_EQ(no_nats.status, 3);
+  EXPECT_THAT(no_nats.err, HasSubstr("nodeha: cannot connect to NATS at nats://127.0.0.1:"));
+  EXPECT_THAT(no_nats.err, HasSubstr("is nats-server running there?"));
+  auto no_nats_json = run({"--json", "--server", "nats://127.0.0.1:" + std::to_string(free_port()), "task", "list"}, false);
+  EXPECT_EQ(no_nats_json.status, 3);
+  EXPECT_EQ(no_nats_json.doc()["error"]["code"], "unreachable");
+
+  // NATS, but no controller; the server from the environment.
+  setenv("NODEHA_SERVER", nats_.url().c_str(), 1);
+  auto no_controller = run({"node", "drain", "node-a", "--yes"}, false);
+  unsetenv("NODEHA_SERVER");
+  EXPECT_EQ(no_controller.status, 3);
+  EXPECT_THAT(no_controller.err, HasSubstr("nodeha: no controller answers nodeha.cmd.node.drain on " + nats_.url() +
+                                           ": is nodeha-host (controller) running"));
+  EXPECT_EQ(run({"task", "watch", "0000000000000000"}).status, 3);
+  EXPECT_EQ(run({"--prefix", "other", "vm", "list"}).status, 3);
+}
+
+TEST_F(CliCluster, LiveProgressOnATerminalAfterAConfirmation) {
+  auto vms = vms_of(1, 3);
+  ASSERT_NO_FATAL_FAILURE(start_controller());
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return ready("node-a", vms); })) << controller_->log();
+  a.reset();  // power loss: the drain waits for the agent, step by step
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a").value("monitor", "") == "unreachable"; }))
+      << controller_->log();
+
+  std::string screen;
+  {
+    TempDir dir;
+    Terminal declined(dir, in_terminal("node drain node-a"));
+    ASSERT_TRUE(declined.shows("Drain node-a: stop its 3 VMs? [y/N]", &screen)) << screen;
+    EXPECT_THAT(screen, HasSubstr("The drain of node-a will do:"));
+    declined.type("n");
+    ASSERT_TRUE(declined.shows("[exit 2]", &screen)) << screen;
+    EXPECT_THAT(screen, HasSubstr("not confirmed: nothing was done"));
+    EXPECT_EQ(node_record("node-a")["management"], "enabled");
+    EXPECT_EQ(task_count(), 0u);
+  }
+
+  TempDir dir;
+  Terminal terminal(dir, in_terminal("node drain node-a"));
+  ASSERT_TRUE(terminal.shows("[y/N]", &screen)) << screen;
+  terminal.type("y");
+  ASSERT_TRUE(terminal.shows("waiting for node-a's agent to confirm the VM stopped", &screen)) << screen;
+  EXPECT_THAT(screen, HasSubstr("0/3 steps done"));
+  EXPECT_THAT(screen, ContainsRegex("VM +NAME +TARGET +STATE +PROGRESS +DETAIL"));
+  EXPECT_THAT(screen, ContainsRegex("vm-1-0 +- +(waiting|pending|running) "));
+  // Redrawn in place: after a second more of retries (each one an update), the view is there once.
+  ASSERT_TRUE(wait_until([&] { return task_count() == 1; }));
+  auto first = json::parse(bus_->kv_list("tasks")->at(0).value);
+  std::string id = first["id"];
+  ASSERT_TRUE(wait_until([&] {
+    return json::parse(bus_->kv_get("tasks", id)->value)["updated"].get<int64_t>() > first["updated"].get<int64_t>() + 1000;
+  }));
+  screen = terminal.screen();
+  EXPECT_EQ(occurrences(screen, "drain of node-a (task " + id + ")"), 1u) << screen;
+  EXPECT_EQ(occurrences(screen, "steps done"), 1u) << screen;
+
+  a = start_agent("node-a");  // back: the drain stops its VMs and ends
+  ASSERT_TRUE(terminal.shows("[exit 0]", &screen, 30s)) << screen << controller_->log();
+  EXPECT_THAT(screen, HasSubstr("drain of node-a (task " + id + "): succeeded in"));
+  EXPECT_THAT(screen, HasSubstr("(3 succeeded, 0 failed, 0 skipped)"));
+  EXPECT_THAT(screen, ContainsRegex("VM +NAME +TARGET +RESULT +DURATION +DETAIL"));
+  EXPECT_THAT(screen, Not(HasSubstr("steps done")));  // the live view gave way to the summary
+  EXPECT_EQ(occurrences(screen, "drain of node-a (task " + id + ")"), 1u);
+
+  // Colour on a terminal only (the tests above see none without one).
+  TempDir list_dir;
+  Terminal list(list_dir, in_terminal("node list"));
+  ASSERT_TRUE(list.shows("[exit 0]", &screen)) << screen;
+  EXPECT_THAT(list.screen(true), ContainsRegex("node-a +\033\\[31mdrained\033\\[(0|39)m"));
+}
+
+}  // namespace
+}  // namespace nodeha::test

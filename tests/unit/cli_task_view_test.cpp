@@ -1,0 +1,99 @@
+// What the nodeha CLI shows of plans and tasks, from records alone: tables, the live view, the
+// lines a log gets, the summary, and the advice after a refusal.
+#include "controller.h"
+#include "table.h"
+#include "task_view.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace nodeha::cli {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using json = nlohmann::json;
+
+json step(const std::string& name, const std::string& state, const std::string& error = "") {
+  return {{"vm", "uuid-" + name}, {"name", name}, {"target", "node-b"}, {"state", state}, {"reason", ""},
+          {"error", error}, {"started", 1000}, {"finished", state == "succeeded" || state == "failed" ? 2500 : 0},
+          {"progress", {{"data_total", 0}, {"data_processed", 0}, {"data_remaining", 0}}}};
+}
+
+json task(const std::string& state, std::vector<json> steps, const std::string& kind = "migrate") {
+  return {{"id", "7f3c000000000001"}, {"kind", kind}, {"node", "node-a"}, {"state", state}, {"started", 1000},
+          {"finished", task_final(state) ? 5200 : 0}, {"error", ""}, {"steps", steps}};
+}
+
+TEST(CliTable, ColumnsLineUpOnWhatShows) {
+  Table t({"A", "B"});
+  t.add({"\033[32mok\033[0m", "x"});
+  t.add({"näme", "y"});
+  EXPECT_THAT(t.lines(), ElementsAre("A     B", "\033[32mok\033[0m    x", "näme  y"));
+}
+
+TEST(CliTaskView, ThePlanSaysWhereEachVmGoesOrWhyNot) {
+  json plan = json::array({{{"vm", "u1"}, {"name", "web-1"}, {"target", "node-b"}, {"action", "migrate"}, {"reason", ""}},
+                           {{"vm", "u2"}, {"name", "db-1"}, {"target", nullptr}, {"action", "skip"}, {"reason", "has local disks"}}});
+  EXPECT_THAT(plan_lines(plan), ElementsAre("VM  NAME   ACTION   TARGET  WHY", "u1  web-1  migrate  node-b  -",
+                                            "u2  db-1   skip     -       has local disks"));
+}
+
+TEST(CliTaskView, TheLiveViewCountsStepsAndShowsMigratedBytes) {
+  json running = step("web-1", "running");
+  running["progress"] = {{"data_total", 1LL << 30}, {"data_processed", 1LL << 29}, {"data_remaining", 1LL << 29}};
+  auto lines = progress_lines(task("running", {step("web-0", "succeeded"), running, step("web-2", "waiting", "node-b is away")}), 10);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0], "migration of node-a (task 7f3c000000000001): running, 1/3 steps done, 1 running, 1 waiting");
+  EXPECT_THAT(lines[1], HasSubstr("STATE"));
+  EXPECT_THAT(lines[3], HasSubstr("running    512.0 MiB of 1.0 GiB (50%)"));
+  EXPECT_THAT(lines[4], HasSubstr("waiting    -                           node-b is away"));
+}
+
+TEST(CliTaskView, ALongTaskShowsWhatStillMovesFirst) {
+  auto lines = step_lines(task("running", {step("a", "succeeded"), step("b", "succeeded"), step("c", "running")}), 1);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[1], HasSubstr(" c "));
+  EXPECT_EQ(lines[2], "... and 2 more steps");
+}
+
+TEST(CliTaskView, TheSummaryCountsResultsAndSaysWhatToDoAboutFailures) {
+  auto partial = summary_lines(task("partial", {step("a", "succeeded"), step("b", "failed", "no room")}, "rebuild"));
+  EXPECT_EQ(partial[0], "rebuild of node-a (task 7f3c000000000001): partial in 4.2s (1 succeeded, 1 failed, 0 skipped)");
+  EXPECT_THAT(partial[1], HasSubstr("RESULT     DURATION  DETAIL"));
+  EXPECT_THAT(partial[3], HasSubstr("failed     1.5s      no room"));
+  EXPECT_THAT(partial.back(), HasSubstr("run the command again for what is left"));
+  auto ok = summary_lines(task("succeeded", {step("a", "succeeded")}));
+  EXPECT_THAT(ok.back(), Not(HasSubstr("again")));
+  EXPECT_EQ(exit_of_task(task("succeeded", {})), 0);
+  EXPECT_EQ(exit_of_task(task("partial", {})), 1);
+  EXPECT_EQ(exit_of_task(task("failed", {})), 1);
+}
+
+TEST(CliTaskView, ALogGetsEachChangeOnce) {
+  ChangeLog log;
+  auto t = task("running", {step("a", "pending"), step("b", "running")});
+  EXPECT_THAT(log.update(t), ElementsAre("migration of node-a (task 7f3c000000000001): running, 2 steps",
+                                         "  b uuid-b -> node-b: running"));
+  EXPECT_THAT(log.update(t), IsEmpty());
+  t["steps"][1] = step("b", "waiting", "node-b is away");
+  EXPECT_THAT(log.update(t), ElementsAre("  b uuid-b -> node-b: waiting: node-b is away"));
+  t["steps"][1] = step("b", "running", "node-b is away");  // tried again: nothing new to say
+  EXPECT_THAT(log.update(t), IsEmpty());
+  t["steps"][0] = step("a", "succeeded");
+  t["steps"][1] = step("b", "failed", "migration_failed: boom");
+  EXPECT_THAT(log.update(t), ElementsAre("  a uuid-a -> node-b: succeeded", "  b uuid-b -> node-b: failed: migration_failed: boom"));
+  EXPECT_THAT(log.update(t), IsEmpty());
+}
+
+TEST(CliAdvice, ALockedNodeNamesTheCommandsForItsTask) {
+  EXPECT_EQ(hint_for("node_locked", "node-b is locked by task 7f3c000000000001 (drain, running since …)"),
+            "wait for it (`nodeha task watch 7f3c000000000001`) or cancel it (`nodeha task cancel 7f3c000000000001`)");
+  EXPECT_THAT(hint_for("no_room", "1 of 2 VM(s) cannot be placed"), HasSubstr("--target"));
+  EXPECT_EQ(hint_for("unknown_node", "no node named \"x\"; `nodeha node list` shows the known nodes"), "");
+}
+
+}  // namespace
+}  // namespace nodeha::cli
