@@ -39,6 +39,8 @@ Result<Domain> read_domain(virDomainPtr dom, const std::vector<std::string>& sha
   d.vcpus = f->vcpus;
   d.memory_mib = f->memory_mib;
   d.persistent = f->persistent;
+  int autostart = 0;
+  d.autostart = virDomainGetAutostart(dom, &autostart) == 0 && autostart != 0;
   d.local_disks = vm_ops::local_disk_paths(vm_ops::parse_disks(xml.value()), shared_paths);
   d.xml = std::move(xml.value());
   return d;
@@ -101,6 +103,7 @@ void Inventory::sync() {
     if (!busy_.touched(uuid)) update(in.domains[uuid]);
   for (const auto& uuid : plan.missing)
     if (!busy_.touched(uuid)) mark_missing(uuid);
+  for (const auto& uuid : plan.autostart_off) autostart_off(uuid);
   release_held();
   for (const auto& uuid : plan.restart)
     if (!busy_.touched(uuid) && !held_.contains(uuid)) restart(uuid);
@@ -283,6 +286,19 @@ void Inventory::mark_missing(const std::string& uuid) {
     host_.warn("could not mark VM " + uuid + " missing: " + r.status().message());
   else if (marked)
     host_.warn("VM " + uuid + " is recorded here but libvirt has no such domain: marked missing");
+}
+
+void Inventory::autostart_off(const std::string& uuid) {
+  auto conn = vm_ops::connect(host_);
+  auto dom = conn ? vm_ops::lookup(conn.value().get(), uuid) : Result<libvirt::Domain>(conn.status());
+  if (dom && virDomainSetAutostart(dom.value().get(), 0) == 0) {
+    host_.info("turned autostart off for VM " + uuid +
+               ": nodeha starts this node's VMs, once its agent has checked that they belong here");
+    return;
+  }
+  Status why = dom ? vm_ops::last_error("autostart of " + uuid) : dom.status();
+  if (autostart_failed_.insert(uuid).second)
+    host_.warn("could not turn autostart off for VM " + uuid + ": " + why.message());
 }
 
 void Inventory::release_held() {

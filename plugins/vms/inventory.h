@@ -57,6 +57,7 @@ class Inventory {
   void create(const Domain& d);
   void update(const Domain& d);
   void mark_missing(const std::string& uuid);
+  void autostart_off(const std::string& uuid);
   void restart(const std::string& uuid);
   void release_held();
   void publish(const std::string& uuid, nlohmann::json event) const;
@@ -78,6 +79,7 @@ class Inventory {
   std::set<std::string> seen_;        // every domain at the last sync
   std::set<std::string> unverified_;  // warned about once
   std::map<std::string, std::pair<std::string, int64_t>> disk_gib_;  // uuid -> (xml, GiB): sized once per definition
+  std::set<std::string> autostart_failed_;                           // logged once
   std::set<std::string> restart_failed_;                             // logged once until it works
   Metric synced_;
   Metric sync_failed_;

@@ -126,8 +126,13 @@ SyncPlan plan_sync(const SyncInput& in) {
       }
     }
   }
+  for (const auto& uuid : plan.mine)
+    if (in.domains.at(uuid).autostart) plan.autostart_off.push_back(uuid);
+  // Missing only when it was not here at the previous sync either: a VM that just migrated away
+  // is gone from libvirt a moment before its record follows it.
   for (const auto& [uuid, record] : in.records)
-    if (text(record, "node") == in.node && !in.domains.count(uuid) && text(record, "state") != "missing")
+    if (text(record, "node") == in.node && !in.domains.count(uuid) && !in.seen.count(uuid) &&
+        text(record, "state") != "missing")
       plan.missing.push_back(uuid);
   return plan;
 }

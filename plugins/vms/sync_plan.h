@@ -25,6 +25,7 @@ struct Domain {
   int64_t memory_mib = 0;
   int64_t disk_gib = 0;
   bool persistent = true;
+  bool autostart = false;  // libvirt starts it when libvirtd starts
   std::vector<std::string> local_disks;
   std::string xml;  // inactive, secure
 };
@@ -56,6 +57,9 @@ struct SyncPlan {
   std::vector<std::string> update;
   std::vector<std::string> missing;
   std::vector<std::string> restart;
+  // This node's domains that libvirt would start by itself at boot, before the agent has checked
+  // where they belong: their autostart is turned off (nodeha starts them).
+  std::vector<std::string> autostart_off;
   // Another node's, which cannot be told yet: left alone, asked again at the next sync.
   std::vector<std::string> unverified;
   // This node's domains after the sync (recorded here, claimed or new): the next `owned`.

@@ -169,9 +169,28 @@ TEST(SyncPlan, RecordsWithoutTheirDomainAreMarkedMissingOnce) {
   auto in = input(false);
   in.records["gone"] = new_record(domain("gone", VIR_DOMAIN_RUNNING), "node-a", 1);
   in.records["elsewhere"] = new_record(domain("elsewhere", VIR_DOMAIN_RUNNING), "node-b", 1);
+  // Here at the previous sync: it may have just migrated away, its record not moved yet.
+  in.seen = {"gone"};
+  EXPECT_THAT(plan_sync(in).missing, IsEmpty());
+  in.seen.clear();
   EXPECT_THAT(plan_sync(in).missing, ElementsAre("gone"));
   in.records["gone"]["state"] = "missing";
   EXPECT_THAT(plan_sync(in).missing, IsEmpty());
+}
+
+TEST(SyncPlan, AutostartIsTurnedOffOnThisNodesDomainsOnly) {
+  auto in = input(false);
+  Domain mine = domain("mine", VIR_DOMAIN_SHUTOFF), fresh = domain("fresh", VIR_DOMAIN_RUNNING),
+         theirs = domain("theirs", VIR_DOMAIN_SHUTOFF), quiet = domain("quiet", VIR_DOMAIN_RUNNING);
+  mine.autostart = fresh.autostart = theirs.autostart = true;
+  add(in, mine, "node-a");
+  add(in, fresh);  // no record yet: recorded here now
+  add(in, theirs, "node-b");
+  add(in, quiet, "node-a");
+  in.owners = {{"theirs", OwnerView::Runs}};
+  auto plan = plan_sync(in);
+  EXPECT_THAT(plan.autostart_off, ElementsAre("fresh", "mine"));
+  EXPECT_THAT(plan.stale, ElementsAre("theirs"));
 }
 
 TEST(SyncPlan, ANewRecordStartsAtGenerationOne) {
