@@ -1,0 +1,371 @@
+#include "cluster.h"
+
+#include "wait.h"
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace nodeha::demo {
+
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+const char* const kNodes[] = {"node-a", "node-b", "node-c"};
+const char* const kRoles[] = {"web", "db", "app"};  // guests' names on node-a, node-b, node-c
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+Cluster::Cluster(Options options, Say say, std::function<bool()> interrupted)
+    : options_(std::move(options)), say_(std::move(say)), interrupted_(std::move(interrupted)) {}
+
+Cluster::~Cluster() {
+  monitoring_.reset();
+  if (bus_) bus_->close(1s);
+  bus_.reset();
+  // Agents before the controller, so that no node turns unreachable on the way; side by side,
+  // since a libvirtd takes seconds to stop.
+  std::vector<std::thread> stopping;
+  for (auto& n : nodes_) stopping.emplace_back([&n] { n.reset(); });
+  for (auto& t : stopping) t.join();
+  nodes_.clear();
+  if (controller_ && controller_->running()) {
+    controller_->signal(SIGTERM);
+    if (!controller_->wait_exit(10s)) controller_->signal(SIGKILL);
+  }
+  controller_.reset();
+  nats_.reset();
+}
+
+bool Cluster::wait(const std::function<bool()>& cond, int seconds) {
+  bool interrupted = false;
+  bool held = test::wait_until([&] { return (interrupted = interrupted_()) || cond(); }, std::chrono::seconds(seconds));
+  return held && !interrupted;
+}
+
+Node* Cluster::node(const std::string& name) {
+  for (auto& n : nodes_)
+    if (n->name() == name) return n.get();
+  say_("no node " + name);
+  return nullptr;
+}
+
+json Cluster::record(const std::string& bucket, const std::string& key) {
+  auto e = bus_->kv_get(bucket, key);
+  auto j = e ? json::parse(e->value, nullptr, false) : json::object();
+  return j.is_object() ? j : json::object();
+}
+
+bool Cluster::start_nodes(Backend backend) {
+  nodes_.clear();
+  for (int i = 0; i < 3; ++i) {
+    std::vector<Guest> guests;
+    for (int g = 1; g <= options_.guests_per_node; ++g) {
+      char uuid[64];
+      std::snprintf(uuid, sizeof uuid, "de300000-0000-4000-8000-%06d%06d", i + 1, g);
+      guests.push_back({std::string(kRoles[i]) + "-" + std::to_string(g), uuid});
+    }
+    nodes_.push_back(std::make_unique<Node>(kNodes[i], options_.dir + "/" + kNodes[i], backend, guests));
+  }
+  // The three daemons probe QEMU at their first start (seconds each): side by side.
+  std::vector<std::string> errors(nodes_.size());
+  std::vector<std::thread> starting;
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    starting.emplace_back([&, i] { nodes_[i]->start_hypervisor(&errors[i]); });
+  for (auto& t : starting) t.join();
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (errors[i].empty() && !nodes_[i]->start_guests(&errors[i])) errors[i] = "guest: " + errors[i];
+    if (!errors[i].empty()) {
+      say_(nodes_[i]->name() + ": " + errors[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Cluster::start_controller() {
+  controller_port_ = test::free_port();
+  std::filesystem::create_directories(options_.dir + "/controller");
+  std::ofstream(options_.dir + "/controller/controller.toml")
+      << "[host]\nrole = \"controller\"\nnode_id = \"controller\"\nplugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\n"
+         "state_dir = \"" + options_.dir + "/controller/state\"\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(controller_port_) + "\"\n"
+         // Heartbeats every second: a dead node is unreachable in 3-3.5 s.
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
+         // Every node reports this machine's CPUs: room for all the guests on two nodes.
+         "[[plugin]]\nlibrary = \"scheduler\"\ncpu_ratio = 16.0\nreserve_vcpus = 0\nreserve_memory_mib = 0\n"
+         "[[plugin]]\nlibrary = \"vms\"\n"
+         "[[plugin]]\nlibrary = \"tasks\"\n"
+         "[[plugin]]\nlibrary = \"migrate\"\ntimeout = \"2m\"\nstall_timeout = \"30s\"\n"
+         "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"5s\"\nretry_every = \"1s\"\n"
+         "[[plugin]]\nlibrary = \"rebuild\"\n";
+  controller_ = std::make_unique<test::Process>(
+      std::vector<std::string>{NODEHA_HOST_BIN, "--config", options_.dir + "/controller/controller.toml"},
+      options_.dir + "/controller/controller.log");
+  const std::string address = "127.0.0.1:" + std::to_string(controller_port_);
+  if (wait([&] { return !controller_->running() || test::http_fetch(address, "/metrics").status == 200; }, 15) &&
+      controller_->running())
+    return true;
+  say_(std::string("the controller ") + (controller_->running() ? "did not serve /metrics within 15 s" : "exited") +
+       "; its log: " + controller_->log_path());
+  return false;
+}
+
+bool Cluster::start() {
+  std::filesystem::create_directories(options_.dir);
+  nats_ = std::make_unique<test::NatsServer>();
+  bus_ = nats_->client();
+  if (!bus_) {
+    say_("nats-server did not start or take a connection (Debian package nats-server)");
+    return false;
+  }
+  say_("nats-server -js on " + nats_->url() + " (JetStream store in a temp dir)");
+
+  backend_ = options_.force_test_driver ? Backend::TestDriver : Backend::Qemu;
+  if (backend_ == Backend::Qemu && !start_nodes(Backend::Qemu)) {
+    if (interrupted_()) return false;  // Ctrl-C reached the daemons too: no fallback
+    say_("QEMU guests cannot run here (above): FALLING BACK TO THE LIBVIRT TEST DRIVER (guests live inside each "
+         "agent; no live migration)");
+    backend_ = Backend::TestDriver;
+  }
+  if (backend_ == Backend::TestDriver && !start_nodes(Backend::TestDriver)) return false;
+  for (auto& n : nodes_) {
+    std::vector<std::string> names;
+    for (const auto& g : n->guests()) names.push_back(g.name);
+    say_(n->name() + ": " + (backend_ == Backend::Qemu ? "isolated libvirtd " : "libvirt test driver ") + n->uri() +
+         ", guests " + join(names) + (backend_ == Backend::Qemu ? " (QEMU, 64 MiB, diskless)" : ""));
+  }
+
+  if (interrupted_() || !start_controller()) return false;
+  say_("controller: heartbeat, scheduler, vms, tasks, migrate, drain, rebuild; log " + options_.dir +
+       "/controller/controller.log");
+  bus_->subscribe("nodeha.evt.vm.>", "", [this](Message m) {
+    auto event = json::parse(m.data, nullptr, false);
+    if (!event.is_object()) return;
+    if (!event.contains("uuid")) event["uuid"] = m.subject.substr(m.subject.rfind('.') + 1);  // evt.vm.<uuid>
+    std::lock_guard lock(events_mu_);
+    events_.push_back(event);
+    std::ofstream(options_.dir + "/events.jsonl", std::ios::app) << m.subject << " " << m.data << "\n";
+  });
+  for (auto& n : nodes_) {
+    std::string error;
+    if (interrupted_()) return false;
+    if (!n->start_agent(nats_->url(), &error)) {
+      say_(error);
+      return false;
+    }
+    say_("agent " + n->name() + ": heartbeat, vms, migrate; log " + n->agent_log());
+  }
+  bool settled = wait([&] {
+    for (auto& n : nodes_) {
+      if (record("nodes", n->name()).value("monitor", "") != "normal") return false;
+      for (const auto& g : n->guests())
+        if (record("vms", g.uuid).value("node", "") != n->name()) return false;
+    }
+    return true;
+  }, 60);
+  if (!settled) {
+    if (!interrupted_()) say_("the nodes were not all normal with their guests recorded within 60 s");
+    return false;
+  }
+
+  if (interrupted_()) return false;
+  monitoring_ = std::make_unique<Monitoring>(options_.dir);
+  std::vector<std::string> agents;
+  for (auto& n : nodes_) agents.push_back(n->metrics_address());
+  std::string error;
+  if (!monitoring_->start("127.0.0.1:" + std::to_string(controller_port_), agents, &error)) {
+    say_(error);
+    return false;
+  }
+  if (!wait([&] { return monitoring_->targets_up(1 + nodes_.size()); }, 30)) {
+    if (!interrupted_()) say_("Prometheus did not scrape all " + std::to_string(1 + nodes_.size()) + " hosts within 30 s");
+    return false;
+  }
+  say_("Prometheus on http://" + monitoring_->prometheus_address() + " (shipped rules), Alertmanager on http://" +
+       monitoring_->alertmanager_address());
+  write_env();
+  return true;
+}
+
+void Cluster::write_env() {
+  std::ofstream env(options_.dir + "/cluster.env");
+  env << "NODEHA_SERVER=" << nats_->url() << "\n"
+      << "DEMO_BACKEND=" << (backend_ == Backend::Qemu ? "qemu" : "test") << "\n"
+      << "DEMO_PROMETHEUS=http://" << monitoring_->prometheus_address() << "\n"
+      << "DEMO_ALERTMANAGER=http://" << monitoring_->alertmanager_address() << "\n"
+      << "DEMO_NOTIFICATIONS=" << monitoring_->notifications_path() << "\n";
+  for (auto& n : nodes_) {
+    std::string var = "DEMO_URI_" + n->name().substr(5);  // DEMO_URI_a, ...
+    env << var << "='" << n->uri() << "'\n";
+  }
+}
+
+bool Cluster::kill_node(const std::string& name) {
+  Node* n = node(name);
+  if (!n) return false;
+  lost_[name] = n->power_off();
+  std::vector<std::string> names;
+  for (const auto& g : lost_[name]) names.push_back(g.name);
+  say_(name + " lost power: its agent" + (backend_ == Backend::Qemu ? ", its libvirtd" : "") +
+       " and its guests (" + join(names) + ") were killed (SIGKILL)");
+  return true;
+}
+
+bool Cluster::power_on_node(const std::string& name) {
+  Node* n = node(name);
+  if (!n) return false;
+  std::vector<std::string> started;
+  std::string error;
+  if (!n->power_on(&started, &error)) {
+    say_(error);
+    return false;
+  }
+  if (backend_ == Backend::Qemu)
+    say_(name + " is back: its libvirtd restarted with its old guests still defined, shut off (" + join(started) +
+         "): nodeha keeps autostart off, so nothing starts them before the agent has looked");
+  else
+    say_(name + " is back: its test driver will hold its old guests again, running (" + join(started) +
+         "), as soon as its agent starts");
+  return true;
+}
+
+bool Cluster::start_agent(const std::string& name) {
+  Node* n = node(name);
+  if (!n) return false;
+  std::string error;
+  if (!n->start_agent(nats_->url(), &error)) {
+    say_(error);
+    return false;
+  }
+  say_("the agent of " + name + " started (log " + n->agent_log() + ")");
+  return true;
+}
+
+bool Cluster::wait_node(const std::string& name, const std::string& key, const std::string& value, int seconds) {
+  json last;
+  bool held = wait([&] {
+    last = record("nodes", name);
+    if (key == "lock") {
+      bool free = !last.contains("lock") || last["lock"].is_null();
+      return !last.empty() && free == (value == "free");
+    }
+    return last.value(key, "") == value;
+  }, seconds);
+  if (!held && !interrupted_())
+    say_(name + ": " + key + " did not become " + value + " within " + std::to_string(seconds) + " s; its record: " +
+         last.dump());
+  return held;
+}
+
+bool Cluster::wait_empty(const std::string& name, int seconds) {
+  Node* n = node(name);
+  if (!n) return false;
+  std::vector<std::string> left;
+  bool held = wait([&] {
+    left.clear();
+    auto keys = bus_->kv_list("vms");
+    if (!keys) return false;
+    for (const auto& e : keys.value()) {
+      auto r = json::parse(e.value, nullptr, false);
+      if (!e.deleted && r.is_object() && r.value("node", "") == name) left.push_back(r.value("name", e.key) + " (record)");
+    }
+    if (n->libvirtd() && n->libvirtd()->running())
+      for (const auto& d : n->libvirtd()->domains())
+        if (d.state == "running") left.push_back(d.name + " (running)");
+    return left.empty();
+  }, seconds);
+  if (!held && !interrupted_()) say_(name + " still has " + join(left) + " after " + std::to_string(seconds) + " s");
+  return held;
+}
+
+bool Cluster::wait_running(int seconds) {
+  std::vector<std::string> other;
+  bool held = wait([&] {
+    other.clear();
+    for (auto& n : nodes_)
+      for (const auto& g : n->guests()) {
+        auto r = record("vms", g.uuid);
+        if (r.value("state", "") != "running") other.push_back(g.name + " " + r.value("state", "unrecorded"));
+      }
+    return other.empty();
+  }, seconds);
+  if (!held && !interrupted_())
+    say_("not every VM is recorded running after " + std::to_string(seconds) + " s: " + join(other));
+  return held;
+}
+
+bool Cluster::wait_stale(const std::string& name, int seconds) {
+  std::vector<std::string> missing;
+  bool held = wait([&] {
+    std::lock_guard lock(events_mu_);
+    missing.clear();
+    for (const auto& g : lost_[name]) {
+      bool seen = false;
+      for (const auto& e : events_)
+        seen = seen || (e.value("event", "") == "stale_copy_removed" && e.value("node", "") == name &&
+                        e.value("uuid", "") == g.uuid);
+      if (!seen) missing.push_back(g.name);
+    }
+    return missing.empty();
+  }, seconds);
+  if (!held && !interrupted_())
+    say_("no stale_copy_removed event from " + name + " within " + std::to_string(seconds) + " s for " + join(missing));
+  return held;
+}
+
+bool Cluster::running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error) {
+  for (auto& n : nodes_) {
+    if (n->libvirtd()) {
+      if (!n->libvirtd()->answers()) {
+        *error = "the libvirtd of " + n->name() + " does not answer";
+        return false;
+      }
+      for (const auto& d : n->libvirtd()->domains())
+        if (d.state == "running") (*out)[d.uuid].push_back(n->name());
+      continue;
+    }
+    // Test driver: the guests live in the agent; ask it.
+    auto r = bus_->request("nodeha.agent." + n->name() + ".vm.list", "{}", 5s);
+    auto reply = r ? json::parse(r.value(), nullptr, false) : json();
+    if (!reply.is_object() || !reply.value("ok", false)) {
+      *error = "the agent of " + n->name() + " does not answer vm.list";
+      return false;
+    }
+    for (const auto& vm : reply["result"]["vms"])
+      if (vm.value("state", "") == "running") (*out)[vm.value("uuid", "")].push_back(n->name());
+  }
+  return true;
+}
+
+bool Cluster::check() {
+  std::map<std::string, std::vector<std::string>> running;
+  std::string error;
+  if (!running_guests(&running, &error)) {
+    say_(error);
+    return false;
+  }
+  bool ok = true;
+  for (auto& n : nodes_)
+    for (const auto& g : n->guests()) {
+      const auto& where = running[g.uuid];
+      std::string recorded = record("vms", g.uuid).value("node", "?");
+      bool good = where.size() == 1 && where[0] == recorded;
+      ok = ok && good;
+      const char* verdict = good ? "ok     " : where.size() > 1 ? "TWICE  " : where.empty() ? "NOWHERE" : "WRONG  ";
+      say_(std::string(verdict) + " " + g.name + " runs on " + join(where) + ", recorded on " + recorded);
+    }
+  return ok;
+}
+
+}  // namespace nodeha::demo

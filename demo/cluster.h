@@ -1,0 +1,89 @@
+// The demo cluster: nats-server (JetStream), a controller, three agents (node-a, node-b, node-c)
+// each on its own hypervisor with small guests, Prometheus and Alertmanager. scripts/demo tells
+// the story with the `nodeha` CLI; this class builds the cluster, breaks and repairs nodes, and
+// checks, independently of the CLI, that each step reached the state it should (reading the
+// KV buckets, the events and the hypervisors themselves).
+//
+// Every method returns whether it held, and says what it saw through `say` (one line per call,
+// for a person). Waits poll a condition with a deadline; they give up early once `interrupted`
+// returns true (Ctrl-C).
+//
+// Thread contract: one thread calls everything; the event subscription runs on a NATS thread.
+#pragma once
+
+#include "bus.h"
+#include "monitoring.h"
+#include "nats_server.h"
+#include "node.h"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nodeha::demo {
+
+struct Options {
+  std::string dir;            // configs, state and logs of the demo (the caller removes it)
+  int guests_per_node = 3;
+  bool force_test_driver = false;
+};
+
+class Cluster {
+ public:
+  using Say = std::function<void(const std::string&)>;
+  Cluster(Options options, Say say, std::function<bool()> interrupted);
+  ~Cluster();  // monitoring, agents, controller, hypervisors, nats-server: everything it started
+
+  // Starts everything and waits until every node is normal, every guest recorded on its node
+  // and Prometheus scrapes every host; then writes <dir>/cluster.env.
+  bool start();
+
+  bool kill_node(const std::string& node);
+  // Power back: the hypervisor and the guests it ran (QEMU), not the agent yet.
+  bool power_on_node(const std::string& node);
+  // The node's agent, with its old state dir.
+  bool start_agent(const std::string& node);
+  // The node record's `key` (monitor, management) equals `value`; key "lock" with value "free":
+  // no task holds the node.
+  bool wait_node(const std::string& node, const std::string& key, const std::string& value, int seconds);
+  // No VM record names the node, and (when its hypervisor answers) it runs no guest.
+  bool wait_empty(const std::string& node, int seconds);
+  // Every guest's record says it runs (the owner's agent saw it running since the last move).
+  bool wait_running(int seconds);
+  // A stale_copy_removed event from `node` for every guest it ran at its last power loss.
+  bool wait_stale(const std::string& node, int seconds);
+  // Every guest runs on exactly one node, the one its record names (read from the hypervisors).
+  bool check();
+
+ private:
+  Node* node(const std::string& name);
+  bool wait(const std::function<bool()>& cond, int seconds);
+  bool start_nodes(Backend backend);
+  bool start_controller();
+  nlohmann::json record(const std::string& bucket, const std::string& key);
+  // uuid -> nodes running it; false when a node cannot be read.
+  bool running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error);
+  void write_env();
+
+  Options options_;
+  Say say_;
+  std::function<bool()> interrupted_;
+  Backend backend_ = Backend::Qemu;
+  std::unique_ptr<test::NatsServer> nats_;
+  std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<test::Process> controller_;
+  int controller_port_ = 0;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::map<std::string, std::vector<Guest>> lost_;  // node -> the guests it ran at its power loss
+  std::unique_ptr<Monitoring> monitoring_;
+
+  std::mutex events_mu_;
+  std::vector<nlohmann::json> events_;  // evt.vm.* as received, on the NATS thread
+};
+
+}  // namespace nodeha::demo
