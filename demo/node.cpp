@@ -131,19 +131,11 @@ bool Node::power_on(std::vector<std::string>* back, std::string* error) {
 }
 
 std::string Node::agent_config(const std::string& nats_url) const {
-  std::string own = uri();
   return "[host]\nrole = \"agent\"\nnode_id = \"" + name_ + "\"\n"
          "plugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\nstate_dir = \"" + dir_ + "/state\"\n"
          "[nats]\nservers = [\"" + nats_url + "\"]\nreconnect_wait = \"100ms\"\n"
-         "[metrics]\nlisten = \"" + metrics_address() + "\"\n"
-         "[libvirt]\nuri = \"" + own + "\"\n"
-         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\naddresses = { management = \"127.0.0.1\" }\n"
-         "disk_path = \"/\"\n"
-         "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\nstop_timeout = \"5s\"\n"
-         // Both daemons live on this machine: a peer reaches this one by its unix socket, the
-         // migration stream goes to the management address.
-         "[[plugin]]\nlibrary = \"migrate\"\naddresses = { management = \"127.0.0.1\" }\n"
-         "peer_uri = \"" + own + "\"\nmigrate_uri = \"tcp://{address}\"\n";
+         "[metrics]\nlisten = \"" + metrics_address() + "\"\n" +
+         test::libvirt_agent_tables(uri(), "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\nstop_timeout = \"5s\"\n");
 }
 
 // A test-driver node: 8 CPUs, 16 GiB, the guests running (64 MiB, diskless).

@@ -247,6 +247,16 @@ std::vector<Libvirtd::DomainInfo> Libvirtd::domains() const {
   return out;
 }
 
+std::string libvirt_agent_tables(const std::string& own_uri, const std::string& middle,
+                                 const std::string& local_peer_uri) {
+  return "[libvirt]\nuri = \"" + own_uri + "\"\n"
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\naddresses = { management = \"127.0.0.1\" }\n"
+         "disk_path = \"/\"\n" + middle +
+         "[[plugin]]\nlibrary = \"migrate\"\naddresses = { management = \"127.0.0.1\" }\n"
+         "peer_uri = \"" + own_uri + "\"\nmigrate_uri = \"tcp://{address}\"\n" +
+         (local_peer_uri.empty() ? "" : "local_peer_uri = \"" + local_peer_uri + "\"\n");
+}
+
 std::string Libvirtd::guest_uuid(int n) {
   static const std::string run = [] {
     std::mt19937 rng{std::random_device{}()};

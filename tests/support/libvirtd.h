@@ -99,4 +99,11 @@ class Libvirtd {
   int starts_ = 0;
 };
 
+// An agent's [libvirt] table and its plugins for a node whose libvirtd (above) peers reach at
+// `own_uri`: every daemon shares this machine's file system, so a unix socket does, and the
+// migration stream goes to 127.0.0.1. heartbeat (1 s), then `middle` (more plugin tables), then
+// migrate, whose `nodeha local migrate` goes to `local_peer_uri` when one is given.
+std::string libvirt_agent_tables(const std::string& own_uri, const std::string& middle = "",
+                                 const std::string& local_peer_uri = "");
+
 }  // namespace nodeha::test

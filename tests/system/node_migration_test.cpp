@@ -45,13 +45,7 @@ std::string controller_config(const NatsServer& nats, const std::string& schedul
 std::string agent_config(const NatsServer& nats, const std::string& node, const std::string& own_uri,
                          const std::string& local_peer_uri) {
   return host_tables("agent", node, nats.url()) +
-         "[libvirt]\nuri = \"" + own_uri + "\"\n"
-         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\naddresses = { management = \"127.0.0.1\" }\n"
-         "disk_path = \"/\"\n"
-         "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\n"
-         "[[plugin]]\nlibrary = \"migrate\"\naddresses = { management = \"127.0.0.1\" }\n"
-         "peer_uri = \"" + own_uri + "\"\nmigrate_uri = \"tcp://{address}\"\n"
-         "local_peer_uri = \"" + local_peer_uri + "\"\n";
+         libvirt_agent_tables(own_uri, "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\n", local_peer_uri);
 }
 
 class NodeMigration : public ::testing::Test {
