@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace nodeha::tasks {
 
@@ -65,7 +66,8 @@ struct Kind {
   // Steps at a time of a task resumed after a restart (the plugin's own setting; a task's
   // params.max_parallel wins when present).
   int parallel = 2;
-  // Runs one step; blocking, on a worker. `task` is the record without its steps (the id, node,
+  // Runs one step; blocking, on a thread of the engine's own (not a host worker). `task` is the
+  // record without its steps (the id, node,
   // params, ...: what is fixed when the task is created); `step` a snapshot of its step.
   std::function<StepResult(const nlohmann::json& task, const nlohmann::json& step)> run_step;
   // Called once, on a worker, when every step is final and before the node is unlocked (release
@@ -79,6 +81,7 @@ struct Kind {
 class Engine {
  public:
   Engine(const Host& host, Kind kind);
+  // Waits for the steps still running (their threads are the engine's).
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -86,7 +89,7 @@ class Engine {
   // Watches the tasks bucket for cancellations and resumes every unfinished task of this kind
   // (steps that were running are run again: steps are idempotent).
   Status start();
-  // No new steps start; steps already running finish on their workers.
+  // No new steps start; steps already running go on to their end.
   void stop();
 
   // Stores `task` (its steps filled in, the node locked by the caller) and runs it, `parallel`
@@ -110,6 +113,10 @@ class Engine {
   bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
   void flush_later(const std::shared_ptr<Run>& run);
   void on_task_entry(const KvEntry& e);
+  // Steps block for as long as a VM's shutdown or migration takes: they run on threads of the
+  // engine's own, at most each task's `parallel`, never on the host's shared workers, which the
+  // other plugins need meanwhile (node commands, heartbeat writes, task.show).
+  void start_thread(std::function<void()> fn);
 
   Host host_;
   Kind kind_;
@@ -118,6 +125,10 @@ class Engine {
   std::map<std::string, std::shared_ptr<Run>> runs_;
   uint64_t watch_ = 0;
   Metric running_;
+  std::mutex threads_mu_;
+  std::map<uint64_t, std::thread> threads_;  // step threads, by number
+  std::vector<uint64_t> ended_;               // numbers of threads whose work is done: joined next
+  uint64_t next_thread_ = 0;
 };
 
 }  // namespace nodeha::tasks

@@ -426,3 +426,58 @@ TEST_F(Operations, AControllerKilledInTheMiddleOfARebuildFinishesItAfterItsResta
 
 }  // namespace
 }  // namespace nodeha::test
+
+namespace nodeha::test {
+namespace {
+
+// Steps block for as long as the agent takes (a guest's shutdown lasts up to stop_timeout). They
+// must not take the host's shared workers: with 2 workers and 6 stops held by the "agent" (this
+// test answers node-a's vm.stop and keeps the answers back), task.show, which runs on a worker,
+// still answers at once.
+TEST_F(Operations, StepsThatWaitOnAnAgentLeaveTheControllersWorkersFree) {
+  HostProcess ctl(controller_config(), {"host.workers=2"});
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  ASSERT_TRUE(wait_until([&] { return ctl.metric("nodeha_plugin_up{plugin=\"drain\"}") == 1; })) << ctl.log();
+  ASSERT_TRUE(bus_->kv_put("nodes", "node-a",
+                           json{{"node", "node-a"}, {"management", "enabled"}, {"monitor", "normal"}, {"lock", nullptr}}.dump())
+                  .is_ok());
+  for (int i = 1; i <= 6; ++i) {
+    std::string uuid = "5e0c0000-0000-4000-8000-00000000000" + std::to_string(i);
+    json vm = {{"uuid", uuid}, {"name", "vm-" + std::to_string(i)}, {"node", "node-a"}, {"generation", 1},
+               {"state", "running"}, {"desired", "running"}};
+    ASSERT_TRUE(bus_->kv_put("vms", uuid, vm.dump()).is_ok());
+  }
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> held;  // reply, uuid
+  ASSERT_TRUE(bus_->subscribe("nodeha.agent.node-a.vm.stop", "", [&](Message m) {
+    std::lock_guard lock(mu);
+    held.emplace_back(m.reply, json::parse(m.data).value("uuid", ""));
+  }));
+  auto held_count = [&] {
+    std::lock_guard lock(mu);
+    return held.size();
+  };
+
+  json drain = command("node.drain", {{"node", "node-a"}});
+  ASSERT_TRUE(drain.is_object() && drain.value("ok", false)) << drain << "\n" << ctl.log();
+  std::string id = drain["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return held_count() == 6; }, 10s)) << held_count() << " stops asked\n" << ctl.log();
+
+  // Six steps wait on the agent; the controller's two workers are free for everything else.
+  auto asked = std::chrono::steady_clock::now();
+  auto shown = bus_->request("nodeha.cmd.task.show", json{{"task", id}}.dump(), 3s);
+  ASSERT_TRUE(shown.is_ok()) << shown.status().message() << "\n" << ctl.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 2s);
+  EXPECT_EQ(json::parse(shown.value())["result"]["state"], "running");
+
+  {
+    std::lock_guard lock(mu);
+    for (const auto& [reply, uuid] : held)
+      ASSERT_TRUE(bus_->publish(reply, json{{"ok", true}, {"result", {{"uuid", uuid}, {"state", "shutoff"}, {"forced", true}}}}.dump())
+                      .is_ok());
+  }
+  EXPECT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 10s)) << task(id).dump(2) << "\n" << ctl.log();
+}
+
+}  // namespace
+}  // namespace nodeha::test
