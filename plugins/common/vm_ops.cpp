@@ -109,6 +109,19 @@ Result<libvirt::Connection> connect(const Host& host) {
   return libvirt::Connection(static_cast<virConnectPtr>(raw.value()));
 }
 
+Result<libvirt::Connection> connect_alone(const Host& host) {
+  auto shared = connect(host);
+  if (!shared) return shared;
+  char* uri = virConnectGetURI(shared.value().get());
+  if (!uri) return last_error("libvirt URI");
+  std::string text(uri);
+  free(uri);
+  if (text.rfind("test:", 0) == 0) return shared;
+  virConnectPtr own = virConnectOpen(text.c_str());
+  if (!own) return last_error("connect " + text);
+  return libvirt::Connection(own);
+}
+
 Status last_error(const std::string& what) {
   return Status(classify(last_code()), what + ": " + libvirt::last_error());
 }

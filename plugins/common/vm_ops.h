@@ -22,6 +22,11 @@ namespace nodeha::vm_ops {
 
 // A connection of the host's (libvirt_connect), owned.
 Result<libvirt::Connection> connect(const Host& host);
+// A connection of its own to the same libvirtd, for calls that take seconds (a destroy waits for
+// QEMU to exit): libvirtd runs at most max_client_requests calls at once per connection (5 by
+// default), so that many destroys on the shared one would queue. The test driver keeps its state
+// per connection: there, the shared one.
+Result<libvirt::Connection> connect_alone(const Host& host);
 
 // The last libvirt error of this thread as a Status: "<what>: <libvirt's message>".
 Status last_error(const std::string& what);

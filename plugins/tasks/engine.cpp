@@ -101,33 +101,7 @@ Engine::Engine(const Host& host, Kind kind) : host_(host), kind_(std::move(kind)
 
 Engine::~Engine() {
   stop();
-  for (;;) {
-    std::map<uint64_t, std::thread> threads;
-    {
-      std::lock_guard lock(threads_mu_);
-      threads.swap(threads_);
-    }
-    if (threads.empty()) return;
-    for (auto& [n, t] : threads) t.join();
-  }
-}
-
-void Engine::start_thread(std::function<void()> fn) {
-  std::lock_guard lock(threads_mu_);
-  if (stopping_) return;  // the step stays `running` in its record: the next start runs it again
-  for (uint64_t n : ended_) {
-    auto it = threads_.find(n);
-    if (it == threads_.end()) continue;
-    it->second.join();  // its work is done: it is returning
-    threads_.erase(it);
-  }
-  ended_.clear();
-  uint64_t n = next_thread_++;
-  threads_.emplace(n, std::thread([this, n, fn = std::move(fn)] {
-    fn();
-    std::lock_guard lock(threads_mu_);
-    ended_.push_back(n);
-  }));
+  steps_.join();  // a step that ends may still call pump(): everything it uses stays until then
 }
 
 Status Engine::start() {
@@ -241,7 +215,8 @@ void Engine::pump(const std::shared_ptr<Run>& run) {
   }
   for (const auto& s : abort)
     if (kind_.on_cancel) host_.spawn([this, run, s] { kind_.on_cancel(*run->header, s); });
-  for (size_t i : start) start_thread([this, run, i] { run_step(run, i); });
+  for (size_t i : start)
+    if (!steps_.start([this, run, i] { run_step(run, i); })) break;  // stopping: resumed at the next start
   if (done) finish(run);
   running_.set(static_cast<double>([&] {
     std::lock_guard lock(mu_);

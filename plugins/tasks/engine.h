@@ -5,6 +5,7 @@
 #pragma once
 
 #include "command.h"
+#include "thread_set.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -18,7 +19,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 
 namespace nodeha::tasks {
 
@@ -113,10 +113,6 @@ class Engine {
   bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
   void flush_later(const std::shared_ptr<Run>& run);
   void on_task_entry(const KvEntry& e);
-  // Steps block for as long as a VM's shutdown or migration takes: they run on threads of the
-  // engine's own, at most each task's `parallel`, never on the host's shared workers, which the
-  // other plugins need meanwhile (node commands, heartbeat writes, task.show).
-  void start_thread(std::function<void()> fn);
 
   Host host_;
   Kind kind_;
@@ -125,10 +121,10 @@ class Engine {
   std::map<std::string, std::shared_ptr<Run>> runs_;
   uint64_t watch_ = 0;
   Metric running_;
-  std::mutex threads_mu_;
-  std::map<uint64_t, std::thread> threads_;  // step threads, by number
-  std::vector<uint64_t> ended_;               // numbers of threads whose work is done: joined next
-  uint64_t next_thread_ = 0;
+  // Steps block for as long as a VM's shutdown or migration takes: they run here, at most each
+  // task's `parallel`, never on the host's shared workers, which the other plugins need
+  // meanwhile (node commands, heartbeat writes, task.show). Last: joined before the rest goes.
+  ThreadSet steps_;
 };
 
 }  // namespace nodeha::tasks

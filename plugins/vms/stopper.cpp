@@ -103,10 +103,10 @@ void Stopper::begin(const std::shared_ptr<Job>& job) {
   job->result.name = f->name;
   job->result.state = libvirt::state_name(f->state);
   if (!vm_ops::active(f->state)) return done(job);
-  if (job->order.timeout.count() <= 0) return finish(job, dom.value().get());
+  if (job->order.timeout.count() <= 0) return finish(job);
   if (Status s = vm_ops::shutdown(dom.value().get()); !s) {
     host_.info("VM " + uuid + " refused a graceful shutdown (" + s.message() + "): destroying it");
-    return finish(job, dom.value().get());
+    return finish(job);
   }
   job->deadline = Clock::now() + job->order.timeout;
   (void)host_.post([this, job] { wait(job); });
@@ -134,19 +134,32 @@ void Stopper::look(const std::shared_ptr<Job>& job) {
   }
   job->result.state = libvirt::state_name(f->state);
   if (!vm_ops::active(f->state)) return done(job);
-  if (Clock::now() >= job->deadline) return finish(job, dom.value().get());
+  if (Clock::now() >= job->deadline) return finish(job);
   (void)host_.post([this, job] { wait(job); });
 }
 
-void Stopper::finish(const std::shared_ptr<Job>& job, virDomainPtr dom) {
-  if (Status s = vm_ops::destroy(dom); !s) {
-    job->result.error = error_of(s);
-    return done(job);
+void Stopper::finish(const std::shared_ptr<Job>& job) {
+  bool started = destroys_.start([this, job] {
+    auto conn = vm_ops::connect_alone(host_);
+    auto dom = conn ? vm_ops::lookup(conn.value().get(), job->order.uuid) : Result<libvirt::Domain>(conn.status());
+    if (!dom && dom.status().code() == NODEHA_ERR_NOT_FOUND) {
+      job->result.state = "shutoff";  // a transient domain is gone once it stopped
+      return done(job);
+    }
+    Status s = dom ? vm_ops::destroy(dom.value().get()) : dom.status();
+    if (!s) {
+      job->result.error = error_of(s);
+      return done(job);
+    }
+    job->result.forced = true;
+    int state = VIR_DOMAIN_SHUTOFF, reason = 0;
+    if (virDomainGetState(dom.value().get(), &state, &reason, 0) == 0) job->result.state = libvirt::state_name(state);
+    done(job);
+  });
+  if (!started) {
+    job->result.error = command::Error{command::kUnavailable, "the agent is stopping; VM " + job->order.uuid + " was not destroyed"};
+    done(job);
   }
-  job->result.forced = true;
-  int state = VIR_DOMAIN_SHUTOFF, reason = 0;
-  if (virDomainGetState(dom, &state, &reason, 0) == 0) job->result.state = libvirt::state_name(state);
-  done(job);
 }
 
 void Stopper::done(const std::shared_ptr<Job>& job) {

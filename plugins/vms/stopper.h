@@ -1,6 +1,7 @@
 // Stopping domains without holding a worker while a guest takes its time to shut down: each step
-// (record `desired: stopped`, ask for a shutdown, look at the state, destroy) is one short job on a
-// worker, and the waits between looks are timers on the event thread. The host's workers are
+// (record `desired: stopped`, ask for a shutdown, look at the state) is one short job on a
+// worker, the waits between looks are timers on the event thread, and the destroy runs on a
+// thread of its own. The host's workers are
 // shared by every plugin: a drain of many guests that ignore ACPI must not keep heartbeats waiting
 // for a minute.
 //
@@ -10,6 +11,7 @@
 #include "command.h"
 #include "guards.h"
 #include "libvirt.h"
+#include "thread_set.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -58,13 +60,16 @@ class Stopper {
   void begin(const std::shared_ptr<Job>& job);                     // worker
   void wait(const std::shared_ptr<Job>& job);                      // event thread: the next look after a pause
   void look(const std::shared_ptr<Job>& job);                      // worker
-  void finish(const std::shared_ptr<Job>& job, virDomainPtr dom);  // worker: destroys
+  void finish(const std::shared_ptr<Job>& job);                    // destroys, on a thread of destroys_
   void done(const std::shared_ptr<Job>& job);                      // worker: hands the result to the event thread
   void launch(const std::shared_ptr<Batch>& batch);                // event thread
 
   const Host& host_;
   Busy& busy_;
   Held& held_;
+  // A destroy blocks until QEMU has exited (a second or two): each runs on a thread and a libvirt
+  // connection of its own, so that a drain's destroys all go at once. Last: joined first.
+  ThreadSet destroys_;
 };
 
 }  // namespace nodeha::vms
