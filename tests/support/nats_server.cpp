@@ -1,5 +1,7 @@
 #include "nats_server.h"
 
+#include "netns.h"
+
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -13,13 +15,14 @@
 namespace nodeha::test {
 
 namespace {
-// True once the server accepts a connection and greets with INFO.
-bool accepting(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// True once the server accepts a connection (made from `options.netns`) and greets with INFO.
+bool accepting(const NatsServerOptions& options, int port) {
+  int fd = socket_in(options.netns, SOCK_STREAM);
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  inet_pton(AF_INET, options.address.c_str(), &addr.sin_addr);
   timeval tv{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   bool ok = false;
@@ -32,8 +35,10 @@ bool accepting(int port) {
 }
 }  // namespace
 
-NatsServer::NatsServer() {
-  port_ = free_port();
+NatsServer::NatsServer() : NatsServer(NatsServerOptions{}) {}
+
+NatsServer::NatsServer(NatsServerOptions options) : options_(std::move(options)) {
+  port_ = options_.port != 0 ? options_.port : free_port();
   start();
 }
 
@@ -41,12 +46,13 @@ NatsServer::~NatsServer() { stop(); }
 
 void NatsServer::start() {
   std::filesystem::create_directories(dir_.file("js"));
-  proc_ = std::make_unique<Process>(
-      std::vector<std::string>{"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port_), "-js", "-sd",
-                               dir_.file("js")},
-      dir_.file("nats.log"));
-  if (!wait_until([&] { return accepting(port_); }, 10s))
-    ADD_FAILURE() << "nats-server did not start on port " << port_ << ": " << proc_->output();
+  std::vector<std::string> argv{"nats-server", "-a", options_.address, "-p", std::to_string(port_), "-js", "-sd",
+                                dir_.file("js")};
+  if (!options_.netns.empty()) argv = TestNetwork::argv_in(options_.netns, std::move(argv));
+  proc_ = std::make_unique<Process>(std::move(argv), dir_.file("nats.log"));
+  if (!wait_until([&] { return accepting(options_, port_); }, 10s))
+    ADD_FAILURE() << "nats-server did not start on " << options_.address << ":" << port_
+                  << (options_.netns.empty() ? "" : " in " + options_.netns) << ": " << proc_->output();
 }
 
 std::unique_ptr<host::Bus> NatsServer::client() const {

@@ -1,4 +1,5 @@
-// A real nats-server with JetStream on a free loopback port, its store in a temp dir.
+// A real nats-server with JetStream on a free loopback port, its store in a temp dir; or, with
+// NatsServerOptions, inside a network namespace on an address of it (tests/support/netns.h).
 #pragma once
 
 #include "bus.h"
@@ -10,13 +11,21 @@
 
 namespace nodeha::test {
 
+struct NatsServerOptions {
+  std::string netns;                  // network namespace to run in; empty: the test's own
+  std::string address = "127.0.0.1";  // listen address (in `netns`)
+  int port = 0;                       // 0: a free loopback port
+};
+
 class NatsServer {
  public:
   NatsServer();  // started and accepting connections, or the test fails
+  explicit NatsServer(NatsServerOptions options);
   ~NatsServer();
 
   int port() const { return port_; }
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  const std::string& address() const { return options_.address; }
+  std::string url() const { return "nats://" + options_.address + ":" + std::to_string(port_); }
   // Stops the server (SIGTERM, waits), keeping its store; start() brings it back on the same port.
   void stop();
   void start();
@@ -26,6 +35,7 @@ class NatsServer {
 
  private:
   TempDir dir_;
+  NatsServerOptions options_;
   int port_ = 0;
   std::unique_ptr<Process> proc_;
 };

@@ -1,0 +1,227 @@
+#include "netns.h"
+
+#include "process.h"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+namespace nodeha::test {
+
+namespace {
+
+constexpr auto kCommandTimeout = 10s;
+
+std::string random_tag() {
+  std::random_device rd;
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffffu);
+  return buf;
+}
+
+std::string role_of(int node) { return "n" + std::to_string(node); }
+
+bool process_alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+
+std::string joined(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+}  // namespace
+
+TestNetwork::TestNetwork(int nodes) : nodes_(nodes), tag_(random_tag()) {
+  prefix_ = std::string(kNamePrefix) + std::to_string(getpid()) + "-" + tag_ + "-";
+  if (nodes < 1 || nodes > kMaxNodes) {
+    error_ = "TestNetwork: " + std::to_string(nodes) + " nodes, expected 1.." + std::to_string(kMaxNodes);
+    return;
+  }
+  if (geteuid() != 0) {
+    error_ = "TestNetwork: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN); euid is " +
+             std::to_string(geteuid());
+    return;
+  }
+  if (!ip({"-V"})) {
+    error_ = "TestNetwork: cannot run `ip` (iproute2): " + error_;
+    return;
+  }
+  remove_leftovers();
+  ready_ = build();
+  if (!ready_) {
+    std::string why = error_;
+    teardown();
+    error_ = "TestNetwork: " + why;
+  }
+}
+
+TestNetwork::~TestNetwork() {
+  teardown();
+  if (!created_.empty()) ADD_FAILURE() << "TestNetwork: could not remove " << joined(created_) << ": " << error_;
+}
+
+std::string TestNetwork::control_ns() const { return prefix_ + "cp"; }
+std::string TestNetwork::node_ns(int node) const { return prefix_ + role_of(node); }
+std::string TestNetwork::bridge_ns(Network net) const {
+  return prefix_ + (net == Network::kManagement ? "mgmt" : "biz");
+}
+std::string TestNetwork::bridge_port(const std::string& role) const { return "nh" + tag_ + "-" + role; }
+
+std::vector<std::string> TestNetwork::namespaces() const {
+  std::vector<std::string> all{bridge_ns(Network::kManagement), bridge_ns(Network::kBusiness), control_ns()};
+  for (int i = 1; i <= nodes_; ++i) all.push_back(node_ns(i));
+  return all;
+}
+
+std::string TestNetwork::interface(Network net) { return net == Network::kManagement ? "mgmt0" : "biz0"; }
+std::string TestNetwork::control_address() const { return "10.88.1.254"; }
+std::string TestNetwork::node_address(int node, Network net) const {
+  return std::string(net == Network::kManagement ? "10.88.1." : "10.88.2.") + std::to_string(node);
+}
+
+bool TestNetwork::cut(int node, Network net) { return set_port(node, net, "down"); }
+bool TestNetwork::restore(int node, Network net) { return set_port(node, net, "up"); }
+bool TestNetwork::cut_all(int node) { return cut(node, Network::kManagement) && cut(node, Network::kBusiness); }
+bool TestNetwork::restore_all(int node) {
+  return restore(node, Network::kManagement) && restore(node, Network::kBusiness);
+}
+
+std::vector<std::string> TestNetwork::argv_in(const std::string& ns, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
+  return argv;
+}
+
+bool TestNetwork::build() {
+  for (const auto& ns : namespaces()) {
+    if (!add_ns(ns)) return false;
+  }
+  for (Network net : {Network::kManagement, Network::kBusiness}) {
+    // forward_delay 0: a port that comes up forwards at once (STP is off anyway).
+    std::string br = bridge_port("br");
+    if (!ip({"-n", bridge_ns(net), "link", "add", br, "type", "bridge", "forward_delay", "0"}) ||
+        !ip({"-n", bridge_ns(net), "link", "set", br, "up"}))
+      return false;
+  }
+  if (!attach(control_ns(), "cp", Network::kManagement, control_address())) return false;
+  for (int i = 1; i <= nodes_; ++i) {
+    for (Network net : {Network::kManagement, Network::kBusiness}) {
+      if (!attach(node_ns(i), role_of(i), net, node_address(i, net))) return false;
+    }
+  }
+  return true;
+}
+
+bool TestNetwork::add_ns(const std::string& name) {
+  if (!ip({"netns", "add", name})) return false;
+  created_.push_back(name);
+  return ip({"-n", name, "link", "set", "lo", "up"});
+}
+
+bool TestNetwork::attach(const std::string& ns, const std::string& role, Network net, const std::string& address) {
+  // Created in the bridge's namespace with its peer straight in `ns`: nothing passes through root.
+  std::string bns = bridge_ns(net);
+  std::string port = bridge_port(role);
+  std::string inner = interface(net);
+  return ip({"-n", bns, "link", "add", port, "type", "veth", "peer", "name", inner, "netns", ns}) &&
+         ip({"-n", bns, "link", "set", port, "master", bridge_port("br")}) &&
+         ip({"-n", bns, "link", "set", port, "up"}) && ip({"-n", ns, "addr", "add", address + "/24", "dev", inner}) &&
+         ip({"-n", ns, "link", "set", inner, "up"});
+}
+
+bool TestNetwork::set_port(int node, Network net, const char* state) {
+  if (!ready_ || node < 1 || node > nodes_) {
+    error_ = ready_ ? "TestNetwork: no node " + std::to_string(node) : "TestNetwork: not ready";
+    return false;
+  }
+  return ip({"-n", bridge_ns(net), "link", "set", bridge_port(role_of(node)), state});
+}
+
+bool TestNetwork::ip(const std::vector<std::string>& args, std::string* out) {
+  std::vector<std::string> argv{"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv, dir_.file("ip-" + std::to_string(++commands_) + ".log"));
+  auto status = p.wait_exit(kCommandTimeout);
+  std::string output = p.output();
+  if (out) *out = output;
+  if (status == 0) return true;
+  error_ = "`" + joined(argv) + "` " +
+           (status ? (*status == 127 ? "could not be run" : "exited with " + std::to_string(*status))
+                   : "did not finish in time") +
+           (output.empty() ? "" : ": " + output);
+  return false;
+}
+
+bool TestNetwork::remove_ns(const std::string& ns) {
+  auto pids = [&] {
+    std::string out;
+    std::vector<pid_t> found;
+    if (!ip({"netns", "pids", ns}, &out)) return found;
+    std::istringstream in(out);
+    for (long pid; in >> pid;) found.push_back(static_cast<pid_t>(pid));
+    return found;
+  };
+  // A namespace outlives its name while a process is still in it: kill them first.
+  if (!wait_until(
+          [&] {
+            auto left = pids();
+            for (pid_t pid : left) kill(pid, SIGKILL);
+            return left.empty();
+          },
+          5s)) {
+    error_ = "processes stay in " + ns;
+    return false;
+  }
+  return ip({"netns", "delete", ns});
+}
+
+void TestNetwork::remove_leftovers() {
+  std::string out;
+  if (!ip({"netns", "list"}, &out)) return;
+  // Lines are "name" or "name (id: N)"; ours are nhnet-<pid>-<tag>-<role>.
+  static const std::regex ours("^" + std::string(kNamePrefix) + "([0-9]+)-[0-9a-f]+-[a-z0-9]+");
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (!std::regex_search(line, m, ours)) continue;
+    pid_t creator = static_cast<pid_t>(std::stol(m[1]));
+    if (creator == getpid() || process_alive(creator)) continue;
+    remove_ns(m[0]);  // best effort: another test may be removing it at the same time
+  }
+  error_.clear();
+}
+
+void TestNetwork::teardown() {
+  // Nodes and the control plane first (their veths vanish with them), the bridges last.
+  std::vector<std::string> left;
+  for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+    if (!remove_ns(*it)) left.push_back(*it);
+  }
+  created_ = left;
+  ready_ = false;
+}
+
+int socket_in(const std::string& ns, int type) {
+  if (ns.empty()) return socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  int fd = -1;
+  // setns moves only the calling thread; a thread of its own leaves the caller where it was.
+  std::thread([&] {
+    int nsfd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) return;
+    if (setns(nsfd, CLONE_NEWNET) == 0) fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    close(nsfd);
+  }).join();
+  return fd;
+}
+
+}  // namespace nodeha::test

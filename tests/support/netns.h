@@ -1,0 +1,98 @@
+// A private network for one system test, built from network namespaces (needs root and `ip`).
+//
+// Namespaces: one for the control plane, one per node, and one per bridge, so that the root
+// namespace is never touched (no interface of the test ever appears in the root `ip link`).
+// Two bridges: management (every node's `mgmt0` and the control plane's `mgmt0`) and business
+// (every node's `biz0`). Each link is a veth pair whose bridge side sits in the bridge's
+// namespace; cutting a node from a network sets that bridge side down.
+//
+// Addresses: management 10.88.1.0/24 (node i: .i, control plane: .254), business 10.88.2.0/24
+// (node i: .i). Each test's bridges are its own, so two tests may use the same addresses.
+//
+// Names: every namespace is `nhnet-<creator pid>-<random tag>-<role>`; the bridges and bridge
+// ports carry `nh<tag>` (interface names have at most 15 characters). Two tests running at once
+// never share a name. The constructor first removes leftovers of crashed runs: namespaces named
+// `nhnet-<pid>-...` whose creating process is gone (processes inside them are killed).
+//
+// Thread contract: one test thread uses the object; nothing here is thread-safe.
+#pragma once
+
+#include "wait.h"
+
+#include <string>
+#include <vector>
+
+namespace nodeha::test {
+
+enum class Network { kManagement, kBusiness };
+
+class TestNetwork {
+ public:
+  static constexpr int kMaxNodes = 8;
+  static constexpr const char* kNamePrefix = "nhnet-";
+
+  // Builds everything; on failure (not root, no `ip`, a kernel refusal) ready() is false,
+  // error() says why, and whatever was built is already gone.
+  explicit TestNetwork(int nodes);
+  // Kills the processes left in its namespaces and deletes them (links and bridges go with them);
+  // the test fails (ADD_FAILURE) if something cannot be removed.
+  ~TestNetwork();
+  TestNetwork(const TestNetwork&) = delete;
+  TestNetwork& operator=(const TestNetwork&) = delete;
+
+  bool ready() const { return ready_; }
+  // Why construction, or the last cut/restore, failed.
+  const std::string& error() const { return error_; }
+
+  int nodes() const { return nodes_; }
+  // The random tag in every name this object creates (namespaces and interfaces).
+  const std::string& tag() const { return tag_; }
+  std::string control_ns() const;
+  std::string node_ns(int node) const;  // node: 1..nodes()
+  // Every namespace this object created (control plane, nodes, bridges).
+  std::vector<std::string> namespaces() const;
+
+  // The interface's name inside a node's namespace ("mgmt0", "biz0").
+  static std::string interface(Network net);
+  std::string control_address() const;  // on management
+  std::string node_address(int node, Network net) const;
+
+  // Takes a node's link on `net` down at the bridge (cut) or up again (restore); false with
+  // error() set when `ip` refuses.
+  bool cut(int node, Network net);
+  bool restore(int node, Network net);
+  bool cut_all(int node);
+  bool restore_all(int node);
+
+  // `ip netns exec <ns> argv...`: the argv for a Process that runs inside `ns`.
+  static std::vector<std::string> argv_in(const std::string& ns, std::vector<std::string> argv);
+
+ private:
+  std::string bridge_ns(Network net) const;
+  std::string bridge_port(const std::string& role) const;  // bridge side of a veth pair
+  bool build();
+  bool add_ns(const std::string& name);
+  bool attach(const std::string& ns, const std::string& role, Network net, const std::string& address);
+  bool set_port(int node, Network net, const char* state);
+  // Runs `ip args...`; false with error_ set on a non-zero exit. `out` gets its output.
+  bool ip(const std::vector<std::string>& args, std::string* out = nullptr);
+  // Kills the processes in `ns` and deletes it; false with error_ set if it stays.
+  bool remove_ns(const std::string& ns);
+  void remove_leftovers();
+  void teardown();
+
+  TempDir dir_;  // logs of the `ip` commands
+  int nodes_ = 0;
+  std::string tag_;
+  std::string prefix_;  // nhnet-<pid>-<tag>-
+  std::vector<std::string> created_;
+  bool ready_ = false;
+  std::string error_;
+  int commands_ = 0;
+};
+
+// A socket of `type` (SOCK_STREAM, ...) in network namespace `ns` ("" for the caller's own), or
+// -1. The socket stays in that namespace, so the caller can bind or connect it from any thread.
+int socket_in(const std::string& ns, int type);
+
+}  // namespace nodeha::test
