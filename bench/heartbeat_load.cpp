@@ -13,6 +13,7 @@
 // cnats threads and touch only atomics and a mutex-guarded log of events.
 #include "bus.h"
 #include "heartbeat_codec.h"
+#include "measure.h"
 #include "process.h"
 #include "wait.h"
 
@@ -59,21 +60,6 @@ int64_t unix_ms() {
 }
 
 // ---- /proc: a process's CPU time and memory ----------------------------------------------
-
-// utime + stime in seconds; NaN when the process is gone.
-double cpu_seconds(pid_t pid) {
-  std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos) return std::nan("");
-  std::istringstream in(stat.substr(close + 2));
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {  // fields are numbered from 1; state is the 3rd
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // A "VmRSS:   1234 kB" line of /proc/<pid>/status, in MiB; NaN when absent.
 double status_mib(pid_t pid, const std::string& key) {
@@ -311,20 +297,6 @@ uint64_t stored_records(host::Bus& bus) {
   return j["state"].value("num_subjects", uint64_t{0});
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
-std::string fixed(double v, int digits = 0) {
-  if (std::isnan(v)) return "n/a";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
 // nats-server -js on a free loopback port, its store in a temp dir; we keep its pid for /proc.
 struct OwnNats {
   test::TempDir dir;
@@ -405,8 +377,8 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
   std::cout << "| nodes | controller CPU, % of one core | RSS MiB | peak RSS MiB | heartbeats/s sent | heartbeats/s "
                "received | detection p50 ms | p90 ms | p99 ms | max ms | detected / silenced | false alarms |\n"
                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  std::cout << "| " << opt.nodes << " | " << fixed(w.cpu_pct, 1) << " | " << fixed(w.rss_mib) << " | " << fixed(peak_mib)
-            << " | " << fixed(w.sent_per_s) << " | " << fixed(w.received_per_s) << " | " << p(d.from_beat, 50) << " | "
+  std::cout << "| " << opt.nodes << " | " << fixed(w.cpu_pct, 1) << " | " << fixed(w.rss_mib, 0) << " | " << fixed(peak_mib, 0)
+            << " | " << fixed(w.sent_per_s, 0) << " | " << fixed(w.received_per_s, 0) << " | " << p(d.from_beat, 50) << " | "
             << p(d.from_beat, 90) << " | " << p(d.from_beat, 99) << " | " << p(d.from_beat, 100) << " | "
             << d.from_beat.size() << " / " << d.silenced << " | " << false_alarms << " |\n\n";
   std::cout << "Detection is timed from each silenced node's last heartbeat sent to its `unreachable` event.\n"

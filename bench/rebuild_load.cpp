@@ -57,45 +57,10 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 void say(const std::string& s) { std::cerr << "[rebuild_load] " << s << std::endl; }
 
-std::string fixed(double v, int digits) {
-  if (std::isnan(v)) return "n/a";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-double percentile(std::vector<double> v, double p) {  // nearest rank
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
 int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 double s_since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
-
-std::string loadavg() {
-  std::istringstream in(test::read_file("/proc/loadavg"));
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-double cpu_seconds(pid_t pid) {
-  std::string stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos) return std::nan("");
-  std::istringstream in(stat.substr(close + 2));
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {  // fields are numbered from 1; state is the 3rd
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 bool poll_until(const std::function<bool()>& cond, std::chrono::milliseconds period, std::chrono::milliseconds timeout) {
   auto next = SteadyClock::now();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "bus.h"
+#include "measure.h"
 #include "process.h"
 #include "wait.h"
 
@@ -45,12 +46,8 @@ int run_real(const Options& opt);
 // ---- small things ----------------------------------------------------------------------------
 
 void say(const std::string& s);  // a progress line on stderr
-std::string fixed(double v, int digits = 1);  // "n/a" for NaN
-double percentile(std::vector<double> v, double p);  // nearest rank; NaN when empty
 int64_t unix_ms();
 double s_since(SteadyClock::time_point t);
-std::string loadavg();
-double cpu_seconds(pid_t pid);  // utime + stime from /proc; NaN when the process is gone
 std::string tail(const std::string& log, size_t n = 3000);
 // wait_until of tests/support/wait.h that also gives up once SIGINT or SIGTERM arrived: an
 // interrupted run then returns through its destructors, which stop its processes, remove its

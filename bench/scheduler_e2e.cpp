@@ -25,6 +25,7 @@
 // could not measure.
 #include "bus.h"
 #include "host_process.h"
+#include "measure.h"
 #include "placement.h"
 #include "process.h"
 #include "wait.h"
@@ -64,29 +65,7 @@ struct Options {
 
 void say(const std::string& s) { std::cerr << "[scheduler_e2e] " << s << std::endl; }
 
-std::string fixed(double v, int digits = 1) {
-  if (std::isnan(v)) return "n/a";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-double percentile(std::vector<double> v, double p) {  // nearest rank
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
 double ms_since(SteadyClock::time_point t) { return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count(); }
-
-std::string loadavg() {
-  std::string s = test::read_file("/proc/loadavg");
-  std::istringstream in(s);
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 // ---- the cluster and the request ----------------------------------------------------------
 
