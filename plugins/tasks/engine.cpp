@@ -91,7 +91,6 @@ struct Engine::Run {
   bool cancel_seen = false;         // cancel_requested read and acted on
   bool finishing = false;
   int64_t saved_at = 0;             // when the record was last written
-  int64_t progress_saved = 0;       // when progress was last written
   bool unsaved = false;             // a change is not written yet (coalesced, or the bus is down)
   bool flush_armed = false;         // a timer will write the unsaved changes
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -311,7 +310,7 @@ void Engine::finish(const std::shared_ptr<Run>& run) {
 // memory and goes with the next write).
 bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when) {
   int64_t now = unix_ms();
-  if (when == Save::Throttled && now - run->progress_saved < 1000) return true;
+  if (when == Save::Throttled && now - run->saved_at < 1000) return true;
   if (when == Save::Soon && now - run->saved_at < kCoalesce.count()) {
     run->unsaved = true;
     flush_later(run);
@@ -324,7 +323,7 @@ bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when)
     auto w = host_.kv_update(task_record::kBucket, id, body, run->revision);
     if (w) {
       run->revision = w.value();
-      run->saved_at = run->progress_saved = now;
+      run->saved_at = now;
       run->unsaved = false;
       (void)host_.publish(host_.subject("evt.task." + id), "{\"event\":\"" + std::string(event) + "\"," + body.substr(1));
       return true;

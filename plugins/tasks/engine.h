@@ -105,10 +105,9 @@ class Engine {
   void pump(const std::shared_ptr<Run>& run);
   void run_step(const std::shared_ptr<Run>& run, size_t index);
   void finish(const std::shared_ptr<Run>& run);
-  void cancel(const std::shared_ptr<Run>& run);
   // How soon a change is written: at once (created, finished, cancelled, resumed), or with the
-  // other changes of the next `kCoalesce` (steps starting and ending), or at most once a second
-  // (a migration's progress, dropped in between).
+  // other changes of the next `kCoalesce` (steps starting and ending), or at most a second after
+  // the last write (a migration's progress; in between it stays in memory for the next write).
   enum class Save { Now, Soon, Throttled };
   bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
   void flush_later(const std::shared_ptr<Run>& run);
