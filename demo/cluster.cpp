@@ -1,5 +1,6 @@
 #include "cluster.h"
 
+#include "host_process.h"
 #include "wait.h"
 
 #include <csignal>
@@ -99,16 +100,8 @@ bool Cluster::start_controller() {
       << "[host]\nrole = \"controller\"\nnode_id = \"controller\"\nplugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\n"
          "state_dir = \"" + options_.dir + "/controller/state\"\n"
          "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
-         "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(controller_port_) + "\"\n"
-         // Heartbeats every second: a dead node is unreachable in 3-3.5 s.
-         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
-         // Every node reports this machine's CPUs: room for all the guests on two nodes.
-         "[[plugin]]\nlibrary = \"scheduler\"\ncpu_ratio = 16.0\nreserve_vcpus = 0\nreserve_memory_mib = 0\n"
-         "[[plugin]]\nlibrary = \"vms\"\n"
-         "[[plugin]]\nlibrary = \"tasks\"\n"
-         "[[plugin]]\nlibrary = \"migrate\"\ntimeout = \"2m\"\nstall_timeout = \"30s\"\n"
-         "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"5s\"\nretry_every = \"1s\"\n"
-         "[[plugin]]\nlibrary = \"rebuild\"\n";
+         "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(controller_port_) + "\"\n" +
+         test::controller_plugin_tables();
   controller_ = std::make_unique<test::Process>(
       std::vector<std::string>{NODEHA_HOST_BIN, "--config", options_.dir + "/controller/controller.toml"},
       options_.dir + "/controller/controller.log");

@@ -18,7 +18,9 @@ struct CliRun {
   nlohmann::json doc() const { return nlohmann::json::parse(out, nullptr, false); }
 };
 
-// Runs `nodeha args...`, its output kept in files under `dir`.
-CliRun run_cli(const std::vector<std::string>& args, const TempDir& dir, std::chrono::milliseconds timeout = 60s);
+// Runs `nodeha args...`, its output kept in files under `dir`; inside network namespace `netns`
+// when one is given (netns.h).
+CliRun run_cli(const std::vector<std::string>& args, const TempDir& dir, std::chrono::milliseconds timeout = 60s,
+               const std::string& netns = "");
 
 }  // namespace nodeha::test

@@ -1,5 +1,7 @@
 #include "host_process.h"
 
+#include "netns.h"
+
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -23,14 +25,17 @@ std::string HostProcess::expand(const std::string& text) const {
   return replace_all(s, "{fixtures}", NODEHA_FIXTURE_DIR);
 }
 
-HostProcess::HostProcess(const std::string& config, std::vector<std::string> overrides) {
+HostProcess::HostProcess(const std::string& config, std::vector<std::string> overrides, std::string netns,
+                         std::string state_dir)
+    : netns_(std::move(netns)), state_dir_(state_dir.empty() ? dir_.file("state") : std::move(state_dir)) {
   dir_.write("host.toml", expand(config));
   std::vector<std::string> argv{NODEHA_HOST_BIN, "--config", config_path(), "--set",
-                                "host.state_dir=\"" + dir_.file("state") + "\""};
+                                "host.state_dir=\"" + state_dir_ + "\""};
   for (auto& o : overrides) {
     argv.push_back("--set");
     argv.push_back(expand(o));
   }
+  if (!netns_.empty()) argv = TestNetwork::argv_in(netns_, argv);
   proc_ = std::make_unique<Process>(argv, dir_.file("host.log"));
 }
 
@@ -42,25 +47,37 @@ HostProcess::~HostProcess() {
 }
 
 bool HostProcess::wait_ready(std::chrono::milliseconds timeout) {
-  std::string file = dir_.file("state/metrics.address");
+  std::string file = state_dir_ + "/metrics.address";
   bool ok = wait_until(
       [&] {
         if (!proc_->running()) return true;
         address_ = read_file(file);
         while (!address_.empty() && (address_.back() == '\n')) address_.pop_back();
-        return !address_.empty() && !http_get(address_, "/metrics").empty();
+        return !address_.empty() && !http_get(address_, "/metrics", netns_).empty();
       },
       timeout);
   return ok && proc_->running() && !address_.empty();
 }
 
-std::string HostProcess::metrics() const { return address_.empty() ? std::string() : http_get(address_, "/metrics"); }
+std::string HostProcess::metrics() const {
+  return address_.empty() ? std::string() : http_get(address_, "/metrics", netns_);
+}
 
 void HostProcess::rewrite(const std::string& config) { dir_.write("host.toml", expand(config)); }
 
 std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url) {
   return "[host]\nrole = \"" + role + "\"\nnode_id = \"" + node_id + "\"\nplugin_path = [\"{plugins}\"]\n"
          "[nats]\nservers = [\"" + nats_url + "\"]\nreconnect_wait = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+}
+
+std::string controller_plugin_tables() {
+  return "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
+         "[[plugin]]\nlibrary = \"scheduler\"\ncpu_ratio = 16.0\nreserve_vcpus = 0\nreserve_memory_mib = 0\n"
+         "[[plugin]]\nlibrary = \"vms\"\n"
+         "[[plugin]]\nlibrary = \"tasks\"\n"
+         "[[plugin]]\nlibrary = \"migrate\"\ntimeout = \"2m\"\nstall_timeout = \"30s\"\n"
+         "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"5s\"\nretry_every = \"1s\"\n"
+         "[[plugin]]\nlibrary = \"rebuild\"\n";
 }
 
 HostRun run_host(const std::string& config, std::vector<std::string> overrides, std::chrono::milliseconds timeout) {
@@ -74,7 +91,7 @@ HostRun run_host(const std::string& config, std::vector<std::string> overrides, 
 
 nlohmann::json HostProcess::local(const std::string& subject, const nlohmann::json& body,
                                   std::chrono::seconds timeout) const {
-  std::string path = dir_.file("state") + "/local.sock";
+  std::string path = state_dir_ + "/local.sock";
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un a{};
   a.sun_family = AF_UNIX;

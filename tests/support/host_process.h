@@ -14,9 +14,12 @@ namespace nodeha::test {
 
 class HostProcess {
  public:
-  // Writes `config` (TOML) to <dir>/host.toml and starts `nodeha-host --config ... --set ...`.
+  // Writes `config` (TOML) to <dir>/host.toml and starts `nodeha-host --config ... --set ...`,
+  // inside network namespace `netns` when one is given (netns.h; metrics are read from there).
+  // Its state dir is <dir>/state, or `state_dir` (a restarted host keeps its state there).
   // Paths in `config` may use {dir} (the temp dir), {plugins} and {fixtures}.
-  explicit HostProcess(const std::string& config, std::vector<std::string> overrides = {});
+  explicit HostProcess(const std::string& config, std::vector<std::string> overrides = {}, std::string netns = "",
+                       std::string state_dir = "");
   ~HostProcess();
 
   // Waits until /metrics answers (the host wrote <state>/metrics.address); false on timeout or exit.
@@ -34,11 +37,14 @@ class HostProcess {
   Process& process() { return *proc_; }
   std::string log() const { return proc_->output(); }
   const TempDir& dir() const { return dir_; }
+  const std::string& state_dir() const { return state_dir_; }
   std::string config_path() const { return dir_.file("host.toml"); }
 
  private:
   std::string expand(const std::string& text) const;
   TempDir dir_;
+  std::string netns_;
+  std::string state_dir_;
   std::unique_ptr<Process> proc_;
   std::string address_;
 };
@@ -55,5 +61,11 @@ HostRun run_host(const std::string& config, std::vector<std::string> overrides =
 // this build, NATS at `nats_url` with a fast reconnect, /metrics on a free port. Plugin tables
 // follow.
 std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url);
+
+// Every plugin table of a whole controller with short intervals: heartbeat every second (a dead
+// node is unreachable in 3-3.5 s), a scheduler with room for tiny guests on a small machine
+// (cpu_ratio 16, nothing reserved), vms, tasks, migrate (2 m timeout, 30 s stall), drain (5 s
+// stop timeout, 1 s retries) and rebuild.
+std::string controller_plugin_tables();
 
 }  // namespace nodeha::test

@@ -87,10 +87,15 @@ class InvariantMonitor {
   // The nodes `uuid` runs on in the latest complete round.
   std::vector<std::string> running_on(const std::string& uuid) const;
 
-  // Reads every node now (its own connections; works after stop()) and adds a test failure for
-  // every VM of `expected` that does not run on exactly one node, unless `allowed_missing` names
-  // it with the reason it may be missing (then it may run nowhere, never twice). Also fails on
-  // any unreadable node. Returns whether all held.
+  // Marks a node as powered off (a test killed every process of it) or back on. While it is off
+  // the monitor does not read it and takes it to run nothing, so rounds stay complete; once it is
+  // back, it is read again (unknown until its libvirtd answers).
+  void set_down(const std::string& node, bool down);
+
+  // Reads every node now but those set_down (its own connections; works after stop()) and adds a
+  // test failure for every VM of `expected` that does not run on exactly one node, unless
+  // `allowed_missing` names it with the reason it may be missing (then it may run nowhere, never
+  // twice). Also fails on any unreadable node. Returns whether all held.
   bool expect_all_running(const std::set<std::string>& expected,
                           const std::map<std::string, std::string>& allowed_missing = {}) const;
 
@@ -114,6 +119,7 @@ class InvariantMonitor {
   bool previous_complete_ = false;
   std::map<std::string, std::vector<Change>> timelines_;
   std::chrono::milliseconds last_complete_{0};
+  std::set<std::string> down_;  // nodes set_down
   int rounds_ = 0;
   int complete_rounds_ = 0;
 

@@ -61,7 +61,7 @@ std::string read_cmdline(const std::string& pid) {
 
 }  // namespace
 
-Libvirtd::Libvirtd(std::chrono::milliseconds timeout) {
+Libvirtd::Libvirtd(LibvirtdOptions options, std::chrono::milliseconds timeout) : options_(std::move(options)) {
   uri_ = "qemu+unix:///system?socket=" + dir_.file("sock/libvirt-sock");
   // The overlays would hide the daemon's own dir if it lived below them (TMPDIR=/var/tmp, say).
   for (const std::string top : {"/run/", "/var/", "/etc/libvirt/"})
@@ -83,12 +83,14 @@ void Libvirtd::write_configs() {
   }
   std::string host_uuid = read_file("/proc/sys/kernel/random/uuid");
   while (!host_uuid.empty() && host_uuid.back() == '\n') host_uuid.pop_back();
-  // Unix sockets only (no --listen), no auth: the test process connects as root anyway.
+  // Unix sockets (and TCP inside a network namespace), no auth: the test process connects as root.
   dir_.write("libvirtd.conf",
              "unix_sock_dir = \"" + d + "/sock\"\n"
              "unix_sock_ro_perms = \"0777\"\nunix_sock_rw_perms = \"0777\"\nunix_sock_admin_perms = \"0700\"\n"
              "auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\n"
-             "listen_tls = 0\nlisten_tcp = 0\n"
+             "listen_tls = 0\n" +
+             (options_.netns.empty() ? std::string("listen_tcp = 0\n")
+                                     : "listen_tcp = 1\nlisten_addr = \"0.0.0.0\"\ntcp_port = \"16509\"\nauth_tcp = \"none\"\n") +
              "host_uuid = \"" + host_uuid + "\"\n"
              "log_outputs = \"3:file:" + d + "/log/libvirtd.log\"\n");
   // A window of 32 migration ports of its own, at random among 200 (49152-55551): libvirt checks
@@ -117,6 +119,15 @@ void Libvirtd::write_configs() {
 bool Libvirtd::mount_namespace() {
   if (holder_ && holder_->running()) return true;
   const std::string d = dir_.path();
+  if (holder_) {
+    // The namespace died with every process in it (a power loss): the machine boots with an
+    // empty /run, so libvirtd finds its guests defined and shut off, not a stale runtime state.
+    holder_->wait_exit(5s);
+    for (const char* sub : {"upper", "work"}) {
+      std::filesystem::remove_all(d + "/ov/run/" + sub);
+      std::filesystem::create_directories(d + "/ov/run/" + sub);
+    }
+  }
   auto q = [](const std::string& s) { return sh_quote(s); };
   std::string ready = d + "/ns.ready";
   std::filesystem::remove(ready);
@@ -132,9 +143,9 @@ bool Libvirtd::mount_namespace() {
   script += overlay("nodeha_run", "run", "/run");
   script += overlay("nodeha_var", "var", "/var");
   script += "touch " + q(ready) + " && exec sleep infinity";
-  holder_ = std::make_unique<Process>(
-      std::vector<std::string>{"unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script},
-      d + "/log/namespace.log");
+  std::vector<std::string> argv{"unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script};
+  if (!options_.netns.empty()) argv.insert(argv.begin(), {"nsenter", "--net=/run/netns/" + options_.netns, "--"});
+  holder_ = std::make_unique<Process>(argv, d + "/log/namespace.log");
   return wait_until([&] { return !holder_->running() || std::filesystem::exists(ready); }, 10s) && holder_->running();
 }
 
@@ -143,10 +154,15 @@ void Libvirtd::launch() {
   ++starts_;
   // Pinned to one CPU: QEMU's capabilities cache records the host CPUID, which differs per vCPU on
   // some machines; an unpinned daemon would re-probe QEMU (seconds) at random restarts.
-  proc_ = std::make_unique<Process>(
-      std::vector<std::string>{"nsenter", "-t", std::to_string(holder_->pid()), "-m", "--", "taskset", "-c", "0",
-                               "/usr/sbin/libvirtd", "--config", d + "/libvirtd.conf", "--pid-file", d + "/libvirtd.pid"},
-      d + "/log/stdout-" + std::to_string(starts_) + ".log");
+  // The holder sits in the daemon's network namespace too (when it has one): -n enters it.
+  std::vector<std::string> argv{"nsenter", "-t", std::to_string(holder_->pid()), "-m"};
+  if (!options_.netns.empty()) argv.push_back("-n");
+  for (std::string a : {"--", "taskset", "-c", "0", "/usr/sbin/libvirtd", "--config"}) argv.push_back(a);
+  argv.push_back(d + "/libvirtd.conf");
+  argv.push_back("--pid-file");
+  argv.push_back(d + "/libvirtd.pid");
+  if (!options_.netns.empty()) argv.push_back("--listen");
+  proc_ = std::make_unique<Process>(argv, d + "/log/stdout-" + std::to_string(starts_) + ".log");
 }
 
 bool Libvirtd::answers() const {

@@ -29,11 +29,19 @@
 
 namespace nodeha::test {
 
+struct LibvirtdOptions {
+  // The network namespace (netns.h) the daemon and its guests run in; empty: the test's own. In
+  // a namespace the daemon also listens on TCP (port 16509 on every address of the namespace, no
+  // auth), so that peers reach it as qemu+tcp://<address>/system over the test network.
+  std::string netns;
+};
+
 class Libvirtd {
  public:
   // Writes the configs and starts the daemon; the test fails (ADD_FAILURE) if it does not accept
   // connections within `timeout` (the first start probes QEMU, several seconds).
-  explicit Libvirtd(std::chrono::milliseconds timeout = 30s);
+  explicit Libvirtd(std::chrono::milliseconds timeout = 30s) : Libvirtd(LibvirtdOptions{}, timeout) {}
+  explicit Libvirtd(LibvirtdOptions options, std::chrono::milliseconds timeout = 30s);
   ~Libvirtd();
   Libvirtd(const Libvirtd&) = delete;
   Libvirtd& operator=(const Libvirtd&) = delete;
@@ -44,8 +52,9 @@ class Libvirtd {
   pid_t pid() const { return proc_ ? proc_->pid() : -1; }
   bool running() const { return proc_ && proc_->running(); }
 
-  // Starts the daemon again with the same dirs (its guests keep running across a restart); true
-  // once it accepts connections.
+  // Starts the daemon again with the same dirs (its guests keep running across a restart; after
+  // every process of its network namespace was killed, a power loss, the mount namespace is made
+  // again and the daemon finds its guests defined and shut off); true once it accepts connections.
   bool start(std::chrono::milliseconds timeout = 30s);
   // SIGTERM and wait; SIGKILL if it does not exit in time. Guests keep running.
   void stop();
@@ -90,6 +99,7 @@ class Libvirtd {
   void write_configs();
 
   TempDir dir_;  // first member: removed last, after every process is gone
+  LibvirtdOptions options_;
   std::string uri_;
   std::unique_ptr<Process> holder_;  // keeps the mount namespace (and its overlays) alive
   std::unique_ptr<Process> proc_;    // libvirtd itself, entered into holder_'s namespace

@@ -60,7 +60,9 @@ std::unique_ptr<host::Bus> NatsServer::client() const {
   s.servers = {url()};
   s.prefix = "nodeha";
   s.reconnect_wait_ms = 100;
-  auto bus = host::Bus::create(s, "test-client", nullptr);
+  // In the server's namespace: the connection and the client's threads (which reconnect) live there.
+  Result<std::unique_ptr<host::Bus>> bus = Status(NODEHA_ERR_INTERNAL, "cannot enter network namespace " + options_.netns);
+  run_in(options_.netns, [&] { bus = host::Bus::create(s, "test-client", nullptr); });
   if (!bus) {
     ADD_FAILURE() << bus.status().message();
     return nullptr;

@@ -211,16 +211,26 @@ void TestNetwork::teardown() {
   ready_ = false;
 }
 
-int socket_in(const std::string& ns, int type) {
-  if (ns.empty()) return socket(AF_INET, type | SOCK_CLOEXEC, 0);
-  int fd = -1;
+bool run_in(const std::string& ns, const std::function<void()>& fn) {
+  if (ns.empty()) {
+    fn();
+    return true;
+  }
+  bool entered = false;
   // setns moves only the calling thread; a thread of its own leaves the caller where it was.
   std::thread([&] {
     int nsfd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
     if (nsfd < 0) return;
-    if (setns(nsfd, CLONE_NEWNET) == 0) fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    entered = setns(nsfd, CLONE_NEWNET) == 0;
     close(nsfd);
+    if (entered) fn();
   }).join();
+  return entered;
+}
+
+int socket_in(const std::string& ns, int type) {
+  int fd = -1;
+  run_in(ns, [&] { fd = socket(AF_INET, type | SOCK_CLOEXEC, 0); });
   return fd;
 }
 

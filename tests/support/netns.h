@@ -19,6 +19,7 @@
 
 #include "wait.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,11 @@ class TestNetwork {
   std::string error_;
   int commands_ = 0;
 };
+
+// Runs `fn` on a thread of its own inside network namespace `ns` ("" for the caller's own) and
+// waits for it; false (fn not run) when the namespace cannot be entered. Sockets that fn makes,
+// and threads that fn starts, stay in that namespace.
+bool run_in(const std::string& ns, const std::function<void()>& fn);
 
 // A socket of `type` (SOCK_STREAM, ...) in network namespace `ns` ("" for the caller's own), or
 // -1. The socket stays in that namespace, so the caller can bind or connect it from any thread.

@@ -1,5 +1,7 @@
 #include "wait.h"
 
+#include "netns.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -50,11 +52,11 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-HttpReply http_fetch(const std::string& host_port, const std::string& path) {
+HttpReply http_fetch(const std::string& host_port, const std::string& path, const std::string& netns) {
   HttpReply reply;
   auto colon = host_port.rfind(':');
   if (colon == std::string::npos) return reply;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket_in(netns, SOCK_STREAM);
   if (fd < 0) return reply;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

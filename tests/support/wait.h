@@ -34,11 +34,12 @@ struct HttpReply {
   int status = 0;  // 0: no answer
   std::string body;
 };
-// GET http://host:port/path over HTTP/1.0.
-HttpReply http_fetch(const std::string& host_port, const std::string& path);
+// GET http://host:port/path over HTTP/1.0, from network namespace `netns` ("" for the test's own;
+// see netns.h).
+HttpReply http_fetch(const std::string& host_port, const std::string& path, const std::string& netns = "");
 // The body of a GET; empty on any failure.
-inline std::string http_get(const std::string& host_port, const std::string& path) {
-  return http_fetch(host_port, path).body;
+inline std::string http_get(const std::string& host_port, const std::string& path, const std::string& netns = "") {
+  return http_fetch(host_port, path, netns).body;
 }
 
 // The value of a sample line `name{labels} value` in a Prometheus text exposition; NaN if absent.
