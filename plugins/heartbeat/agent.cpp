@@ -81,7 +81,8 @@ Status AgentSide::start() {
       return;
     }
     std::string name = j["name"];
-    checks_[name] = Check{name, j["ok"].get<bool>(), j.value("detail", std::string())};
+    int64_t at = j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0;
+    checks_[name] = Check{name, j["ok"].get<bool>(), j.value("detail", std::string()), at};
   });
   if (!checks) return checks.status();
   auto ping = host_.subscribe(host_.subject("agent." + node + ".ping"), [this, node](const Message& m) {

@@ -119,7 +119,8 @@ void ControllerSide::on_check(const Message& m) {
     return;
   std::string node = j["node"];
   if (m.subject.rfind(host_.subject("check." + node + "."), 0) != 0) return;  // a node speaks for itself only
-  Check c{j["name"], j["ok"].get<bool>(), j.value("detail", std::string())};
+  int64_t at = j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0;
+  Check c{j["name"], j["ok"].get<bool>(), j.value("detail", std::string()), at};
   apply(monitor_.on_checks(node, std::span<const Check>(&c, 1), Clock::now()));
   mark_dirty(node);
 }

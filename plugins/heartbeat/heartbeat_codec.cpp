@@ -140,12 +140,13 @@ std::vector<Check> read_checks(const json& v, const std::string& path) {
   for (size_t i = 0; i < v.size(); ++i) {
     auto at = path + "[" + std::to_string(i) + "]";
     const auto& e = read_object(v[i], at);
-    only_known(e, at, {"name", "ok", "detail"});
+    only_known(e, at, {"name", "ok", "detail", "time"});
     Check c;
     c.name = read_string(*member(e, "name", at, true), at + ".name");
     if (c.name.empty()) fail(quoted(at + ".name") + " must not be empty");
     c.ok = read_bool(*member(e, "ok", at, true), at + ".ok");
     if (auto* f = member(e, "detail", at, false)) c.detail = read_string(*f, at + ".detail");
+    if (auto* f = member(e, "time", at, false)) c.at = read_signed(*f, at + ".time");
     out.push_back(std::move(c));
   }
   return out;
@@ -194,7 +195,11 @@ std::string encode_heartbeat(const Heartbeat& hb) {
   json vms = json::array();
   for (const auto& vm : hb.vms) vms.push_back({{"uuid", vm.uuid}, {"name", vm.name}, {"state", vm.state}});
   json checks = json::array();
-  for (const auto& c : hb.checks) checks.push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  for (const auto& c : hb.checks) {
+    json one = {{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}};
+    if (c.at > 0) one["time"] = c.at;
+    checks.push_back(std::move(one));
+  }
   json root = {
       {"node", hb.node},
       {"seq", hb.seq},

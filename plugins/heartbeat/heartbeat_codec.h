@@ -10,7 +10,8 @@
 //    ["use":{"vcpus":4,"memory_mib":8192,"disk_gib":80,"vms_running":2},]
 //    ["addresses":{"management":"10.0.0.5","business":"192.168.10.5"},]
 //    ["vms":[{"uuid":"…","name":"web-1","state":"running"}],]
-//    ["checks":[{"name":"netcheck","ok":false,"detail":"eth1 target 10.0.0.1 unreachable"}]]}
+//    ["checks":[{"name":"netcheck","ok":false,"detail":"eth1 target 10.0.0.1 unreachable",
+//                ["time":1700000000000]}]]}
 #pragma once
 
 #include <nodeha/plugin.hpp>
@@ -28,8 +29,12 @@ struct Check {
   std::string name;
   bool ok = true;
   std::string detail;
+  // When the check issued this verdict (the agent's clock, unix ms; 0: unknown), so that a
+  // heartbeat built before a newer verdict reached the agent's heartbeat cannot undo it. Not part
+  // of equality: two checks are equal when their verdicts are.
+  int64_t at = 0;
 
-  bool operator==(const Check&) const = default;
+  bool operator==(const Check& o) const { return name == o.name && ok == o.ok && detail == o.detail; }
 };
 
 struct Capacity {

@@ -196,6 +196,23 @@ void Monitor::restore(std::span<const KnownNode> nodes, TimePoint started_at) {
   }
 }
 
+// A heartbeat's checks, except where the node's known verdict of a check is newer than the
+// heartbeat's (the heartbeat was built before that verdict reached the agent's heartbeat
+// plugin): then the known verdict stays. A verdict without a time (an older agent) counts as
+// issued when the heartbeat was sent.
+std::vector<Check> Monitor::merge_checks(const NodeState& n, std::vector<Check> beat, int64_t sent_at) {
+  for (auto& c : beat)
+    if (c.at == 0) c.at = sent_at;
+  for (const auto& k : n.checks) {
+    auto it = std::find_if(beat.begin(), beat.end(), [&](const Check& c) { return c.name == k.name; });
+    int64_t theirs = it != beat.end() ? it->at : sent_at;
+    if (k.at == 0 || theirs == 0 || k.at <= theirs) continue;
+    if (it != beat.end()) *it = k;
+    else beat.push_back(k);
+  }
+  return beat;
+}
+
 Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
   Effects out;
   auto* e = lookup(hb.node);
@@ -203,7 +220,7 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
     Entry fresh;
     auto& n = fresh.state;
     n.id = hb.node;
-    n.checks = hb.checks;
+    n.checks = merge_checks(n, hb.checks, hb.sent_at);
     n.failing_checks = failing_checks_reason(n.checks);
     n.monitor = n.failing_checks.empty() ? MonitorState::Normal : MonitorState::Error;
     n.reason = n.failing_checks;
@@ -213,7 +230,7 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
     auto& n = e->state;
     if (!n.boot_id.empty() && n.boot_id != hb.boot_id)
       out.push_back(Rebooted{n.id, n.boot_id, hb.boot_id, now});
-    n.checks = hb.checks;
+    n.checks = merge_checks(n, hb.checks, hb.sent_at);
     n.failing_checks = failing_checks_reason(n.checks);
   }
   auto& n = e->state;
@@ -274,8 +291,8 @@ Effects Monitor::on_checks(std::string_view node, std::span<const Check> checks,
   auto& known = e->state.checks;
   for (const auto& c : checks) {
     auto it = std::find_if(known.begin(), known.end(), [&](const Check& k) { return k.name == c.name; });
-    if (it != known.end()) *it = c;
-    else known.push_back(c);
+    if (it == known.end()) known.push_back(c);
+    else if (c.at == 0 || it->at == 0 || it->at <= c.at) *it = c;  // else overtaken by a newer verdict
   }
   e->state.failing_checks = failing_checks_reason(known);
   if (e->state.monitor != MonitorState::Unreachable) settle(*e, now, "checks pass", out);

@@ -171,11 +171,12 @@ class Monitor {
   // already expired, the node is unreachable at once. Ignored when no ping is pending.
   Effects on_ping_failed(std::string_view node, TimePoint now, std::string_view why = {});
 
-  // A checks verdict published on change (netcheck), outside a heartbeat: same effect as the
+  // A checks verdict published on its own (netcheck), outside a heartbeat: same effect as the
   // checks of a heartbeat, but it is not a heartbeat (it does not restart the window). The
   // given checks replace the known ones of the same name, others are kept (a heartbeat carries
   // every check; this message only its sender's). An unreachable node only records it.
-  // Unknown nodes are ignored.
+  // Unknown nodes are ignored. A verdict older than the known one of its check (Check::at) is
+  // ignored, and a heartbeat does not replace a verdict newer than its own of that check.
   Effects on_checks(std::string_view node, std::span<const Check> checks, TimePoint now);
 
   // Sets the management state after the plugin stored it; false when the node is unknown.
@@ -203,6 +204,7 @@ class Monitor {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
+  static std::vector<Check> merge_checks(const NodeState& n, std::vector<Check> beat, int64_t sent_at);
   Entry* lookup(std::string_view node);
   milliseconds window(const NodeState& n) const;
   std::optional<TimePoint> deadline(const NodeState& n) const;

@@ -360,6 +360,32 @@ TEST(HeartbeatMonitor, ChecksMessageMergesWithHeartbeatChecks) {
   EXPECT_EQ(single<Transition>(m.on_heartbeat(beat("n1", 2, net_up()), at(1000))).to, MonitorState::Normal);
 }
 
+// A check publishes a new verdict on its own while the agent's heartbeat, built with the old
+// one, is on its way: the heartbeat must not undo the verdict (the node would flap error ->
+// normal -> error). Each verdict carries the time its check issued it.
+TEST(HeartbeatMonitor, AHeartbeatWithAnOlderVerdictDoesNotUndoANewerOne) {
+  Monitor m(fast());
+  auto timed = [](std::vector<Check> checks, int64_t at_ms) {
+    for (auto& c : checks) c.at = at_ms;
+    return checks;
+  };
+  m.on_heartbeat(beat("n1", 1, timed(net_up(), 1'000)), at(0));
+  auto down = timed(net_down(), 1'900);
+  EXPECT_EQ(single<Transition>(m.on_checks("n1", down, at(900))).to, MonitorState::Error);
+  // Sent after the verdict was issued, but carrying the verdict of 1.0 s: still error.
+  auto stale = beat("n1", 2, timed(net_up(), 1'000));
+  stale.sent_at = 1'950;
+  EXPECT_THAT(only<Transition>(m.on_heartbeat(stale, at(1000))), IsEmpty());
+  EXPECT_EQ(m.find("n1")->monitor, MonitorState::Error);
+  // A verdict older than the one known is ignored too.
+  EXPECT_THAT(m.on_checks("n1", timed(net_up(), 1'850), at(1100)), IsEmpty());
+  // A heartbeat carrying a newer verdict counts.
+  EXPECT_EQ(single<Transition>(m.on_heartbeat(beat("n1", 3, timed(net_up(), 2'800)), at(2000))).to,
+            MonitorState::Normal);
+  // Without times (an older agent) the last message wins, as before.
+  EXPECT_EQ(single<Transition>(m.on_checks("n1", net_down(), at(2100))).to, MonitorState::Error);
+}
+
 TEST(HeartbeatMonitor, ChecksMessageChangesStateButNotTheWindow) {
   Monitor m(fast());
   m.on_heartbeat(beat("n1", 1, net_up()), at(0));
