@@ -4,8 +4,9 @@
 // `stop_timeout`.
 //
 // A node that cannot be reached is drained all the same: the state is recorded, the task
-// releases the node's lock (so that the node can be rebuilt) and waits, step by step, until the
-// agent answers and confirms each VM stopped. A VM whose record moved to another node meanwhile
+// releases the node's lock (so that the node can be rebuilt; at once when the controller already
+// sees the node unreachable) and waits, step by step, until the node is reachable and its agent
+// confirms each VM stopped. A VM whose record moved to another node meanwhile
 // (rebuilt there) is not stopped by the drain: the returning agent removes its stale copy.
 #include "engine.h"
 #include "task_record.h"
@@ -108,6 +109,9 @@ class DrainPlugin : public Plugin {
                                                                        s.message() + "); run the drain again"));
       return;
     }
+    // A node that is already unreachable is drained but not kept locked: the operator's next
+    // command is a rebuild (docs/operations.md, scenario 1).
+    if (record.value("monitor", "") == "unreachable") (void)tasks::unlock_node(host(), node, id);
     host().info("draining " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
     result["task"] = id;
     host().respond(m.reply, command::ok(result));
@@ -119,6 +123,13 @@ class DrainPlugin : public Plugin {
     if (rec) {
       auto j = nlohmann::json::parse(rec->value, nullptr, false);
       if (j.is_object() && j.value("node", "") != node) return StepResult::ok();  // rebuilt elsewhere: not ours to stop
+    }
+    // While the controller sees the node unreachable, asking its agent would only wait for a
+    // timeout (a dead host's subscriptions outlive it on the server for minutes): wait unlocked.
+    nlohmann::json node_record;
+    if (!tasks::read_node(host(), node, &node_record) && node_record.value("monitor", "") == "unreachable") {
+      (void)tasks::unlock_node(host(), node, task["id"]);
+      return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + node + " is unreachable");
     }
     nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
     auto r = tasks::call(host(), host().subject("agent." + node + ".vm.stop"), body, stop_timeout_ + Millis(30000));
