@@ -1,0 +1,307 @@
+#include "cluster.h"
+
+#include "process.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+namespace nodeha::test {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kNatsPort = 4222;
+
+bool finished(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "partial" || state == "cancelled";
+}
+
+// Every process in network namespace `ns` (`ip netns pids`).
+std::vector<pid_t> pids_in(const std::string& ns, const TempDir& dir) {
+  Process ip({"ip", "netns", "pids", ns}, dir.file("pids.out"));
+  ip.wait_exit(10s);
+  std::vector<pid_t> out;
+  std::istringstream in(ip.output());
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
+}
+
+}  // namespace
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), net_(options_.nodes) {}
+
+std::set<std::string> Cluster::all_guests() const {
+  std::set<std::string> out;
+  for (const auto& [node, uuids] : guests_) out.insert(uuids.begin(), uuids.end());
+  return out;
+}
+
+std::string Cluster::storage_marker(int i) const { return dir_.file(node(i) + "/storage-ok"); }
+
+std::string Cluster::agent_metrics(int i) const {
+  return net_.node_address(i, Network::kManagement) + ":" + std::to_string(kMetricsPort);
+}
+
+std::string Cluster::controller_config() const {
+  return "[host]\nrole = \"controller\"\nnode_id = \"ctl\"\nplugin_path = [\"{plugins}\"]\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[metrics]\nlisten = \"" + net_.control_address() + ":" + std::to_string(kMetricsPort) + "\"\n" +
+         controller_plugin_tables();
+}
+
+std::string Cluster::agent_config(int i) const {
+  const std::string mgmt = net_.node_address(i, Network::kManagement);
+  const std::string biz = net_.node_address(i, Network::kBusiness);
+  const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz + "\" }\n";
+  return "[host]\nrole = \"agent\"\nnode_id = \"" + node(i) + "\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"
+         "[libvirt]\nuri = \"" + libvirtd(i).uri() + "\"\n"
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n" + addresses +
+         "[[plugin]]\nlibrary = \"netcheck\"\ninterval = \"1s\"\ntimeout = \"200ms\"\nfail_after = 2\n"
+         "interfaces = [\"" + TestNetwork::interface(Network::kBusiness) + "\"]\n"
+         "[[plugin]]\nlibrary = \"file_check\"\nname = \"storage\"\ninterval = \"1s\"\npath = \"" + storage_marker(i) + "\"\n"
+         "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\nstop_timeout = \"5s\"\n"
+         // Peers reach this node's libvirtd over TCP (qemu+tcp://{address}/system, the defaults).
+         "[[plugin]]\nlibrary = \"migrate\"\n" + addresses + options_.migrate_extra;
+}
+
+void Cluster::start() {
+  // A machine without network namespaces, veth or bridges cannot run these tests: say so loudly.
+  ASSERT_TRUE(net_.ready()) << "the failure scenarios need network namespaces, veth pairs and bridges (root, "
+                               "iproute2, a kernel with CONFIG_NET_NS, CONFIG_VETH, CONFIG_BRIDGE): "
+                            << net_.error();
+  nats_ = std::make_unique<NatsServer>(NatsServerOptions{net_.control_ns(), net_.control_address(), kNatsPort});
+  bus_ = nats_->client();
+  ASSERT_TRUE(bus_) << "no NATS client in the control plane";
+  auto sub = bus_->subscribe("nodeha.evt.>", "", [this](Message m) {
+    Event e{Clock::now(), m.subject, json::parse(m.data, nullptr, false)};
+    std::lock_guard lock(events_mu_);
+    events_.push_back(std::move(e));
+  });
+  ASSERT_TRUE(sub) << sub.status().message();
+
+  // The daemons start side by side: each first start probes QEMU for seconds.
+  daemons_.resize(static_cast<size_t>(options_.nodes));
+  {
+    std::vector<std::thread> starting;
+    for (int i = 1; i <= options_.nodes; ++i)
+      starting.emplace_back([this, i] { daemons_[i - 1] = std::make_unique<Libvirtd>(LibvirtdOptions{net_.node_ns(i)}, 60s); });
+    for (auto& t : starting) t.join();
+  }
+  for (int i = 1; i <= options_.nodes; ++i) ASSERT_TRUE(libvirtd(i).running()) << node(i) << ":\n" << libvirtd(i).log();
+  std::vector<InvariantMonitor::Node> watched;
+  for (int i = 1; i <= options_.nodes; ++i) {
+    watched.push_back({node(i), libvirtd(i).uri()});
+    guests_[i];
+    for (int k = 1; k <= (options_.guests.count(i) ? options_.guests.at(i) : 0); ++k) {
+      std::string uuid = Libvirtd::guest_uuid(i * 100 + k), error;
+      ASSERT_TRUE(libvirtd(i).define_and_start("vm-" + std::to_string(i) + "-" + std::to_string(k), uuid, 64, &error))
+          << error;
+      guests_[i].push_back(uuid);
+    }
+    std::filesystem::create_directories(dir_.file(node(i) + "/state"));
+    dir_.write(node(i) + "/storage-ok", "");
+  }
+  monitor_ = std::make_unique<InvariantMonitor>(watched);
+
+  start_controller();
+  ASSERT_TRUE(controller_->process().running()) << controller_->log();
+  agents_.resize(static_cast<size_t>(options_.nodes));
+  for (int i = 1; i <= options_.nodes; ++i) start_agent(i);
+  for (int i = 1; i <= options_.nodes; ++i) ASSERT_TRUE(agent(i)->process().running()) << agent(i)->log();
+  ASSERT_TRUE(wait_until([&] {
+    for (int i = 1; i <= options_.nodes; ++i) {
+      if (monitor_state(i) != "normal") return false;
+      for (const auto& uuid : guests_of(i))
+        if (vm_node(uuid) != node(i)) return false;
+    }
+    return true;
+  }, 30s)) << "the cluster did not come up: every node normal, every guest recorded on its node\n" << logs();
+
+  if (options_.alerting) {
+    std::vector<std::string> agent_targets;
+    for (int i = 1; i <= options_.nodes; ++i) agent_targets.push_back(agent_metrics(i));
+    AlertStackOptions o;
+    o.netns = net_.control_ns();
+    o.jobs = {{"nodeha-controller", {net_.control_address() + ":" + std::to_string(kMetricsPort)}},
+              {"nodeha-agent", agent_targets}};
+    alerts_ = std::make_unique<AlertStack>(o);
+    ASSERT_TRUE(alerts_->ready()) << alerts_->error();
+    // Every target scraped and the rules evaluated for every node: from here on an alarm can fire.
+    ASSERT_TRUE(wait_until([&] {
+      auto up = alerts_->query("up == 1");
+      if (up.size() != static_cast<size_t>(options_.nodes) + 1) return false;
+      for (int i = 1; i <= options_.nodes; ++i)
+        if (alerts_->query_value("nodeha:node_unreachable:in_service{node=\"" + node(i) + "\"}") != 0.0) return false;
+      return true;
+    }, 30s)) << alerts_->query("up").dump() << "\n" << alerts_->logs();
+  }
+  ASSERT_TRUE(monitor_->wait_rounds(2)) << "the invariant monitor cannot read every node";
+}
+
+Cluster::~Cluster() {
+  if (monitor_) monitor_->stop();
+  alerts_.reset();
+  // Agents and controller first (they would act on what follows), then the daemons and guests.
+  agents_.clear();
+  controller_.reset();
+  if (bus_) bus_->close(2s);
+  bus_.reset();
+  daemons_.clear();
+  nats_.reset();
+}
+
+CliRun Cluster::cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{"--server", nats_->url(), "--json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_cli(argv, dir_, timeout, net_.control_ns());
+}
+
+CliRun Cluster::local(int i, const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{"--socket", dir_.file(node(i) + "/state/local.sock"), "--json", "local"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_cli(argv, dir_, timeout, net_.node_ns(i));
+}
+
+json Cluster::record(const std::string& bucket, const std::string& key) {
+  auto e = bus_->kv_get(bucket, key);
+  if (!e) return json::object();
+  auto j = json::parse(e->value, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+
+std::optional<std::chrono::milliseconds> Cluster::wait_monitor(int i, const std::string& state,
+                                                               std::chrono::milliseconds timeout) {
+  auto started = Clock::now();
+  if (!wait_until([&] { return monitor_state(i) == state; }, timeout)) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+}
+
+json Cluster::wait_task(const std::string& id, std::chrono::milliseconds timeout) {
+  json t;
+  wait_until([&] {
+    t = record("tasks", id);
+    return finished(t.value("state", ""));
+  }, timeout);
+  return t;
+}
+
+std::vector<Cluster::Event> Cluster::events(const std::string& subject_prefix) const {
+  std::lock_guard lock(events_mu_);
+  std::vector<Event> out;
+  for (const auto& e : events_)
+    if (e.subject.rfind(subject_prefix, 0) == 0) out.push_back(e);
+  return out;
+}
+
+std::vector<std::string> Cluster::monitor_changes(int i) const {
+  std::vector<std::string> out;
+  for (const auto& e : events("nodeha.evt.node." + node(i)))
+    if (e.body.is_object() && e.body.value("event", "") == "monitor")
+      out.push_back(e.body.value("from", "") + "->" + e.body.value("to", ""));
+  return out;
+}
+
+void Cluster::power_off(int i) {
+  net_.cut_all(i);
+  // Killed again each round: a process forked meanwhile (libvirtd starting a helper) dies too.
+  std::vector<pid_t> left;
+  bool gone = wait_until([&] {
+    left.clear();
+    for (pid_t p : pids_in(net_.node_ns(i), dir_))
+      if (::kill(p, SIGKILL) == 0 && read_file("/proc/" + std::to_string(p) + "/stat").find(") Z ") == std::string::npos)
+        left.push_back(p);
+    return left.empty() && !libvirtd(i).running();
+  }, 15s);
+  std::string which;
+  for (pid_t p : left) which += "\n  " + std::to_string(p) + ": " + read_file("/proc/" + std::to_string(p) + "/cmdline");
+  EXPECT_TRUE(gone) << "processes of " << node(i) << " survived SIGKILL:" << which;
+  if (gone) monitor_->set_down(node(i), true);
+  if (agents_[i - 1]) {
+    agents_[i - 1]->process().wait_exit(10s);
+    old_hosts_.push_back(std::move(agents_[i - 1]));
+  }
+}
+
+void Cluster::power_on(int i) {
+  EXPECT_TRUE(net_.restore_all(i)) << net_.error();
+  monitor_->set_down(node(i), false);
+  EXPECT_TRUE(libvirtd(i).start(60s)) << libvirtd(i).log();
+  start_agent(i);
+}
+
+void Cluster::kill_agent(int i) {
+  auto& a = agents_[i - 1];
+  if (!a) return;
+  a->process().signal(SIGKILL);
+  a->process().wait_exit(10s);
+  old_hosts_.push_back(std::move(a));
+}
+
+void Cluster::start_agent(int i) {
+  agents_[i - 1] = std::make_unique<HostProcess>(agent_config(i), std::vector<std::string>{}, net_.node_ns(i),
+                                                 dir_.file(node(i) + "/state"));
+  EXPECT_TRUE(agents_[i - 1]->wait_ready()) << agents_[i - 1]->log();
+}
+
+void Cluster::kill_controller() {
+  if (!controller_) return;
+  controller_->process().signal(SIGKILL);
+  controller_->process().wait_exit(10s);
+  old_hosts_.push_back(std::move(controller_));
+}
+
+void Cluster::start_controller() {
+  std::filesystem::create_directories(dir_.file("ctl/state"));
+  controller_ = std::make_unique<HostProcess>(controller_config(), std::vector<std::string>{}, net_.control_ns(),
+                                              dir_.file("ctl/state"));
+  EXPECT_TRUE(controller_->wait_ready()) << controller_->log();
+}
+
+void Cluster::set_storage_ok(int i, bool ok) {
+  if (ok)
+    dir_.write(node(i) + "/storage-ok", "");
+  else
+    std::filesystem::remove(storage_marker(i));
+}
+
+void Cluster::expect_invariants(const std::map<std::string, std::string>& allowed_missing) {
+  monitor_->stop();
+  EXPECT_EQ(monitor_->violations_text(), "") << "one and only one running copy of a VM, ever";
+  monitor_->expect_all_running(all_guests(), allowed_missing);
+  // Records agree with libvirt: each running guest's record names the node that runs it (records
+  // follow libvirt within a few syncs).
+  std::map<std::string, std::string> runs_on;
+  for (int i = 1; i <= options_.nodes; ++i)
+    if (libvirtd(i).running())
+      for (const auto& d : libvirtd(i).domains())
+        if (d.state == "running") runs_on[d.uuid] = node(i);
+  for (const auto& uuid : all_guests()) {
+    if (!runs_on.count(uuid)) continue;
+    EXPECT_TRUE(wait_until([&] { return vm_node(uuid) == runs_on[uuid]; }, 15s))
+        << "the record of " << uuid << " names " << vm_node(uuid) << ", libvirt runs it on " << runs_on[uuid] << ": "
+        << record("vms", uuid).dump();
+  }
+}
+
+std::string Cluster::logs() const {
+  std::string out;
+  auto add = [&](const std::string& name, const std::string& text) {
+    std::string t = text.size() > 20000 ? "...\n" + text.substr(text.size() - 20000) : text;
+    out += "---------- " + name + " ----------\n" + t + "\n";
+  };
+  for (const auto& old : old_hosts_) add("earlier host " + old->config_path(), old->log());
+  if (controller_) add("controller", controller_->log());
+  for (int i = 1; i <= static_cast<int>(agents_.size()); ++i)
+    if (agents_[i - 1]) add(node(i) + " agent", agents_[i - 1]->log());
+  if (alerts_) add("webhook", alerts_->webhook().text());
+  return out;
+}
+
+}  // namespace nodeha::test

@@ -1,0 +1,146 @@
+// The failure-scenario test cluster (issue 7): a whole nodeha installation on real parts inside
+// network namespaces, built and torn down by one object per test.
+//
+//   control-plane namespace   nats-server (JetStream) on 10.88.1.254:4222, the controller
+//                             (heartbeat 1 s / 3 misses, scheduler, vms, tasks, migrate, drain,
+//                             rebuild), Prometheus + Alertmanager with the shipped rules and a
+//                             webhook receiver (tests/support/alert_stack.h)
+//   node-i namespace          an isolated libvirtd (QEMU, TCP on 16509 for its peers) with tiny
+//                             diskless guests, and node-i's agent (heartbeat 1 s, netcheck 1 s on
+//                             biz0, vms, migrate, file_check "storage")
+//   networks                  management 10.88.1.0/24 (NATS, libvirt, migrations by default)
+//                             and business 10.88.2.0/24 (what netcheck watches); one call cuts a
+//                             node's link on either or both (tests/support/netns.h)
+//
+// An InvariantMonitor samples every node's libvirt (over unix sockets, so cuts do not blind it)
+// from start() to the end of the test. The test thread talks to NATS from the control plane as
+// the operator's CLI does: `cli(...)` runs `nodeha --json ...` there; `local(i, ...)` runs
+// `nodeha local ...` on node i. Every process, namespace and mount is gone after the destructor.
+//
+// Thread contract: one test thread; the event recorder and the monitor have threads of their own
+// and are safe to read from the test thread.
+#pragma once
+
+#include "alert_stack.h"
+#include "bus.h"
+#include "cli_run.h"
+#include "host_process.h"
+#include "invariant.h"
+#include "libvirtd.h"
+#include "nats_server.h"
+#include "netns.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace nodeha::test {
+
+struct ClusterOptions {
+  int nodes = 3;
+  // Guests per node at the start, by node number (1-based); every guest is 64 MiB.
+  std::map<int, int> guests = {{1, 2}};
+  bool alerting = true;  // Prometheus + Alertmanager + webhook receiver
+  std::string migrate_extra;  // more keys for every agent's migrate plugin table
+};
+
+class Cluster {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Event {
+    Clock::time_point at;
+    std::string subject;
+    nlohmann::json body;
+  };
+
+  explicit Cluster(ClusterOptions options = {});
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Builds everything and waits until every node is `normal` and every guest has a record on its
+  // node; fatal test failures (ASSERT) when a part does not come up. Call from SetUp or the test.
+  void start();
+
+  int nodes() const { return options_.nodes; }
+  static std::string node(int i) { return "node-" + std::to_string(i); }
+  TestNetwork& net() { return net_; }
+  NatsServer& nats() { return *nats_; }
+  Libvirtd& libvirtd(int i) const { return *daemons_.at(i - 1); }
+  HostProcess* agent(int i) { return agents_.at(i - 1).get(); }
+  HostProcess* controller() { return controller_.get(); }
+  AlertStack& alerts() { return *alerts_; }
+  InvariantMonitor& monitor() { return *monitor_; }
+  // The guests started on node i at the start (uuids), and all of them.
+  const std::vector<std::string>& guests_of(int i) const { return guests_.at(i); }
+  std::set<std::string> all_guests() const;
+
+  // ---- the operator's view
+  // `nodeha --server <nats> --json args...` in the control plane.
+  CliRun cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 180s);
+  // `nodeha --socket <agent's local.sock> --json local args...` on node i.
+  CliRun local(int i, const std::vector<std::string>& args, std::chrono::milliseconds timeout = 180s);
+  // A record from the KV store ({} when absent or unreadable).
+  nlohmann::json record(const std::string& bucket, const std::string& key);
+  std::string monitor_state(int i) { return record("nodes", node(i)).value("monitor", ""); }
+  std::string vm_node(const std::string& uuid) { return record("vms", uuid).value("node", ""); }
+  // Waits until node i's record shows monitor `state`; the time it took, or nullopt.
+  std::optional<std::chrono::milliseconds> wait_monitor(int i, const std::string& state, std::chrono::milliseconds timeout);
+  // Waits until task `id` is finished (succeeded, failed, partial, cancelled); its record.
+  nlohmann::json wait_task(const std::string& id, std::chrono::milliseconds timeout = 180s);
+  // Every event recorded so far on <prefix>.evt.> whose subject starts with `prefix`.
+  std::vector<Event> events(const std::string& subject_prefix = "nodeha.evt.") const;
+  // The node's `monitor` events as "from->to" strings, in order.
+  std::vector<std::string> monitor_changes(int i) const;
+
+  // ---- failures
+  // Power loss: every process in node i's namespace (agent, libvirtd, QEMU) killed, both links cut.
+  void power_off(int i);
+  // Links back, libvirtd and the agent started again (a reboot: guests are defined, shut off).
+  void power_on(int i);
+  void kill_agent(int i);   // SIGKILL, as a crash
+  void start_agent(int i);  // as systemd would restart it
+  void kill_controller();
+  void start_controller();
+  // Node i's "storage" health check (file_check) passes or fails from its next round on.
+  void set_storage_ok(int i, bool ok);
+
+  // ---- the end of a test
+  // Stops the monitor and checks the invariants: no violation, every guest of the start runs on
+  // exactly one node unless `allowed_missing` says why not, and every record names the node that
+  // runs the VM. Non-fatal failures.
+  void expect_invariants(const std::map<std::string, std::string>& allowed_missing = {});
+  // Logs of every part, for a failing test.
+  std::string logs() const;
+
+  static constexpr int kMetricsPort = 9464;
+  std::string agent_metrics(int i) const;  // host:port on the management network
+
+ private:
+  std::string controller_config() const;
+  std::string agent_config(int i) const;
+  std::string storage_marker(int i) const;
+
+  ClusterOptions options_;
+  TempDir dir_;  // first: removed last
+  TestNetwork net_;
+  std::unique_ptr<NatsServer> nats_;
+  std::vector<std::unique_ptr<Libvirtd>> daemons_;
+  std::map<int, std::vector<std::string>> guests_;
+  std::unique_ptr<HostProcess> controller_;
+  std::vector<std::unique_ptr<HostProcess>> agents_;
+  std::vector<std::unique_ptr<HostProcess>> old_hosts_;  // dead incarnations, kept for their logs
+  std::unique_ptr<AlertStack> alerts_;
+  std::unique_ptr<InvariantMonitor> monitor_;
+  std::unique_ptr<host::Bus> bus_;
+  mutable std::mutex events_mu_;
+  std::vector<Event> events_;
+};
+
+}  // namespace nodeha::test

@@ -1,0 +1,480 @@
+// The seeds' failure scenarios, played on real parts (issue 7; docs/operations.md, "Failure
+// scenarios, step by step", is the operator's side of each). Every test builds a Cluster
+// (cluster.h): nats-server, a controller, Prometheus, Alertmanager and a webhook receiver in a
+// control-plane namespace; three nodes, each a namespace with an isolated libvirtd, tiny QEMU
+// guests and an agent; a management and a business network between them. The operator acts as
+// an operator does: `nodeha` in the control plane, `nodeha local` on the node. The invariant
+// monitor watches every node's libvirt for the whole test.
+//
+// Each test prints its figures as `[ figure   ] <scenario>: <what> <seconds> s` (detection,
+// alarm delivery, migration, rebuild); docs/performance.md quotes them.
+#include "cluster.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class Scenario : public ::testing::Test {
+ protected:
+  void start(ClusterOptions options = {}) {
+    cluster_ = std::make_unique<Cluster>(std::move(options));
+    ASSERT_NO_FATAL_FAILURE(cluster_->start());
+  }
+  void TearDown() override {
+    if (!cluster_) return;
+    if (HasFailure()) std::printf("%s\n", cluster_->logs().c_str());
+    // Nothing of the cluster outlives it, also after a failure: no namespace, no guest process.
+    std::string tag = cluster_->net().tag();
+    auto guests = cluster_->all_guests();
+    cluster_.reset();
+    for (const auto& entry : std::filesystem::directory_iterator("/run/netns"))
+      EXPECT_EQ(entry.path().filename().string().find(tag), std::string::npos) << "left behind: " << entry.path();
+    for (const auto& uuid : guests) EXPECT_THAT(Libvirtd::processes_with(uuid), IsEmpty()) << "a QEMU of " << uuid << " survived";
+  }
+  Cluster& c() { return *cluster_; }
+
+  void figure(const std::string& what, double seconds) {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::printf("[ figure   ] %s: %s %.2f s\n", name.c_str(), what.c_str(), seconds);
+    RecordProperty(what, std::to_string(seconds));
+  }
+
+  // Waits until the webhook got `alertname` for node i with `status`; the time from `since` to
+  // its delivery, or a test failure.
+  std::optional<double> delivered(const std::string& status, const std::string& alertname, int i,
+                                  Clock::time_point since, std::chrono::milliseconds timeout = 60s) {
+    std::optional<WebhookReceiver::Delivery> d;
+    wait_until([&] { return (d = c().alerts().webhook().find(status, alertname, Cluster::node(i))).has_value(); },
+               timeout);
+    EXPECT_TRUE(d) << "no " << status << " " << alertname << " for " << Cluster::node(i) << " within "
+                   << timeout.count() << " ms; webhook got:\n" << c().alerts().webhook().text();
+    if (!d) return std::nullopt;
+    return std::chrono::duration<double>(d->at - since).count();
+  }
+
+  // Waits until node i is `state`, printing how long that took from `since` as `what`.
+  void expect_monitor(int i, const std::string& state, Clock::time_point since, const std::string& what,
+                      std::chrono::milliseconds timeout = 20s) {
+    auto took = c().wait_monitor(i, state, timeout);
+    ASSERT_TRUE(took) << Cluster::node(i) << " is " << c().monitor_state(i) << ", not " << state << ": "
+                      << c().record("nodes", Cluster::node(i)).dump();
+    if (!what.empty()) figure(what, seconds_since(since));
+  }
+
+  // Node i is `unreachable` (the detection figure, from `since`) and NodehaNodeUnreachable
+  // reached the webhook (the alarm delivery figure).
+  void expect_lost(int i, Clock::time_point since) {
+    ASSERT_NO_FATAL_FAILURE(expect_monitor(i, "unreachable", since, "detection"));
+    if (auto fired = delivered("firing", "NodehaNodeUnreachable", i, since)) figure("alarm delivery", *fired);
+  }
+  // `alertname` for node i resolved at the webhook (the alarm resolution figure, from `since`).
+  void expect_resolved(const std::string& alertname, int i, Clock::time_point since) {
+    if (auto resolved = delivered("resolved", alertname, i, since)) figure("alarm resolution", *resolved);
+  }
+  // Whether an event `event` of VM `uuid` was published.
+  bool vm_event(const std::string& uuid, const std::string& event) {
+    for (const auto& e : c().events("nodeha.evt.vm." + uuid))
+      if (e.subject == "nodeha.evt.vm." + uuid && e.body.value("event", "") == event) return true;
+    return false;
+  }
+
+  // `nodeha <args> --yes` that follows its task to the end: the final task record.
+  json operate(const std::vector<std::string>& args) {
+    std::vector<std::string> a = args;
+    a.push_back("--yes");
+    auto r = c().cli(a);
+    EXPECT_EQ(r.status, 0) << "nodeha " << ::testing::PrintToString(args) << ": " << r.out << r.err;
+    auto doc = r.doc();
+    return doc.is_object() && doc.contains("final") ? doc["final"] : doc;
+  }
+  // `nodeha <args> --yes --no-wait`: the task id.
+  std::string begin(const std::vector<std::string>& args) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), {"--yes", "--no-wait"});
+    auto r = c().cli(a);
+    EXPECT_EQ(r.status, 0) << "nodeha " << ::testing::PrintToString(args) << ": " << r.out << r.err;
+    auto doc = r.doc();
+    return doc.is_object() ? doc.value("task", "") : "";
+  }
+
+  // Every guest of node `from` runs on another node now, and moved live (never stopped longer
+  // than a switch-over).
+  void expect_moved_live(int from) {
+    for (const auto& uuid : c().guests_of(from)) {
+      auto on = c().monitor().running_on(uuid);
+      ASSERT_EQ(on.size(), 1u) << uuid << ": " << c().monitor().timeline_text(uuid);
+      EXPECT_NE(on[0], Cluster::node(from)) << uuid;
+      EXPECT_LT(c().monitor().longest_gap(uuid).count(), 1500) << "not live: " << c().monitor().timeline_text(uuid);
+    }
+  }
+
+  // Node i's guests run elsewhere, each on one node, and never ran on node i again once they had
+  // stopped there (a stale copy is removed, never started).
+  void expect_never_back_on(int i) {
+    const std::string n = Cluster::node(i);
+    for (const auto& uuid : c().guests_of(i)) {
+      auto on = c().monitor().running_on(uuid);
+      ASSERT_EQ(on.size(), 1u) << uuid << ": " << c().monitor().timeline_text(uuid);
+      EXPECT_NE(on[0], n) << uuid;
+      bool left = false;
+      for (const auto& change : c().monitor().timeline(uuid)) {
+        bool there = std::find(change.nodes.begin(), change.nodes.end(), n) != change.nodes.end();
+        EXPECT_FALSE(left && there) << uuid << " ran on " << n << " again: " << c().monitor().timeline_text(uuid);
+        left = left || !there;
+      }
+    }
+  }
+
+  // The number of tasks the controller has, of any kind.
+  size_t task_count() {
+    auto r = c().cli({"task", "list"});
+    auto doc = r.doc();
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    return doc.is_object() && doc["tasks"].is_array() ? doc["tasks"].size() : 0;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+};
+
+// 2. The agent process dies and comes back: the guests run on untouched, nothing moves.
+TEST_F(Scenario, AgentCrash) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  // Restarted at once, as systemd's Restart=always does: the node never stops being normal.
+  c().kill_agent(1);
+  c().start_agent(1);
+  ASSERT_TRUE(c().wait_monitor(1, "normal", 10s));
+  // Down for longer than the detection window (a crash loop, a slow restart): unreachable and
+  // paged, and still nothing is done to its guests.
+  auto killed = Clock::now();
+  c().kill_agent(1);
+  ASSERT_NO_FATAL_FAILURE(expect_lost(1, killed));
+  auto back = Clock::now();
+  c().start_agent(1);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", back, "back to normal"));
+  expect_resolved("NodehaNodeUnreachable", 1, back);
+
+  EXPECT_EQ(c().monitor_changes(1), (std::vector<std::string>{"normal->unreachable", "unreachable->normal"}));
+  EXPECT_EQ(task_count(), 0u) << "nothing is done to a node whose agent is gone";
+  for (const auto& uuid : c().guests_of(1)) {
+    EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{"node-1"}) << uuid;
+    EXPECT_EQ(c().monitor().longest_gap(uuid).count(), 0) << "the guest stopped: " << c().monitor().timeline_text(uuid);
+    EXPECT_EQ(c().record("vms", uuid)["generation"], 1) << c().record("vms", uuid);
+  }
+  c().expect_invariants();
+}
+
+
+// 3. A health check fails on node-1 (its "storage" file_check): the node is `error` and pages;
+// the operator moves its guests away live with the controller.
+TEST_F(Scenario, NonCriticalFailure) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto failed = Clock::now();
+  c().set_storage_ok(1, false);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "error", failed, "detection"));
+  EXPECT_THAT(c().record("nodes", Cluster::node(1)).value("reason", ""), HasSubstr("storage"));
+  // NodehaNodeError waits 30 s (`for`) so that a check that recovers at once does not page.
+  auto fired = delivered("firing", "NodehaNodeError", 1, failed, 60s);
+  if (fired) figure("alarm delivery", *fired);
+  EXPECT_EQ(c().monitor_changes(1), std::vector<std::string>{"normal->error"});
+
+  auto moving = Clock::now();
+  auto task = operate({"node", "migrate", Cluster::node(1)});
+  figure("migration of 2 guests", seconds_since(moving));
+  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  EXPECT_EQ(task.value("kind", ""), "migrate");
+  ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+  for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().record("vms", uuid)["generation"], 2);
+
+  auto repaired = Clock::now();
+  c().set_storage_ok(1, true);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", repaired, ""));
+  c().expect_invariants();
+}
+
+// 5. node-1's business link goes down, management stays up: `error` within the netcheck window,
+// NodehaBusinessNetworkDown; the controller moves the guests over the management network.
+TEST_F(Scenario, BusinessNetworkDown) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut(1, Network::kBusiness)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "error", cut, "detection"));
+  EXPECT_THAT(c().record("nodes", Cluster::node(1)).value("reason", ""), HasSubstr("biz0"));
+  auto fired = delivered("firing", "NodehaBusinessNetworkDown", 1, cut);
+  if (fired) figure("alarm delivery", *fired);
+
+  auto moving = Clock::now();
+  auto task = operate({"node", "migrate", Cluster::node(1)});
+  figure("migration of 2 guests", seconds_since(moving));
+  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  EXPECT_EQ(task["params"].value("network", ""), "management") << task.dump(2);
+  ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+
+  auto restored = Clock::now();
+  ASSERT_TRUE(c().net().restore(1, Network::kBusiness)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", restored, ""));
+  expect_resolved("NodehaBusinessNetworkDown", 1, restored);
+  EXPECT_EQ(c().monitor_changes(1), (std::vector<std::string>{"normal->error", "error->normal"}));
+  c().expect_invariants();
+}
+
+// 7. Planned maintenance, Ganeti's flow: disable, migrate all, the node is empty, enable; new
+// placements may use it again.
+TEST_F(Scenario, PlannedMaintenance) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}, {2, 1}}}));
+  // Where would node-2's guest go? node-1 is the emptiest... until it is disabled.
+  auto target_of_node2 = [&] {
+    auto r = c().cli({"node", "migrate", Cluster::node(2), "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    std::vector<std::string> targets;
+    auto doc = r.doc();
+    for (const auto& p : doc.value("plan", json::array())) targets.push_back(p.value("target", ""));
+    return targets;
+  };
+  auto r = c().cli({"node", "disable", Cluster::node(1), "--yes"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "disabled");
+  EXPECT_THAT(target_of_node2(), Not(Contains(Cluster::node(1)))) << "a disabled node takes no new VMs";
+  for (const auto& uuid : c().guests_of(1))
+    EXPECT_EQ(c().libvirtd(1).domain_state(uuid), "running") << "disabling keeps what runs";
+
+  auto moving = Clock::now();
+  auto task = operate({"node", "migrate", Cluster::node(1)});
+  figure("migration of 2 guests", seconds_since(moving));
+  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+  // Empty: by the records and by libvirt.
+  auto list = c().cli({"vm", "list", "--node", Cluster::node(1)});
+  ASSERT_EQ(list.status, 0) << list.out << list.err;
+  EXPECT_THAT(list.doc().value("vms", json::array()), IsEmpty()) << list.out;
+  for (const auto& d : c().libvirtd(1).domains()) ADD_FAILURE() << "still on node-1: " << d.name << " " << d.state;
+
+  r = c().cli({"node", "enable", Cluster::node(1)});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "enabled");
+  EXPECT_THAT(target_of_node2(), Contains(Cluster::node(1))) << "an enabled, empty node takes new VMs again";
+  EXPECT_THAT(c().monitor_changes(1), IsEmpty()) << "maintenance is not a failure";
+  c().expect_invariants();
+}
+
+// 1a. node-1 loses power (agent, libvirtd and guests killed, links cut) and comes back: its
+// guests start again by themselves, the node is normal, nothing ran elsewhere meanwhile.
+TEST_F(Scenario, NodeDownAndBack) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto lost = Clock::now();
+  c().power_off(1);
+  ASSERT_NO_FATAL_FAILURE(expect_lost(1, lost));
+  EXPECT_EQ(task_count(), 0u) << "nothing is evacuated without the operator";
+
+  auto booted = Clock::now();
+  c().power_on(1);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", booted, "back to normal"));
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& uuid : c().guests_of(1))
+      if (c().monitor().running_on(uuid) != std::vector<std::string>{"node-1"}) return false;
+    return true;
+  }, 60s)) << "the guests did not start again on node-1";
+  figure("guests running again", seconds_since(booted));
+  for (const auto& uuid : c().guests_of(1)) {
+    EXPECT_EQ(c().record("vms", uuid)["node"], "node-1");
+    EXPECT_TRUE(vm_event(uuid, "restarted")) << "no `restarted` event for " << uuid;
+  }
+  expect_resolved("NodehaNodeUnreachable", 1, booted);
+  EXPECT_EQ(c().monitor_changes(1), (std::vector<std::string>{"normal->unreachable", "unreachable->normal"}));
+  c().expect_invariants();
+}
+
+// 1b. node-1 loses power and will not be back soon: the operator drains it and rebuilds its
+// guests elsewhere; when it does come back, its stale copies are removed and never started.
+TEST_F(Scenario, NodeDownDrainAndRebuild) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto lost = Clock::now();
+  c().power_off(1);
+  ASSERT_NO_FATAL_FAILURE(expect_lost(1, lost));
+
+  std::string drain = begin({"node", "drain", Cluster::node(1)});
+  ASSERT_FALSE(drain.empty());
+  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "drained");
+  auto rebuilding = Clock::now();
+  auto task = operate({"node", "rebuild", Cluster::node(1)});
+  figure("rebuild of 2 guests", seconds_since(rebuilding));
+  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& uuid : c().guests_of(1)) {
+      auto on = c().monitor().running_on(uuid);
+      if (on.size() != 1 || on[0] == "node-1") return false;
+    }
+    return true;
+  }, 30s));
+  for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().record("vms", uuid)["generation"], 2);
+  // A drained, unreachable node does not page: it is out of service.
+  EXPECT_TRUE(delivered("resolved", "NodehaNodeUnreachable", 1, rebuilding));
+
+  auto booted = Clock::now();
+  c().power_on(1);
+  ASSERT_TRUE(wait_until([&] { return c().libvirtd(1).domains().empty(); }, 60s))
+      << "node-1 kept its stale copies";
+  figure("stale copies removed after the agent started", seconds_since(booted));
+  auto drained = c().wait_task(drain, 60s);
+  EXPECT_EQ(drained.value("state", ""), "succeeded") << drained.dump(2);
+  for (const auto& uuid : c().guests_of(1))
+    EXPECT_TRUE(vm_event(uuid, "stale_copy_removed")) << "no stale_copy_removed event for " << uuid;
+  ASSERT_NO_FATAL_FAILURE(expect_never_back_on(1));
+  c().expect_invariants();
+}
+
+// 4. node-1's management link goes down, business stays up: unreachable for the controller. On
+// the node the operator moves the guests live over the business network with `nodeha local
+// migrate`; when management is back the records follow with no operator action.
+TEST_F(Scenario, ManagementNetworkDown) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut(1, Network::kManagement)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_lost(1, cut));
+
+  const std::string dest = c().net().node_address(2, Network::kBusiness);
+  const std::string iface = TestNetwork::interface(Network::kBusiness);
+  auto plan = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all"});
+  EXPECT_EQ(plan.status, 0) << plan.out << plan.err;
+  for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().libvirtd(1).domain_state(uuid), "running") << "a plan moves nothing";
+  auto moving = Clock::now();
+  auto r = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all", "--confirm"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  figure("local migration of 2 guests", seconds_since(moving));
+  ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+  for (const auto& uuid : c().guests_of(1))
+    EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{"node-2"}) << uuid;
+  std::string id = r.doc().value("task", "");
+  ASSERT_FALSE(id.empty()) << r.out;
+
+  auto restored = Clock::now();
+  ASSERT_TRUE(c().net().restore(1, Network::kManagement)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", restored, "back to normal"));
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& uuid : c().guests_of(1))
+      if (c().vm_node(uuid) != "node-2") return false;
+    return c().record("tasks", id).value("kind", "") == "local-migrate";
+  }, 30s)) << c().record("tasks", id).dump(2);
+  figure("records caught up after management returned", seconds_since(restored));
+  EXPECT_EQ(c().record("tasks", id).value("state", ""), "succeeded") << c().record("tasks", id).dump(2);
+  EXPECT_EQ(c().record("tasks", id).value("node", ""), "node-1");
+  expect_resolved("NodehaNodeUnreachable", 1, restored);
+  c().expect_invariants();
+}
+
+// 6. Both of node-1's links go down while it runs: on its console the operator stops its guests
+// (`nodeha local drain`); at the controller they drain the node and rebuild the guests elsewhere.
+// When the links return, nothing runs twice and the stale copies are gone.
+TEST_F(Scenario, BothNetworksDown) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut_all(1)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_lost(1, cut));
+
+  auto stopping = Clock::now();
+  auto local = c().local(1, {"drain", "--confirm"});
+  ASSERT_EQ(local.status, 0) << local.out << local.err;
+  figure("local drain of 2 guests", seconds_since(stopping));
+  for (const auto& uuid : c().guests_of(1)) EXPECT_NE(c().libvirtd(1).domain_state(uuid), "running") << uuid;
+  std::string journal = local.doc().value("task", "");
+
+  std::string drain = begin({"node", "drain", Cluster::node(1)});
+  ASSERT_FALSE(drain.empty());
+  auto rebuilding = Clock::now();
+  auto task = operate({"node", "rebuild", Cluster::node(1)});
+  figure("rebuild of 2 guests", seconds_since(rebuilding));
+  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+
+  auto restored = Clock::now();
+  ASSERT_TRUE(c().net().restore_all(1)) << c().net().error();
+  ASSERT_TRUE(wait_until([&] { return c().libvirtd(1).domains().empty(); }, 60s)) << "node-1 kept its stale copies";
+  figure("stale copies removed after the links returned", seconds_since(restored));
+  auto drained = c().wait_task(drain, 60s);
+  EXPECT_EQ(drained.value("state", ""), "succeeded") << drained.dump(2);
+  if (!journal.empty()) {
+    EXPECT_TRUE(wait_until([&] { return c().record("tasks", journal).value("kind", "") == "local-drain"; }, 30s))
+        << "the node's journal was not reported: " << c().record("tasks", journal).dump(2);
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_never_back_on(1));
+  c().expect_invariants();
+}
+
+// 8a. The controller dies in the middle of a rebuild and comes back: the task ends (here: it
+// finishes), every guest runs once.
+TEST_F(Scenario, ControllerRestartDuringRebuild) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}}}));
+  c().power_off(1);
+  ASSERT_TRUE(c().wait_monitor(1, "unreachable", 20s));
+  ASSERT_FALSE(begin({"node", "drain", Cluster::node(1)}).empty());
+  auto rebuilding = Clock::now();
+  std::string id = begin({"node", "rebuild", Cluster::node(1)});
+  ASSERT_FALSE(id.empty());
+  // Killed once the first step is under way (or done), before the last one is done.
+  auto count = [&](const json& t, const std::string& state) {
+    int n = 0;
+    for (const auto& s : t.value("steps", json::array())) n += s.value("state", "") == state;
+    return n;
+  };
+  json t;
+  ASSERT_TRUE(wait_until([&] {
+    t = c().record("tasks", id);
+    return count(t, "running") + count(t, "succeeded") > 0;
+  }, 30s)) << t.dump(2);
+  c().kill_controller();
+  t = c().record("tasks", id);
+  std::printf("controller killed with the rebuild %s: %d of 4 steps running, %d done\n", t.value("state", "?").c_str(),
+              count(t, "running"), count(t, "succeeded"));
+  ASSERT_LT(count(t, "succeeded"), 4) << "the rebuild ended before the controller was killed: " << t.dump(2);
+  c().start_controller();
+  auto final = c().wait_task(id, 120s);
+  figure("rebuild of 4 guests across a controller restart", seconds_since(rebuilding));
+  EXPECT_EQ(final.value("state", ""), "succeeded") << final.dump(2);
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& uuid : c().guests_of(1))
+      if (c().monitor().running_on(uuid).size() != 1) return false;
+    return true;
+  }, 30s));
+  for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().record("vms", uuid)["generation"], 2) << c().record("vms", uuid);
+  c().expect_invariants();
+}
+
+// 8b. nats-server restarts in the middle of a node migration: the task ends, nothing is lost or
+// doubled. Migrations are slowed (bandwidth limit) so that the restart falls inside one.
+TEST_F(Scenario, NatsRestartDuringMigration) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}}, .alerting = false,
+                                               .migrate_extra = "bandwidth_mib = 2\n"}));
+  auto moving = Clock::now();
+  std::string id = begin({"node", "migrate", Cluster::node(1)});
+  ASSERT_FALSE(id.empty());
+  // Inside a migration: a guest is paused on its destination (the incoming copy).
+  ASSERT_TRUE(wait_until([&] {
+    for (int i = 2; i <= 3; ++i)
+      for (const auto& d : c().libvirtd(i).domains())
+        if (d.state == "paused") return true;
+    return false;
+  }, 30s)) << c().record("tasks", id).dump(2);
+  c().nats().stop();
+  c().nats().start();
+  auto final = c().wait_task(id, 180s);
+  figure("migration of 2 guests across a nats-server restart", seconds_since(moving));
+  EXPECT_EQ(final.value("state", ""), "succeeded") << final.dump(2);
+  ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+  c().expect_invariants();
+}
+
+}  // namespace
+}  // namespace nodeha::test
