@@ -214,6 +214,8 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
   if (st) st = check(natsOptions_SetMaxReconnect(o, -1), "max reconnect");
   if (st) st = check(natsOptions_SetReconnectWait(o, settings.reconnect_wait_ms), "reconnect wait");
   if (st) st = check(natsOptions_SetTimeout(o, settings.connect_timeout_ms), "connect timeout");
+  if (st) st = check(natsOptions_SetPingInterval(o, settings.ping_interval_ms), "ping interval");
+  if (st) st = check(natsOptions_SetMaxPingsOut(o, 2), "max pings out");
   if (st) st = check(natsOptions_SetReconnectBufSize(o, static_cast<int>(settings.reconnect_buffer_bytes)), "reconnect buffer");
   // One shared delivery thread instead of one per subscription: fewer threads, fewer wake-ups.
   if (st) st = check(natsOptions_UseGlobalMessageDelivery(o, true), "global delivery");

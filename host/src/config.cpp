@@ -40,6 +40,8 @@ const std::vector<KeyDecl>& nats_keys() {
       {"kv_history", NODEHA_CONFIG_INTEGER, "5", "", "revisions kept per key"},
       {"reconnect_wait", NODEHA_CONFIG_DURATION, "\"1s\"", "", "pause between reconnect attempts"},
       {"connect_timeout", NODEHA_CONFIG_DURATION, "\"2s\"", "", "timeout of one connect attempt"},
+      {"ping_interval", NODEHA_CONFIG_DURATION, "\"10s\"", "",
+       "client pings; a connection that misses 2 answers is dropped and made again"},
       {"reconnect_buffer", NODEHA_CONFIG_INTEGER, "8388608", "bytes", "publishes buffered while disconnected"},
   };
   return k;
@@ -377,6 +379,7 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
   h.nats.kv_history = nj["kv_history"];
   h.nats.reconnect_wait_ms = nj["reconnect_wait"];
   h.nats.connect_timeout_ms = nj["connect_timeout"];
+  h.nats.ping_interval_ms = nj["ping_interval"];
   h.nats.reconnect_buffer_bytes = nj["reconnect_buffer"];
   h.metrics_listen = ms.value()["listen"];
   h.libvirt_uri = ls.value()["uri"];

@@ -186,7 +186,7 @@ Status Host::reload() {
   auto host_sections = [](const HostConfig& c) {
     return std::tie(c.node_id, c.role, c.state_dir, c.local_socket, c.log_level, c.workers, c.nats.servers,
                     c.nats.credentials, c.nats.tls_ca, c.nats.tls_cert, c.nats.tls_key, c.nats.prefix, c.nats.kv_replicas,
-                    c.nats.kv_history, c.nats.reconnect_wait_ms, c.nats.connect_timeout_ms, c.nats.reconnect_buffer_bytes,
+                    c.nats.kv_history, c.nats.reconnect_wait_ms, c.nats.connect_timeout_ms, c.nats.ping_interval_ms, c.nats.reconnect_buffer_bytes,
                     c.metrics_listen, c.libvirt_uri);
   };
   if (host_sections(next) != host_sections(now))

@@ -59,7 +59,7 @@ std::string Cluster::agent_config(int i) const {
   const std::string biz = net_.node_address(i, Network::kBusiness);
   const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz + "\" }\n";
   return "[host]\nrole = \"agent\"\nnode_id = \"" + node(i) + "\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\nping_interval = \"1s\"\n"
          "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"
          "[libvirt]\nuri = \"" + libvirtd(i).uri() + "\"\n"
          "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n" + addresses +
