@@ -11,7 +11,7 @@ namespace nodeha::migrate {
 
 namespace {
 
-constexpr Millis kReportRetry{10000};  // journal entries that met a bus down are tried again this often
+constexpr Millis kReportRetry{2000};  // journal entries that met a bus down are tried again this often
 
 const char* const kResults[] = {"succeeded", "failed", "timeout", "stalled", "aborted", "refused"};
 

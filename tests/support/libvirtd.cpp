@@ -201,6 +201,17 @@ void Libvirtd::kill() {
   proc_->wait_exit(5s);
 }
 
+bool Libvirtd::probe_qemu(std::string* error) const {
+  Conn conn(uri_);
+  char* caps = conn ? virConnectGetDomainCapabilities(conn.c, "/usr/bin/qemu-system-x86_64", "x86_64", "pc",
+                                                      access("/dev/kvm", R_OK | W_OK) == 0 ? "kvm" : "qemu", 0)
+                    : nullptr;
+  bool ok = caps != nullptr;
+  if (!ok && error) *error = "domain capabilities of " + uri_ + ": " + last_error();
+  free(caps);
+  return ok;
+}
+
 bool Libvirtd::define_and_start(const std::string& name, const std::string& uuid, int memory_mib, std::string* error) {
   auto fail = [&](const std::string& what) {
     if (error) *error = what + ": " + last_error();

@@ -63,6 +63,11 @@ class Libvirtd {
   // Whether virConnectOpen(uri()) works and the connection answers now.
   bool answers() const;
 
+  // Asks for the domain capabilities of the guests' QEMU, which libvirtd probes once, on first
+  // use (seconds): a test that times a define, a start or an incoming migration calls it first.
+  // False with the libvirt error in `error`.
+  bool probe_qemu(std::string* error = nullptr) const;
+
   // Defines and starts a diskless guest; false (with the libvirt error in `error`) on failure.
   bool define_and_start(const std::string& name, const std::string& uuid, int memory_mib = 64,
                         std::string* error = nullptr);
