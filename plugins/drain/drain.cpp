@@ -124,22 +124,23 @@ class DrainPlugin : public Plugin {
       auto j = nlohmann::json::parse(rec->value, nullptr, false);
       if (j.is_object() && j.value("node", "") != node) return StepResult::ok();  // rebuilt elsewhere: not ours to stop
     }
-    // While the controller sees the node unreachable, asking its agent would only wait for a
-    // timeout (a dead host's subscriptions outlive it on the server for minutes): wait unlocked.
+    // Why the agent cannot confirm the stop now. While the controller sees the node unreachable,
+    // asking would only wait for a timeout (a dead host's subscriptions outlive it on the server
+    // for minutes).
+    std::string waiting;
     nlohmann::json node_record;
     if (!tasks::read_node(host(), node, &node_record) && node_record.value("monitor", "") == "unreachable") {
-      (void)tasks::unlock_node(host(), node, task["id"]);
-      return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + node + " is unreachable");
+      waiting = node + " is unreachable";
+    } else {
+      nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
+      auto r = tasks::call(host(), host().subject("agent." + node + ".vm.stop"), body, stop_timeout_ + Millis(30000));
+      if (r.ok || r.code == tasks::kUnknownVm) return StepResult::ok();  // stopped, or not on the node at all
+      if (!r.unreachable) return StepResult::failed(r.code + ": " + r.message);
+      waiting = r.message;
     }
-    nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
-    auto r = tasks::call(host(), host().subject("agent." + node + ".vm.stop"), body, stop_timeout_ + Millis(30000));
-    if (r.ok || r.code == tasks::kUnknownVm) return StepResult::ok();  // stopped, or not on the node at all
-    if (r.unreachable) {
-      // Waiting for the agent must not keep the node locked: a rebuild may come first.
-      (void)tasks::unlock_node(host(), node, task["id"]);
-      return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + r.message);
-    }
-    return StepResult::failed(r.code + ": " + r.message);
+    // Waiting for the agent must not keep the node locked: a rebuild may come first.
+    (void)tasks::unlock_node(host(), node, task["id"]);
+    return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + waiting);
   }
 
   Millis stop_timeout_;

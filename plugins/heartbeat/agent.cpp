@@ -75,14 +75,9 @@ Status AgentSide::start() {
   sent_ = host_.counter("nodeha_heartbeats_sent_total", "heartbeats published by this agent");
   std::string node = host_.node_id();
   auto checks = host_.subscribe(host_.subject("check." + node + ".*"), [this](const Message& m) {
-    auto j = nlohmann::json::parse(m.data, nullptr, false);
-    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("ok") || !j["ok"].is_boolean()) {
-      host_.warn("ignored a malformed check verdict on " + m.subject);
-      return;
-    }
-    std::string name = j["name"];
-    int64_t at = j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0;
-    checks_[name] = Check{name, j["ok"].get<bool>(), j.value("detail", std::string()), at};
+    auto verdict = decode_check_message(m.data);
+    if (!verdict) return host_.warn("ignored a malformed check verdict on " + m.subject);
+    checks_[verdict->check.name] = verdict->check;
   });
   if (!checks) return checks.status();
   auto ping = host_.subscribe(host_.subject("agent." + node + ".ping"), [this, node](const Message& m) {

@@ -113,15 +113,11 @@ int64_t ControllerSide::refresh_for(const std::string& node) const {
 }
 
 void ControllerSide::on_check(const Message& m) {
-  auto j = nlohmann::json::parse(m.data, nullptr, false);
-  if (!j.is_object() || !j.contains("node") || !j["node"].is_string() || !j.contains("name") || !j["name"].is_string() ||
-      !j.contains("ok") || !j["ok"].is_boolean())
-    return;
-  std::string node = j["node"];
+  auto verdict = decode_check_message(m.data);
+  if (!verdict || verdict->node.empty()) return;
+  const std::string& node = verdict->node;
   if (m.subject.rfind(host_.subject("check." + node + "."), 0) != 0) return;  // a node speaks for itself only
-  int64_t at = j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0;
-  Check c{j["name"], j["ok"].get<bool>(), j.value("detail", std::string()), at};
-  apply(monitor_.on_checks(node, std::span<const Check>(&c, 1), Clock::now()));
+  apply(monitor_.on_checks(node, std::span<const Check>(&verdict->check, 1), Clock::now()));
   mark_dirty(node);
 }
 

@@ -221,4 +221,15 @@ std::string encode_heartbeat(const Heartbeat& hb) {
   return root.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::optional<CheckMessage> decode_check_message(std::string_view text) {
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("ok") || !j["ok"].is_boolean())
+    return std::nullopt;
+  CheckMessage m;
+  if (j.contains("node") && j["node"].is_string()) m.node = j["node"];
+  m.check = Check{j["name"], j["ok"].get<bool>(), j.value("detail", std::string()),
+                  j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0};
+  return m;
+}
+
 }  // namespace nodeha::heartbeat

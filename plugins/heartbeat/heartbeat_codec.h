@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,15 @@ struct Heartbeat {
 
   bool operator==(const Heartbeat&) const = default;
 };
+
+// A verdict as a check publishes it on <prefix>.check.<node>.<name> (netcheck's message):
+// {"node", "name", "ok", "detail"?, "time"?, ...}; other fields are the check's own and ignored.
+// `node` is empty when absent. nullopt when name or ok is missing or of the wrong type.
+struct CheckMessage {
+  std::string node;
+  Check check;
+};
+std::optional<CheckMessage> decode_check_message(std::string_view json);
 
 // Errors carry NODEHA_ERR_INVALID and a message such as
 // `heartbeat: field "seq" must be an unsigned integer, got string`.

@@ -24,6 +24,10 @@ std::string format_duration(milliseconds d) {
   return text + "s";
 }
 
+// Whether a verdict issued at `a` is known to be newer than one issued at `b` (times on the
+// agent's clock; 0: unknown, and then the later message wins).
+bool newer(int64_t a, int64_t b) { return a > 0 && b > 0 && a > b; }
+
 }  // namespace
 
 std::string_view to_string(MonitorState s) { return kMonitorNames[static_cast<int>(s)]; }
@@ -205,8 +209,7 @@ std::vector<Check> Monitor::merge_checks(const NodeState& n, std::vector<Check> 
     if (c.at == 0) c.at = sent_at;
   for (const auto& k : n.checks) {
     auto it = std::find_if(beat.begin(), beat.end(), [&](const Check& c) { return c.name == k.name; });
-    int64_t theirs = it != beat.end() ? it->at : sent_at;
-    if (k.at == 0 || theirs == 0 || k.at <= theirs) continue;
+    if (!newer(k.at, it != beat.end() ? it->at : sent_at)) continue;
     if (it != beat.end()) *it = k;
     else beat.push_back(k);
   }
@@ -292,7 +295,7 @@ Effects Monitor::on_checks(std::string_view node, std::span<const Check> checks,
   for (const auto& c : checks) {
     auto it = std::find_if(known.begin(), known.end(), [&](const Check& k) { return k.name == c.name; });
     if (it == known.end()) known.push_back(c);
-    else if (c.at == 0 || it->at == 0 || it->at <= c.at) *it = c;  // else overtaken by a newer verdict
+    else if (!newer(it->at, c.at)) *it = c;
   }
   e->state.failing_checks = failing_checks_reason(known);
   if (e->state.monitor != MonitorState::Unreachable) settle(*e, now, "checks pass", out);

@@ -102,6 +102,18 @@ class Scenario : public ::testing::Test {
     auto doc = r.doc();
     return doc.is_object() && doc.contains("final") ? doc["final"] : doc;
   }
+  // At the controller, as for a lost node: `nodeha node drain` (not followed: it waits for the
+  // node) and `nodeha node rebuild` to its end (the rebuild figure). `drain` gets the drain's id.
+  void drain_and_rebuild(int i, std::string* drain) {
+    *drain = begin({"node", "drain", Cluster::node(i)});
+    ASSERT_FALSE(drain->empty());
+    EXPECT_EQ(c().record("nodes", Cluster::node(i)).value("management", ""), "drained");
+    auto rebuilding = Clock::now();
+    auto task = operate({"node", "rebuild", Cluster::node(i)});
+    figure("rebuild of " + std::to_string(c().guests_of(i).size()) + " guests", seconds_since(rebuilding));
+    EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  }
+
   // `nodeha <args> --yes --no-wait`: the task id.
   std::string begin(const std::vector<std::string>& args) {
     std::vector<std::string> a = args;
@@ -307,13 +319,9 @@ TEST_F(Scenario, NodeDownDrainAndRebuild) {
   c().power_off(1);
   ASSERT_NO_FATAL_FAILURE(expect_lost(1, lost));
 
-  std::string drain = begin({"node", "drain", Cluster::node(1)});
-  ASSERT_FALSE(drain.empty());
-  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "drained");
   auto rebuilding = Clock::now();
-  auto task = operate({"node", "rebuild", Cluster::node(1)});
-  figure("rebuild of 2 guests", seconds_since(rebuilding));
-  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  std::string drain;
+  ASSERT_NO_FATAL_FAILURE(drain_and_rebuild(1, &drain));
   ASSERT_TRUE(wait_until([&] {
     for (const auto& uuid : c().guests_of(1)) {
       auto on = c().monitor().running_on(uuid);
@@ -397,12 +405,8 @@ TEST_F(Scenario, BothNetworksDown) {
   std::string journal = local.doc().value("task", "");
   ASSERT_FALSE(journal.empty()) << "no journal entry in " << local.out;
 
-  std::string drain = begin({"node", "drain", Cluster::node(1)});
-  ASSERT_FALSE(drain.empty());
-  auto rebuilding = Clock::now();
-  auto task = operate({"node", "rebuild", Cluster::node(1)});
-  figure("rebuild of 2 guests", seconds_since(rebuilding));
-  EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  std::string drain;
+  ASSERT_NO_FATAL_FAILURE(drain_and_rebuild(1, &drain));
 
   auto restored = Clock::now();
   ASSERT_TRUE(c().net().restore_all(1)) << c().net().error();

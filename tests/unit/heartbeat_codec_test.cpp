@@ -142,5 +142,21 @@ TEST(HeartbeatCodec, EncodeSurvivesInvalidUtf8) {
   EXPECT_EQ(r.value().node, "node-1");
 }
 
+TEST(HeartbeatCodec, CheckMessagesAsChecksPublishThem) {
+  auto m = decode_check_message(
+      R"({"node":"n1","name":"netcheck","ok":false,"detail":"biz0 link is down","changed":true,"items":[],"time":1900})");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->node, "n1");
+  EXPECT_EQ(m->check, (Check{"netcheck", false, "biz0 link is down"}));
+  EXPECT_EQ(m->check.at, 1900);
+  auto bare = decode_check_message(R"({"name":"disk","ok":true})");
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(bare->node, "");
+  EXPECT_EQ(bare->check.at, 0);
+  EXPECT_FALSE(decode_check_message(R"({"node":"n1","name":"disk"})"));
+  EXPECT_FALSE(decode_check_message(R"({"node":"n1","name":7,"ok":true})"));
+  EXPECT_FALSE(decode_check_message("not json"));
+}
+
 }  // namespace
 }  // namespace nodeha::heartbeat
