@@ -97,7 +97,10 @@ SyncPlan plan_sync(const SyncInput& in) {
       case Whose::Mine: {
         const auto& record = in.records.at(uuid);
         plan.mine.insert(uuid);
-        if (!owner_changes(record, d).empty()) plan.update.push_back(uuid);
+        // Shut off because a migration took it away: it runs elsewhere, and the migration moves
+        // its record there. Writing `shutoff` now would stand in the moved record for a moment.
+        bool left = d.state == VIR_DOMAIN_SHUTOFF && d.reason == VIR_DOMAIN_SHUTOFF_MIGRATED;
+        if (!left && !owner_changes(record, d).empty()) plan.update.push_back(uuid);
         if (in.supervise && in.may_start && needs_restart(record, d)) plan.restart.push_back(uuid);
         break;
       }

@@ -142,6 +142,15 @@ TEST(SyncPlan, OwnerUpdatesOnlyWhatChanged) {
   EXPECT_EQ(owner_changes(in.records["a"], in.domains["a"]), (json{{"vcpus", 4}}));
 }
 
+TEST(SyncPlan, ADomainAMigrationTookAwayLeavesItsRecordToTheMigration) {
+  auto in = input(false);
+  add(in, domain("left", VIR_DOMAIN_RUNNING), "node-a");
+  add(in, domain("destroyed", VIR_DOMAIN_RUNNING), "node-a");
+  in.domains["left"] = domain("left", VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_MIGRATED);
+  in.domains["destroyed"] = domain("destroyed", VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_DESTROYED);
+  EXPECT_THAT(plan_sync(in).update, ElementsAre("destroyed"));
+}
+
 TEST(SyncPlan, AGuestThatShutItselfDownIsToStayStopped) {
   auto d = domain("a", VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_SHUTDOWN);
   json record = new_record(domain("a", VIR_DOMAIN_RUNNING), "node-a", 1);
