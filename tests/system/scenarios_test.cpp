@@ -124,9 +124,16 @@ class Scenario : public ::testing::Test {
     return doc.is_object() ? doc.value("task", "") : "";
   }
 
+  // The invariant monitor's timelines reach the present: it took two complete rounds since now
+  // (a change enters a timeline from complete rounds only).
+  void expect_monitor_current() {
+    ASSERT_TRUE(c().monitor().wait_rounds(2)) << "the invariant monitor stopped taking complete rounds";
+  }
+
   // Every guest of node `from` runs on another node now, and moved live (never stopped longer
   // than a switch-over).
   void expect_moved_live(int from) {
+    ASSERT_NO_FATAL_FAILURE(expect_monitor_current());
     for (const auto& uuid : c().guests_of(from)) {
       auto on = c().monitor().running_on(uuid);
       ASSERT_EQ(on.size(), 1u) << uuid << ": " << c().monitor().timeline_text(uuid);
@@ -138,6 +145,7 @@ class Scenario : public ::testing::Test {
   // Node i's guests run elsewhere, each on one node, and never ran on node i again once they had
   // stopped there (a stale copy is removed, never started).
   void expect_never_back_on(int i) {
+    ASSERT_NO_FATAL_FAILURE(expect_monitor_current());
     const std::string n = Cluster::node(i);
     for (const auto& uuid : c().guests_of(i)) {
       auto on = c().monitor().running_on(uuid);
@@ -182,6 +190,7 @@ TEST_F(Scenario, AgentCrash) {
 
   EXPECT_EQ(c().monitor_changes(1), (std::vector<std::string>{"normal->unreachable", "unreachable->normal"}));
   EXPECT_EQ(task_count(), 0u) << "nothing is done to a node whose agent is gone";
+  ASSERT_NO_FATAL_FAILURE(expect_monitor_current());
   for (const auto& uuid : c().guests_of(1)) {
     EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{"node-1"}) << uuid;
     EXPECT_EQ(c().monitor().longest_gap(uuid).count(), 0) << "the guest stopped: " << c().monitor().timeline_text(uuid);
