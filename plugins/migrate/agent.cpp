@@ -196,6 +196,7 @@ void AgentSide::on_migrate(const Message& m) {
     host_.respond(reply, command::ok({{"uuid", job.spec.uuid},
                                       {"duration_ms", report.outcome.duration_ms},
                                       {"data_total", report.outcome.last.data_total},
+                                      {"data_processed", report.outcome.last.data_processed},
                                       {"record", report.record}}));
   });
   if (!spawned) {

@@ -188,7 +188,13 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
     if (!runs && !r.ok) return StepResult::failed("not on " + node + " and not running on " + target);
     if (auto moved = vm_record::move(host_, uuid, target); !moved)
       host_.warn("VM " + uuid + " runs on " + target + " but its record could not be moved: " + moved.status().message());
-    return StepResult::ok();
+    if (!r.ok || !r.result.is_object()) return StepResult::ok();
+    // What the migration took and moved, for the record (progress events are a second apart:
+    // a short migration may have published none with a figure in it).
+    return StepResult::ok({{"duration_ms", r.result.value("duration_ms", 0)},
+                           {"progress", {{"data_total", r.result.value("data_total", 0)},
+                                         {"data_processed", r.result.value("data_processed", 0)},
+                                         {"data_remaining", 0}}}});
   }
   return StepResult::failed(r.code + ": " + r.message);
 }

@@ -246,6 +246,7 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
     } else if (r.outcome == O::Succeeded) {
       s["state"] = "succeeded";
       s["error"] = "";
+      s.update(r.fields);
     } else {
       s["state"] = run->cancel_seen ? "cancelled" : "failed";
       s["error"] = r.detail;

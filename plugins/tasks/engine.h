@@ -53,7 +53,10 @@ Status unlock_node(const Host& host, const std::string& node, const std::string&
 struct StepResult {
   enum class Outcome { Succeeded, Failed, Retry } outcome;
   std::string detail;  // the error, or why it waits
-  static StepResult ok() { return {Outcome::Succeeded, ""}; }
+  nlohmann::json fields = nlohmann::json::object();  // set in the step when it succeeded (its figures)
+  static StepResult ok(nlohmann::json fields = nlohmann::json::object()) {
+    return {Outcome::Succeeded, "", std::move(fields)};
+  }
   static StepResult failed(std::string why) { return {Outcome::Failed, std::move(why)}; }
   // Not done and not failed: run it again after the kind's retry interval (the node cannot be
   // reached yet). The step shows `waiting` with the reason.

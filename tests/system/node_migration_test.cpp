@@ -133,7 +133,13 @@ TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
     EXPECT_EQ(rec["node"], "node-b");
     EXPECT_EQ(rec["generation"], 2) << rec;
   }
-  for (const auto& s : record_of("tasks", id)["steps"]) EXPECT_EQ(s["state"], "succeeded") << s;
+  for (const auto& s : record_of("tasks", id)["steps"]) {
+    EXPECT_EQ(s["state"], "succeeded") << s;
+    // What QEMU moved: every guest's RAM was copied at least once.
+    EXPECT_GT(s["progress"].value("data_processed", int64_t{0}), 0) << s;
+    EXPECT_EQ(s["progress"].value("data_remaining", int64_t{-1}), 0) << s;
+    EXPECT_GT(s.value("duration_ms", int64_t{0}), 0) << s;
+  }
   EXPECT_TRUE(record_of("nodes", "node-a")["lock"].is_null());
   EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"migrate\",result=\"succeeded\"}") == 1; }));
 }
