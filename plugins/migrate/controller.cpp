@@ -21,6 +21,7 @@ ControllerSide::ControllerSide(const Host& host)
   kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return migrate_vm(task, step); };
   kind.on_cancel = [this](const nlohmann::json& task, const nlohmann::json& step) { abort_vm(task, step); };
   kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host_, task["id"]); };
+  kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host_, task, reserve_); };
   engine_ = std::make_unique<tasks::Engine>(host_, std::move(kind));
 }
 

@@ -33,6 +33,7 @@ class RebuildPlugin : public Plugin {
     kind.parallel = parallel_;
     kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return recreate(task, step); };
     kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host(), task["id"]); };
+    kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host(), task, reserve_); };
     engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 

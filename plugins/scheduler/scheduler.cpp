@@ -1,6 +1,8 @@
 // scheduler (controller): answers <prefix>.cmd.sched.place with a target node for every VM, or
 // the reason it has none, from the cluster as the nodes and vms buckets describe it. Placements
-// made with `reserve` hold their room until they expire or `sched.release` names their task.
+// made with `reserve` hold their room until they expire or `sched.release` names their task;
+// `sched.hold` holds again the room of placements made before (a task resumed by another
+// controller, or after a restart: reservations live in this process only).
 #include "cluster_view.h"
 #include "command.h"
 #include "placement.h"
@@ -52,7 +54,8 @@ class Scheduler : public Plugin {
     });
     if (!vms) return vms.status();
     for (auto [op, fn] : {std::pair<const char*, void (Scheduler::*)(const Message&)>{"cmd.sched.place", &Scheduler::place_cmd},
-                          {"cmd.sched.release", &Scheduler::release_cmd}}) {
+                          {"cmd.sched.release", &Scheduler::release_cmd},
+                          {"cmd.sched.hold", &Scheduler::hold_cmd}}) {
       auto sub = host().subscribe(host().subject(op), [this, fn](const Message& m) { (this->*fn)(m); }, "nodeha-controller");
       if (!sub) return sub.status();
     }
@@ -126,6 +129,44 @@ class Scheduler : public Plugin {
     size_t released = view_.release(req["task"]);
     publish_reserved();
     host().respond(m.reply, command::ok({{"task", req["task"]}, {"released", released}}));
+  }
+
+  // {task, reserve, held: [{node, vms: [vm as in place]}]}: replaces what `task` holds with these
+  // placements, unchecked (they were granted when the task was made).
+  void hold_cmd(const Message& m) {
+    nlohmann::json req;
+    using command::Type;
+    if (auto e = command::decode(m.data, {{"task", Type::String, true}, {"reserve", Type::Number, true}, {"held", Type::Array, true}},
+                                 &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    double reserve_s = req["reserve"].get<double>();
+    if (reserve_s <= 0) {
+      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds > 0"));
+      return;
+    }
+    std::vector<std::pair<std::string, VmRequest>> held;
+    for (size_t i = 0; i < req["held"].size(); ++i) {
+      const auto& group = req["held"][i];
+      std::string where = "held[" + std::to_string(i) + "]";
+      if (!group.is_object() || !group.contains("node") || !group["node"].is_string() || !group.contains("vms")) {
+        host().respond(m.reply, command::fail(command::kBadValue, where + " must be an object with \"node\" and \"vms\""));
+        return;
+      }
+      auto vms = decode_request(nlohmann::json{{"vms", group["vms"]}});
+      if (!vms) {
+        host().respond(m.reply, command::fail(command::kBadValue, where + ": " + vms.status().message()));
+        return;
+      }
+      for (auto& vm : vms.value().vms) held.emplace_back(group["node"].get<std::string>(), std::move(vm));
+    }
+    std::string task = req["task"];
+    view_.release(task);
+    auto expires = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(reserve_s * 1000));
+    for (const auto& [node, vm] : held) view_.reserve(task, node, vm, expires);
+    publish_reserved();
+    host().respond(m.reply, command::ok({{"task", task}, {"held", held.size()}}));
   }
 
   void publish_reserved() {

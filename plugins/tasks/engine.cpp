@@ -136,6 +136,14 @@ Status Engine::start() {
       runs_[e.key] = run;
     }
     host_.spawn([this, run] {
+      if (kind_.on_resume) {
+        nlohmann::json task;
+        {
+          std::lock_guard lock(run->mu);
+          task = run->task;
+        }
+        kind_.on_resume(task);
+      }
       {
         std::lock_guard lock(run->mu);
         save(run, "resumed", Save::Now);
@@ -474,6 +482,37 @@ Result<Placements> place(const Host& host, const std::vector<nlohmann::json>& vm
     }
   }
   return out;
+}
+
+void hold_again(const Host& host, const nlohmann::json& task, Millis reserve) {
+  std::map<std::string, nlohmann::json> by_node;  // target -> vms
+  for (const auto& s : task.value("steps", nlohmann::json::array())) {
+    if (task_record::step_final(s.value("state", "")) || !s.contains("target") || !s["target"].is_string()) continue;
+    std::string uuid = s.value("vm", ""), target = s["target"];
+    auto rec = host.kv_get("vms", uuid);
+    if (!rec) continue;  // no record, nothing to size: its step fails on its own
+    auto v = nlohmann::json::parse(rec->value, nullptr, false);
+    if (!v.is_object() || v.value("node", "") == target) continue;
+    nlohmann::json vm = {{"uuid", uuid},
+                         {"vcpus", v.value("vcpus", 1)},
+                         {"memory_mib", v.value("memory_mib", 0)},
+                         {"disk_gib", v.value("disk_gib", 0)},
+                         {"local_disk", v.value("local_disk", false)}};
+    if (!v.value("group", std::string()).empty()) vm["group"] = v["group"];
+    by_node[target].push_back(std::move(vm));
+  }
+  nlohmann::json held = nlohmann::json::array();
+  for (auto& [node, vms] : by_node) held.push_back({{"node", node}, {"vms", std::move(vms)}});
+  if (held.empty()) return;
+  std::string id = task.value("id", "");
+  Reply r = call(host, host.subject("cmd.sched.hold"),
+                 {{"task", id}, {"reserve", static_cast<double>(reserve.count()) / 1000.0}, {"held", held}}, Millis(5000));
+  if (!r.ok)
+    host.warn("the room of task " + id + "'s unfinished steps is not held again: the scheduler " +
+              (r.unreachable ? "did not answer" : "refused (" + r.code + "): " + r.message) +
+              "; placements meanwhile may take it");
+  else
+    host.info("holding again the room of " + std::to_string(r.result.value("held", 0)) + " VM(s) of task " + id);
 }
 
 void release(const Host& host, const std::string& task) {

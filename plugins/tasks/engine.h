@@ -76,6 +76,9 @@ struct Kind {
   // Called once, on a worker, when every step is final and before the node is unlocked (release
   // reservations, ...); `task` is the whole record. Optional.
   std::function<void(const nlohmann::json& task)> on_finish;
+  // Called once, on a worker, for a task this engine resumes (left unfinished by a controller
+  // that stopped), before its steps run again; `task` is the whole record. Optional.
+  std::function<void(const nlohmann::json& task)> on_resume;
   // Called on a worker for each step that is running when the task is cancelled (abort a
   // migration); `task` as for run_step. Optional.
   std::function<void(const nlohmann::json& task, const nlohmann::json& step)> on_cancel;
@@ -155,6 +158,12 @@ struct Placements {
 Result<Placements> place(const Host& host, const std::vector<nlohmann::json>& vms, const std::string& exclude,
                          const std::string& target, double reserve_s, const std::string& task);
 void release(const Host& host, const std::string& task);
+// Holds again, for `reserve`, the room of the unfinished steps of `task` (a whole record) on
+// their targets: reservations live in the scheduler's process, and a resumed task must not find
+// its targets filled meanwhile. Steps whose VM's record names its target already are counted
+// there by the scheduler and are left out. A scheduler that does not answer is logged: the
+// steps run all the same.
+void hold_again(const Host& host, const nlohmann::json& task, Millis reserve);
 
 // A named target that cannot take every one of the `movable` VMs, or room nowhere for any:
 // the command is refused with no_room, naming the first reason.

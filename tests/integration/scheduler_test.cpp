@@ -97,6 +97,27 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   EXPECT_EQ(json::parse(released.value())["result"]["released"], 1);
   EXPECT_EQ(place({{"vms", {vm("r-2", 600)}}, {"target", "node-a"}})["result"]["placements"][0]["node"], "node-a");
 
+  // A resumed task holds its room again: what it held is replaced, not added to; a bad hold
+  // changes nothing.
+  auto hold = [&](const json& body) {
+    auto r = bus_->request("nodeha.cmd.sched.hold", body.dump(), 2s);
+    return r ? json::parse(r.value()) : json{{"no answer", r.status().message()}};
+  };
+  json two = {{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {vm("h-1", 300), vm("h-2", 300)}}}}}};
+  auto held = hold(two);
+  ASSERT_TRUE(held["ok"]) << held;
+  EXPECT_EQ(held["result"]["held"], 2);
+  EXPECT_TRUE(hold(two)["ok"]);
+  EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
+  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 0}, {"held", json::array()}})["error"]["code"], "bad_value");
+  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}}}}})["error"]["code"], "bad_value");
+  auto bad_vm = hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {{{"uuid", "x"}}}}}}}});
+  EXPECT_EQ(bad_vm["error"]["code"], "bad_value");
+  EXPECT_THAT(bad_vm["error"]["message"].get<std::string>(), HasSubstr("held[0]: vms[0]"));
+  EXPECT_EQ(hold({{"reserve", 60}, {"held", json::array()}})["error"]["code"], "missing_field");
+  EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
+  ASSERT_TRUE(bus_->request("nodeha.cmd.sched.release", R"({"task":"t2"})", 2s).is_ok());
+
   // A disabled node takes nothing.
   ASSERT_TRUE(bus_->request("nodeha.cmd.node.disable", R"({"node":"node-b"})", 2s).is_ok());
   EXPECT_TRUE(wait_until([&] {
