@@ -136,18 +136,13 @@ Status Engine::start() {
       runs_[e.key] = run;
     }
     host_.spawn([this, run] {
-      if (kind_.on_resume) {
-        nlohmann::json task;
-        {
-          std::lock_guard lock(run->mu);
-          task = run->task;
-        }
-        kind_.on_resume(task);
-      }
+      nlohmann::json task;
       {
         std::lock_guard lock(run->mu);
         save(run, "resumed", Save::Now);
+        task = run->task;
       }
+      if (kind_.on_resume) kind_.on_resume(task);
       pump(run);
     });
   }

@@ -77,7 +77,8 @@ struct Kind {
   // reservations, ...); `task` is the whole record. Optional.
   std::function<void(const nlohmann::json& task)> on_finish;
   // Called once, on a worker, for a task this engine resumes (left unfinished by a controller
-  // that stopped), before its steps run again; `task` is the whole record. Optional.
+  // that stopped), once it is marked resumed and before its steps run again; `task` is the
+  // whole record. Optional.
   std::function<void(const nlohmann::json& task)> on_resume;
   // Called on a worker for each step that is running when the task is cancelled (abort a
   // migration); `task` as for run_step. Optional.

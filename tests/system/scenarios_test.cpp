@@ -86,11 +86,14 @@ class Scenario : public ::testing::Test {
   void expect_resolved(const std::string& alertname, int i, Clock::time_point since) {
     if (auto resolved = delivered("resolved", alertname, i, since)) figure("alarm resolution", *resolved);
   }
-  // Whether an event `event` of VM `uuid` was published.
+  // Whether an event `event` of VM `uuid` arrives (within a few seconds: it is published after
+  // the act that the test may have seen already in libvirt).
   bool vm_event(const std::string& uuid, const std::string& event) {
-    for (const auto& e : c().events("nodeha.evt.vm." + uuid))
-      if (e.subject == "nodeha.evt.vm." + uuid && e.body.value("event", "") == event) return true;
-    return false;
+    return wait_until([&] {
+      for (const auto& e : c().events("nodeha.evt.vm." + uuid))
+        if (e.subject == "nodeha.evt.vm." + uuid && e.body.value("event", "") == event) return true;
+      return false;
+    }, 5s);
   }
 
   // `nodeha <args> --yes` that follows its task to the end: the final task record.
