@@ -58,10 +58,14 @@ class Scenario : public ::testing::Test {
   // its delivery, or a test failure.
   std::optional<double> delivered(const std::string& status, const std::string& alertname, int i,
                                   Clock::time_point since, std::chrono::milliseconds timeout = 60s) {
+    return delivered_for(status, alertname, Cluster::node(i), since, timeout);
+  }
+  // The same for the alert whose `node` label is `node` ("": an alert without one).
+  std::optional<double> delivered_for(const std::string& status, const std::string& alertname, const std::string& node,
+                                      Clock::time_point since, std::chrono::milliseconds timeout = 60s) {
     std::optional<WebhookReceiver::Delivery> d;
-    wait_until([&] { return (d = c().alerts().webhook().find(status, alertname, Cluster::node(i))).has_value(); },
-               timeout);
-    EXPECT_TRUE(d) << "no " << status << " " << alertname << " for " << Cluster::node(i) << " within "
+    wait_until([&] { return (d = c().alerts().webhook().find(status, alertname, node)).has_value(); }, timeout);
+    EXPECT_TRUE(d) << "no " << status << " " << alertname << (node.empty() ? "" : " for " + node) << " within "
                    << timeout.count() << " ms; webhook got:\n" << c().alerts().webhook().text();
     if (!d) return std::nullopt;
     return std::chrono::duration<double>(d->at - since).count();
@@ -434,6 +438,38 @@ TEST_F(Scenario, BothNetworksDown) {
   EXPECT_TRUE(wait_until([&] { return c().record("tasks", journal).value("kind", "") == "local-drain"; }, 30s))
       << "the node's journal was not reported: " << c().record("tasks", journal).dump(2);
   ASSERT_NO_FATAL_FAILURE(expect_never_back_on(1));
+  c().expect_invariants();
+}
+
+// A partition, not a mass failure: the control plane loses node-1 and node-2 at once (their
+// management links are cut; they and their guests run on). One page says so,
+// NodehaManyNodesUnreachable; nothing is done to the nodes; when the links return both are
+// normal and the page resolves.
+TEST_F(Scenario, PartitionOfTwoNodes) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 1}, {2, 1}}}));
+  auto cut = Clock::now();
+  for (int i : {1, 2}) ASSERT_TRUE(c().net().cut(i, Network::kManagement)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "unreachable", cut, "detection"));
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(2, "unreachable", cut, ""));
+  if (auto fired = delivered_for("firing", "NodehaManyNodesUnreachable", "", cut)) figure("alarm delivery", *fired);
+  EXPECT_EQ(task_count(), 0u) << "nothing is done to nodes the controller cannot see";
+
+  auto restored = Clock::now();
+  for (int i : {1, 2}) ASSERT_TRUE(c().net().restore(i, Network::kManagement)) << c().net().error();
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(1, "normal", restored, "back to normal"));
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(2, "normal", restored, ""));
+  if (auto resolved = delivered_for("resolved", "NodehaManyNodesUnreachable", "", restored))
+    figure("alarm resolution", *resolved);
+  EXPECT_EQ(task_count(), 0u);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor_current());
+  for (int i : {1, 2}) {
+    EXPECT_EQ(c().monitor_changes(i), (std::vector<std::string>{"normal->unreachable", "unreachable->normal"}));
+    for (const auto& uuid : c().guests_of(i)) {
+      EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{Cluster::node(i)}) << uuid;
+      EXPECT_EQ(c().monitor().longest_gap(uuid).count(), 0) << "the guest stopped: " << c().monitor().timeline_text(uuid);
+      EXPECT_EQ(c().record("vms", uuid)["generation"], 1) << c().record("vms", uuid);
+    }
+  }
   c().expect_invariants();
 }
 
