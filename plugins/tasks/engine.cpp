@@ -401,6 +401,20 @@ void Engine::on_task_entry(const KvEntry& e) {
 }  // namespace nodeha::tasks
 
 namespace nodeha::tasks {
+namespace {
+
+// A VM of a scheduler request (sched.place, sched.hold), from its record.
+nlohmann::json placement_vm(const nlohmann::json& record) {
+  nlohmann::json vm = {{"uuid", record.value("uuid", "")},
+                       {"vcpus", record.value("vcpus", 1)},
+                       {"memory_mib", record.value("memory_mib", 0)},
+                       {"disk_gib", record.value("disk_gib", 0)},
+                       {"local_disk", record.value("local_disk", false)}};
+  if (!record.value("group", std::string()).empty()) vm["group"] = record["group"];
+  return vm;
+}
+
+}  // namespace
 
 Reply call(const Host& host, const std::string& subject, const nlohmann::json& body, Millis timeout) {
   Reply out;
@@ -448,15 +462,7 @@ Result<std::vector<nlohmann::json>> vms_on(const Host& host, const std::string& 
 Result<Placements> place(const Host& host, const std::vector<nlohmann::json>& vms, const std::string& exclude,
                          const std::string& target, double reserve_s, const std::string& task) {
   nlohmann::json req = {{"vms", nlohmann::json::array()}, {"exclude", {exclude}}};
-  for (const auto& v : vms) {
-    nlohmann::json vm = {{"uuid", v.value("uuid", "")},
-                         {"vcpus", v.value("vcpus", 1)},
-                         {"memory_mib", v.value("memory_mib", 0)},
-                         {"disk_gib", v.value("disk_gib", 0)},
-                         {"local_disk", v.value("local_disk", false)}};
-    if (!v.value("group", std::string()).empty()) vm["group"] = v["group"];
-    req["vms"].push_back(std::move(vm));
-  }
+  for (const auto& v : vms) req["vms"].push_back(placement_vm(v));
   if (!target.empty()) req["target"] = target;
   if (reserve_s > 0) {
     req["reserve"] = reserve_s;
@@ -488,13 +494,8 @@ void hold_again(const Host& host, const nlohmann::json& task, Millis reserve) {
     if (!rec) continue;  // no record, nothing to size: its step fails on its own
     auto v = nlohmann::json::parse(rec->value, nullptr, false);
     if (!v.is_object() || v.value("node", "") == target) continue;
-    nlohmann::json vm = {{"uuid", uuid},
-                         {"vcpus", v.value("vcpus", 1)},
-                         {"memory_mib", v.value("memory_mib", 0)},
-                         {"disk_gib", v.value("disk_gib", 0)},
-                         {"local_disk", v.value("local_disk", false)}};
-    if (!v.value("group", std::string()).empty()) vm["group"] = v["group"];
-    by_node[target].push_back(std::move(vm));
+    v["uuid"] = uuid;
+    by_node[target].push_back(placement_vm(v));
   }
   nlohmann::json held = nlohmann::json::array();
   for (auto& [node, vms] : by_node) held.push_back({{"node", node}, {"vms", std::move(vms)}});
