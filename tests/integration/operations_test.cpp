@@ -242,7 +242,8 @@ TEST_F(Operations, DrainOfAReachableNodeStopsEveryVm) {
   for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "shutoff") << uuid;
   for (const auto& v : vms) EXPECT_EQ(vm_record(v.uuid)["desired"], "stopped");
   EXPECT_TRUE(node_record("node-a")["lock"].is_null());
-  for (const auto& s : task(id)["steps"]) EXPECT_EQ(s["state"], "succeeded") << s;
+  auto drained = task(id);  // a named record: a range over a temporary's member would dangle
+  for (const auto& s : drained["steps"]) EXPECT_EQ(s["state"], "succeeded") << s;
   EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_tasks_total{kind=\"drain\",result=\"succeeded\"}") == 1; }));
 
   // Progress was published on the task's subject, and the drained node is never placed on.
@@ -387,7 +388,8 @@ TEST_F(Operations, LocksAndRefusals) {
   auto c = command("task.cancel", {{"task", id}});
   ASSERT_TRUE(c["ok"]) << c;
   ASSERT_TRUE(wait_until([&] { return task_state(id) == "failed"; }, 10s)) << task(id).dump(2);
-  for (const auto& s : task(id)["steps"]) EXPECT_EQ(s["state"], "cancelled");
+  auto cancelled = task(id);
+  for (const auto& s : cancelled["steps"]) EXPECT_EQ(s["state"], "cancelled");
   EXPECT_EQ(refusal("task.cancel", json{{"task", id}}.dump()), "task_finished");
 
   auto list = command("task.list", {{"node", "node-a"}});

@@ -133,7 +133,8 @@ TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
     EXPECT_EQ(rec["node"], "node-b");
     EXPECT_EQ(rec["generation"], 2) << rec;
   }
-  for (const auto& s : record_of("tasks", id)["steps"]) {
+  auto finished = record_of("tasks", id);  // named: a range over a temporary's member would dangle
+  for (const auto& s : finished["steps"]) {
     EXPECT_EQ(s["state"], "succeeded") << s;
     // What QEMU moved: every guest's RAM was copied at least once.
     EXPECT_GT(s["progress"].value("data_processed", int64_t{0}), 0) << s;
