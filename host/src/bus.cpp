@@ -108,6 +108,7 @@ struct Bus::Impl {
     {
       std::lock_guard lock(state_mu);
       self->connected_ = up;
+      if (up) ++self->connects_;
     }
     state_cv.notify_all();
     if (on_state) on_state(up);
@@ -253,6 +254,18 @@ bool Bus::wait_connected(std::chrono::milliseconds timeout) const {
   return impl_->state_cv.wait_for(lock, timeout, [&] { return connected_.load(); });
 }
 
+namespace {
+Status not_connected(const std::string& what) {
+  return Status(NODEHA_ERR_UNAVAILABLE, what + ": not connected to NATS (reconnecting)");
+}
+}  // namespace
+
+Status Bus::probe(std::chrono::milliseconds timeout) {
+  if (!connected_) return not_connected("probe");
+  natsStatus s = natsConnection_FlushTimeout(impl_->conn.get(), timeout.count());
+  return s == NATS_OK ? Status::ok() : fail(s, "probe");
+}
+
 Status Bus::publish(const std::string& subject, std::string_view data) {
   natsStatus s = natsConnection_Publish(impl_->conn.get(), subject.c_str(), data.data(), static_cast<int>(data.size()));
   return s == NATS_OK ? Status::ok() : fail(s, "publish " + subject);
@@ -299,12 +312,6 @@ void Bus::unsubscribe(uint64_t id) {
   }
   natsSubscription_Unsubscribe(sub.get());
 }
-
-namespace {
-Status not_connected(const std::string& what) {
-  return Status(NODEHA_ERR_UNAVAILABLE, what + ": not connected to NATS (reconnecting)");
-}
-}  // namespace
 
 Result<std::string> Bus::request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout) {
   if (!connected_) return not_connected("request " + subject);

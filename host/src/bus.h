@@ -37,6 +37,10 @@ class Bus {
   Bus& operator=(const Bus&) = delete;
 
   bool connected() const { return connected_; }
+  // How many times a connection was made since create (0 until the first).
+  uint64_t connects() const { return connects_; }
+  // One round trip to the server (a flush), up to `timeout`: OK, TIMEOUT or UNAVAILABLE.
+  Status probe(std::chrono::milliseconds timeout);
   // Waits up to `timeout` for a connection; true when connected.
   bool wait_connected(std::chrono::milliseconds timeout) const;
 
@@ -82,6 +86,7 @@ class Bus {
   std::unique_ptr<Impl> impl_;
   InboxAccess inbox_access_;
   std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> connects_{0};
 };
 
 }  // namespace nodeha::host

@@ -154,6 +154,15 @@ struct PluginInstance::Access {
     return NODEHA_OK;
   }
 
+  static nodeha_status bus_status(nodeha_host* h, int64_t probe_timeout_ms, uint64_t* out_connects) {
+    Bus* bus = of(h).services_.bus;
+    if (out_connects) *out_connects = bus->connects();
+    if (probe_timeout_ms < 0) return NODEHA_ERR_INVALID;
+    if (!bus->connected()) return NODEHA_ERR_UNAVAILABLE;
+    if (probe_timeout_ms == 0) return NODEHA_OK;
+    return bus->probe(std::chrono::milliseconds(probe_timeout_ms)).code();
+  }
+
   static nodeha_status respond(nodeha_host* h, const char* reply, const char* data, size_t size) {
     if (!valid(reply)) return NODEHA_ERR_INVALID;
     auto& services = of(h).services_;
@@ -343,7 +352,7 @@ const nodeha_host_api* PluginInstance::api() {
       &Access::kv_unwatch,     &Access::metric,     &Access::metric_add,  &Access::metric_set,
       &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
       &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
-      &Access::request_async,
+      &Access::request_async,  &Access::bus_status,
   };
   return &table;
 }

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 2
+#define NODEHA_PLUGIN_API_MINOR 3
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -228,6 +228,15 @@ typedef struct nodeha_host_api {
   nodeha_status (*request_async)(nodeha_host* h, const char* subject, const char* data, size_t size,
                                  int64_t timeout_ms, nodeha_reply_fn fn, void* ctx,
                                  nodeha_release_fn release);
+
+  /* --- 1.3 --- check struct_size before use */
+  /* The host's NATS connection, so that a plugin can tell its own trouble from others' silence.
+   * NODEHA_OK when connected and, if probe_timeout_ms > 0, the server answered a round trip
+   * (a flush) within it; NODEHA_ERR_UNAVAILABLE when disconnected, NODEHA_ERR_TIMEOUT when the
+   * round trip went unanswered. `out_connects` (may be NULL) gets how many times the host has
+   * connected since it started: a change means the connection was lost and made again in
+   * between. Blocks up to probe_timeout_ms: probe from a worker (spawn), not the event thread. */
+  nodeha_status (*bus_status)(nodeha_host* h, int64_t probe_timeout_ms, uint64_t* out_connects);
 } nodeha_host_api;
 
 /* What a plugin hands back when something fails: its message, copied by the host. */

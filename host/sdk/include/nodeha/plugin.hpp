@@ -213,6 +213,14 @@ class Host {
         box, [](void* ctx) { delete static_cast<Fn*>(ctx); });
     return wrap(s, "request " + subject);
   }
+  // The host's NATS connection (1.3): OK when connected and, with a probe timeout, when the
+  // server answered a round trip in time; `connects` counts connections made since the host
+  // started. A probe blocks: call it from a worker (spawn).
+  Status bus_status(Millis probe_timeout = Millis(0), uint64_t* connects = nullptr) const {
+    if (api_->struct_size < offsetof(nodeha_host_api, bus_status) + sizeof(api_->bus_status))
+      return Status(NODEHA_ERR_INTERNAL, "bus_status needs a host with plugin interface 1.3 or later");
+    return wrap(api_->bus_status(h_, probe_timeout.count(), connects), "bus status");
+  }
   Status respond(const std::string& reply, std::string_view data) const {
     if (reply.empty()) return Status::ok();
     return wrap(api_->respond(h_, reply.c_str(), data.data(), data.size()), "respond");
