@@ -101,7 +101,7 @@ std::vector<const NodeState*> Monitor::list() const {
 }
 
 std::optional<TimePoint> Monitor::next_due() const {
-  if (timers_.empty()) return std::nullopt;
+  if (suspension_ || timers_.empty()) return std::nullopt;
   return timers_.top().due;
 }
 
@@ -119,6 +119,7 @@ milliseconds Monitor::window(const NodeState& n) const {
 
 std::optional<TimePoint> Monitor::deadline(const NodeState& n) const {
   if (n.monitor == MonitorState::Unreachable) return std::nullopt;  // back only by a heartbeat
+  if (n.suspected_at) return std::nullopt;                           // waits for on_link_ok
   if (n.ping_pending) return n.ping_deadline;
   return n.last_seen + window(n);
 }
@@ -152,13 +153,39 @@ void Monitor::settle(Entry& e, TimePoint now, std::string_view cause, Effects& o
 void Monitor::alive(Entry& e, TimePoint now, std::string_view cause, Effects& out) {
   e.state.last_seen = now;
   e.state.ping_pending = false;
+  e.state.suspected_at.reset();
+  if (suspension_) {
+    e.heard_while_held = true;  // settled on resume
+    return;
+  }
   settle(e, now, cause, out);
   arm(e);
+}
+
+void Monitor::new_boot(Entry& e, const std::string& boot_id, TimePoint now, Effects& out) {
+  auto& n = e.state;
+  if (n.boot_id.empty() || n.boot_id == boot_id) return;
+  if (!suspension_) out.push_back(Rebooted{n.id, n.boot_id, boot_id, now});
+  else if (!e.held_boot) e.held_boot = n.boot_id;
+}
+
+void Monitor::ping_failed(Entry& e, TimePoint now, std::string detail, Effects& out) {
+  auto& n = e.state;
+  if (!config_.confirm_link) {
+    unreachable(e, now, detail, out);
+    return;
+  }
+  n.ping_pending = false;
+  n.suspected_at = now;
+  n.suspicion = detail;
+  suspects_.insert(n.id);
+  out.push_back(Suspected{n.id, std::move(detail), now});
 }
 
 void Monitor::unreachable(Entry& e, TimePoint now, std::string_view detail, Effects& out) {
   auto& n = e.state;
   n.ping_pending = false;
+  n.suspected_at.reset();
   auto reason = "silent for " + format_duration(std::chrono::duration_cast<milliseconds>(now - n.last_seen)) +
                 "; " + std::string(detail);
   out.push_back(Transition{n.id, n.monitor, MonitorState::Unreachable, reason, now});
@@ -169,7 +196,7 @@ void Monitor::unreachable(Entry& e, TimePoint now, std::string_view detail, Effe
 void Monitor::fire(Entry& e, TimePoint now, Effects& out) {
   auto& n = e.state;
   if (n.ping_pending) {
-    unreachable(e, now, "no answer to ping within " + format_duration(config_.ping_timeout), out);
+    ping_failed(e, now, "no answer to ping within " + format_duration(config_.ping_timeout), out);
   } else {
     out.push_back(PingRequest{n.id, config_.ping_timeout});
     n.ping_pending = true;
@@ -227,12 +254,12 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
     n.failing_checks = failing_checks_reason(n.checks);
     n.monitor = n.failing_checks.empty() ? MonitorState::Normal : MonitorState::Error;
     n.reason = n.failing_checks;
-    out.push_back(Registered{n.id, hb.boot_id, n.monitor, n.reason, now});
+    if (suspension_) fresh.held_registration = true;
+    else out.push_back(Registered{n.id, hb.boot_id, n.monitor, n.reason, now});
     e = &nodes_.emplace(hb.node, std::move(fresh)).first->second;
   } else {
     auto& n = e->state;
-    if (!n.boot_id.empty() && n.boot_id != hb.boot_id)
-      out.push_back(Rebooted{n.id, n.boot_id, hb.boot_id, now});
+    new_boot(*e, hb.boot_id, now, out);
     n.checks = merge_checks(n, hb.checks, hb.sent_at);
     n.failing_checks = failing_checks_reason(n.checks);
   }
@@ -248,6 +275,7 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
 
 Effects Monitor::on_tick(TimePoint now) {
   Effects out;
+  if (suspension_) return out;  // the heap keeps its entries; resume re-arms every node
   while (!timers_.empty() && timers_.top().due <= now) {
     auto timer = timers_.top();
     timers_.pop();
@@ -270,10 +298,9 @@ Effects Monitor::on_ping_reply(std::string_view node, std::string_view boot_id, 
   Effects out;
   auto* e = lookup(node);
   if (!e) return out;
-  auto& n = e->state;
-  if (!boot_id.empty() && boot_id != n.boot_id) {
-    if (!n.boot_id.empty()) out.push_back(Rebooted{n.id, n.boot_id, std::string(boot_id), now});
-    n.boot_id = boot_id;
+  if (!boot_id.empty()) {
+    new_boot(*e, std::string(boot_id), now, out);
+    e->state.boot_id = boot_id;
   }
   alive(*e, now, "answered ping", out);
   return out;
@@ -282,8 +309,8 @@ Effects Monitor::on_ping_reply(std::string_view node, std::string_view boot_id, 
 Effects Monitor::on_ping_failed(std::string_view node, TimePoint now, std::string_view why) {
   Effects out;
   auto* e = lookup(node);
-  if (!e || !e->state.ping_pending) return out;
-  unreachable(*e, now, why.empty() ? std::string("ping failed") : "ping failed: " + std::string(why), out);
+  if (!e || !e->state.ping_pending || suspension_) return out;
+  ping_failed(*e, now, why.empty() ? std::string("ping failed") : "ping failed: " + std::string(why), out);
   return out;
 }
 
@@ -298,7 +325,59 @@ Effects Monitor::on_checks(std::string_view node, std::span<const Check> checks,
     else if (!newer(it->at, c.at)) *it = c;
   }
   e->state.failing_checks = failing_checks_reason(known);
-  if (e->state.monitor != MonitorState::Unreachable) settle(*e, now, "checks pass", out);
+  if (e->state.monitor != MonitorState::Unreachable && !suspension_) settle(*e, now, "checks pass", out);
+  return out;
+}
+
+bool Monitor::suspend(TimePoint now, std::string reason) {
+  if (suspension_) return false;
+  suspension_ = Suspension{std::move(reason), now};
+  return true;
+}
+
+Effects Monitor::resume(TimePoint now) {
+  Effects out;
+  if (!suspension_) return out;
+  suspension_.reset();
+  suspects_.clear();
+  std::vector<Entry*> entries;
+  entries.reserve(nodes_.size());
+  for (auto& [id, e] : nodes_) entries.push_back(&e);
+  std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->state.id < b->state.id; });
+  for (auto* e : entries) {
+    auto& n = e->state;
+    if (e->held_registration) {
+      n.monitor = n.failing_checks.empty() ? MonitorState::Normal : MonitorState::Error;
+      n.reason = n.failing_checks;
+      out.push_back(Registered{n.id, n.boot_id, n.monitor, n.reason, now});
+    } else {
+      if (e->held_boot && *e->held_boot != n.boot_id) out.push_back(Rebooted{n.id, *e->held_boot, n.boot_id, now});
+      // An unreachable node comes back only by a sign of life, as when watching.
+      if (n.monitor != MonitorState::Unreachable || e->heard_while_held)
+        settle(*e, now, "heard from while the monitor was suspended", out);
+    }
+    e->held_registration = e->heard_while_held = false;
+    e->held_boot.reset();
+    n.ping_pending = false;
+    n.suspected_at.reset();
+    n.last_seen = now;  // the grace: one full window, as after a restart
+    arm(*e);
+  }
+  return out;
+}
+
+Effects Monitor::on_link_ok(TimePoint sent, TimePoint now) {
+  if (suspension_) return sent >= suspension_->since ? resume(now) : Effects{};
+  Effects out;
+  for (auto it = suspects_.begin(); it != suspects_.end();) {
+    auto* e = lookup(*it);
+    if (e && e->state.suspected_at && *e->state.suspected_at > sent) {
+      ++it;  // the probe was sent before this ping failed: it proves nothing for it
+      continue;
+    }
+    if (e && e->state.suspected_at) unreachable(*e, now, e->state.suspicion, out);
+    it = suspects_.erase(it);  // blamed, or heard from since
+  }
   return out;
 }
 

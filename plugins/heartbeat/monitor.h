@@ -15,6 +15,23 @@
 //   unreachable --ping answer--> normal, or error if the last known checks failed
 //   normal/error --checks verdict (on_checks)--> error/normal (unreachable only records it)
 //
+// With `confirm_link`, a failed ping-back first makes the node *suspected* (effect Suspected):
+// the caller checks its own link to the bus with a round trip, then on_link_ok(sent) blames
+// every node suspected by `sent` (-> unreachable), or it calls suspend(). A sign of life clears
+// the suspicion. A suspected node has no deadline.
+//
+// The monitor as a whole is *watching* or *suspended* (the caller's own link is down or in
+// doubt, so silence proves nothing about the nodes):
+//   watching  --suspend(now, reason)-->                      suspended
+//   suspended --resume(now), or on_link_ok(sent >= since)--> watching, every node with a grace
+// While suspended it holds every verdict: no transition, no registration, no event, no ping,
+// on_tick does nothing and a failed ping is ignored. Heartbeats, ping answers and checks are
+// still recorded (last_seen, checks, boot id; a new node is kept). On resume each node settles
+// to what was heard (the held registrations, reboots and transitions are emitted then), and
+// every node not unreachable gets one full detection window from `now`, as after a controller
+// restart (restore): an outage of the caller never turns into unreachable nodes, and a node
+// that died during it is found one window (plus the ping-back) after the resume.
+//
 // Repeated identical inputs emit nothing; each real change emits exactly one effect. The
 // management state (enabled/disabled/drained) is carried for the record and changed only by
 // commands (apply_management / set_management), never by this machine.
@@ -27,7 +44,8 @@
 // `last_seen`; when the old entry comes due, the tick re-arms it at the real deadline. So
 // on_tick costs O((due + re-armed) log n) and each node is re-armed at most about once per
 // detection window -- with 10,000 nodes at 1 Hz and 3 misses, ~5,000 heap operations a second,
-// never a scan of every node.
+// never a scan of every node. suspend() is O(1); on_link_ok is O(suspected nodes); resume()
+// visits every node once, O(n log n), which is paid once per outage of the caller.
 #pragma once
 
 #include "heartbeat_codec.h"
@@ -39,6 +57,7 @@
 #include <functional>
 #include <optional>
 #include <queue>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -74,6 +93,9 @@ struct MonitorConfig {
   milliseconds interval{15000};     // for nodes whose own interval is not known yet
   int misses = 3;                   // silent intervals before the ping-back
   milliseconds ping_timeout{5000};  // how long the ping-back may take
+  // A failed ping-back makes the node suspected until the caller confirms its own link
+  // (on_link_ok) or suspends; false: unreachable at once (a caller that cannot probe its link).
+  bool confirm_link = false;
 };
 
 // Ok when the config is usable; otherwise NODEHA_ERR_INVALID naming the key.
@@ -106,6 +128,9 @@ struct NodeState {
   TimePoint last_seen{};
   bool ping_pending = false;
   TimePoint ping_deadline{};
+  // confirm_link: when the ping-back failed, waiting for on_link_ok; and how it failed.
+  std::optional<TimePoint> suspected_at;
+  std::string suspicion;
 };
 
 // Effects, in the order they happened.
@@ -140,7 +165,12 @@ struct Registered {  // first heartbeat from a node nobody knew: management enab
   std::string reason;
   TimePoint at;
 };
-using Effect = std::variant<Transition, ReasonChanged, PingRequest, Rebooted, Registered>;
+struct Suspected {  // confirm_link: the ping-back failed; check the own link, then on_link_ok
+  std::string node;
+  std::string detail;  // how the ping failed
+  TimePoint at;
+};
+using Effect = std::variant<Transition, ReasonChanged, PingRequest, Rebooted, Registered, Suspected>;
 using Effects = std::vector<Effect>;
 
 class Monitor {
@@ -168,7 +198,8 @@ class Monitor {
   Effects on_ping_reply(std::string_view node, std::string_view boot_id, TimePoint now);
 
   // The ping could not be delivered or timed out (e.g. no responders): since the window has
-  // already expired, the node is unreachable at once. Ignored when no ping is pending.
+  // already expired, the node is unreachable at once (suspected first, with confirm_link).
+  // Ignored when no ping is pending.
   Effects on_ping_failed(std::string_view node, TimePoint now, std::string_view why = {});
 
   // A checks verdict published on its own (netcheck), outside a heartbeat: same effect as the
@@ -179,13 +210,30 @@ class Monitor {
   // ignored, and a heartbeat does not replace a verdict newer than its own of that check.
   Effects on_checks(std::string_view node, std::span<const Check> checks, TimePoint now);
 
+  // The caller's own link to the bus is down or in doubt: hold every verdict until resume().
+  // False (and the first reason kept) when already suspended.
+  bool suspend(TimePoint now, std::string reason);
+  // Emits what was held and gives every node not unreachable a full window from `now`.
+  // Nothing when not suspended.
+  Effects resume(TimePoint now);
+  // The caller's link answered a round trip sent at `sent`. Watching: every node suspected at
+  // or before `sent` is unreachable now. Suspended: resume(now) when `sent` is not older than
+  // the suspension (an older probe proves nothing about the outage).
+  Effects on_link_ok(TimePoint sent, TimePoint now);
+  struct Suspension {
+    std::string reason;
+    TimePoint since;
+  };
+  const std::optional<Suspension>& suspension() const { return suspension_; }
+
   // Sets the management state after the plugin stored it; false when the node is unknown.
   bool set_management(std::string_view node, ManagementState state);
 
   const NodeState* find(std::string_view node) const;
   std::vector<const NodeState*> list() const;  // sorted by id
   size_t size() const { return nodes_.size(); }
-  // The earliest moment on_tick may have work (possibly early, never late); nullopt: none.
+  // The earliest moment on_tick may have work (possibly early, never late); nullopt: none,
+  // or suspended.
   std::optional<TimePoint> next_due() const;
   const MonitorConfig& config() const { return config_; }
 
@@ -193,6 +241,10 @@ class Monitor {
   struct Entry {
     NodeState state;
     std::optional<TimePoint> armed;  // the deadline of this node's live heap entry
+    // Held while suspended, emitted on resume.
+    bool held_registration = false;     // first heard from while suspended
+    bool heard_while_held = false;      // a heartbeat or ping answer arrived meanwhile
+    std::optional<std::string> held_boot;  // the boot id before the first change meanwhile
   };
   struct Timer {
     TimePoint due;
@@ -212,11 +264,15 @@ class Monitor {
   void fire(Entry& e, TimePoint now, Effects& out);
   void settle(Entry& e, TimePoint now, std::string_view cause, Effects& out);
   void alive(Entry& e, TimePoint now, std::string_view cause, Effects& out);
+  void new_boot(Entry& e, const std::string& boot_id, TimePoint now, Effects& out);
+  void ping_failed(Entry& e, TimePoint now, std::string detail, Effects& out);
   void unreachable(Entry& e, TimePoint now, std::string_view detail, Effects& out);
 
   MonitorConfig config_;
   std::unordered_map<std::string, Entry, Hash, std::equal_to<>> nodes_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::set<std::string> suspects_;  // may name nodes no longer suspected
+  std::optional<Suspension> suspension_;
 };
 
 }  // namespace nodeha::heartbeat

@@ -1,5 +1,6 @@
 // The controller's node monitor: every transition, no duplicate effects, the restart grace
 // window, per-node intervals, and a seeded random walk checking the invariants.
+#include "heartbeat_monitor_steps.h"
 #include "monitor.h"
 
 #include <gmock/gmock.h>
@@ -13,53 +14,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-const char* kNetDown = "eth1 target 10.0.0.1 unreachable";
-
-TimePoint at(int64_t ms) { return TimePoint{} + milliseconds(ms); }
-
-MonitorConfig fast() { return MonitorConfig{milliseconds(1000), 3, milliseconds(500)}; }
-
-Heartbeat beat(const std::string& node, uint64_t seq, std::vector<Check> checks = {},
-               const std::string& boot = "boot-1", int64_t interval_ms = 1000) {
-  Heartbeat hb;
-  hb.node = node;
-  hb.seq = seq;
-  hb.boot_id = boot;
-  hb.interval_ms = interval_ms;
-  hb.checks = std::move(checks);
-  return hb;
-}
-
-std::vector<Check> net_down() { return {{"netcheck", false, kNetDown}}; }
-std::vector<Check> net_up() { return {{"netcheck", true, ""}}; }
-
-template <class T>
-std::vector<T> only(const Effects& effects) {
-  std::vector<T> out;
-  for (const auto& e : effects)
-    if (auto* t = std::get_if<T>(&e)) out.push_back(*t);
-  return out;
-}
-
-// The single effect of a step, which must be a T.
-template <class T>
-T single(const Effects& effects) {
-  EXPECT_EQ(effects.size(), 1u);
-  if (effects.size() != 1 || !std::holds_alternative<T>(effects[0])) {
-    ADD_FAILURE() << "expected exactly one effect of the asked kind";
-    return T{};
-  }
-  return std::get<T>(effects[0]);
-}
-
-// Ticks every 100 ms over (from, to], collecting every effect.
-Effects tick_through(Monitor& m, int64_t from, int64_t to) {
-  Effects all;
-  for (int64_t t = from + 100; t <= to; t += 100)
-    for (auto& e : m.on_tick(at(t))) all.push_back(std::move(e));
-  return all;
-}
 
 TEST(HeartbeatMonitor, UnknownNodeRegistersNormal) {
   Monitor m(fast());
