@@ -20,6 +20,8 @@ MonitorConfig monitor_config(const Host& host) {
   c.interval = host.duration("interval");
   c.misses = host.config().at("misses").get<int>();
   c.ping_timeout = host.duration("ping_timeout");
+  // Probing our own link needs plugin interface 1.3; an older host blames at once, as before.
+  c.confirm_link = host.bus_status().code() != NODEHA_ERR_INTERNAL;
   if (auto s = validate(c); !s) throw ConfigError(s.message());
   return c;
 }
@@ -35,6 +37,10 @@ Status ControllerSide::start() {
   // read node states only from the leader.
   host_.gauge("nodeha_controller_leader", "1 on the controller that leads").set(1);
   bad_heartbeats_ = host_.counter("nodeha_heartbeats_rejected_total", "heartbeats refused as malformed");
+  suspended_ = host_.gauge("nodeha_monitor_suspended",
+                           "1 while the monitor holds its verdicts: the controller's own link to NATS is down or in doubt");
+  suspended_.set(0);
+  if (monitor_.config().confirm_link) host_.bus_status(Millis(0), &connects_);
   for (size_t i = 0; i < kMonitorStates.size(); ++i)
     changes_[i] = host_.counter("nodeha_node_state_changes_total", "monitor state changes by new state",
                                 {{"state", std::string(to_string(kMonitorStates[i]))}});
@@ -138,8 +144,9 @@ void ControllerSide::on_record(const KvEntry& e) {
 }
 
 void ControllerSide::tick() {
+  watch_link();
   apply(monitor_.on_tick(Clock::now()));
-  if (!dirty_.empty() && !writing_) flush();
+  if (!dirty_.empty() && !writing_ && !monitor_.suspension()) flush();  // written on resume
 }
 
 void ControllerSide::apply(const Effects& effects) {
@@ -158,6 +165,8 @@ void ControllerSide::apply(const Effects& effects) {
             mark_dirty(e.node);
           } else if constexpr (std::is_same_v<T, PingRequest>) {
             ping(e);
+          } else if constexpr (std::is_same_v<T, Suspected>) {
+            probe_link();  // blamed by on_link_ok only if our own link answers
           } else if constexpr (std::is_same_v<T, Rebooted>) {
             host_.info(e.node + " rebooted (boot id " + e.old_boot_id + " -> " + e.new_boot_id + ")");
             publish_event(e.node, {{"event", "rebooted"}, {"old_boot_id", e.old_boot_id}, {"new_boot_id", e.new_boot_id}});
@@ -188,9 +197,11 @@ void ControllerSide::ping(const PingRequest& p) {
                                                      : r.status().message();
     }
     if (why.empty()) apply(monitor_.on_ping_reply(node, boot_id, Clock::now()));
+    else if (!r && r.status().code() == NODEHA_ERR_UNAVAILABLE) suspend(why);  // our link, not the node
     else apply(monitor_.on_ping_failed(node, Clock::now(), why));
   });
-  if (!sent) apply(monitor_.on_ping_failed(node, Clock::now(), sent.message()));
+  if (!sent && sent.code() == NODEHA_ERR_UNAVAILABLE) suspend(sent.message());
+  else if (!sent) apply(monitor_.on_ping_failed(node, Clock::now(), sent.message()));
 }
 
 void ControllerSide::publish_event(const std::string& node, nlohmann::json event) {

@@ -3,8 +3,13 @@
 // changed), publishes events on <prefix>.evt.node.<node>, exports the node metrics, and answers
 // node.list / node.show / node.enable / node.disable.
 //
+// It never blames nodes for its own trouble (controller_link.cpp): while its link to NATS is
+// down, was lost and made again, or fails a round-trip probe taken before a node is blamed, the
+// monitor is suspended (gauge nodeha_monitor_suspended), and a probe that succeeds resumes it
+// with a grace window for every node.
+//
 // Threads: everything here runs on the plugin's event thread, except KV reads and writes and
-// pings, which run on workers and post their results back.
+// link probes, which run on workers and post their results back.
 #pragma once
 
 #include "monitor.h"
@@ -36,6 +41,10 @@ class ControllerSide {
   void on_check(const Message& m);
   void on_record(const KvEntry& e);
   void tick();
+  void watch_link();
+  void probe_link();
+  void link_probed(TimePoint sent, const Status& status, uint64_t connects);
+  void suspend(const std::string& reason);
   void apply(const Effects& effects);
   void ping(const PingRequest& p);
   int64_t refresh_for(const std::string& node) const;
@@ -65,7 +74,10 @@ class ControllerSide {
   std::unordered_map<std::string, NodeMetrics> metrics_;
   std::set<std::string> dirty_;
   bool writing_ = false;
-  Metric received_, bad_heartbeats_;
+  Metric received_, bad_heartbeats_, suspended_;
+  uint64_t connects_ = 0;  // the host's connection count last seen: a change means "I was away"
+  bool probing_ = false;   // one link probe at a time
+  bool probe_again_ = false;
   std::array<Metric, 3> changes_;
 };
 

@@ -71,6 +71,10 @@ std::unique_ptr<host::Bus> NatsServer::client() const {
   return std::move(bus.value());
 }
 
+void NatsServer::signal(int sig) const {
+  if (proc_) proc_->signal(sig);
+}
+
 void NatsServer::stop() {
   if (!proc_) return;
   proc_->signal(SIGTERM);

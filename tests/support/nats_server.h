@@ -29,6 +29,9 @@ class NatsServer {
   // Stops the server (SIGTERM, waits), keeping its store; start() brings it back on the same port.
   void stop();
   void start();
+  // Signals the running server: SIGSTOP freezes it with every connection left open, which is how
+  // a cut link looks to a client (nothing answers, nothing is closed); SIGCONT thaws it.
+  void signal(int sig) const;
   // A connected client (the host's own Bus), reconnecting quickly; the test fails if it cannot
   // connect.
   std::unique_ptr<host::Bus> client() const;
