@@ -23,7 +23,7 @@ void ControllerSide::watch_link() {
   Status s = host_.bus_status(Millis(0), &connects);
   bool again = connects != connects_;
   connects_ = connects;
-  if (!s) suspend(s.message());
+  if (!s) suspend("not connected to NATS (" + s.message() + ")");
   else if (again) suspend(kReconnected);
   if (s && monitor_.suspension()) probe_link();
 }
