@@ -72,6 +72,7 @@ TestNetwork::~TestNetwork() {
 }
 
 std::string TestNetwork::control_ns() const { return prefix_ + "cp"; }
+std::string TestNetwork::controller_ns() const { return prefix_ + "ctl"; }
 std::string TestNetwork::node_ns(int node) const { return prefix_ + role_of(node); }
 std::string TestNetwork::bridge_ns(Network net) const {
   return prefix_ + (net == Network::kManagement ? "mgmt" : "biz");
@@ -79,19 +80,23 @@ std::string TestNetwork::bridge_ns(Network net) const {
 std::string TestNetwork::bridge_port(const std::string& role) const { return "nh" + tag_ + "-" + role; }
 
 std::vector<std::string> TestNetwork::namespaces() const {
-  std::vector<std::string> all{bridge_ns(Network::kManagement), bridge_ns(Network::kBusiness), control_ns()};
+  std::vector<std::string> all{bridge_ns(Network::kManagement), bridge_ns(Network::kBusiness), control_ns(),
+                               controller_ns()};
   for (int i = 1; i <= nodes_; ++i) all.push_back(node_ns(i));
   return all;
 }
 
 std::string TestNetwork::interface(Network net) { return net == Network::kManagement ? "mgmt0" : "biz0"; }
 std::string TestNetwork::control_address() const { return "10.88.1.254"; }
+std::string TestNetwork::controller_address() const { return "10.88.1.253"; }
 std::string TestNetwork::node_address(int node, Network net) const {
   return std::string(net == Network::kManagement ? "10.88.1." : "10.88.2.") + std::to_string(node);
 }
 
 bool TestNetwork::cut(int node, Network net) { return set_port(node, net, "down"); }
 bool TestNetwork::restore(int node, Network net) { return set_port(node, net, "up"); }
+bool TestNetwork::cut_controller() { return set_role_port("ctl", Network::kManagement, "down"); }
+bool TestNetwork::restore_controller() { return set_role_port("ctl", Network::kManagement, "up"); }
 bool TestNetwork::cut_all(int node) { return cut(node, Network::kManagement) && cut(node, Network::kBusiness); }
 bool TestNetwork::restore_all(int node) {
   return restore(node, Network::kManagement) && restore(node, Network::kBusiness);
@@ -114,6 +119,7 @@ bool TestNetwork::build() {
       return false;
   }
   if (!attach(control_ns(), "cp", Network::kManagement, control_address())) return false;
+  if (!attach(controller_ns(), "ctl", Network::kManagement, controller_address())) return false;
   for (int i = 1; i <= nodes_; ++i) {
     for (Network net : {Network::kManagement, Network::kBusiness}) {
       if (!attach(node_ns(i), role_of(i), net, node_address(i, net))) return false;
@@ -144,7 +150,15 @@ bool TestNetwork::set_port(int node, Network net, const char* state) {
     error_ = ready_ ? "TestNetwork: no node " + std::to_string(node) : "TestNetwork: not ready";
     return false;
   }
-  return ip({"-n", bridge_ns(net), "link", "set", bridge_port(role_of(node)), state});
+  return set_role_port(role_of(node), net, state);
+}
+
+bool TestNetwork::set_role_port(const std::string& role, Network net, const char* state) {
+  if (!ready_) {
+    error_ = "TestNetwork: not ready";
+    return false;
+  }
+  return ip({"-n", bridge_ns(net), "link", "set", bridge_port(role), state});
 }
 
 bool TestNetwork::ip(const std::vector<std::string>& args, std::string* out) {

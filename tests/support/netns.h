@@ -1,13 +1,14 @@
 // A private network for one system test, built from network namespaces (needs root and `ip`).
 //
-// Namespaces: one for the control plane, one per node, and one per bridge, so that the root
-// namespace is never touched (no interface of the test ever appears in the root `ip link`).
-// Two bridges: management (every node's `mgmt0` and the control plane's `mgmt0`) and business
-// (every node's `biz0`). Each link is a veth pair whose bridge side sits in the bridge's
-// namespace; cutting a node from a network sets that bridge side down.
+// Namespaces: one for the control plane (nats-server, monitoring), one for the controller, one
+// per node, and one per bridge, so that the root namespace is never touched (no interface of the
+// test ever appears in the root `ip link`). Two bridges: management (every node's `mgmt0`, the
+// control plane's and the controller's `mgmt0`) and business (every node's `biz0`). Each link is
+// a veth pair whose bridge side sits in the bridge's namespace; cutting a node (or the
+// controller) from a network sets that bridge side down.
 //
-// Addresses: management 10.88.1.0/24 (node i: .i, control plane: .254), business 10.88.2.0/24
-// (node i: .i). Each test's bridges are its own, so two tests may use the same addresses.
+// Addresses: management 10.88.1.0/24 (node i: .i, controller: .253, control plane: .254),
+// business 10.88.2.0/24 (node i: .i). Each test's bridges are its own, so two tests may use the same addresses.
 //
 // Names: every namespace is `nhnet-<creator pid>-<random tag>-<role>`; the bridges and bridge
 // ports carry `nh<tag>` (interface names have at most 15 characters). Two tests running at once
@@ -49,13 +50,15 @@ class TestNetwork {
   // The random tag in every name this object creates (namespaces and interfaces).
   const std::string& tag() const { return tag_; }
   std::string control_ns() const;
+  std::string controller_ns() const;
   std::string node_ns(int node) const;  // node: 1..nodes()
   // Every namespace this object created (control plane, nodes, bridges).
   std::vector<std::string> namespaces() const;
 
   // The interface's name inside a node's namespace ("mgmt0", "biz0").
   static std::string interface(Network net);
-  std::string control_address() const;  // on management
+  std::string control_address() const;     // on management
+  std::string controller_address() const;  // on management
   std::string node_address(int node, Network net) const;
 
   // Takes a node's link on `net` down at the bridge (cut) or up again (restore); false with
@@ -64,6 +67,9 @@ class TestNetwork {
   bool restore(int node, Network net);
   bool cut_all(int node);
   bool restore_all(int node);
+  // The controller's one link (management), cut at the bridge or restored.
+  bool cut_controller();
+  bool restore_controller();
 
   // `ip netns exec <ns> argv...`: the argv for a Process that runs inside `ns`.
   static std::vector<std::string> argv_in(const std::string& ns, std::vector<std::string> argv);
@@ -75,6 +81,7 @@ class TestNetwork {
   bool add_ns(const std::string& name);
   bool attach(const std::string& ns, const std::string& role, Network net, const std::string& address);
   bool set_port(int node, Network net, const char* state);
+  bool set_role_port(const std::string& role, Network net, const char* state);
   // Runs `ip args...`; false with error_ set on a non-zero exit. `out` gets its output.
   bool ip(const std::vector<std::string>& args, std::string* out = nullptr);
   // Kills the processes in `ns` and deletes it; false with error_ set if it stays.

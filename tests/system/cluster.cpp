@@ -50,7 +50,7 @@ std::string Cluster::agent_metrics(int i) const {
 std::string Cluster::controller_config() const {
   return "[host]\nrole = \"controller\"\nnode_id = \"ctl\"\nplugin_path = [\"{plugins}\"]\n"
          "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
-         "[metrics]\nlisten = \"" + net_.control_address() + ":" + std::to_string(kMetricsPort) + "\"\n" +
+         "[metrics]\nlisten = \"" + net_.controller_address() + ":" + std::to_string(kMetricsPort) + "\"\n" +
          controller_plugin_tables();
 }
 
@@ -137,7 +137,7 @@ void Cluster::start() {
     for (int i = 1; i <= options_.nodes; ++i) agent_targets.push_back(agent_metrics(i));
     AlertStackOptions o;
     o.netns = net_.control_ns();
-    o.jobs = {{"nodeha-controller", {net_.control_address() + ":" + std::to_string(kMetricsPort)}},
+    o.jobs = {{"nodeha-controller", {net_.controller_address() + ":" + std::to_string(kMetricsPort)}},
               {"nodeha-agent", agent_targets}};
     alerts_ = std::make_unique<AlertStack>(o);
     ASSERT_TRUE(alerts_->ready()) << alerts_->error();
@@ -267,7 +267,7 @@ void Cluster::kill_controller() {
 
 void Cluster::start_controller() {
   std::filesystem::create_directories(dir_.file("ctl/state"));
-  controller_ = std::make_unique<HostProcess>(controller_config(), std::vector<std::string>{}, net_.control_ns(),
+  controller_ = std::make_unique<HostProcess>(controller_config(), std::vector<std::string>{}, net_.controller_ns(),
                                               dir_.file("ctl/state"));
   EXPECT_TRUE(controller_->wait_ready()) << controller_->log();
 }

@@ -1,10 +1,12 @@
 // The failure-scenario test cluster (issue 7): a whole nodeha installation on real parts inside
 // network namespaces, built and torn down by one object per test.
 //
-//   control-plane namespace   nats-server (JetStream) on 10.88.1.254:4222, the controller
-//                             (heartbeat 1 s / 3 misses, scheduler, vms, tasks, migrate, drain,
-//                             rebuild), Prometheus + Alertmanager with the shipped rules and a
-//                             webhook receiver (tests/support/alert_stack.h)
+//   control-plane namespace   nats-server (JetStream) on 10.88.1.254:4222, Prometheus +
+//                             Alertmanager with the shipped rules and a webhook receiver
+//                             (tests/support/alert_stack.h)
+//   controller namespace      the controller on 10.88.1.253 (heartbeat 1 s / 3 misses,
+//                             scheduler, vms, tasks, migrate, drain, rebuild): its link can be
+//                             cut apart from nats-server's
 //   node-i namespace          an isolated libvirtd (QEMU, TCP on 16509 for its peers) with tiny
 //                             diskless guests, and node-i's agent (heartbeat 1 s, netcheck 1 s on
 //                             biz0, vms, migrate, file_check "storage")

@@ -191,7 +191,7 @@ TEST(NetnsTest, DestructionLeavesNothing) {
     ASSERT_TRUE(net.ready()) << net.error();
     names = net.namespaces();
     tag = net.tag();
-    ASSERT_EQ(names.size(), 7u);  // two bridges, the control plane, four nodes
+    ASSERT_EQ(names.size(), 8u);  // two bridges, the control plane, the controller, four nodes
     std::string listed = netns_list();
     for (const auto& ns : names) EXPECT_THAT(listed, HasSubstr(ns));
     EXPECT_THAT(run({"ip", "-n", names[0], "link"}), HasSubstr("nh" + tag));

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 namespace nodeha::test {
 namespace {
@@ -470,6 +471,41 @@ TEST_F(Scenario, PartitionOfTwoNodes) {
     EXPECT_EQ(c().monitor_changes(i), (std::vector<std::string>{"normal->unreachable", "unreachable->normal"}));
     ASSERT_NO_FATAL_FAILURE(expect_untouched(i));
   }
+  c().expect_invariants();
+}
+
+// The controller's own link is cut for 10 s (issue 13): nats-server, the nodes and their guests
+// are fine, only the controller hears nothing. It must blame no node for its own trouble: its
+// round trip to NATS fails, so its monitor suspends and holds every verdict; when the link is
+// back it resumes and gives every node a full window. A node that really fails afterwards is
+// still found.
+TEST_F(Scenario, ControllerCutOffForTenSeconds) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 1}, {2, 1}}}));
+  auto logged = [&](const std::string& text) { return c().controller()->log().find(text) != std::string::npos; };
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut_controller()) << c().net().error();
+  EXPECT_TRUE(wait_until([&] { return logged("monitor suspended"); }, 10s)) << c().controller()->log();
+  figure("monitor suspended after the cut", seconds_since(cut));
+  std::this_thread::sleep_until(cut + 10s);  // the fault lasts 10 s: a duration, not a wait for a condition
+  auto restored = Clock::now();
+  ASSERT_TRUE(c().net().restore_controller()) << c().net().error();
+  // TCP's resend back-off or the client's pings bring the connection back; then a probe resumes.
+  ASSERT_TRUE(wait_until([&] { return logged("monitor resumed"); }, 60s)) << c().controller()->log();
+  figure("monitor resumed after the link returned", seconds_since(restored));
+
+  // Judging again: an agent killed now is found, after the grace window every node got.
+  auto killed = Clock::now();
+  c().kill_agent(3);
+  ASSERT_NO_FATAL_FAILURE(expect_monitor(3, "unreachable", killed, "detection after the resume"));
+  EXPECT_EQ(c().monitor_changes(3), (std::vector<std::string>{"normal->unreachable"}));
+  for (int i : {1, 2}) {
+    EXPECT_THAT(c().monitor_changes(i), IsEmpty()) << Cluster::node(i) << " was blamed for the controller's cut";
+    EXPECT_EQ(c().monitor_state(i), "normal");
+    EXPECT_FALSE(c().alerts().webhook().find("firing", "NodehaNodeUnreachable", Cluster::node(i)).has_value())
+        << c().alerts().webhook().text();
+  }
+  EXPECT_EQ(task_count(), 0u);
+  for (int i : {1, 2}) ASSERT_NO_FATAL_FAILURE(expect_untouched(i));
   c().expect_invariants();
 }
 
