@@ -110,7 +110,7 @@ class Checker {
 
   // The element just below <domain> or <devices> that holds `n`: the device (or os, sysinfo, ...).
   const xmlNode* owner(const xmlNode* n) const {
-    while (n->parent && n->parent != root_ && xml_name(n->parent) != "devices") n = n->parent;
+    while (n != root_ && n->parent != root_ && xml_name(n->parent) != "devices") n = n->parent;
     return n;
   }
   std::string what(const xmlNode* n) const {

@@ -201,6 +201,9 @@ TEST(DomainPolicy, HostFilesAndSocketsOnlyUnderTheChardevPaths) {
               HasSubstr("graphics /etc/vnc.sock is outside"));
   EXPECT_THAT(why(domain("<interface type='user'><backend type='passt' logFile='/etc/profile.d/x.sh'/></interface>")),
               HasSubstr("interface backend /etc/profile.d/x.sh is outside"));
+  EXPECT_EQ(why(domain("", "", "<domain type='kvm' file='/etc/shadow'>")),
+            "domain /etc/shadow is outside the paths for host files and sockets (chardev_paths = "
+            "[\"/var/lib/libvirt/qemu\", \"/var/log/libvirt/qemu\"])");
   EXPECT_EQ(why(domain("<serial type='file'><source path='/var/log/libvirt/qemu/g-serial.log'/></serial>")), "ok");
 }
 
