@@ -29,6 +29,7 @@ std::vector<std::string> read_shared_paths(const nlohmann::json& c) {
 AgentSide::AgentSide(const Host& host)
     : host_(host),
       shared_paths_(read_shared_paths(host.config())),
+      policy_(read_domain_policy(host.config())),
       sync_every_(host.duration("sync_every")),
       stop_timeout_(host.duration("stop_timeout")),
       drain_parallel_(static_cast<int>(host.config().at("drain_parallel").get<int64_t>())),
@@ -157,6 +158,10 @@ Answer AgentSide::list() const {
 Answer AgentSide::define(const std::string& xml) const {
   auto conn = vm_ops::connect(host_);
   if (!conn) return failed(conn.status());
+  if (auto refused = admit_domain(conn.value().get(), xml, policy_)) {
+    host_.warn("vm.define: " + refused->message);
+    return {{}, refused};
+  }
   auto uuid = vm_ops::define(conn.value().get(), xml);
   if (!uuid) return failed(uuid.status());
   host_.info("defined VM " + uuid.value());

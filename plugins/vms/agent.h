@@ -15,6 +15,7 @@
 #pragma once
 
 #include "command.h"
+#include "domain_policy.h"
 #include "guards.h"
 #include "inventory.h"
 #include "stopper.h"
@@ -65,6 +66,7 @@ class AgentSide {
 
   const Host& host_;
   std::vector<std::string> shared_paths_;
+  DomainPolicy policy_;  // what vm.define accepts
   Millis sync_every_;
   Millis stop_timeout_;
   int drain_parallel_;

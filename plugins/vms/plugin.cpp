@@ -21,6 +21,25 @@ const nodeha_config_key kKeys[] = {
     key("drain_parallel", NODEHA_CONFIG_INTEGER, "16", "VMs", "agent: VMs a drain stops at the same time"),
     key("supervise", NODEHA_CONFIG_BOOLEAN, "true", nullptr,
         "agent: start again a VM recorded here with desired running that stopped unasked (not on a drained node)"),
+    // What vm.define accepts (domain_policy.h): the XML of a controller is not trusted with the host.
+    key("storage_paths", NODEHA_CONFIG_STRING_ARRAY, "[\"/var/lib/libvirt/images\"]", nullptr,
+        "agent: directories a defined domain's disks, filesystems, kernel and initrd may be in (network disks "
+        "always may)"),
+    key("storage_pools", NODEHA_CONFIG_STRING_ARRAY, "[]", nullptr,
+        "agent: libvirt storage pools a defined domain's volume disks may come from"),
+    key("firmware_paths", NODEHA_CONFIG_STRING_ARRAY,
+        "[\"/usr/share/OVMF\", \"/usr/share/AAVMF\", \"/usr/share/edk2\", \"/usr/share/qemu\", "
+        "\"/usr/share/seabios\", \"/var/lib/libvirt/qemu/nvram\"]",
+        nullptr, "agent: directories a defined domain's loader and nvram may be in (besides storage_paths)"),
+    key("chardev_paths", NODEHA_CONFIG_STRING_ARRAY, "[\"/var/lib/libvirt/qemu\", \"/var/log/libvirt/qemu\"]", nullptr,
+        "agent: directories for a defined domain's other host files and sockets (serial, console and channel "
+        "files, pipes and sockets, logs, graphics, audio, shmem, vhost-user)"),
+    key("emulators", NODEHA_CONFIG_STRING_ARRAY, "[]", nullptr,
+        "agent: the <emulator> paths a defined domain may name; empty: those libvirt's capabilities name"),
+    key("allow_block_devices", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may use the host's block devices as disks (type='block', or a path under /dev)"),
+    key("allow_host_devices", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may pass host devices through (hostdev, host device nodes, TPM, input, smartcard)"),
 };
 
 class VmsPlugin : public Plugin {

@@ -3,7 +3,8 @@
 // (heartbeat, vms), each agent's domains defined by a node file of its own. Drain with the node
 // up and down, rebuild (refused unless drained; local-disk VMs skipped; records and generations
 // move), stale copies removed when the old node returns, locks, dry runs that change nothing,
-// every refusal's code, and a controller killed in the middle of a rebuild that finishes it.
+// every refusal's code, a rebuild step the target's domain policy refuses, and a controller
+// killed in the middle of a rebuild that finishes it.
 //
 // The test driver keeps a node's domains in the agent's process: killing the agent is the
 // node's power loss, and starting it again brings back the domains of its node file, running,
@@ -31,6 +32,7 @@ using json = nlohmann::json;
 struct Vm {
   std::string name, uuid;
   bool local_disk = false;
+  std::string devices;  // more of them, after the disk
 };
 
 std::string uuid_for(int node, int i) {
@@ -53,7 +55,7 @@ std::string node_xml(const std::vector<Vm>& vms, int memory_mib = 16384) {
     else
       x += "<disk type='network' device='disk'><source protocol='rbd' name='pool/" + v.name +
            "'><host name='10.0.0.1' port='6789'/></source><target dev='vda' bus='virtio'/></disk>";
-    x += "</devices></domain>\n";
+    x += v.devices + "</devices></domain>\n";
   }
   return x + "</node>\n";
 }
@@ -327,6 +329,34 @@ TEST_F(Operations, DrainAndRebuildOfADeadNodeAndItsReturn) {
   EXPECT_TRUE(wait_until([&] { return a->metric("nodeha_stale_copies_removed_total") == 4; })) << a->log();
   for (const auto& [uuid, nodes] : running_on({"node-a", "node-b", "node-c"})) EXPECT_EQ(nodes.size(), 1u) << uuid;
   EXPECT_THAT(invariant.finish(), ::testing::IsEmpty());
+}
+
+// A recorded definition the target's domain policy refuses (an interface script runs a host
+// program): its rebuild step fails with the agent's code and reason, the target defines nothing,
+// and the other VM is rebuilt.
+TEST_F(Operations, ARebuildTheTargetsPolicyRefusesFailsThatStepAndDefinesNothing) {
+  std::vector<Vm> vms = vms_of(1, 1);
+  vms.push_back({"scripted", uuid_for(1, 9), false, "<interface type='ethernet'><script path='/tmp/up.sh'/></interface>"});
+  std::unique_ptr<HostProcess> ctl, b;
+  ASSERT_NO_FATAL_FAILURE(lose_and_drain_node_a(vms, ctl, b));
+  auto r = command("node.rebuild", {{"node", "node-a"}, {"target", "node-b"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "partial"; }, 20s)) << task(id).dump(2) << ctl->log();
+  for (const auto& step : task(id)["steps"]) {
+    if (step["vm"] == vms[1].uuid) {
+      EXPECT_EQ(step["state"], "failed") << step;
+      EXPECT_THAT(step["error"].get<std::string>(),
+                  HasSubstr("define on node-b: policy: domain refused by policy: interface script /tmp/up.sh runs a "
+                            "host program (never allowed)"));
+    } else {
+      EXPECT_EQ(step["state"], "succeeded") << step;
+    }
+  }
+  auto on_b = domains("node-b");
+  EXPECT_EQ(on_b.count(vms[0].uuid), 1u);
+  EXPECT_EQ(on_b.count(vms[1].uuid), 0u) << "defined despite the policy";
+  EXPECT_THAT(b->log(), HasSubstr("vm.define: domain refused by policy: interface script /tmp/up.sh"));
 }
 
 TEST_F(Operations, LocksAndRefusals) {

@@ -3,7 +3,9 @@
 // node; stale copies go at the first sync; a claim follows a VM that arrives and runs; supervision
 // restarts a VM that died (the vm_crash fixture destroys it inside the agent's process) unless the
 // node is drained; the VM operations, the drain and the local drain (on the node-local socket
-// only, with NATS up and down) and their refusals; cmd.vm.list on a controller.
+// only, with NATS up and down) and their refusals; the domain policy of vm.define (a domain on the
+// host's /dev/vda or with qemu:commandline refused, nothing defined; the keys that widen it);
+// cmd.vm.list on a controller.
 //
 // The test driver keeps the domains in the agent's process: each agent starts from the node file.
 #include "bus.h"
@@ -432,6 +434,73 @@ TEST_F(Vms, Refusals) {
   EXPECT_EQ(local["error"]["code"], "bad_type");
   // Refused requests changed nothing.
   for (const auto& u : {kWeb, kDb}) EXPECT_EQ(state(u), "running");
+}
+
+// What an agent defines is checked (plugins/vms/domain_policy.h): a domain on the hypervisor's own
+// disk, or with QEMU command-line passthrough, is refused with the reason and is not defined; a
+// domain within the policy still is.
+TEST_F(Vms, DefineRefusesADomainOutsideThePolicyAndDefinesNothing) {
+  auto a = start_agent();
+  const std::string host_disk = "0a000000-0000-4000-8000-0000000000b1", passthrough = "0a000000-0000-4000-8000-0000000000b2",
+                    compliant = "0a000000-0000-4000-8000-0000000000b3";
+  auto with = [](const std::string& xml, const std::string& inside, const std::string& head = "<domain type='test'>") {
+    std::string out = xml;
+    out.replace(out.find("</domain>"), 9, inside + "</domain>");
+    return out.replace(0, std::string("<domain type='test'>").size(), head);
+  };
+  auto disk = [](const std::string& type, const std::string& attr, const std::string& path) {
+    return "<devices><disk type='" + type + "' device='disk'><source " + attr + "='" + path +
+           "'/><target dev='vda' bus='virtio'/></disk></devices>";
+  };
+  auto refused = [&](const std::string& xml) {
+    auto j = ask("nodeha.agent.node-a.vm.define", json{{"xml", xml}}.dump());
+    EXPECT_EQ(j["ok"], false) << j;
+    return j["ok"] == false ? j["error"]["code"].get<std::string>() + ": " + j["error"]["message"].get<std::string>() : "accepted";
+  };
+
+  EXPECT_EQ(refused(with(domain_xml("steal", host_disk), disk("block", "dev", "/dev/vda"))),
+            "policy: domain refused by policy: disk source /dev/vda is a host block device (allow_block_devices = false)");
+  EXPECT_EQ(refused(with(domain_xml("shell", passthrough),
+                         "<qemu:commandline><qemu:arg value='-chardev'/><qemu:arg value='socket,id=x,path=/tmp/x'/>"
+                         "</qemu:commandline>",
+                         "<domain type='test' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>")),
+            "policy: domain refused by policy: element <qemu:commandline> is in libvirt's driver namespace "
+            "http://libvirt.org/schemas/domain/qemu/1.0, which passes options straight to the hypervisor (never allowed)");
+  EXPECT_EQ(refused("<?xml version='1.0'?><!DOCTYPE d [<!ENTITY x SYSTEM 'file:///etc/passwd'>]>" +
+                    domain_xml("&x;", host_disk)),
+            "bad_value: the domain XML has a <!DOCTYPE> (DTDs and entity declarations are not accepted)");
+  EXPECT_THAT(a->log(), HasSubstr("vm.define: domain refused by policy: disk source /dev/vda"));
+  // Nothing was defined: libvirt (the test driver lives in the agent) knows neither.
+  auto all = listed();
+  EXPECT_EQ(all.size(), kAll.size());
+  EXPECT_FALSE(all.count(host_disk) || all.count(passthrough));
+  EXPECT_EQ(refusal("vm.start", json{{"uuid", host_disk}}.dump()), "unknown_vm");
+
+  // Within the policy (a disk under the default storage path): defined.
+  EXPECT_EQ(op("vm.define", {{"xml", with(domain_xml("fine", compliant),
+                                          disk("file", "file", "/var/lib/libvirt/images/fine.qcow2"))}})["uuid"],
+            compliant);
+  EXPECT_TRUE(listed().count(compliant));
+}
+
+// The policy is the operator's: with allow_block_devices and another storage path, such disks define.
+TEST_F(Vms, DefineFollowsThePolicyInTheConfig) {
+  auto a = start_agent("allow_block_devices = true\nstorage_paths = [\"/srv/shared\"]\n");
+  const std::string block = "0a000000-0000-4000-8000-0000000000b4", image = "0a000000-0000-4000-8000-0000000000b5";
+  auto with_disk = [](const std::string& xml, const std::string& type, const std::string& attr, const std::string& path) {
+    std::string out = xml;
+    return out.replace(out.find("</domain>"), 9,
+                       "<devices><disk type='" + type + "' device='disk'><source " + attr + "='" + path +
+                           "'/><target dev='vda' bus='virtio'/></disk></devices></domain>");
+  };
+  EXPECT_EQ(op("vm.define", {{"xml", with_disk(domain_xml("lun", block), "block", "dev", "/dev/sdq")}})["uuid"], block);
+  EXPECT_EQ(op("vm.define", {{"xml", with_disk(domain_xml("shared", image), "file", "file", "/srv/shared/s.qcow2")}})["uuid"],
+            image);
+  // The default storage path is no longer in the policy.
+  EXPECT_EQ(refusal("vm.define", json{{"xml", with_disk(domain_xml("old", "0a000000-0000-4000-8000-0000000000b6"), "file",
+                                                         "file", "/var/lib/libvirt/images/old.qcow2")}}
+                                      .dump()),
+            "policy");
 }
 
 TEST_F(Vms, LocalDrainPlansThenStopsAndJournals) {
