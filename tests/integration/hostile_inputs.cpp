@@ -10,7 +10,7 @@ namespace nodeha::test::hostile {
 namespace {
 
 using json = nlohmann::json;
-constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kMaxReserveS = 7 * 24 * 3600;  // the scheduler's bound on a reservation
 bool in_range(const Field& f, double v) {
   return (f.min_exclusive ? v > f.min : v >= f.min) && v <= f.max;
 }
@@ -119,10 +119,10 @@ const std::vector<Op>& command_ops() {
        true, true},
       {"sched.place",
        {{"vms", K::Array, true}, {"exclude", K::Array}, {"target", K::NodeId}, {"policy", K::String},
-        {"groups", K::Object}, {"reserve", K::Number, false, 0}, {"task", K::TaskId}},
+        {"groups", K::Object}, {"reserve", K::Number, false, 0, kMaxReserveS}, {"task", K::TaskId}},
        true, false},
       {"sched.release", {{"task", K::TaskId, true}}, true, false},
-      {"sched.hold", {{"task", K::TaskId, true}, {"reserve", K::Number, true, 0, kInf, true}, {"held", K::Array, true}}, true, false},
+      {"sched.hold", {{"task", K::TaskId, true}, {"reserve", K::Number, true, 0, kMaxReserveS, true}, {"held", K::Array, true}}, true, false},
       {"task.list", {{"node", K::NodeId}, {"state", K::String}, {"kind", K::String}}, false, false},
       {"task.show", {{"task", K::TaskId, true}}, false, true},
       {"task.cancel", {{"task", K::TaskId, true}}, true, true},
