@@ -20,6 +20,21 @@ nodeha_kv_entry to_c(const KvEntry& e) {
 
 bool valid(const char* s) { return s && *s; }
 
+// Whether a requester's reply subject may be answered: a literal subject outside the project's
+// own. Anyone can name any reply subject, so without this a request whose reply subject is
+// `<prefix>.cmd.node.drain` or `<prefix>.agent.*.vm.stop` would make this host publish there.
+bool reply_subject(std::string_view reply, const std::string& prefix) {
+  if (reply.size() > prefix.size() && reply.substr(0, prefix.size()) == prefix && reply[prefix.size()] == '.')
+    return false;
+  for (size_t start = 0; start <= reply.size();) {
+    size_t end = std::min(reply.find('.', start), reply.size());
+    std::string_view token = reply.substr(start, end - start);
+    if (token == "*" || token == ">") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 struct PluginInstance::Access {
@@ -171,6 +186,7 @@ struct PluginInstance::Access {
       if (services.local) services.local->respond(reply, std::string_view(data, size));
       return NODEHA_OK;
     }
+    if (!reply_subject(reply, services.prefix)) return NODEHA_ERR_INVALID;
     return services.bus->publish(reply, std::string_view(data, size)).code();
   }
 

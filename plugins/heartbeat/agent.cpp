@@ -74,9 +74,12 @@ AgentSide::AgentSide(const Host& host) : host_(host) {
 Status AgentSide::start() {
   sent_ = host_.counter("nodeha_heartbeats_sent_total", "heartbeats published by this agent");
   std::string node = host_.node_id();
-  auto checks = host_.subscribe(host_.subject("check." + node + ".*"), [this](const Message& m) {
+  auto checks = host_.subscribe(host_.subject("check." + node + ".*"), [this, node](const Message& m) {
     auto verdict = decode_check_message(m.data);
     if (!verdict) return host_.warn("ignored a malformed check verdict on " + m.subject);
+    // Anyone may publish here: a verdict counts only for the node and the check its subject names.
+    if (verdict->node != node || m.subject != host_.subject("check." + node + "." + verdict->check.name))
+      return host_.warn("ignored a check verdict on " + m.subject + " that names another node or check");
     checks_[verdict->check.name] = verdict->check;
   });
   if (!checks) return checks.status();

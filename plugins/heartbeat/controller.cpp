@@ -122,7 +122,8 @@ void ControllerSide::on_check(const Message& m) {
   auto verdict = decode_check_message(m.data);
   if (!verdict || verdict->node.empty()) return;
   const std::string& node = verdict->node;
-  if (m.subject.rfind(host_.subject("check." + node + "."), 0) != 0) return;  // a node speaks for itself only
+  // A node speaks for itself only, and a verdict for the check its subject names.
+  if (m.subject != host_.subject("check." + node + "." + verdict->check.name)) return;
   apply(monitor_.on_checks(node, std::span<const Check>(&verdict->check, 1), Clock::now()));
   mark_dirty(node);
 }

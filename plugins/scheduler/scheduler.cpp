@@ -12,6 +12,9 @@
 namespace nodeha::scheduler {
 namespace {
 
+// A reservation outlives no task: a week, and a huge `reserve` cannot overflow the deadline.
+constexpr double kMaxReserveS = 7 * 24 * 3600;
+
 const nodeha_config_key kKeys[] = {
     key("cpu_ratio", NODEHA_CONFIG_FLOAT, "4.0", nullptr, "vCPU overcommit: schedulable vCPUs per physical CPU"),
     key("memory_ratio", NODEHA_CONFIG_FLOAT, "1.0", nullptr, "memory overcommit"),
@@ -92,9 +95,9 @@ class Scheduler : public Plugin {
     std::string task = req.value("task", "");
     req.erase("reserve");
     req.erase("task");
-    if (reserve_s < 0) {
+    if (!(reserve_s >= 0 && reserve_s <= kMaxReserveS)) {
       count("refused");
-      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds >= 0"));
+      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds from 0 to 604800 (a week)"));
       return;
     }
     auto request = decode_request(req);
@@ -142,8 +145,8 @@ class Scheduler : public Plugin {
       return;
     }
     double reserve_s = req["reserve"].get<double>();
-    if (reserve_s <= 0) {
-      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds > 0"));
+    if (!(reserve_s > 0 && reserve_s <= kMaxReserveS)) {
+      host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds above 0, at most 604800 (a week)"));
       return;
     }
     std::vector<std::pair<std::string, VmRequest>> held;

@@ -110,6 +110,8 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   EXPECT_TRUE(hold(two)["ok"]);
   EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
   EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 0}, {"held", json::array()}})["error"]["code"], "bad_value");
+  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 1e308}, {"held", json::array()}})["error"]["code"], "bad_value");
+  EXPECT_EQ(place({{"vms", json::array()}, {"reserve", 1e308}})["error"]["code"], "bad_value");
   EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}}}}})["error"]["code"], "bad_value");
   auto bad_vm = hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {{{"uuid", "x"}}}}}}}});
   EXPECT_EQ(bad_vm["error"]["code"], "bad_value");
