@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
+#include <nodeha/ids.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -349,10 +350,15 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
                            where(t->get("role")->source(), file), role));
   }
   h.node_id = hj["node_id"];
-  if (h.node_id.empty()) h.node_id = hostname();
-  if (h.node_id.find_first_of(" .*>\t") != std::string::npos)
-    return bad(fmt::format("{}: [host] key 'node_id' \"{}\" may not contain spaces, '.', '*' or '>' (it is part of NATS subjects)",
-                           file, h.node_id));
+  bool from_hostname = h.node_id.empty();
+  if (from_hostname) h.node_id = hostname();
+  // The node id is a subject token and a KV key: only NodeId's form, checked here once.
+  if (auto id = NodeId::parse(h.node_id); !id) {
+    auto* t = root["host"].as_table();
+    auto* key = t ? t->get("node_id") : nullptr;
+    return bad(fmt::format("{}: [host] key 'node_id'{}: {}", key ? where(key->source(), file) : file,
+                           from_hostname ? " (empty: the machine's hostname)" : "", id.status().message()));
+  }
   h.plugin_path = hj["plugin_path"].get<std::vector<std::string>>();
   h.state_dir = hj["state_dir"];
   // Relative paths are relative to the config file, like plugin libraries.

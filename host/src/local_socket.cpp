@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <nodeha/ids.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -281,7 +282,7 @@ void LocalSocket::handle_line(uint64_t id, Conn& c, std::vector<std::pair<Delive
   c.in.clear();
   if (request.is_discarded() || !request.is_object()) return bad("the request is not a JSON object");
   for (const auto& [key, value] : request.items())
-    if (key != "subject" && key != "data") return bad(fmt::format("unknown field '{}'", key));
+    if (key != "subject" && key != "data") return bad(fmt::format("unknown field {}", echo_value(key)));
   if (!request.contains("subject") || !request["subject"].is_string()) return bad("'subject' must be a string");
   if (request.contains("data") && !request["data"].is_string()) return bad("'data' must be a string (the request body)");
   std::string subject = request["subject"];
@@ -290,7 +291,7 @@ void LocalSocket::handle_line(uint64_t id, Conn& c, std::vector<std::pair<Delive
     std::vector<std::string> known;
     for (const auto& [s, r] : by_subject_) known.push_back(s);
     return reply(c, envelope(kLocalUnknownSubject,
-                             fmt::format("no plugin serves '{}' on this node (served: {})", subject,
+                             fmt::format("no plugin serves {} on this node (served: {})", echo_value(subject),
                                          known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")))),
                  kLocalUnknownSubject);
   }

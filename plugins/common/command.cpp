@@ -37,7 +37,9 @@ std::string fail(std::string_view code, std::string_view message) {
   return nlohmann::json{{"ok", false}, {"error", {{"code", code}, {"message", message}}}}.dump();
 }
 
-std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out) {
+std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out,
+                            size_t limit) {
+  if (body.size() > limit) return Error{kBadValue, over_limit("the request", body.size(), limit)};
   nlohmann::json j = body.empty() ? nlohmann::json::object() : nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) return Error{kBadJson, "the request is not valid JSON"};
   if (!j.is_object()) return Error{kBadJson, "the request must be a JSON object"};
@@ -48,7 +50,7 @@ std::optional<Error> decode(std::string_view body, std::initializer_list<Field> 
     if (!f) {
       std::string known;
       for (const auto& candidate : fields) known += (known.empty() ? "" : ", ") + std::string(candidate.name);
-      return Error{kUnknownField, "unknown field \"" + it.key() + "\" (this command takes: " + (known.empty() ? "nothing" : known) + ")"};
+      return Error{kUnknownField, "unknown field " + echo_value(it.key()) + " (this command takes: " + (known.empty() ? "nothing" : known) + ")"};
     }
     if (!has_type(it.value(), f->type))
       return Error{kBadType, "field \"" + it.key() + "\" must be " + type_name(f->type) + ", got " + it.value().type_name()};
@@ -56,13 +58,6 @@ std::optional<Error> decode(std::string_view body, std::initializer_list<Field> 
   for (const auto& f : fields)
     if (f.required && !j.contains(f.name)) return Error{kMissingField, "field \"" + std::string(f.name) + "\" is required"};
   *out = std::move(j);
-  return std::nullopt;
-}
-
-std::optional<Error> check_node_id(const std::string& node) {
-  if (node.empty()) return Error{kBadValue, "field \"node\" must not be empty"};
-  if (node.find_first_of(" .*>\t") != std::string::npos)
-    return Error{kBadValue, "\"" + node + "\" is not a node id (no spaces, '.', '*' or '>')"};
   return std::nullopt;
 }
 

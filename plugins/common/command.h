@@ -3,6 +3,7 @@
 // request bodies, so every plugin refuses bad input the same way, with its own code.
 #pragma once
 
+#include <nodeha/ids.hpp>
 #include <nodeha/plugin.hpp>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace nodeha::command {
 
@@ -42,10 +44,39 @@ struct Field {
 };
 
 // Parses `body` as a JSON object with exactly these fields (unknown ones refused); an empty body
-// is an empty object. The error names the field and what was expected.
-std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out);
+// is an empty object. The error names the field and what was expected. A body over `limit` bytes
+// is refused with bad_value before it is parsed (kMaxDomainCommandBytes for requests that carry
+// domain XML, kMaxCommandBytes for every other).
+std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out,
+                            size_t limit = kMaxCommandBytes);
 
-// "node" must name a node id that is safe in a subject.
-std::optional<Error> check_node_id(const std::string& node);
+// The id in a request field, checked by its type's one parse function (NodeId, VmUuid, TaskId);
+// a bad one is bad_value with the rule: `field "node": "xx…" is not a node id: 1-63 letters, ...`.
+// Call it before any bus or KV call that uses the id. `value` must be a string (decode checked).
+template <class Id>
+std::optional<Error> parse_id(std::string_view field, const nlohmann::json& value, std::optional<Id>* out) {
+  auto r = value.is_string() ? Id::parse(value.get_ref<const std::string&>())
+                             : Result<Id>(Status(NODEHA_ERR_INVALID, std::string("must be a string, got ") + value.type_name()));
+  if (!r) return Error{kBadValue, "field \"" + std::string(field) + "\": " + r.status().message()};
+  *out = r.value();
+  return std::nullopt;
+}
+
+// Every element of an array field, each by parse_id ("vms[3]" names a bad one); at most `max`.
+template <class Id>
+std::optional<Error> parse_ids(std::string_view field, const nlohmann::json& array, std::vector<Id>* out,
+                               size_t max = 100000) {
+  if (!array.is_array()) return Error{kBadType, "field \"" + std::string(field) + "\" must be an array"};
+  if (array.size() > max)
+    return Error{kBadValue, "field \"" + std::string(field) + "\" has " + std::to_string(array.size()) +
+                                " entries; the limit is " + std::to_string(max)};
+  out->clear();
+  for (size_t i = 0; i < array.size(); ++i) {
+    std::optional<Id> one;
+    if (auto e = parse_id(std::string(field) + "[" + std::to_string(i) + "]", array[i], &one)) return e;
+    out->push_back(*one);
+  }
+  return std::nullopt;
+}
 
 }  // namespace nodeha::command

@@ -57,9 +57,14 @@ class DrainPlugin : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
-    std::string node = req["node"];
+    std::optional<NodeId> node_id;
+    if (auto e = command::parse_id("node", req["node"], &node_id)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    const std::string& node = node_id->str();
     nlohmann::json record;
-    if (auto e = tasks::read_node(host(), node, &record)) {
+    if (auto e = tasks::read_node(host(), *node_id, &record)) {
       host().respond(m.reply, command::fail(*e));
       return;
     }
@@ -129,7 +134,8 @@ class DrainPlugin : public Plugin {
     // for minutes).
     std::string waiting;
     nlohmann::json node_record;
-    if (!tasks::read_node(host(), node, &node_record) && node_record.value("monitor", "") == "unreachable") {
+    auto id = NodeId::parse(node);  // the task's own record: checked when the task was made
+    if (id && !tasks::read_node(host(), id.value(), &node_record) && node_record.value("monitor", "") == "unreachable") {
       waiting = node + " is unreachable";
     } else {
       nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};

@@ -325,7 +325,12 @@ void ControllerSide::cmd_show(const Message& m) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
-  std::string id = req["node"];
+  std::optional<NodeId> node;
+  if (auto e = command::parse_id("node", req["node"], &node)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  const std::string& id = node->str();
   const NodeState* n = monitor_.find(id);
   if (!n && !records_.count(id)) {
     host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
@@ -342,11 +347,12 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
     host_.respond(m.reply, command::fail(*e));
     return;
   }
-  std::string id = req["node"];
-  if (auto e = command::check_node_id(id)) {
+  std::optional<NodeId> node;
+  if (auto e = command::parse_id("node", req["node"], &node)) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
+  std::string id = node->str();
   if (!monitor_.find(id) && !records_.count(id)) {
     host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
     return;

@@ -1,5 +1,7 @@
 #include "heartbeat_codec.h"
 
+#include <nodeha/ids.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <initializer_list>
@@ -46,9 +48,20 @@ const json* member(const json& object, std::string_view key, const std::string& 
   fail(quoted(path) + " must be " + wanted + ", got " + value.type_name());
 }
 
-std::string read_string(const json& v, const std::string& path) {
+std::string read_string(const json& v, const std::string& path, size_t max = kMaxNameLength) {
   if (!v.is_string()) wrong_type(path, "a string", v);
-  return v.get<std::string>();
+  const auto& s = v.get_ref<const std::string&>();
+  if (s.size() > max) fail(quoted(path) + " is " + std::to_string(s.size()) + " bytes; the limit is " + std::to_string(max));
+  return s;
+}
+
+// An id by its one parse function; the refusal names the field and shows the rule.
+template <class Id>
+std::string read_id(const json& v, const std::string& path) {
+  if (!v.is_string()) wrong_type(path, "a string", v);
+  auto id = Id::parse(v.get_ref<const std::string&>());
+  if (!id) fail(quoted(path) + ": " + id.status().message());
+  return id->str();
 }
 
 uint64_t read_unsigned(const json& v, const std::string& path, uint64_t max) {
@@ -125,7 +138,7 @@ std::vector<VmInfo> read_vms(const json& v, const std::string& path) {
     const auto& e = read_object(v[i], at);
     only_known(e, at, {"uuid", "name", "state"});
     VmInfo vm;
-    vm.uuid = read_string(*member(e, "uuid", at, true), at + ".uuid");
+    vm.uuid = read_id<VmUuid>(*member(e, "uuid", at, true), at + ".uuid");
     if (auto* f = member(e, "name", at, false)) vm.name = read_string(*f, at + ".name");
     if (auto* f = member(e, "state", at, false)) vm.state = read_string(*f, at + ".state");
     out.push_back(std::move(vm));
@@ -145,7 +158,7 @@ std::vector<Check> read_checks(const json& v, const std::string& path) {
     c.name = read_string(*member(e, "name", at, true), at + ".name");
     if (c.name.empty()) fail(quoted(at + ".name") + " must not be empty");
     c.ok = read_bool(*member(e, "ok", at, true), at + ".ok");
-    if (auto* f = member(e, "detail", at, false)) c.detail = read_string(*f, at + ".detail");
+    if (auto* f = member(e, "detail", at, false)) c.detail = read_string(*f, at + ".detail", kMaxDetailLength);
     if (auto* f = member(e, "time", at, false)) c.at = read_signed(*f, at + ".time");
     out.push_back(std::move(c));
   }
@@ -157,10 +170,7 @@ Heartbeat read_heartbeat(const json& root) {
   only_known(root, "", {"node", "seq", "boot_id", "sent_at", "interval_ms", "capacity", "use",
                         "addresses", "vms", "checks"});
   Heartbeat hb;
-  hb.node = read_string(*member(root, "node", "", true), "node");
-  if (hb.node.empty()) fail(quoted("node") + " must not be empty");
-  if (hb.node.find_first_of(" \t.*>") != std::string::npos)
-    fail(quoted("node") + " \"" + hb.node + "\" may not contain spaces, '.', '*' or '>'");
+  hb.node = read_id<NodeId>(*member(root, "node", "", true), "node");
   hb.seq = read_unsigned(*member(root, "seq", "", true), "seq", kMaxU64);
   hb.boot_id = read_string(*member(root, "boot_id", "", true), "boot_id");
   if (hb.boot_id.empty()) fail(quoted("boot_id") + " must not be empty");
@@ -178,6 +188,7 @@ Heartbeat read_heartbeat(const json& root) {
 }  // namespace
 
 Result<Heartbeat> decode_heartbeat(std::string_view text) {
+  if (text.size() > kMaxHeartbeatBytes) return Status(NODEHA_ERR_INVALID, over_limit("heartbeat: the message", text.size(), kMaxHeartbeatBytes));
   json root;
   try {
     root = json::parse(text);
@@ -221,14 +232,23 @@ std::string encode_heartbeat(const Heartbeat& hb) {
   return root.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::optional<CheckMessage> decode_check_message(std::string_view text) {
+Result<CheckMessage> decode_check_message(std::string_view text) {
+  auto invalid = [](const std::string& why) { return Status(NODEHA_ERR_INVALID, "check verdict: " + why); };
+  if (text.size() > kMaxCheckBytes) return invalid(over_limit("the message", text.size(), kMaxCheckBytes));
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("ok") || !j["ok"].is_boolean())
-    return std::nullopt;
+    return invalid("must be a JSON object with \"name\" (a string) and \"ok\" (a boolean)");
   CheckMessage m;
-  if (j.contains("node") && j["node"].is_string()) m.node = j["node"];
-  m.check = Check{j["name"], j["ok"].get<bool>(), j.value("detail", std::string()),
-                  j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0};
+  try {
+    if (j.contains("node")) m.node = read_id<NodeId>(j["node"], "node");
+    std::string name = read_string(j["name"], "name");
+    if (name.empty()) return invalid("field \"name\" must not be empty");
+    std::string detail = j.contains("detail") ? read_string(j["detail"], "detail", kMaxDetailLength) : "";
+    m.check = Check{std::move(name), j["ok"].get<bool>(), std::move(detail),
+                    j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0};
+  } catch (const DecodeError& e) {
+    return invalid(std::string(e.what()).substr(std::string_view("heartbeat: ").size()));
+  }
   return m;
 }
 

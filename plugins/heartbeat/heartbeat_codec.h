@@ -64,7 +64,7 @@ struct VmInfo {
 };
 
 struct Heartbeat {
-  std::string node;     // required; no spaces, '.', '*' or '>' (it is part of subjects)
+  std::string node;     // required; a node id (NodeId::parse: it is part of subjects)
   uint64_t seq = 0;     // required; restarts when the agent process restarts
   std::string boot_id;  // required, non-empty; changes when the node reboots
   int64_t sent_at = 0;  // unix milliseconds on the agent's clock (informational)
@@ -80,15 +80,19 @@ struct Heartbeat {
 
 // A verdict as a check publishes it on <prefix>.check.<node>.<name> (netcheck's message):
 // {"node", "name", "ok", "detail"?, "time"?, ...}; other fields are the check's own and ignored.
-// `node` is empty when absent. nullopt when name or ok is missing or of the wrong type.
+// `node` is empty when absent, else a node id (NodeId::parse). INVALID, with the reason, when
+// name or ok is missing or of the wrong type, an id is bad, a string is over its limit
+// (kMaxNameLength, kMaxDetailLength) or the message is over kMaxCheckBytes.
 struct CheckMessage {
   std::string node;
   Check check;
 };
-std::optional<CheckMessage> decode_check_message(std::string_view json);
+Result<CheckMessage> decode_check_message(std::string_view json);
 
 // Errors carry NODEHA_ERR_INVALID and a message such as
-// `heartbeat: field "seq" must be an unsigned integer, got string`.
+// `heartbeat: field "seq" must be an unsigned integer, got string`. The node is a NodeId, VM
+// uuids are VmUuids (kept in lower case), strings are bounded (kMaxNameLength; a check's detail
+// kMaxDetailLength) and the whole message by kMaxHeartbeatBytes (nodeha/ids.hpp).
 Result<Heartbeat> decode_heartbeat(std::string_view json);
 
 std::string encode_heartbeat(const Heartbeat& hb);

@@ -129,8 +129,8 @@ void AgentSide::on_target(const Message& m) {
   std::string network = req["network"];
   auto it = config_.addresses.find(network);
   if (it == config_.addresses.end()) {
-    host_.respond(m.reply, command::fail("unknown_network", "node " + host_.node_id() + " has no address on network \"" +
-                                                                network + "\" (see the migrate plugin's addresses)"));
+    host_.respond(m.reply, command::fail("unknown_network", "node " + host_.node_id() + " has no address on network " +
+                                                                echo_value(network) + " (see the migrate plugin's addresses)"));
     return;
   }
   host_.respond(m.reply, command::ok({{"libvirt_uri", expand_address(config_.peer_uri, "address", it->second)},
@@ -154,10 +154,20 @@ void AgentSide::on_migrate(const Message& m) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
+  std::optional<VmUuid> uuid;
+  std::optional<NodeId> dest;
+  std::optional<TaskId> task;
+  auto e = command::parse_id("uuid", req["uuid"], &uuid);
+  if (!e) e = command::parse_id("dest_node", req["dest_node"], &dest);
+  if (!e && req.contains("task")) e = command::parse_id("task", req["task"], &task);
+  if (e) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
   MigrationJob job;
-  job.spec.uuid = req["uuid"];
-  job.task = req.value("task", "");
-  job.dest_node = req["dest_node"];
+  job.spec.uuid = uuid->str();
+  job.task = task ? task->str() : "";
+  job.dest_node = dest->str();
   job.spec.dest_uri = req["dest_uri"];
   job.spec.migrate_uri = req["migrate_uri"];
   job.spec.include_local_disk = req["include_local_disk"];
@@ -166,13 +176,11 @@ void AgentSide::on_migrate(const Message& m) {
   job.spec.bandwidth_mib = config_.bandwidth_mib;
   job.spec.shared_paths = config_.shared_paths;
   std::optional<command::Error> bad;
-  if (job.spec.uuid.empty()) bad = command::Error{command::kBadValue, "field \"uuid\" must not be empty"};
-  else if (auto e = command::check_node_id(job.dest_node)) bad = command::Error{e->code, "dest_node: " + e->message};
-  else if (job.dest_node == host_.node_id()) bad = command::Error{command::kBadValue, "dest_node is this node"};
+  if (job.dest_node == host_.node_id()) bad = command::Error{command::kBadValue, "dest_node is this node"};
   else if (job.spec.dest_uri.find("://") == std::string::npos)
-    bad = command::Error{command::kBadValue, "dest_uri \"" + job.spec.dest_uri + "\" is not a libvirt URI"};
+    bad = command::Error{command::kBadValue, "dest_uri " + echo_value(job.spec.dest_uri) + " is not a libvirt URI"};
   else if (job.spec.migrate_uri.find("://") == std::string::npos)
-    bad = command::Error{command::kBadValue, "migrate_uri \"" + job.spec.migrate_uri + "\" is not a URI (tcp://address[:port])"};
+    bad = command::Error{command::kBadValue, "migrate_uri " + echo_value(job.spec.migrate_uri) + " is not a URI (tcp://address[:port])"};
   else if (job.spec.timeout_ms <= 0) bad = command::Error{command::kBadValue, "timeout_ms must be more than 0"};
   else if (job.spec.stall_ms < 0) bad = command::Error{command::kBadValue, "stall_ms must be 0 (no limit) or more"};
   else if (stopping_) bad = command::Error{command::kUnavailable, "the agent is stopping"};
@@ -256,11 +264,14 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
 
 void AgentSide::on_abort(const Message& m) {
   nlohmann::json req;
-  if (auto e = command::decode(m.data, {{"uuid", command::Type::String, true}}, &req)) {
+  std::optional<VmUuid> id;
+  auto e = command::decode(m.data, {{"uuid", command::Type::String, true}}, &req);
+  if (!e) e = command::parse_id("uuid", req["uuid"], &id);
+  if (e) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
-  std::string uuid = req["uuid"];
+  std::string uuid = id->str();
   auto spawned = host_.spawn([this, uuid, reply = m.reply] {
     auto raw = host_.libvirt_connect();
     if (!raw) {

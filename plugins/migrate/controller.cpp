@@ -65,17 +65,25 @@ void ControllerSide::migrate(const Message& m) {
     return;
   }
   auto refuse = [&](const command::Error& e) { host_.respond(m.reply, command::fail(e)); };
-  std::string node = req["node"], target = req.value("target", ""), network = req.value("network", "management");
+  std::optional<NodeId> node_id, target_id;
+  if (auto e = command::parse_id("node", req["node"], &node_id)) return refuse(*e);
+  if (req.contains("target"))
+    if (auto e = command::parse_id("target", req["target"], &target_id)) return refuse(*e);
+  std::vector<VmUuid> chosen_ids;
+  if (req.contains("vms"))
+    if (auto e = command::parse_ids("vms", req["vms"], &chosen_ids)) return refuse(*e);
+  std::string node = node_id->str(), target = target_id ? target_id->str() : "";
+  std::string network = req.value("network", "management");
   bool with_disks = req.value("include_local_disk", false), dry = req.value("dry_run", false);
   int parallel = req.value("max_parallel", max_parallel_);
   if (parallel < 1 || parallel > 64) return refuse({command::kBadValue, "max_parallel must be between 1 and 64"});
   if (network != "management" && network != "business" && network != "storage")
-    return refuse({command::kBadValue, "network must be \"management\", \"business\" or \"storage\", not \"" + network + "\""});
+    return refuse({command::kBadValue, "network must be \"management\", \"business\" or \"storage\", not " + echo_value(network)});
   req["max_parallel"] = parallel;
   req["network"] = network;
 
   nlohmann::json record, target_record;
-  if (auto e = tasks::read_node(host_, node, &record)) return refuse(*e);
+  if (auto e = tasks::read_node(host_, *node_id, &record)) return refuse(*e);
   if (record.contains("lock") && record["lock"].is_object())
     return refuse({tasks::kNodeLocked, task_record::locked_message(node, record["lock"])});
   if (record.value("monitor", "") == "unreachable")
@@ -83,7 +91,7 @@ void ControllerSide::migrate(const Message& m) {
                                                 "): its agent cannot migrate anything; on the node, `nodeha local migrate` "
                                                 "works without the controller, or drain and rebuild it"});
   if (!target.empty()) {
-    if (auto e = tasks::read_node(host_, target, &target_record)) return refuse(*e);
+    if (auto e = tasks::read_node(host_, *target_id, &target_record)) return refuse(*e);
     if (target == node) return refuse({command::kBadValue, "the target is the node being migrated; name another node"});
     if (auto e = check_network(target, target_record, network)) return refuse(*e);
   }
@@ -92,10 +100,7 @@ void ControllerSide::migrate(const Message& m) {
   auto vms = tasks::vms_on(host_, node);
   if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
   std::set<std::string> chosen;
-  for (const auto& v : req.value("vms", nlohmann::json::array())) {
-    if (!v.is_string()) return refuse({command::kBadType, "vms must be an array of VM uuids"});
-    chosen.insert(v.get<std::string>());
-  }
+  for (const auto& v : chosen_ids) chosen.insert(v.str());
   for (const auto& uuid : chosen) {
     bool found = false;
     for (const auto& v : vms.value()) found |= v.value("uuid", "") == uuid;
@@ -207,10 +212,14 @@ void ControllerSide::abort_vm(const nlohmann::json& task, const nlohmann::json& 
 }
 
 void ControllerSide::on_vm_event(const Message& m) {
+  if (m.data.size() > kMaxCommandBytes) return;
   auto j = nlohmann::json::parse(m.data, nullptr, false);
   if (!j.is_object() || j.value("event", "") != "migration_progress" || !j.contains("task") || !j["task"].is_string()) return;
-  std::string uuid = m.subject.substr(m.subject.rfind('.') + 1);
-  host_.spawn([this, task = j["task"].get<std::string>(), uuid, j] {
+  auto task_id = TaskId::parse(j["task"].get<std::string>());
+  auto vm = VmUuid::parse(m.subject.substr(m.subject.rfind('.') + 1));
+  if (!task_id || !vm) return;  // not one of ours: tasks and VMs have no other ids
+  std::string uuid = vm->str();
+  host_.spawn([this, task = task_id->str(), uuid, j] {
     engine_->progress(task, uuid,
                     {{"data_total", j.value("data_total", 0)},
                      {"data_processed", j.value("data_processed", 0)},

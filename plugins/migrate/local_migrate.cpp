@@ -41,9 +41,17 @@ void LocalMigrate::on_request(const Message& m) {
     host.respond(m.reply, command::fail(*e));
     return;
   }
+  // Names as well as uuids are taken here (the node's own libvirt resolves them): bounded, not parsed.
   for (const auto& v : req.value("vms", nlohmann::json::array()))
-    if (!v.is_string() || v.get<std::string>().empty()) {
-      host.respond(m.reply, command::fail(command::kBadType, "field \"vms\" must be an array of VM uuids or names"));
+    if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > kMaxNameLength) {
+      host.respond(m.reply, command::fail(command::kBadType, "field \"vms\" must be an array of VM uuids or names (1-" +
+                                                                  std::to_string(kMaxNameLength) + " bytes each)"));
+      return;
+    }
+  for (const char* f : {"interface", "dest"})
+    if (req[f].get<std::string>().size() > kMaxNameLength) {
+      host.respond(m.reply, command::fail(command::kBadValue, "field \"" + std::string(f) + "\" is over " +
+                                                                   std::to_string(kMaxNameLength) + " bytes"));
       return;
     }
   if (req["interface"].get<std::string>().empty()) {

@@ -61,14 +61,21 @@ class RebuildPlugin : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
-    std::string node = req["node"], target = req.value("target", "");
+    std::optional<NodeId> node_id, target_id;
+    auto e = command::parse_id("node", req["node"], &node_id);
+    if (!e && req.contains("target")) e = command::parse_id("target", req["target"], &target_id);
+    if (e) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    std::string node = node_id->str(), target = target_id ? target_id->str() : "";
     nlohmann::json record, target_record;
-    auto e = tasks::read_node(host(), node, &record);
+    e = tasks::read_node(host(), *node_id, &record);
     if (!e) e = not_drained(node, record);
     if (!e && record.contains("lock") && record["lock"].is_object())
       e = command::Error{tasks::kNodeLocked, task_record::locked_message(node, record["lock"])};
     if (!e && !target.empty()) {
-      e = tasks::read_node(host(), target, &target_record);
+      e = tasks::read_node(host(), *target_id, &target_record);
       if (!e && target == node) e = command::Error{command::kBadValue, "the target is the node being rebuilt; name another node"};
     }
     if (e) {

@@ -25,6 +25,29 @@ const nodeha_config_key kKeys[] = {
     key("policy", NODEHA_CONFIG_STRING, "\"spread\"", nullptr, "spread (most free after placement) or pack"),
 };
 
+// The ids of a place or hold request (task, target, exclude, vms[].uuid, held[].node): each by its
+// one parse function, so a bad id is bad_value before it is held or echoed back.
+std::optional<command::Error> check_ids(const nlohmann::json& req, const std::string& where = "") {
+  std::optional<TaskId> task;
+  std::optional<NodeId> node;
+  std::vector<NodeId> nodes;
+  if (req.contains("task"))
+    if (auto e = command::parse_id(where + "task", req["task"], &task)) return e;
+  if (req.contains("target"))
+    if (auto e = command::parse_id(where + "target", req["target"], &node)) return e;
+  if (req.contains("node"))
+    if (auto e = command::parse_id(where + "node", req["node"], &node)) return e;
+  if (req.contains("exclude"))
+    if (auto e = command::parse_ids(where + "exclude", req["exclude"], &nodes)) return e;
+  const auto& vms = req.contains("vms") && req["vms"].is_array() ? req["vms"] : nlohmann::json::array();
+  for (size_t i = 0; i < vms.size(); ++i) {
+    std::optional<VmUuid> uuid;
+    if (vms[i].is_object() && vms[i].contains("uuid"))
+      if (auto e = command::parse_id(where + "vms[" + std::to_string(i) + "].uuid", vms[i]["uuid"], &uuid)) return e;
+  }
+  return std::nullopt;
+}
+
 class Scheduler : public Plugin {
  public:
   explicit Scheduler(Host h)
@@ -91,6 +114,11 @@ class Scheduler : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
+    if (auto e = check_ids(req)) {
+      count("refused");
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
     double reserve_s = req.value("reserve", 0.0);
     std::string task = req.value("task", "");
     req.erase("reserve");
@@ -129,6 +157,10 @@ class Scheduler : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
+    if (auto e = check_ids(req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
     size_t released = view_.release(req["task"]);
     publish_reserved();
     host().respond(m.reply, command::ok({{"task", req["task"]}, {"released", released}}));
@@ -144,6 +176,10 @@ class Scheduler : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
+    if (auto e = check_ids(req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
     double reserve_s = req["reserve"].get<double>();
     if (!(reserve_s > 0 && reserve_s <= kMaxReserveS)) {
       host().respond(m.reply, command::fail(command::kBadValue, "field \"reserve\" must be a number of seconds above 0, at most 604800 (a week)"));
@@ -155,6 +191,10 @@ class Scheduler : public Plugin {
       std::string where = "held[" + std::to_string(i) + "]";
       if (!group.is_object() || !group.contains("node") || !group["node"].is_string() || !group.contains("vms")) {
         host().respond(m.reply, command::fail(command::kBadValue, where + " must be an object with \"node\" and \"vms\""));
+        return;
+      }
+      if (auto e = check_ids(group, where + ".")) {
+        host().respond(m.reply, command::fail(*e));
         return;
       }
       auto vms = decode_request(nlohmann::json{{"vms", group["vms"]}});

@@ -27,8 +27,8 @@ int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::optional<command::Error> read_node(const Host& host, const std::string& node, nlohmann::json* record) {
-  if (auto e = command::check_node_id(node)) return e;
+std::optional<command::Error> read_node(const Host& host, const NodeId& id, nlohmann::json* record) {
+  const std::string& node = id.str();
   auto cur = host.kv_get(kNodesBucket, node);
   if (!cur && cur.status().code() == NODEHA_ERR_NOT_FOUND)
     return command::Error{command::kUnknownNode, "no node named \"" + node + "\"; `nodeha node list` shows the known nodes"};

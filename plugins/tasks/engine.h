@@ -36,8 +36,9 @@ inline constexpr const char* kNodesBucket = "nodes";
 
 int64_t unix_ms();
 
-// Reads a node record; unknown_node / unavailable as a command error.
-std::optional<command::Error> read_node(const Host& host, const std::string& node, nlohmann::json* record);
+// Reads a node record; unknown_node / unavailable as a command error. The id was checked
+// (command::parse_id): only a NodeId reaches the KV key.
+std::optional<command::Error> read_node(const Host& host, const NodeId& node, nlohmann::json* record);
 
 // Takes `node`'s lock for `task` (its id, kind, owner) in one revision-checked write of the node
 // record. `check` sees the record as read and may refuse (its error is returned) or change it

@@ -40,6 +40,12 @@ class TasksPlugin : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
+    std::optional<NodeId> node;
+    if (req.contains("node"))
+      if (auto e = command::parse_id("node", req["node"], &node)) {
+        host().respond(m.reply, command::fail(*e));
+        return;
+      }
     auto all = host().kv_list(task_record::kBucket);
     if (!all) {
       host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the tasks bucket: " + all.status().message()));
@@ -68,7 +74,9 @@ class TasksPlugin : public Plugin {
   std::optional<command::Error> read_task(const Message& m, std::string* id, KvEntry* entry) {
     nlohmann::json req;
     if (auto e = command::decode(m.data, {{"task", Type::String, true}}, &req)) return e;
-    *id = req["task"];
+    std::optional<TaskId> task;
+    if (auto e = command::parse_id("task", req["task"], &task)) return e;
+    *id = task->str();
     auto cur = host().kv_get(task_record::kBucket, *id);
     if (!cur && cur.status().code() == NODEHA_ERR_NOT_FOUND)
       return command::Error{kUnknownTask, "no task " + *id + "; `nodeha task list` shows the tasks"};

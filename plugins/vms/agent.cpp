@@ -79,7 +79,12 @@ bool AgentSide::accept(const Message& m, std::initializer_list<command::Field> f
                   command::fail(command::kUnavailable, "agent is syncing its inventory; try again in a moment"));
     return false;
   }
-  if (auto e = command::decode(m.data, fields, req)) {
+  bool carries_xml = std::any_of(fields.begin(), fields.end(), [](const auto& f) { return std::string_view(f.name) == "xml"; });
+  auto e = command::decode(m.data, fields, req, carries_xml ? kMaxDomainCommandBytes : kMaxCommandBytes);
+  // A uuid reaches libvirt and the vms bucket only as a VmUuid (kept in lower case).
+  std::optional<VmUuid> uuid;
+  if (!e && req->contains("uuid") && !(e = command::parse_id("uuid", (*req)["uuid"], &uuid))) (*req)["uuid"] = uuid->str();
+  if (e) {
     host_.respond(m.reply, command::fail(*e));
     return false;
   }

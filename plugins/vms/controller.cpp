@@ -23,9 +23,10 @@ void ControllerSide::list(const Message& m) const {
   nlohmann::json req;
   if (auto e = command::decode(m.data, {{"node", command::Type::String}}, &req))
     return (void)host_.respond(m.reply, command::fail(*e));
-  std::string node = req.value("node", "");
+  std::optional<NodeId> id;
   if (req.contains("node"))
-    if (auto e = command::check_node_id(node)) return (void)host_.respond(m.reply, command::fail(*e));
+    if (auto e = command::parse_id("node", req["node"], &id)) return (void)host_.respond(m.reply, command::fail(*e));
+  std::string node = id ? id->str() : "";
   auto entries = host_.kv_list(vm_record::kBucket);
   if (!entries)
     return (void)host_.respond(

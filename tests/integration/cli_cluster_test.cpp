@@ -260,7 +260,7 @@ TEST_F(CliCluster, MigrateDryRunThenAMigrationThatFailsExits1) {
   EXPECT_EQ(task_count(), 0u);
   EXPECT_TRUE(node_record("node-a")["lock"].is_null());
 
-  auto bad_vm = run({"node", "migrate", "node-a", "--vm", "nope", "--yes"});
+  auto bad_vm = run({"node", "migrate", "node-a", "--vm", "00000009-0000-4000-8000-000000000009", "--yes"});
   EXPECT_EQ(bad_vm.status, 2);
   EXPECT_THAT(bad_vm.err, HasSubstr("refused (unknown_vm)"));
   EXPECT_EQ(run({"node", "migrate", "node-a", "--network", "wifi", "--yes"}).status, 2);

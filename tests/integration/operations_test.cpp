@@ -377,7 +377,8 @@ TEST_F(Operations, LocksAndRefusals) {
     EXPECT_EQ(refusal(op, R"({"node":"node-zz"})"), "unknown_node");
   }
   EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-zz"})"), "unknown_node");
-  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","vms":["nope"]})"), "unknown_vm");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","vms":["00000009-0000-4000-8000-000000000009"]})"), "unknown_vm");
+  EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","vms":["nope"]})"), "bad_value");  // not a uuid
   EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-b","network":"business"})"), "unknown_network");
   EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","network":"wifi"})"), "bad_value");
   EXPECT_EQ(refusal("node.migrate", R"({"node":"node-a","target":"node-b"})"), "no_room");

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstdio>
+#include <map>
 
 namespace nodeha::test {
 namespace {
@@ -30,8 +32,17 @@ std::string agent(const NatsServer& nats, const std::string& node) {
          "[libvirt]\nuri = \"test:///default\"\n[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n";
 }
 
-json vm(const std::string& uuid, int memory_mib) {
-  return {{"uuid", uuid}, {"vcpus", 1}, {"memory_mib", memory_mib}, {"disk_gib", 1}, {"local_disk", false}};
+// A canonical uuid for a short label (the scheduler takes VM uuids only), the same for each label.
+std::string uuid_of(const std::string& label) {
+  static std::map<std::string, int> ids;
+  auto it = ids.emplace(label, static_cast<int>(ids.size()) + 1).first;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", it->second);
+  return buf;
+}
+
+json vm(const std::string& label, int memory_mib) {
+  return {{"uuid", uuid_of(label)}, {"vcpus", 1}, {"memory_mib", memory_mib}, {"disk_gib", 1}, {"local_disk", false}};
 }
 
 class Scheduling : public ::testing::Test {
@@ -87,12 +98,12 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   EXPECT_EQ(unknown["result"]["placements"][0]["code"], "target_unavailable");
 
   // A reservation holds room for its task until released.
-  auto first = place({{"vms", {vm("r-1", 600)}}, {"target", "node-a"}, {"reserve", 60}, {"task", "t1"}});
+  auto first = place({{"vms", {vm("r-1", 600)}}, {"target", "node-a"}, {"reserve", 60}, {"task", "0000000000000001"}});
   ASSERT_EQ(first["result"]["placements"][0]["node"], "node-a") << first;
   EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
   auto second = place({{"vms", {vm("r-2", 600)}}, {"target", "node-a"}});
   EXPECT_EQ(second["result"]["placements"][0]["code"], "target_insufficient") << second;
-  auto released = bus_->request("nodeha.cmd.sched.release", R"({"task":"t1"})", 2s);
+  auto released = bus_->request("nodeha.cmd.sched.release", R"({"task":"0000000000000001"})", 2s);
   ASSERT_TRUE(released.is_ok());
   EXPECT_EQ(json::parse(released.value())["result"]["released"], 1);
   EXPECT_EQ(place({{"vms", {vm("r-2", 600)}}, {"target", "node-a"}})["result"]["placements"][0]["node"], "node-a");
@@ -103,22 +114,22 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
     auto r = bus_->request("nodeha.cmd.sched.hold", body.dump(), 2s);
     return r ? json::parse(r.value()) : json{{"no answer", r.status().message()}};
   };
-  json two = {{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {vm("h-1", 300), vm("h-2", 300)}}}}}};
+  json two = {{"task", "0000000000000002"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {vm("h-1", 300), vm("h-2", 300)}}}}}};
   auto held = hold(two);
   ASSERT_TRUE(held["ok"]) << held;
   EXPECT_EQ(held["result"]["held"], 2);
   EXPECT_TRUE(hold(two)["ok"]);
   EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
-  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 0}, {"held", json::array()}})["error"]["code"], "bad_value");
-  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 1e308}, {"held", json::array()}})["error"]["code"], "bad_value");
+  EXPECT_EQ(hold({{"task", "0000000000000002"}, {"reserve", 0}, {"held", json::array()}})["error"]["code"], "bad_value");
+  EXPECT_EQ(hold({{"task", "0000000000000002"}, {"reserve", 1e308}, {"held", json::array()}})["error"]["code"], "bad_value");
   EXPECT_EQ(place({{"vms", json::array()}, {"reserve", 1e308}})["error"]["code"], "bad_value");
-  EXPECT_EQ(hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}}}}})["error"]["code"], "bad_value");
-  auto bad_vm = hold({{"task", "t2"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {{{"uuid", "x"}}}}}}}});
+  EXPECT_EQ(hold({{"task", "0000000000000002"}, {"reserve", 60}, {"held", {{{"node", "node-a"}}}}})["error"]["code"], "bad_value");
+  auto bad_vm = hold({{"task", "0000000000000002"}, {"reserve", 60}, {"held", {{{"node", "node-a"}, {"vms", {{{"uuid", uuid_of("x")}}}}}}}});
   EXPECT_EQ(bad_vm["error"]["code"], "bad_value");
   EXPECT_THAT(bad_vm["error"]["message"].get<std::string>(), HasSubstr("held[0]: vms[0]"));
   EXPECT_EQ(hold({{"reserve", 60}, {"held", json::array()}})["error"]["code"], "missing_field");
   EXPECT_EQ(ctl.metric("nodeha_scheduler_reserved{resource=\"memory_mib\"}"), 600);
-  ASSERT_TRUE(bus_->request("nodeha.cmd.sched.release", R"({"task":"t2"})", 2s).is_ok());
+  ASSERT_TRUE(bus_->request("nodeha.cmd.sched.release", R"({"task":"0000000000000002"})", 2s).is_ok());
 
   // A disabled node takes nothing.
   ASSERT_TRUE(bus_->request("nodeha.cmd.node.disable", R"({"node":"node-b"})", 2s).is_ok());
@@ -135,7 +146,7 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   EXPECT_EQ(place(json::object())["error"]["code"], "missing_field");
   EXPECT_EQ(place({{"vms", json::array()}, {"hurry", true}})["error"]["code"], "unknown_field");
   EXPECT_EQ(place({{"vms", "all"}})["error"]["code"], "bad_type");
-  auto nested = place({{"vms", {{{"uuid", "x"}, {"vcpus", -1}, {"memory_mib", 1}, {"disk_gib", 0}, {"local_disk", false}}}}});
+  auto nested = place({{"vms", {{{"uuid", uuid_of("x")}, {"vcpus", -1}, {"memory_mib", 1}, {"disk_gib", 0}, {"local_disk", false}}}}});
   EXPECT_EQ(nested["error"]["code"], "bad_value");
   EXPECT_THAT(nested["error"]["message"].get<std::string>(), HasSubstr("vms[0].vcpus"));
   EXPECT_GE(ctl.metric("nodeha_scheduler_requests_total{result=\"refused\"}"), 4);

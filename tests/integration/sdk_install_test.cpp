@@ -21,6 +21,7 @@ TEST(Sdk, OutOfTreeExamplePluginBuildsLoadsAndAnswers) {
   ASSERT_EQ(sh("cmake --install " NODEHA_BINARY_DIR " --prefix " + prefix, dir, "install.log"), 0)
       << read_file(dir.file("install.log"));
   ASSERT_TRUE(std::filesystem::exists(prefix + "/include/nodeha/plugin.h"));
+  ASSERT_TRUE(std::filesystem::exists(prefix + "/include/nodeha/ids.hpp"));  // the id types plugins parse with
   ASSERT_EQ(sh("cmake -S " NODEHA_SOURCE_DIR "/examples/echo-plugin -B " + build + " -G Ninja -DCMAKE_PREFIX_PATH=" +
                    prefix,
                dir, "build.log"),

@@ -81,7 +81,12 @@ TEST(Config, UnknownSectionIsRefused) {
 TEST(Config, NodeIdMustBeSubjectSafe) {
   auto doc = parse("[host]\nrole = \"agent\"\nnode_id = \"a.b\"\n");
   ASSERT_FALSE(doc.is_ok());
-  EXPECT_THAT(doc.status().message(), HasSubstr("may not contain"));
+  EXPECT_THAT(doc.status().message(), HasSubstr("is not a node id: 1-63 letters"));
+  EXPECT_THAT(doc.status().message(), HasSubstr(":3: [host] key 'node_id'"));  // the file and line
+  // A DNS label: 64 characters, or a leading '-', are refused as well.
+  EXPECT_FALSE(parse("[host]\nrole = \"agent\"\nnode_id = \"" + std::string(64, 'a') + "\"\n").is_ok());
+  EXPECT_FALSE(parse("[host]\nrole = \"agent\"\nnode_id = \"-a\"\n").is_ok());
+  EXPECT_TRUE(parse("[host]\nrole = \"agent\"\nnode_id = \"" + std::string(63, 'a') + "\"\n").is_ok());
 }
 
 TEST(Config, OverridesSetHostKeys) {

@@ -1,8 +1,12 @@
 // The heartbeat message codec: a round trip, defaults, and every refusal naming its field.
 #include "heartbeat_codec.h"
 
+#include <nodeha/ids.hpp>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 namespace nodeha::heartbeat {
 namespace {
@@ -19,7 +23,8 @@ Heartbeat full() {
   hb.capacity = {32, 65536, 900};
   hb.use = {4, 8192, 80, 2};
   hb.addresses = {{"management", "10.0.0.5"}, {"business", "192.168.10.5"}, {"storage", "172.16.0.5"}};
-  hb.vms = {{"0b7e-1", "web-1", "running"}, {"0b7e-2", "db-1", "shutoff"}};
+  hb.vms = {{"0b7e0000-0000-4000-8000-000000000001", "web-1", "running"},
+            {"0b7e0000-0000-4000-8000-000000000002", "db-1", "shutoff"}};
   hb.checks = {{"netcheck", false, "eth1 target 10.0.0.1 unreachable"}, {"disk", true, ""}};
   return hb;
 }
@@ -118,10 +123,10 @@ TEST(HeartbeatCodec, UnknownFieldIsNamed) {
 }
 
 TEST(HeartbeatCodec, BadValuesAreRefused) {
-  EXPECT_EQ(refusal(R"({"node":"","seq":1,"boot_id":"b","interval_ms":1000})"),
-            "heartbeat: field \"node\" must not be empty");
+  EXPECT_THAT(refusal(R"({"node":"","seq":1,"boot_id":"b","interval_ms":1000})"),
+              HasSubstr("field \"node\": \"\" is not a node id: 1-63 letters"));
   EXPECT_THAT(refusal(R"({"node":"a.b","seq":1,"boot_id":"b","interval_ms":1000})"),
-              HasSubstr("field \"node\" \"a.b\" may not contain"));
+              HasSubstr("field \"node\": \"a.b\" is not a node id"));
   EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"","interval_ms":1000})"),
             "heartbeat: field \"boot_id\" must not be empty");
   EXPECT_EQ(refusal(R"({"node":"n","seq":1,"boot_id":"b","interval_ms":0})"),
@@ -156,6 +161,63 @@ TEST(HeartbeatCodec, CheckMessagesAsChecksPublishThem) {
   EXPECT_FALSE(decode_check_message(R"({"node":"n1","name":"disk"})"));
   EXPECT_FALSE(decode_check_message(R"({"node":"n1","name":7,"ok":true})"));
   EXPECT_FALSE(decode_check_message("not json"));
+}
+
+TEST(HeartbeatCodec, BadIdsAreRefused) {
+  std::string hb5000 = R"({"node":")" + std::string(5000, 'x') + R"(","seq":1,"boot_id":"b","interval_ms":1000})";
+  auto long_node = refusal(hb5000);
+  EXPECT_THAT(long_node, HasSubstr("is not a node id"));
+  EXPECT_LT(long_node.size(), 300u) << "the bad id is echoed cut";
+  EXPECT_THAT(refusal(R"({"node":"-n","seq":1,"boot_id":"b","interval_ms":1000})"), HasSubstr("is not a node id"));
+  EXPECT_THAT(refusal(minimal_with(R"("vms":[{"uuid":"web-1"}])")),
+              HasSubstr("field \"vms[0].uuid\": \"web-1\" is not a VM uuid"));
+  EXPECT_THAT(refusal(minimal_with(R"("vms":[{"uuid":"{0b7e0000-0000-4000-8000-000000000001}"}])")),
+              HasSubstr("is not a VM uuid"));
+  // Upper case is taken and kept as libvirt reports it: lower case.
+  auto r = decode_heartbeat(minimal_with(R"("vms":[{"uuid":"0B7E0000-0000-4000-8000-00000000000A"}])"));
+  ASSERT_TRUE(r) << r.status().message();
+  EXPECT_EQ(r->vms[0].uuid, "0b7e0000-0000-4000-8000-00000000000a");
+}
+
+TEST(HeartbeatCodec, OversizeIsRefusedNotCut) {
+  EXPECT_THAT(refusal(minimal_with(R"("vms":[{"uuid":"0b7e0000-0000-4000-8000-000000000001","name":")" +
+                                   std::string(kMaxNameLength + 1, 'n') + "\"}]")),
+              HasSubstr("field \"vms[0].name\" is 257 bytes; the limit is 256"));
+  EXPECT_THAT(refusal(minimal_with(R"("checks":[{"name":"c","ok":true,"detail":")" + std::string(kMaxDetailLength + 1, 'd') +
+                                   "\"}]")),
+              HasSubstr("the limit is 1024"));
+  EXPECT_THAT(refusal(std::string(kMaxHeartbeatBytes + 1, ' ')), HasSubstr("the limit is"));
+}
+
+// The bound is sized from a measured heartbeat: 10,000 VMs with 16-character names fit with margin.
+TEST(HeartbeatCodec, TenThousandVmsFitTheBound) {
+  auto hb = full();
+  hb.vms.clear();
+  for (int i = 0; i < 10000; ++i) {
+    char uuid[37];
+    std::snprintf(uuid, sizeof uuid, "0b7e0000-0000-4000-8000-%012d", i);
+    hb.vms.push_back({uuid, "customer-vm-" + std::to_string(10000 + i), "running"});
+  }
+  auto text = encode_heartbeat(hb);
+  std::printf("heartbeat of 10,000 VMs: %zu bytes (%zu per VM)\n", text.size(), text.size() / 10000);
+  EXPECT_LT(text.size() * 2, kMaxHeartbeatBytes);
+  auto r = decode_heartbeat(text);
+  ASSERT_TRUE(r) << r.status().message();
+  EXPECT_EQ(r->vms.size(), 10000u);
+}
+
+TEST(HeartbeatCodec, CheckMessagesRefuseBadIdsAndOversize) {
+  auto bad_node = decode_check_message(R"({"node":"n.1","name":"netcheck","ok":true})");
+  ASSERT_FALSE(bad_node);
+  EXPECT_EQ(bad_node.status().code(), NODEHA_ERR_INVALID);
+  EXPECT_THAT(bad_node.status().message(), HasSubstr("check verdict: field \"node\": \"n.1\" is not a node id"));
+  auto big = decode_check_message(R"({"name":"netcheck","ok":true,"detail":")" + std::string(kMaxCheckBytes, 'd') + "\"}");
+  ASSERT_FALSE(big);
+  EXPECT_THAT(big.status().message(), HasSubstr("the limit is 4096"));
+  auto long_detail = decode_check_message(R"({"name":"netcheck","ok":true,"detail":")" + std::string(kMaxDetailLength + 1, 'd') + "\"}");
+  ASSERT_FALSE(long_detail);
+  EXPECT_THAT(long_detail.status().message(), HasSubstr("field \"detail\" is 1025 bytes"));
+  EXPECT_FALSE(decode_check_message(R"({"name":"","ok":true})"));
 }
 
 }  // namespace
