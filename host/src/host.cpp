@@ -99,7 +99,7 @@ int Host::start() {
     return kExitRefused;
   }
   metrics_ = std::move(metrics.value());
-  std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
+  fs::remove(fs::path(h.state_dir) / "metrics.address", ec);  // a previous run's; this one's comes once up
   spdlog::info("metrics on http://{}/metrics", metrics_->address());
   if (auto* info = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_build_info", "nodeha version and role",
                                     {{"version", NODEHA_VERSION}, {"role", role_name(h.role)}, {"node", h.node_id}}, {}, nullptr))
@@ -178,6 +178,9 @@ int Host::start() {
     const nodeha_plugin& d = inst.library()->descriptor();
     spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
   }
+  // Written last: whoever finds the file finds the plugins started and their subscriptions at
+  // the server (when connected), the local socket open.
+  std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
   spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s)", NODEHA_VERSION, h.node_id, role_name(h.role),
                plugins_.size());
   return 0;
