@@ -213,6 +213,15 @@ void Bus::Impl::adopt(natsConnection* raw) {
   }
 }
 
+void Bus::Impl::note_if_closed(natsConnection* raw) {
+  if (!natsConnection_IsClosed(raw) || closing || conn.get() != raw || closed_pending) return;
+  const char* text = nullptr;
+  natsStatus err = natsConnection_GetLastError(raw, &text);
+  closed_text = text && *text ? text : natsStatus_GetText(err);
+  closed_pending = true;
+  cv.notify_all();
+}
+
 void Bus::Impl::reconnect_loop() {
   const auto wait = std::chrono::milliseconds(settings.reconnect_wait_ms);
   std::unique_lock lock(mu);
@@ -244,13 +253,7 @@ void Bus::Impl::reconnect_loop() {
       adopt(raw);
       refresh_state();
       lock.lock();
-      // Closed before it was current, its callback went unheeded: judge it here.
-      if (natsConnection_IsClosed(raw) && !closing && conn.get() == raw) {
-        const char* text = nullptr;
-        natsStatus err = natsConnection_GetLastError(raw, &text);
-        closed_text = text && *text ? text : natsStatus_GetText(err);
-        closed_pending = true;
-      }
+      note_if_closed(raw);
       break;
     }
   }
@@ -307,6 +310,10 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
   natsStatus s = natsConnection_Connect(&conn, o);
   if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
   ip->adopt(conn);
+  {
+    std::lock_guard lock(ip->mu);
+    ip->note_if_closed(conn);
+  }
   ip->reconnector = std::thread([ip] { ip->reconnect_loop(); });
   ip->refresh_state();
   return bus;

@@ -99,6 +99,9 @@ struct Bus::Impl {
   natsStatus make_sub(natsConnection* c, Sub& sub);
   natsStatus make_inbox_sub(natsConnection* c);
   void adopt(natsConnection* raw);
+  // A connection that closed before it became current had its closed callback ignored: this
+  // hands it to the reconnect thread (mu held).
+  void note_if_closed(natsConnection* raw);
   void reconnect_loop();
 
   Result<JsRef> jetstream();
