@@ -164,11 +164,13 @@ TEST(BusReconnect, AConnectionTheServerClosesIsMadeAgainWithEverythingOnIt) {
   EXPECT_TRUE(wait_until([&] { return subscribed.size() == 1 && subscribed.data(0) == "after"; }));
   ASSERT_TRUE(other->kv_put("probe", "k", "after").is_ok());
   EXPECT_TRUE(wait_until([&] { return last_watched() == "after"; }));
-  std::atomic<bool> answered{false};
+  Seen answers;
   ASSERT_TRUE(bus->request_async("svc.echo", "async", [&](nodeha_status st, std::string body) {
-    answered = st == NODEHA_OK && body == "echo: async";
+    answers.handler()(Message{status_name(st), "", std::move(body)});
   }).is_ok());
-  EXPECT_TRUE(wait_until([&] { return answered.load(); }));
+  EXPECT_TRUE(wait_until([&] { return answers.size() == 1; }));
+  EXPECT_EQ(answers.subject(0), "ok");
+  EXPECT_EQ(answers.data(0), "echo: async");
   auto sync = bus->request("svc.echo", "sync", 2s);
   EXPECT_TRUE(sync.is_ok() && sync.value() == "echo: sync") << sync.status().message();
   EXPECT_EQ(bus->connects(), 2u) << "closed again after "
