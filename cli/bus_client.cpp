@@ -1,5 +1,7 @@
 #include "bus_client.h"
 
+#include "nats_limits.h"
+
 #include <nats/nats.h>
 
 namespace nodeha::cli {
@@ -68,6 +70,15 @@ std::unique_ptr<BusClient> BusClient::connect(const std::vector<std::string>& se
 BusClient::~BusClient() { natsConnection_Destroy(conn_); }
 
 BusReply BusClient::request(const std::string& subject, const std::string& body, std::chrono::milliseconds timeout) {
+  // One bad subject must not get the connection closed (the server's -ERR would).
+  nats_limits::Limits limits;
+  if (int64_t mp = natsConnection_GetMaxPayload(conn_); mp > 0) limits.max_payload = static_cast<size_t>(mp);
+  if (auto why = nats_limits::check_publish(subject, {}, body.size(), limits); !why.empty()) {
+    BusReply r;
+    r.outcome = BusReply::kRefused;
+    r.error = why;
+    return r;
+  }
   natsMsg* raw = nullptr;
   natsStatus s = natsConnection_Request(&raw, conn_, subject.c_str(), body.data(), static_cast<int>(body.size()),
                                         timeout.count());
@@ -87,6 +98,7 @@ BusReply BusClient::request(const std::string& subject, const std::string& body,
 }
 
 std::unique_ptr<BusSubscription> BusClient::subscribe(const std::string& subject, std::string* why) {
+  if (*why = nats_limits::check_subscribe(subject, {}, nats_limits::Limits{}); !why->empty()) return nullptr;
   natsSubscription* sub = nullptr;
   if (natsStatus s = natsConnection_SubscribeSync(&sub, conn_, subject.c_str()); s != NATS_OK) {
     *why = last_error(s);

@@ -20,6 +20,7 @@ struct BusReply {
     kNoResponders, // nobody serves the subject: no controller (or not this plugin)
     kTimeout,      // no answer in time
     kLost,         // the connection failed: `error` says how
+    kRefused,      // nats-server would reject it (nats_limits.h), so nothing was sent: `error` says why
   };
   Outcome outcome = kLost;
   std::string body;
@@ -51,7 +52,7 @@ class BusClient {
   BusClient& operator=(const BusClient&) = delete;
 
   BusReply request(const std::string& subject, const std::string& body, std::chrono::milliseconds timeout);
-  // Null with `*why` set on failure. Registered with the server before any later request on this
+  // Null with `*why` set on failure (also a subject nats-server would reject). Registered with the server before any later request on this
   // client is, so a reply read after subscribing never hides an event published after it.
   std::unique_ptr<BusSubscription> subscribe(const std::string& subject, std::string* why);
 

@@ -70,6 +70,8 @@ Controller::Outcome Controller::call(const std::string& op, const json& request,
     case BusReply::kLost:
       return failed("unreachable", fmt::format("lost the NATS connection to {}: {}", servers_text(), reply.error),
                     kExitUnreachable);
+    case BusReply::kRefused:
+      return failed("bad_value", fmt::format("not sent to {}: {}", subject, reply.error), kExitRefused);
     case BusReply::kAnswered: break;
   }
   json envelope = json::parse(reply.body, nullptr, false);

@@ -1,30 +1,15 @@
-#include "bus.h"
-
-#include <nats/nats.h>
+#include "bus_impl.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <condition_variable>
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <unistd.h>
 
 namespace nodeha::host {
 namespace {
-
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const { if (p) Fn(p); }
-};
-using OptionsPtr = std::unique_ptr<natsOptions, Deleter<natsOptions_Destroy>>;
-using ConnectionPtr = std::unique_ptr<natsConnection, Deleter<natsConnection_Destroy>>;
-using SubscriptionPtr = std::unique_ptr<natsSubscription, Deleter<natsSubscription_Destroy>>;
-using MsgPtr = std::unique_ptr<natsMsg, Deleter<natsMsg_Destroy>>;
-using JsPtr = std::unique_ptr<jsCtx, Deleter<jsCtx_Destroy>>;
-using KvPtr = std::unique_ptr<kvStore, Deleter<kvStore_Destroy>>;
-using EntryPtr = std::unique_ptr<kvEntry, Deleter<kvEntry_Destroy>>;
-using WatcherPtr = std::unique_ptr<kvWatcher, Deleter<kvWatcher_Destroy>>;
 
 std::string last_error(natsStatus s) {
   const char* text = nats_GetLastError(nullptr);
@@ -45,10 +30,39 @@ nodeha_status map_status(natsStatus s) {
       return NODEHA_ERR_UNAVAILABLE;
     case NATS_INVALID_ARG:
     case NATS_INVALID_SUBJECT:
+    case NATS_MAX_PAYLOAD:
       return NODEHA_ERR_INVALID;
     default: return NODEHA_ERR_INTERNAL;
   }
 }
+
+// A bounded label (the metric's) for the words a server closed a connection with.
+std::string closed_reason(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (text.find("control line") != std::string::npos) return "control_line";
+  if (text.find("payload") != std::string::npos) return "payload";
+  if (text.find("authoriz") != std::string::npos || text.find("authenticat") != std::string::npos) return "auth";
+  if (text.find("maximum connections") != std::string::npos) return "max_connections";
+  return "other";
+}
+
+// A subscription is at the server when subscribe() returns, unless the server takes longer.
+constexpr int64_t kSubscribeFlushCapMs = 2000;
+// How long close() waits for cnats' last callbacks into the Bus.
+constexpr auto kCallbacksDrain = std::chrono::seconds(2);
+
+void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  MsgPtr owned(msg);
+  Message m;
+  m.subject = natsMsg_GetSubject(msg);
+  if (const char* r = natsMsg_GetReply(msg)) m.reply = r;
+  if (const char* d = natsMsg_GetData(msg)) m.data.assign(d, natsMsg_GetDataLength(msg));
+  (**static_cast<std::shared_ptr<MessageHandler>*>(closure))(std::move(m));
+}
+
+void release_handler(void* closure) { delete static_cast<std::shared_ptr<MessageHandler>*>(closure); }
+
+}  // namespace
 
 Status fail(natsStatus s, const std::string& what) {
   std::string text = last_error(s);
@@ -59,148 +73,200 @@ Status fail(natsStatus s, const std::string& what) {
   return Status(code, fmt::format("{}: {}", what, text));
 }
 
-KvEntry to_entry(kvEntry* e) {
-  KvEntry out;
-  out.bucket = kvEntry_Bucket(e);
-  out.key = kvEntry_Key(e);
-  if (auto* v = static_cast<const char*>(kvEntry_Value(e))) out.value.assign(v, kvEntry_ValueLen(e));
-  out.revision = kvEntry_Revision(e);
-  out.deleted = kvEntry_Operation(e) != kvOp_Put;
-  out.created_unix_ns = kvEntry_Created(e);
-  return out;
+Status not_connected(const std::string& what) {
+  return Status(NODEHA_ERR_UNAVAILABLE, what + ": not connected to NATS (reconnecting)");
 }
 
+Status Bus::refuse(const std::string& what, const std::string& why) const {
+  return Status(NODEHA_ERR_INVALID, fmt::format("{} refused, nothing sent: {}", what, why));
+}
+
+nats_limits::Limits Bus::Impl::limits(natsConnection* c) const {
+  nats_limits::Limits l;
+  l.max_control_line = static_cast<size_t>(settings.max_control_line);
+  // Before the first connection the server's own default stands.
+  if (int64_t mp = c ? natsConnection_GetMaxPayload(c) : 0; mp > 0) l.max_payload = static_cast<size_t>(mp);
+  return l;
+}
+
+void Bus::Impl::refresh_state() {
+  if (closing) return;  // our own close is no outage
+  bool up;
+  {
+    std::lock_guard lock(state_mu);
+    ConnectionRef c = connection();
+    up = c && natsConnection_Status(c.get()) == NATS_CONN_STATUS_CONNECTED;
+    if (up == self->connected_) return;
+    self->connected_ = up;
+    if (up) ++self->connects_;
+    if (on_state) on_state(up);  // under state_mu: the host sees the changes in order
+  }
+  state_cv.notify_all();
+  if (up) restart_watches();
+}
+
+void Bus::Impl::restart_watches() {
+  // A server that restarted, or a new connection, has none of the watches' consumers.
+  std::lock_guard lock(mu);
+  for (auto& [id, w] : watches) {
+    w->restart = true;
+    std::lock_guard wl(w->mu);
+    if (w->current) kvWatcher_Stop(w->current);
+  }
+}
+
+void Bus::Impl::on_state_change(natsConnection*, void* closure) { static_cast<Impl*>(closure)->refresh_state(); }
+
+void Bus::Impl::on_closed_cb(natsConnection* nc, void* closure) {
+  auto* impl = static_cast<Impl*>(closure);
+  const char* text = nullptr;
+  natsStatus err = natsConnection_GetLastError(nc, &text);
+  std::string why = text && *text ? text : natsStatus_GetText(err);
+  impl->refresh_state();
+  std::lock_guard lock(impl->mu);
+  // A connection not (or no longer) current is the reconnect thread's to judge.
+  if (!impl->closing && impl->conn.get() == nc) {
+    impl->closed_pending = true;
+    impl->closed_text = why;
+  }
+  ++impl->closed_seen;
+  impl->cv.notify_all();  // the last touch: close() may free *impl once it sees closed_seen
+}
+
+namespace {
+void on_inbox(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  MsgPtr owned(msg);
+  auto* impl = static_cast<Bus::Impl*>(closure);
+  std::string subject = natsMsg_GetSubject(msg);
+  auto dot = subject.rfind('.');
+  uint64_t token = dot == std::string::npos ? 0 : std::strtoull(subject.c_str() + dot + 1, nullptr, 10);
+  Bus::ReplyHandler fn;
+  {
+    std::lock_guard lock(impl->mu);
+    auto it = impl->pending.find(token);
+    if (it == impl->pending.end()) return;  // timed out already
+    fn = std::move(it->second);
+    impl->pending.erase(it);
+  }
+  if (natsMsg_IsNoResponders(msg)) {
+    fn(NODEHA_ERR_NO_RESPONDERS, {});
+    return;
+  }
+  const char* d = natsMsg_GetData(msg);
+  fn(NODEHA_OK, std::string(d ? d : "", natsMsg_GetDataLength(msg)));
+}
+
+void inbox_done(void* closure) {
+  auto* impl = static_cast<Bus::Impl*>(closure);
+  std::lock_guard lock(impl->mu);
+  --impl->inbox_live;
+  impl->cv.notify_all();
+}
 }  // namespace
 
-struct Bus::Watch {
-  uint64_t id;
-  std::string bucket, keys;
-  EntryHandler fn;
-  std::atomic<bool> stop{false};
-  std::atomic<bool> restart{false};
-  std::mutex mu;
-  kvWatcher* current = nullptr;  // guarded by mu; for kvWatcher_Stop from other threads
-  std::thread thread;
-};
-
-struct Bus::Impl {
-  NatsSettings settings;
-  std::function<void(bool)> on_state;
-  Bus* self = nullptr;
-  OptionsPtr opts;
-  ConnectionPtr conn;
-  std::mutex mu;  // guards everything below
-  JsPtr js;
-  std::map<std::string, KvPtr> buckets;
-  std::map<uint64_t, SubscriptionPtr> subs;
-  std::map<uint64_t, std::unique_ptr<Watch>> watches;
-  std::string inbox;                 // <_INBOX.nuid>: replies to async requests arrive below it
-  SubscriptionPtr inbox_sub;
-  std::map<uint64_t, ReplyHandler> pending;
-  uint64_t next_id = 1;
-  mutable std::mutex state_mu;
-  mutable std::condition_variable state_cv;
-
-  std::atomic<bool> closing{false};
-
-  void set_connected(bool up) {
-    if (closing) return;  // our own close is no outage
-    {
-      std::lock_guard lock(state_mu);
-      self->connected_ = up;
-      if (up) ++self->connects_;
-    }
-    state_cv.notify_all();
-    if (on_state) on_state(up);
-    if (up) {
-      // A server that restarted has lost the watches' consumers: start them again.
-      std::lock_guard lock(mu);
-      for (auto& [id, w] : watches) {
-        w->restart = true;
-        std::lock_guard wl(w->mu);
-        if (w->current) kvWatcher_Stop(w->current);
-      }
-    }
+natsStatus Bus::Impl::make_sub(natsConnection* c, Sub& sub) {
+  auto* closure = new std::shared_ptr<MessageHandler>(sub.fn);
+  natsSubscription* raw = nullptr;
+  natsStatus s = sub.queue.empty()
+                     ? natsConnection_Subscribe(&raw, c, sub.subject.c_str(), &on_message, closure)
+                     : natsConnection_QueueSubscribe(&raw, c, sub.subject.c_str(), sub.queue.c_str(), &on_message, closure);
+  if (s != NATS_OK) {
+    delete closure;
+    return s;
   }
-  static void on_connected(natsConnection*, void* c) { static_cast<Impl*>(c)->set_connected(true); }
-  static void on_disconnected(natsConnection*, void* c) { static_cast<Impl*>(c)->set_connected(false); }
-
-  Result<kvStore*> bucket(const std::string& name) {
-    std::lock_guard lock(mu);
-    if (auto it = buckets.find(name); it != buckets.end()) return it->second.get();
-    if (!js) {
-      jsCtx* raw = nullptr;
-      if (auto s = natsConnection_JetStream(&raw, conn.get(), nullptr); s != NATS_OK) return fail(s, "jetstream");
-      js.reset(raw);
-    }
-    kvStore* kv = nullptr;
-    natsStatus s = js_KeyValue(&kv, js.get(), name.c_str());
-    if (s == NATS_NOT_FOUND) {
-      kvConfig cfg;
-      kvConfig_Init(&cfg);
-      cfg.Bucket = name.c_str();
-      cfg.History = static_cast<uint8_t>(settings.kv_history);
-      cfg.Replicas = static_cast<int>(settings.kv_replicas);
-      cfg.StorageType = js_FileStorage;
-      s = js_CreateKeyValue(&kv, js.get(), &cfg);
-      if (s != NATS_OK) s = js_KeyValue(&kv, js.get(), name.c_str());  // another host won the race
-    }
-    if (s != NATS_OK) return fail(s, "kv bucket " + name);
-    buckets[name].reset(kv);
-    return kv;
-  }
-
-  void run_watch(Watch* w) {
-    uint64_t last = 0;  // highest revision delivered; a restarted watch skips what it saw
-    while (!w->stop) {
-      auto kv = bucket(w->bucket);
-      if (!kv) {
-        std::unique_lock lock(state_mu);
-        state_cv.wait_for(lock, std::chrono::milliseconds(settings.reconnect_wait_ms), [&] { return w->stop.load(); });
-        continue;
-      }
-      kvWatchOptions o;
-      kvWatchOptions_Init(&o);
-      kvWatcher* raw = nullptr;
-      natsStatus s = kvStore_Watch(&raw, kv.value(), w->keys.c_str(), &o);
-      if (s != NATS_OK) {
-        std::unique_lock lock(state_mu);
-        state_cv.wait_for(lock, std::chrono::milliseconds(settings.reconnect_wait_ms), [&] { return w->stop.load(); });
-        continue;
-      }
-      WatcherPtr watcher(raw);
-      {
-        std::lock_guard lock(w->mu);
-        w->current = raw;
-      }
-      w->restart = false;
-      while (!w->stop && !w->restart) {
-        kvEntry* e = nullptr;
-        s = kvWatcher_Next(&e, raw, 1000);
-        if (s == NATS_TIMEOUT) continue;
-        if (s != NATS_OK) break;
-        if (!e) continue;  // end of the initial values
-        EntryPtr entry(e);
-        if (kvEntry_Revision(e) <= last) continue;
-        last = kvEntry_Revision(e);
-        w->fn(to_entry(e));
-      }
-      std::lock_guard lock(w->mu);
-      w->current = nullptr;
-    }
-  }
-};
-
-Bus::Bus(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  impl_->self = this;
-  inbox_access_.bus = this;
+  // Freed after the last message callback returned. This fails only when the connection closed
+  // in between; the closure then stays (a few bytes) rather than risk a callback still running.
+  natsSubscription_SetOnCompleteCB(raw, &release_handler, closure);
+  sub.current.reset(raw);
+  return NATS_OK;
 }
 
+natsStatus Bus::Impl::make_inbox_sub(natsConnection* c) {
+  natsSubscription* raw = nullptr;
+  natsStatus s = natsConnection_Subscribe(&raw, c, (inbox + ".*").c_str(), &on_inbox, this);
+  if (s != NATS_OK) return s;
+  if (natsSubscription_SetOnCompleteCB(raw, &inbox_done, this) == NATS_OK) ++inbox_live;
+  inbox_sub.reset(raw);
+  return NATS_OK;
+}
+
+void Bus::Impl::adopt(natsConnection* raw) {
+  // Destroyed after mu is released: the old connection's handles, each holding it.
+  ConnectionRef old;
+  JsRef old_js;
+  std::map<std::string, KvRef> old_buckets;
+  std::vector<SubscriptionPtr> old_subs;
+  std::lock_guard lock(mu);
+  ++made;
+  old = std::exchange(conn, ConnectionRef(raw, natsConnection_Destroy));
+  old_js = std::move(js);
+  old_buckets.swap(buckets);
+  for (auto& [id, sub] : subs) {
+    if (sub.current) old_subs.push_back(std::move(sub.current));
+    if (auto s = make_sub(raw, sub); s != NATS_OK)
+      spdlog::warn("NATS: cannot subscribe {} on the new connection: {}", sub.subject, last_error(s));
+  }
+  if (inbox_sub) {
+    old_subs.push_back(std::move(inbox_sub));
+    if (auto s = make_inbox_sub(raw); s != NATS_OK)
+      spdlog::warn("NATS: cannot subscribe the reply inbox on the new connection: {}", last_error(s));
+  }
+}
+
+void Bus::Impl::note_if_closed(natsConnection* raw) {
+  if (!natsConnection_IsClosed(raw) || closing || conn.get() != raw || closed_pending) return;
+  const char* text = nullptr;
+  natsStatus err = natsConnection_GetLastError(raw, &text);
+  closed_text = text && *text ? text : natsStatus_GetText(err);
+  closed_pending = true;
+  cv.notify_all();
+}
+
+void Bus::Impl::reconnect_loop() {
+  const auto wait = std::chrono::milliseconds(settings.reconnect_wait_ms);
+  std::unique_lock lock(mu);
+  while (!closing) {
+    cv.wait(lock, [&] { return closing || closed_pending; });
+    if (closing) return;
+    closed_pending = false;
+    std::string why = std::exchange(closed_text, {});
+    // Their replies would come to a subscription the closed connection took with it.
+    std::map<uint64_t, ReplyHandler> lost;
+    lost.swap(pending);
+    lock.unlock();
+    spdlog::warn("NATS closed the connection for good ({}); making a new one in {} ms", why, wait.count());
+    if (on_closed) on_closed(closed_reason(why), why);
+    for (auto& [token, fn] : lost) fn(NODEHA_ERR_UNAVAILABLE, {});
+    lock.lock();
+    // Back-off first: a server that closes every new connection at once is not hammered.
+    while (!cv.wait_for(lock, wait, [&] { return closing.load(); })) {
+      lock.unlock();
+      natsConnection* raw = nullptr;
+      // With retry on failed connect this returns at once when no server answers, and cnats
+      // goes on trying (every reconnect_wait) on its own threads.
+      natsStatus s = natsConnection_Connect(&raw, opts.get());
+      if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        spdlog::warn("NATS: cannot make a new connection: {}; trying again in {} ms", last_error(s), wait.count());
+        lock.lock();
+        continue;
+      }
+      adopt(raw);
+      refresh_state();
+      lock.lock();
+      note_if_closed(raw);
+      break;
+    }
+  }
+}
+
+Bus::Bus(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->self = this; }
+
 Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std::string& client_name,
-                                         std::function<void(bool)> on_state) {
+                                         std::function<void(bool)> on_state, ClosedHandler on_closed) {
   auto impl = std::make_unique<Impl>();
   impl->settings = settings;
   impl->on_state = std::move(on_state);
+  impl->on_closed = std::move(on_closed);
   natsOptions* raw = nullptr;
   if (auto s = natsOptions_Create(&raw); s != NATS_OK) return fail(s, "nats options");
   impl->opts.reset(raw);
@@ -233,17 +299,23 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
   if (st && !settings.tls_cert.empty())
     st = check(natsOptions_LoadCertificatesChain(o, settings.tls_cert.c_str(), settings.tls_key.c_str()), "[nats] tls_cert/tls_key");
   Impl* ip = impl.get();
-  if (st) st = check(natsOptions_SetRetryOnFailedConnect(o, true, &Impl::on_connected, ip), "retry");
-  if (st) st = check(natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, ip), "disconnected cb");
-  if (st) st = check(natsOptions_SetReconnectedCB(o, &Impl::on_connected, ip), "reconnected cb");
+  if (st) st = check(natsOptions_SetRetryOnFailedConnect(o, true, &Impl::on_state_change, ip), "retry");
+  if (st) st = check(natsOptions_SetDisconnectedCB(o, &Impl::on_state_change, ip), "disconnected cb");
+  if (st) st = check(natsOptions_SetReconnectedCB(o, &Impl::on_state_change, ip), "reconnected cb");
+  if (st) st = check(natsOptions_SetClosedCB(o, &Impl::on_closed_cb, ip), "closed cb");
   if (!st) return st;
 
   std::unique_ptr<Bus> bus(new Bus(std::move(impl)));
   natsConnection* conn = nullptr;
   natsStatus s = natsConnection_Connect(&conn, o);
   if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return fail(s, "connect");
-  bus->impl_->conn.reset(conn);
-  if (s == NATS_OK) bus->impl_->set_connected(true);
+  ip->adopt(conn);
+  {
+    std::lock_guard lock(ip->mu);
+    ip->note_if_closed(conn);
+  }
+  ip->reconnector = std::thread([ip] { ip->reconnect_loop(); });
+  ip->refresh_state();
   return bus;
 }
 
@@ -254,50 +326,42 @@ bool Bus::wait_connected(std::chrono::milliseconds timeout) const {
   return impl_->state_cv.wait_for(lock, timeout, [&] { return connected_.load(); });
 }
 
-namespace {
-Status not_connected(const std::string& what) {
-  return Status(NODEHA_ERR_UNAVAILABLE, what + ": not connected to NATS (reconnecting)");
-}
-}  // namespace
-
 Status Bus::probe(std::chrono::milliseconds timeout) {
-  if (!connected_) return not_connected("probe");
-  natsStatus s = natsConnection_FlushTimeout(impl_->conn.get(), timeout.count());
+  ConnectionRef c = impl_->connection();
+  if (!connected_ || !c) return not_connected("probe");
+  natsStatus s = natsConnection_FlushTimeout(c.get(), timeout.count());
   return s == NATS_OK ? Status::ok() : fail(s, "probe");
 }
 
 Status Bus::publish(const std::string& subject, std::string_view data) {
-  natsStatus s = natsConnection_Publish(impl_->conn.get(), subject.c_str(), data.data(), static_cast<int>(data.size()));
+  ConnectionRef c = impl_->connection();
+  if (auto why = nats_limits::check_publish(subject, {}, data.size(), impl_->limits(c.get())); !why.empty())
+    return refuse("publish", why);
+  if (!c) return not_connected("publish " + subject);
+  natsStatus s = natsConnection_Publish(c.get(), subject.c_str(), data.data(), static_cast<int>(data.size()));
   return s == NATS_OK ? Status::ok() : fail(s, "publish " + subject);
 }
 
-namespace {
-void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  MsgPtr owned(msg);
-  Message m;
-  m.subject = natsMsg_GetSubject(msg);
-  if (const char* r = natsMsg_GetReply(msg)) m.reply = r;
-  if (const char* d = natsMsg_GetData(msg)) m.data.assign(d, natsMsg_GetDataLength(msg));
-  (*static_cast<MessageHandler*>(closure))(std::move(m));
-}
-}  // namespace
-
 Result<uint64_t> Bus::subscribe(const std::string& subject, const std::string& queue, MessageHandler fn) {
-  // Freed by the library's completion callback, after the last message callback returned.
-  auto* handler = new MessageHandler(std::move(fn));
-  natsSubscription* raw = nullptr;
-  natsStatus s = queue.empty()
-                     ? natsConnection_Subscribe(&raw, impl_->conn.get(), subject.c_str(), &on_message, handler)
-                     : natsConnection_QueueSubscribe(&raw, impl_->conn.get(), subject.c_str(), queue.c_str(), &on_message, handler);
-  if (s != NATS_OK) {
-    delete handler;
-    return fail(s, "subscribe " + subject);
+  if (auto why = nats_limits::check_subscribe(subject, queue, impl_->limits(nullptr)); !why.empty())
+    return refuse("subscribe", why);
+  ConnectionRef c;
+  uint64_t id;
+  {
+    std::lock_guard lock(impl_->mu);
+    c = impl_->conn;
+    if (!c) return not_connected("subscribe " + subject);
+    Impl::Sub sub{subject, queue, std::make_shared<MessageHandler>(std::move(fn)), nullptr};
+    natsStatus s = impl_->make_sub(c.get(), sub);
+    // On a connection closed for good it is made on the next one, like every other.
+    if (s != NATS_OK && s != NATS_CONNECTION_CLOSED) return fail(s, "subscribe " + subject);
+    id = impl_->next_id++;
+    impl_->subs.emplace(id, std::move(sub));
   }
-  SubscriptionPtr sub(raw);
-  natsSubscription_SetOnCompleteCB(raw, [](void* c) { delete static_cast<MessageHandler*>(c); }, handler);
-  std::lock_guard lock(impl_->mu);
-  uint64_t id = impl_->next_id++;
-  impl_->subs[id] = std::move(sub);
+  // The subscription is at the server before anyone hears that it exists. A timeout changes
+  // nothing: it stands, and gets there later.
+  if (connected_)
+    natsConnection_FlushTimeout(c.get(), std::min<int64_t>(impl_->settings.connect_timeout_ms, kSubscribeFlushCapMs));
   return id;
 }
 
@@ -307,78 +371,54 @@ void Bus::unsubscribe(uint64_t id) {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->subs.find(id);
     if (it == impl_->subs.end()) return;
-    sub = std::move(it->second);
+    sub = std::move(it->second.current);
     impl_->subs.erase(it);
   }
-  natsSubscription_Unsubscribe(sub.get());
+  if (sub) natsSubscription_Unsubscribe(sub.get());
 }
 
 Result<std::string> Bus::request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout) {
-  if (!connected_) return not_connected("request " + subject);
+  ConnectionRef c = impl_->connection();
+  if (auto why = nats_limits::check_publish(subject, {}, data.size(), impl_->limits(c.get())); !why.empty())
+    return refuse("request", why);
+  if (!connected_ || !c) return not_connected("request " + subject);
   natsMsg* raw = nullptr;
-  natsStatus s = natsConnection_Request(&raw, impl_->conn.get(), subject.c_str(), data.data(),
-                                        static_cast<int>(data.size()), timeout.count());
+  natsStatus s = natsConnection_Request(&raw, c.get(), subject.c_str(), data.data(), static_cast<int>(data.size()),
+                                        timeout.count());
   if (s != NATS_OK) return fail(s, "request " + subject);
   MsgPtr reply(raw);
   const char* d = natsMsg_GetData(raw);
   return std::string(d ? d : "", natsMsg_GetDataLength(raw));
 }
 
-namespace {
-void on_inbox(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  MsgPtr owned(msg);
-  auto* impl = static_cast<Bus::InboxAccess*>(closure);
-  impl->deliver(msg);
-}
-}  // namespace
-
-void Bus::InboxAccess::deliver(natsMsg* msg) {
-  std::string subject = natsMsg_GetSubject(msg);
-  auto dot = subject.rfind('.');
-  uint64_t token = dot == std::string::npos ? 0 : std::strtoull(subject.c_str() + dot + 1, nullptr, 10);
-  ReplyHandler fn;
-  {
-    std::lock_guard lock(bus->impl_->mu);
-    auto it = bus->impl_->pending.find(token);
-    if (it == bus->impl_->pending.end()) return;  // timed out already
-    fn = std::move(it->second);
-    bus->impl_->pending.erase(it);
-  }
-  if (natsMsg_IsNoResponders(msg)) {
-    fn(NODEHA_ERR_NO_RESPONDERS, {});
-    return;
-  }
-  const char* d = natsMsg_GetData(msg);
-  fn(NODEHA_OK, std::string(d ? d : "", natsMsg_GetDataLength(msg)));
-}
-
 Result<uint64_t> Bus::request_async(const std::string& subject, std::string_view data, ReplyHandler fn) {
+  ConnectionRef c = impl_->connection();
+  if (auto why = nats_limits::check_publish(subject, {}, data.size(), impl_->limits(c.get())); !why.empty())
+    return refuse("request", why);
   if (!connected_) return not_connected("request " + subject);
   uint64_t token;
   std::string reply;
   {
     std::lock_guard lock(impl_->mu);
+    c = impl_->conn;  // the one the inbox is on
+    if (!c) return not_connected("request " + subject);
     if (!impl_->inbox_sub) {
-      natsInbox* inbox = nullptr;
-      if (auto s = natsInbox_Create(&inbox); s != NATS_OK) return fail(s, "inbox");
-      impl_->inbox = inbox;
-      natsInbox_Destroy(inbox);
-      natsSubscription* raw = nullptr;
-      if (auto s = natsConnection_Subscribe(&raw, impl_->conn.get(), (impl_->inbox + ".*").c_str(), &on_inbox, &inbox_access_);
-          s != NATS_OK)
-        return fail(s, "subscribe inbox");
-      impl_->inbox_sub.reset(raw);
+      if (impl_->inbox.empty()) {
+        natsInbox* inbox = nullptr;
+        if (auto s = natsInbox_Create(&inbox); s != NATS_OK) return fail(s, "inbox");
+        impl_->inbox = inbox;
+        natsInbox_Destroy(inbox);
+      }
+      if (auto s = impl_->make_inbox_sub(c.get()); s != NATS_OK) return fail(s, "subscribe inbox");
     }
     token = impl_->next_id++;
     impl_->pending[token] = std::move(fn);
     reply = impl_->inbox + "." + std::to_string(token);
   }
-  natsStatus s = natsConnection_PublishRequest(impl_->conn.get(), subject.c_str(), reply.c_str(), data.data(),
+  natsStatus s = natsConnection_PublishRequest(c.get(), subject.c_str(), reply.c_str(), data.data(),
                                                static_cast<int>(data.size()));
-  if (s != NATS_OK) {
-    forget(token);
-    return fail(s, "request " + subject);
-  }
+  if (s != NATS_OK && forget(token)) return fail(s, "request " + subject);
+  // Else the reconnect thread answered it already (the connection closed meanwhile).
   return token;
 }
 
@@ -387,146 +427,13 @@ bool Bus::forget(uint64_t token) {
   return impl_->pending.erase(token) > 0;
 }
 
-Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  kvEntry* raw = nullptr;
-  natsStatus s = kvStore_Get(&raw, kv.value(), key.c_str());
-  if (s != NATS_OK) return fail(s, fmt::format("kv get {}/{}", bucket, key));
-  EntryPtr e(raw);
-  return to_entry(raw);
-}
-
-Result<uint64_t> Bus::kv_create(const std::string& bucket, const std::string& key, std::string_view value) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  uint64_t rev = 0;
-  natsStatus s = kvStore_Create(&rev, kv.value(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv create {}/{}", bucket, key));
-  return rev;
-}
-
-Result<uint64_t> Bus::kv_update(const std::string& bucket, const std::string& key, std::string_view value, uint64_t expected) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  uint64_t rev = 0;
-  natsStatus s = kvStore_Update(&rev, kv.value(), key.c_str(), value.data(), static_cast<int>(value.size()), expected);
-  if (s != NATS_OK) return fail(s, fmt::format("kv update {}/{} (expected revision {})", bucket, key, expected));
-  return rev;
-}
-
-Result<uint64_t> Bus::kv_put(const std::string& bucket, const std::string& key, std::string_view value) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  uint64_t rev = 0;
-  natsStatus s = kvStore_Put(&rev, kv.value(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv put {}/{}", bucket, key));
-  return rev;
-}
-
-Status Bus::kv_delete(const std::string& bucket, const std::string& key) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  natsStatus s = kvStore_Delete(kv.value(), key.c_str());
-  return s == NATS_OK ? Status::ok() : fail(s, fmt::format("kv delete {}/{}", bucket, key));
-}
-
-Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
-  if (!connected_) return not_connected("kv " + bucket);
-  auto kv = impl_->bucket(bucket);
-  if (!kv) return kv.status();
-  kvWatchOptions o;
-  kvWatchOptions_Init(&o);
-  o.IgnoreDeletes = true;
-  kvWatcher* raw = nullptr;
-  natsStatus s = kvStore_WatchAll(&raw, kv.value(), &o);
-  if (s != NATS_OK) return fail(s, "kv list " + bucket);
-  WatcherPtr w(raw);
-  std::vector<KvEntry> out;
-  for (;;) {
-    kvEntry* e = nullptr;
-    s = kvWatcher_Next(&e, raw, impl_->settings.connect_timeout_ms);
-    if (s != NATS_OK) return fail(s, "kv list " + bucket);
-    if (!e) break;  // initial values done
-    EntryPtr entry(e);
-    if (kvEntry_Operation(e) == kvOp_Put) out.push_back(to_entry(e));
-  }
-  return out;
-}
-
-Result<uint64_t> Bus::kv_watch(const std::string& bucket, const std::string& keys, EntryHandler fn) {
-  auto w = std::make_unique<Watch>();
-  w->bucket = bucket;
-  w->keys = keys;
-  w->fn = std::move(fn);
-  Watch* wp = w.get();
-  uint64_t id;
-  {
-    std::lock_guard lock(impl_->mu);
-    id = impl_->next_id++;
-    w->id = id;
-    impl_->watches[id] = std::move(w);
-  }
-  wp->thread = std::thread([this, wp] { impl_->run_watch(wp); });
-  return id;
-}
-
-void Bus::kv_unwatch(uint64_t id) {
-  std::unique_ptr<Watch> w;
-  {
-    std::lock_guard lock(impl_->mu);
-    auto it = impl_->watches.find(id);
-    if (it == impl_->watches.end()) return;
-    w = std::move(it->second);
-    impl_->watches.erase(it);
-  }
-  w->stop = true;
-  {
-    std::lock_guard lock(w->mu);
-    if (w->current) kvWatcher_Stop(w->current);
-  }
-  impl_->state_cv.notify_all();
-  if (w->thread.joinable()) w->thread.join();
-}
-
-Status Bus::ensure_stream(const std::string& name, const std::string& subjects, int64_t max_age_s) {
-  if (!connected_) return not_connected("stream " + name);
-  std::lock_guard lock(impl_->mu);
-  if (!impl_->js) {
-    jsCtx* raw = nullptr;
-    if (auto s = natsConnection_JetStream(&raw, impl_->conn.get(), nullptr); s != NATS_OK) return fail(s, "jetstream");
-    impl_->js.reset(raw);
-  }
-  jsStreamInfo* info = nullptr;
-  jsErrCode err = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&info, impl_->js.get(), name.c_str(), nullptr, &err);
-  if (s == NATS_OK) {
-    jsStreamInfo_Destroy(info);
-    return Status::ok();
-  }
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  cfg.Name = name.c_str();
-  const char* subj[] = {subjects.c_str()};
-  cfg.Subjects = subj;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.Replicas = static_cast<int64_t>(impl_->settings.kv_replicas);
-  cfg.MaxAge = max_age_s * 1'000'000'000LL;
-  s = js_AddStream(&info, impl_->js.get(), &cfg, nullptr, &err);
-  if (s != NATS_OK) return fail(s, "create stream " + name);
-  jsStreamInfo_Destroy(info);
-  return Status::ok();
-}
-
 void Bus::close(std::chrono::milliseconds timeout) {
-  if (!impl_ || !impl_->conn) return;
-  impl_->closing = true;
+  if (!impl_ || impl_->closing.exchange(true)) return;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->cv.notify_all();
+  }
+  if (impl_->reconnector.joinable()) impl_->reconnector.join();
   std::vector<uint64_t> ids;
   {
     std::lock_guard lock(impl_->mu);
@@ -539,16 +446,28 @@ void Bus::close(std::chrono::milliseconds timeout) {
     for (auto& [id, s] : impl_->subs) ids.push_back(id);
   }
   for (auto id : ids) unsubscribe(id);
-  if (connected_) natsConnection_FlushTimeout(impl_->conn.get(), timeout.count());
-  natsConnection_Close(impl_->conn.get());
+  ConnectionRef c = impl_->connection();
+  if (c && connected_) natsConnection_FlushTimeout(c.get(), timeout.count());
+  if (c) natsConnection_Close(c.get());
+  c.reset();
   {
+    // Destroyed outside mu, as cnats may call back into the Bus meanwhile.
+    std::map<std::string, KvRef> buckets;
+    std::map<uint64_t, ReplyHandler> pending;
+    JsRef js;
+    SubscriptionPtr inbox_sub;
+    ConnectionRef conn;
     std::lock_guard lock(impl_->mu);
-    impl_->buckets.clear();
-    impl_->js.reset();
-    impl_->pending.clear();
+    buckets.swap(impl_->buckets);
+    pending.swap(impl_->pending);
+    js = std::move(impl_->js);
+    inbox_sub = std::move(impl_->inbox_sub);
+    conn = std::move(impl_->conn);
   }
-  impl_->inbox_sub.reset();
-  impl_->conn.reset();
+  std::unique_lock lock(impl_->mu);
+  // cnats calls back on its own threads after Close returned; *impl_ must outlive those calls.
+  impl_->cv.wait_for(lock, kCallbacksDrain, [&] { return impl_->closed_seen >= impl_->made && impl_->inbox_live == 0; });
+  connected_ = false;
 }
 
 }  // namespace nodeha::host

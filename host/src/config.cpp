@@ -44,6 +44,8 @@ const std::vector<KeyDecl>& nats_keys() {
       {"ping_interval", NODEHA_CONFIG_DURATION, "\"10s\"", "",
        "client pings; a connection that misses 2 answers is dropped and made again"},
       {"reconnect_buffer", NODEHA_CONFIG_INTEGER, "8388608", "bytes", "publishes buffered while disconnected"},
+      {"max_control_line", NODEHA_CONFIG_INTEGER, "4096", "bytes",
+       "the servers' max_control_line: a subject, key or queue group too long for it is refused before sending"},
   };
   return k;
 }
@@ -387,6 +389,11 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
   h.nats.connect_timeout_ms = nj["connect_timeout"];
   h.nats.ping_interval_ms = nj["ping_interval"];
   h.nats.reconnect_buffer_bytes = nj["reconnect_buffer"];
+  h.nats.max_control_line = nj["max_control_line"];
+  // Below this nothing but the protocol's own fields would fit on a line.
+  if (h.nats.max_control_line < 256 || h.nats.max_control_line > (1 << 20))
+    return bad(fmt::format("{}: [nats] key 'max_control_line' must be between 256 and 1048576 bytes (nats-server's "
+                           "max_control_line; its default is 4096)", file));
   h.metrics_listen = ms.value()["listen"];
   h.libvirt_uri = ls.value()["uri"];
 

@@ -52,6 +52,9 @@ struct NatsSettings {
   // again; TCP alone would resend into it with a backoff of up to 2 minutes.
   int64_t ping_interval_ms = 10000;
   int64_t reconnect_buffer_bytes = 8 << 20;
+  // The servers' max_control_line: the Bus refuses longer protocol lines rather than send one
+  // (the server would close the connection).
+  int64_t max_control_line = 4096;
 };
 
 struct HostConfig {

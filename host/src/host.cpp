@@ -99,12 +99,19 @@ int Host::start() {
     return kExitRefused;
   }
   metrics_ = std::move(metrics.value());
-  std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
+  fs::remove(fs::path(h.state_dir) / "metrics.address", ec);  // a previous run's; this one's comes once up
   spdlog::info("metrics on http://{}/metrics", metrics_->address());
   if (auto* info = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_build_info", "nodeha version and role",
                                     {{"version", NODEHA_VERSION}, {"role", role_name(h.role)}, {"node", h.node_id}}, {}, nullptr))
     Metrics::set(info, 1);
   bus_connected_ = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_bus_connected", "1 while connected to NATS", {}, {}, nullptr);
+  nodeha_metric* reconnects = metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_bus_reconnects_total",
+                                               "connections to NATS made again after one was lost or closed", {}, {}, nullptr);
+  std::map<std::string, nodeha_metric*> closed;
+  for (const char* reason : {"control_line", "payload", "auth", "max_connections", "other"})
+    closed[reason] = metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_bus_closed_total",
+                                      "connections to NATS closed for good by the server or the library, by reason",
+                                      {{"reason", reason}}, {}, nullptr);
   for (const char* result : {"ok", "refused", "failed"})
     metrics_->series(NODEHA_METRIC_COUNTER, "nodeha_config_reloads_total", "configuration reloads by result",
                      {{"result", result}}, {}, nullptr);
@@ -121,11 +128,18 @@ int Host::start() {
     local_ = std::move(local.value());
   }
 
-  auto bus = Bus::create(h.nats, fmt::format("nodeha-{}-{}", role_name(h.role), h.node_id), [this](bool up) {
+  // The Bus calls on_state one change at a time, in order: a plain counter will do.
+  auto on_state = [this, reconnects, ups = uint64_t{0}](bool up) mutable {
     if (bus_connected_) Metrics::set(bus_connected_, up ? 1 : 0);
+    if (up && ++ups > 1 && reconnects) Metrics::add(reconnects, 1);
     if (up) spdlog::info("connected to NATS");
     else spdlog::warn("disconnected from NATS; reconnecting");
-  });
+  };
+  auto on_closed = [closed](const std::string& reason, const std::string&) {
+    if (auto it = closed.find(reason); it != closed.end() && it->second) Metrics::add(it->second, 1);
+  };
+  auto bus = Bus::create(h.nats, fmt::format("nodeha-{}-{}", role_name(h.role), h.node_id), std::move(on_state),
+                         std::move(on_closed));
   if (!bus) {
     spdlog::error("refused: {}: {}", file_, bus.status().message());
     return kExitRefused;
@@ -164,6 +178,9 @@ int Host::start() {
     const nodeha_plugin& d = inst.library()->descriptor();
     spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
   }
+  // Written last: whoever finds the file finds the plugins started and their subscriptions at
+  // the server (when connected), the local socket open.
+  std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
   spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s)", NODEHA_VERSION, h.node_id, role_name(h.role),
                plugins_.size());
   return 0;
@@ -187,6 +204,7 @@ Status Host::reload() {
     return std::tie(c.node_id, c.role, c.state_dir, c.local_socket, c.log_level, c.workers, c.nats.servers,
                     c.nats.credentials, c.nats.tls_ca, c.nats.tls_cert, c.nats.tls_key, c.nats.prefix, c.nats.kv_replicas,
                     c.nats.kv_history, c.nats.reconnect_wait_ms, c.nats.connect_timeout_ms, c.nats.ping_interval_ms, c.nats.reconnect_buffer_bytes,
+                    c.nats.max_control_line,
                     c.metrics_listen, c.libvirt_uri);
   };
   if (host_sections(next) != host_sections(now))

@@ -81,7 +81,8 @@ struct PluginInstance::Access {
         fn(ctx, &msg);
       });
     };
-    // Kept by cnats across reconnects, and made while still disconnected too. Bus ids start at 1.
+    // Kept across reconnects (by cnats, or made again by the Bus on a new connection), and made
+    // while still disconnected too. Bus ids start at 1.
     bool local_only = flags & NODEHA_SUB_LOCAL_ONLY;
     auto sub = local_only ? Result<uint64_t>(uint64_t{0})
                           : self.services_.bus->subscribe(subject, queue ? queue : "",

@@ -22,7 +22,8 @@ class HostProcess {
                        std::string state_dir = "");
   ~HostProcess();
 
-  // Waits until /metrics answers (the host wrote <state>/metrics.address); false on timeout or exit.
+  // Waits until /metrics answers (the host wrote <state>/metrics.address, which it does once its
+  // plugins started: their subscriptions are served from then on); false on timeout or exit.
   bool wait_ready(std::chrono::milliseconds timeout = 15s);
   std::string metrics() const;
   // host:port of the host's /metrics (from <state>/metrics.address); empty before wait_ready().

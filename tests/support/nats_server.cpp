@@ -48,6 +48,8 @@ void NatsServer::start() {
   std::filesystem::create_directories(dir_.file("js"));
   std::vector<std::string> argv{"nats-server", "-a", options_.address, "-p", std::to_string(port_), "-js", "-sd",
                                 dir_.file("js")};
+  // Flags given above win over the file.
+  if (!options_.config.empty()) argv.insert(argv.end(), {"-c", dir_.write("nats.conf", options_.config)});
   if (!options_.netns.empty()) argv = TestNetwork::argv_in(options_.netns, std::move(argv));
   proc_ = std::make_unique<Process>(std::move(argv), dir_.file("nats.log"));
   if (!wait_until([&] { return accepting(options_, port_); }, 10s))
@@ -55,11 +57,34 @@ void NatsServer::start() {
                   << (options_.netns.empty() ? "" : " in " + options_.netns) << ": " << proc_->output();
 }
 
-std::unique_ptr<host::Bus> NatsServer::client() const {
+void NatsServer::reload(const std::string& config) {
+  if (options_.config.empty()) ADD_FAILURE() << "reload: the server was started without a config file";
+  options_.config = config;
+  dir_.write("nats.conf", config);
+  auto reloads = [&] {
+    std::string text = log();
+    size_t n = 0;
+    for (size_t at = text.find("Reloaded server configuration"); at != std::string::npos;
+         at = text.find("Reloaded server configuration", at + 1))
+      ++n;
+    return n;
+  };
+  size_t before = reloads();
+  proc_->signal(SIGHUP);
+  if (!wait_until([&] { return reloads() > before; })) ADD_FAILURE() << "nats-server did not reload: " << log();
+}
+
+std::string NatsServer::log() const { return proc_ ? proc_->output() : ""; }
+
+host::NatsSettings NatsServer::settings() const {
   host::NatsSettings s;
   s.servers = {url()};
   s.prefix = "nodeha";
   s.reconnect_wait_ms = 100;
+  return s;
+}
+
+std::unique_ptr<host::Bus> NatsServer::client(const host::NatsSettings& s) const {
   // In the server's namespace: the connection and the client's threads (which reconnect) live there.
   Result<std::unique_ptr<host::Bus>> bus = Status(NODEHA_ERR_INTERNAL, "cannot enter network namespace " + options_.netns);
   run_in(options_.netns, [&] { bus = host::Bus::create(s, "test-client", nullptr); });

@@ -15,6 +15,7 @@ struct NatsServerOptions {
   std::string netns;                  // network namespace to run in; empty: the test's own
   std::string address = "127.0.0.1";  // listen address (in `netns`)
   int port = 0;                       // 0: a free loopback port
+  std::string config;                 // nats-server config lines (e.g. "max_control_line: 512"); empty: none
 };
 
 class NatsServer {
@@ -32,9 +33,16 @@ class NatsServer {
   // Signals the running server: SIGSTOP freezes it with every connection left open, which is how
   // a cut link looks to a client (nothing answers, nothing is closed); SIGCONT thaws it.
   void signal(int sig) const;
+  // Replaces the config lines and has the running server reload them (SIGHUP); returns once its
+  // log says it did (the test fails if it does not within 10 s).
+  void reload(const std::string& config);
+  // The test client's settings: this server, reconnecting every 100 ms.
+  host::NatsSettings settings() const;
   // A connected client (the host's own Bus), reconnecting quickly; the test fails if it cannot
   // connect.
-  std::unique_ptr<host::Bus> client() const;
+  std::unique_ptr<host::Bus> client() const { return client(settings()); }
+  std::unique_ptr<host::Bus> client(const host::NatsSettings& settings) const;
+  std::string log() const;
 
  private:
   TempDir dir_;

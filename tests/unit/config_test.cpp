@@ -28,6 +28,7 @@ TEST(Config, MinimalGetsDefaults) {
   EXPECT_EQ(h.nats.servers, std::vector<std::string>{"nats://127.0.0.1:4222"});
   EXPECT_EQ(h.nats.prefix, "nodeha");
   EXPECT_EQ(h.nats.reconnect_wait_ms, 1000);
+  EXPECT_EQ(h.nats.max_control_line, 4096);
   EXPECT_EQ(h.metrics_listen, "127.0.0.1:9464");
   EXPECT_EQ(h.libvirt_uri, "qemu:///system");
   EXPECT_EQ(h.local_socket, "/var/lib/nodeha/local.sock");
@@ -58,6 +59,15 @@ TEST(Config, BadDurationIsRefused) {
   auto doc = parse("[host]\nrole = \"agent\"\n[nats]\nreconnect_wait = \"soon\"\n");
   ASSERT_FALSE(doc.is_ok());
   EXPECT_THAT(doc.status().message(), HasSubstr(":4: [nats] key 'reconnect_wait': 'soon' is not a duration"));
+}
+
+TEST(Config, MaxControlLineIsBounded) {
+  auto doc = parse("[host]\nrole = \"agent\"\n[nats]\nmax_control_line = 8192\n");
+  ASSERT_TRUE(doc.is_ok()) << doc.status().message();
+  EXPECT_EQ(doc.value().host().nats.max_control_line, 8192);
+  auto small = parse("[host]\nrole = \"agent\"\n[nats]\nmax_control_line = 100\n");
+  ASSERT_FALSE(small.is_ok());
+  EXPECT_THAT(small.status().message(), HasSubstr("[nats] key 'max_control_line' must be between 256 and 1048576"));
 }
 
 TEST(Config, MissingRoleIsRefused) {
