@@ -1,5 +1,7 @@
 #include "bus.h"
 
+#include "credential.h"
+
 #include <nats/nats.h>
 
 #include <fmt/format.h>
@@ -87,6 +89,7 @@ struct Bus::Impl {
   NatsSettings settings;
   std::function<void(bool)> on_state;
   Bus* self = nullptr;
+  std::unique_ptr<auth::BusLogin> login;  // before conn: signs every (re)connect of it
   OptionsPtr opts;
   ConnectionPtr conn;
   std::mutex mu;  // guards everything below
@@ -224,14 +227,12 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
                                   {"tls_ca", &settings.tls_ca}, {"tls_cert", &settings.tls_cert}, {"tls_key", &settings.tls_key}})
     if (st && !file->empty() && access(file->c_str(), R_OK) != 0)
       st = Status(NODEHA_ERR_INVALID, fmt::format("[nats] {} {}: {}", key, *file, std::strerror(errno)));
-  if (st && !settings.credentials.empty())
-    st = check(natsOptions_SetUserCredentialsFromFiles(o, settings.credentials.c_str(), nullptr), "[nats] credentials " + settings.credentials);
-  if (st && !settings.tls_ca.empty()) {
-    st = check(natsOptions_SetSecure(o, true), "tls");
-    if (st) st = check(natsOptions_LoadCATrustedCertificates(o, settings.tls_ca.c_str()), "[nats] tls_ca " + settings.tls_ca);
+  // Credentials (nkey or JWT), this identity's inbox prefix, TLS: auth/credential.h.
+  if (st) {
+    auto login = auth::BusLogin::apply(o, {settings.credentials, settings.tls_ca, settings.tls_cert, settings.tls_key});
+    if (login) impl->login = std::move(login.value());
+    else st = Status(login.status().code(), "[nats] " + login.status().message());
   }
-  if (st && !settings.tls_cert.empty())
-    st = check(natsOptions_LoadCertificatesChain(o, settings.tls_cert.c_str(), settings.tls_key.c_str()), "[nats] tls_cert/tls_key");
   Impl* ip = impl.get();
   if (st) st = check(natsOptions_SetRetryOnFailedConnect(o, true, &Impl::on_connected, ip), "retry");
   if (st) st = check(natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, ip), "disconnected cb");
@@ -361,7 +362,9 @@ Result<uint64_t> Bus::request_async(const std::string& subject, std::string_view
     if (!impl_->inbox_sub) {
       natsInbox* inbox = nullptr;
       if (auto s = natsInbox_Create(&inbox); s != NATS_OK) return fail(s, "inbox");
-      impl_->inbox = inbox;
+      // Under this identity's own prefix when it has one: the only inbox its permissions let it read.
+      const std::string own = impl_->login ? impl_->login->inbox_prefix() : "";
+      impl_->inbox = own.empty() ? std::string(inbox) : own + std::string(inbox).substr(std::strlen("_INBOX"));
       natsInbox_Destroy(inbox);
       natsSubscription* raw = nullptr;
       if (auto s = natsConnection_Subscribe(&raw, impl_->conn.get(), (impl_->inbox + ".*").c_str(), &on_inbox, &inbox_access_);
