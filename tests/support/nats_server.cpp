@@ -48,6 +48,11 @@ void NatsServer::start() {
   std::filesystem::create_directories(dir_.file("js"));
   std::vector<std::string> argv{"nats-server", "-a", options_.address, "-p", std::to_string(port_), "-js", "-sd",
                                 dir_.file("js")};
+  if (!options_.include.empty()) {
+    // nats-server resolves an include relative to the including file.
+    auto relative = std::filesystem::relative(options_.include, dir_.path()).string();
+    argv.insert(argv.end(), {"-c", dir_.write("server.conf", "include \"" + relative + "\"\n")});
+  }
   if (!options_.netns.empty()) argv = TestNetwork::argv_in(options_.netns, std::move(argv));
   proc_ = std::make_unique<Process>(std::move(argv), dir_.file("nats.log"));
   if (!wait_until([&] { return accepting(options_, port_); }, 10s))

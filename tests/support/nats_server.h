@@ -15,6 +15,9 @@ struct NatsServerOptions {
   std::string netns;                  // network namespace to run in; empty: the test's own
   std::string address = "127.0.0.1";  // listen address (in `netns`)
   int port = 0;                       // 0: a free loopback port
+  // A config file the server includes (e.g. the nats-auth.conf of `nodeha auth init`: TLS and
+  // permissions); empty: none. client() cannot log in to such a server: the test brings its own.
+  std::string include;
 };
 
 class NatsServer {
@@ -32,6 +35,8 @@ class NatsServer {
   // A connected client (the host's own Bus), reconnecting quickly; the test fails if it cannot
   // connect.
   std::unique_ptr<host::Bus> client() const;
+  // What the server logged so far.
+  std::string log() const { return proc_ ? proc_->output() : ""; }
 
  private:
   TempDir dir_;
