@@ -225,6 +225,26 @@ TEST_F(BusAuth, OnlyControllersReachAnAgent) {
   EXPECT_TRUE(wait_until([&] { return node->delivered(requests) == 1; }));
 }
 
+// The host's asynchronous requests (the controller's pings) wait for replies under the
+// controller's own inbox prefix, the only inbox its permissions let it read.
+TEST_F(BusAuth, TheControllersAsyncRepliesComeToItsOwnInbox) {
+  auto node = as("node-1");
+  node->serve("nodeha.agent.node-1.ping", R"({"ok":true})");
+  auto controller = bus_as("ctl-1");
+  ASSERT_TRUE(controller);
+  std::mutex mu;
+  std::optional<std::string> answer;
+  auto sent = controller->request_async("nodeha.agent.node-1.ping", "{}", [&](nodeha_status, std::string body) {
+    std::lock_guard lock(mu);
+    answer = std::move(body);
+  });
+  ASSERT_TRUE(sent) << sent.status().message();
+  EXPECT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return answer == R"({"ok":true})";
+  }));
+}
+
 TEST_F(BusAuth, AViewerListsButCannotDrain) {
   auto controller = as("ctl-1"), viewer = as("bob");
   natsSubscription* drains = controller->subscribe("nodeha.cmd.node.drain");
