@@ -29,7 +29,23 @@ std::string data_of(natsMsg* m) {
   return std::string(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
 }
 
+void on_async_error(natsConnection* nc, natsSubscription*, natsStatus s, void* closure) {
+  const char* text = nullptr;
+  natsConnection_GetLastError(nc, &text);
+  if (s != NATS_NOT_PERMITTED || !text) return;
+  auto* refusals = static_cast<BusClient::Refusals*>(closure);
+  std::lock_guard lock(refusals->mu);
+  refusals->texts.push_back(text);
+}
+
 }  // namespace
+
+bool BusClient::Refusals::about(const std::string& subject) {
+  std::lock_guard lock(mu);
+  for (const auto& t : texts)
+    if (t.find("\"" + subject + "\"") != std::string::npos) return true;
+  return false;
+}
 
 BusSubscription::~BusSubscription() { natsSubscription_Destroy(sub_); }
 
@@ -40,7 +56,7 @@ std::optional<std::string> BusSubscription::next(std::chrono::milliseconds timeo
   return data_of(msg.get());
 }
 
-std::unique_ptr<BusClient> BusClient::connect(const std::vector<std::string>& servers, const std::string& creds,
+std::unique_ptr<BusClient> BusClient::connect(const std::vector<std::string>& servers, const auth::ClientSecurity& security,
                                               std::chrono::milliseconds timeout, std::string* why) {
   natsOptions* raw = nullptr;
   if (natsStatus s = natsOptions_Create(&raw); s != NATS_OK) {
@@ -54,17 +70,23 @@ std::unique_ptr<BusClient> BusClient::connect(const std::vector<std::string>& se
   if (s == NATS_OK) s = natsOptions_SetNoRandomize(opts.get(), true);  // in the order given
   if (s == NATS_OK) s = natsOptions_SetTimeout(opts.get(), timeout.count());
   if (s == NATS_OK) s = natsOptions_SetName(opts.get(), "nodeha-cli");
-  if (s == NATS_OK && !creds.empty()) s = natsOptions_SetUserCredentialsFromFiles(opts.get(), creds.c_str(), nullptr);
+  auto refusals = std::make_unique<Refusals>();
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts.get(), &on_async_error, refusals.get());
   if (s != NATS_OK) {
     *why = last_error(s);
     return nullptr;
   }
+  auto login = auth::BusLogin::apply(opts.get(), security);
+  if (!login) {
+    *why = login.status().message();
+    return nullptr;
+  }
   natsConnection* conn = nullptr;
-  if (s = natsConnection_Connect(&conn, opts.get()); s != NATS_OK) {
+  if (s = static_cast<natsStatus>(auth::connect_with_retry(&conn, opts.get())); s != NATS_OK) {
     *why = last_error(s);
     return nullptr;
   }
-  return std::unique_ptr<BusClient>(new BusClient(conn));
+  return std::unique_ptr<BusClient>(new BusClient(conn, std::move(login.value()), std::move(refusals)));
 }
 
 BusClient::~BusClient() { natsConnection_Destroy(conn_); }
@@ -89,6 +111,9 @@ BusReply BusClient::request(const std::string& subject, const std::string& body,
     r.body = data_of(msg.get());
   } else if (s == NATS_NO_RESPONDERS) {
     r.outcome = BusReply::kNoResponders;
+  } else if (s == NATS_TIMEOUT && refusals_->about(subject)) {
+    r.outcome = BusReply::kNotPermitted;
+    r.error = "Permissions Violation for Publish to \"" + subject + "\"";
   } else if (s == NATS_TIMEOUT) {
     r.outcome = BusReply::kTimeout;
   } else {

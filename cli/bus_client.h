@@ -3,8 +3,11 @@
 // thread and blocks at most for its timeout; cnats' own threads never call back into the CLI.
 #pragma once
 
+#include "credential.h"
+
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +24,7 @@ struct BusReply {
     kTimeout,      // no answer in time
     kLost,         // the connection failed: `error` says how
     kRefused,      // nats-server would reject it (nats_limits.h), so nothing was sent: `error` says why
+    kNotPermitted, // the server refused the subject to this credential: `error` is its word
   };
   Outcome outcome = kLost;
   std::string body;
@@ -43,9 +47,9 @@ class BusSubscription {
 
 class BusClient {
  public:
-  // Connects to one of `servers` (each tried within `timeout`), with the credentials file `creds`
-  // when not empty. Null with `*why` set when none could be reached.
-  static std::unique_ptr<BusClient> connect(const std::vector<std::string>& servers, const std::string& creds,
+  // Connects to one of `servers` (each tried within `timeout`), with the credential and TLS files
+  // of `security` that are not empty. Null with `*why` set when none could be reached.
+  static std::unique_ptr<BusClient> connect(const std::vector<std::string>& servers, const auth::ClientSecurity& security,
                                             std::chrono::milliseconds timeout, std::string* why);
   ~BusClient();
   BusClient(const BusClient&) = delete;
@@ -56,8 +60,18 @@ class BusClient {
   // client is, so a reply read after subscribing never hides an event published after it.
   std::unique_ptr<BusSubscription> subscribe(const std::string& subject, std::string* why);
 
+  // The server's "Permissions Violation" errors, written by cnats' thread.
+  struct Refusals {
+    std::mutex mu;
+    std::vector<std::string> texts;
+    bool about(const std::string& subject);
+  };
+
  private:
-  explicit BusClient(__natsConnection* conn) : conn_(conn) {}
+  BusClient(__natsConnection* conn, std::unique_ptr<auth::BusLogin> login, std::unique_ptr<Refusals> refusals)
+      : login_(std::move(login)), refusals_(std::move(refusals)), conn_(conn) {}
+  std::unique_ptr<auth::BusLogin> login_;  // outlives conn_: signs its (re)connects
+  std::unique_ptr<Refusals> refusals_;     // outlives conn_: its error handler writes here
   __natsConnection* conn_;
 };
 

@@ -27,11 +27,14 @@ inline constexpr const char* kDefaultLocalSocket = "/var/lib/nodeha/agent/local.
 inline constexpr const char* kLocalSocketEnv = "NODEHA_LOCAL_SOCKET";
 inline constexpr const char* kDefaultServer = "nats://127.0.0.1:4222";
 inline constexpr const char* kServerEnv = "NODEHA_SERVER";
+inline constexpr const char* kCredsEnv = "NODEHA_CREDS";
+inline constexpr const char* kTlsCaEnv = "NODEHA_TLS_CA";
 
 struct Globals {
   std::string socket;                // the agent's local socket
   std::vector<std::string> servers;  // NATS servers of the controller
-  std::string creds;                 // NATS credentials file, or empty
+  std::string creds;                 // NATS credentials file (nodeha credential or .creds), or empty
+  std::string tls_ca;                // the bus's CA: TLS on, the server's certificate checked against it
   std::string prefix = "nodeha";     // subject prefix of the cluster
   bool json = false;                 // print the reply's result (or error) as one JSON document
   std::chrono::milliseconds timeout{std::chrono::minutes(30)};          // a local request

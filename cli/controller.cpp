@@ -39,11 +39,12 @@ int Controller::fail(const std::string& code, const std::string& message, int ex
 bool Controller::connect() {
   if (bus_) return true;
   std::string why;
-  bus_ = BusClient::connect(g_.servers, g_.creds, std::min(g_.request_timeout, std::chrono::milliseconds(5000)), &why);
+  bus_ = BusClient::connect(g_.servers, {g_.creds, g_.tls_ca, "", ""}, std::min(g_.request_timeout, std::chrono::milliseconds(5000)), &why);
   if (bus_) return true;
   fail("unreachable",
        fmt::format("cannot connect to NATS at {}: {}; is nats-server running there?", servers_text(), why),
-       kExitUnreachable, fmt::format("--server URL (repeatable) or ${} names the servers; --creds FILE the credentials", kServerEnv));
+       kExitUnreachable, fmt::format("--server URL (repeatable) or ${} names the servers; --creds FILE (${}) the credentials, --tls-ca FILE (${}) the bus's CA",
+                   kServerEnv, kCredsEnv, kTlsCaEnv));
   return false;
 }
 
@@ -67,6 +68,10 @@ Controller::Outcome Controller::call(const std::string& op, const json& request,
                     fmt::format("the controller did not answer {} within {} (--timeout)", subject,
                                 format_ms(g_.request_timeout.count())),
                     kExitUnreachable);
+    case BusReply::kNotPermitted:
+      return failed("not_permitted",
+                    fmt::format("the NATS server refused {} to your credential ({}); nothing was sent", subject, reply.error),
+                    kExitRefused, "docs/security.md says what each identity (admin, viewer, ...) may do");
     case BusReply::kLost:
       return failed("unreachable", fmt::format("lost the NATS connection to {}: {}", servers_text(), reply.error),
                     kExitUnreachable);

@@ -1,6 +1,7 @@
 // nodeha: the operator's command line. Global options here; each command group registers its
 // own subcommands (node.cpp, task.cpp: the controller over NATS; local.cpp: `nodeha local …` on
 // the agent's socket) and runs once everything is parsed.
+#include "auth_init.h"
 #include "cli.h"
 #include "local.h"
 #include "node.h"
@@ -68,7 +69,12 @@ int main(int argc, char** argv) {
   app.add_option("--server", servers,
                  std::string("a NATS server of the cluster (repeatable; default $") + kServerEnv + ", else " +
                      kDefaultServer + ")");
-  app.add_option("--creds", globals.creds, "NATS credentials file")->check(CLI::ExistingFile);
+  app.add_option("--creds", globals.creds, "credential file of your identity (from `nodeha auth init`, or a NATS .creds)")
+      ->envname(kCredsEnv)
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", globals.tls_ca, "the bus's CA certificate: connect with TLS and check the server against it")
+      ->envname(kTlsCaEnv)
+      ->check(CLI::ExistingFile);
   app.add_option("--prefix", globals.prefix, "the cluster's subject prefix")->capture_default_str();
   app.add_option("--socket", globals.socket, "the local agent's socket ([host] local_socket of its config)")
       ->envname(kLocalSocketEnv)
@@ -85,6 +91,7 @@ int main(int argc, char** argv) {
   add_task_commands(app, &commands);
   add_vm_commands(app, &commands);
   add_local_commands(app, &commands);
+  add_auth_commands(app, &commands);
   add_footer(&app);
   try {
     app.parse(argc, argv);

@@ -290,14 +290,12 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
                                   {"tls_ca", &settings.tls_ca}, {"tls_cert", &settings.tls_cert}, {"tls_key", &settings.tls_key}})
     if (st && !file->empty() && access(file->c_str(), R_OK) != 0)
       st = Status(NODEHA_ERR_INVALID, fmt::format("[nats] {} {}: {}", key, *file, std::strerror(errno)));
-  if (st && !settings.credentials.empty())
-    st = check(natsOptions_SetUserCredentialsFromFiles(o, settings.credentials.c_str(), nullptr), "[nats] credentials " + settings.credentials);
-  if (st && !settings.tls_ca.empty()) {
-    st = check(natsOptions_SetSecure(o, true), "tls");
-    if (st) st = check(natsOptions_LoadCATrustedCertificates(o, settings.tls_ca.c_str()), "[nats] tls_ca " + settings.tls_ca);
+  // Credentials (nkey or JWT), this identity's inbox prefix, TLS: auth/credential.h.
+  if (st) {
+    auto login = auth::BusLogin::apply(o, {settings.credentials, settings.tls_ca, settings.tls_cert, settings.tls_key});
+    if (login) impl->login = std::move(login.value());
+    else st = Status(login.status().code(), "[nats] " + login.status().message());
   }
-  if (st && !settings.tls_cert.empty())
-    st = check(natsOptions_LoadCertificatesChain(o, settings.tls_cert.c_str(), settings.tls_key.c_str()), "[nats] tls_cert/tls_key");
   Impl* ip = impl.get();
   if (st) st = check(natsOptions_SetRetryOnFailedConnect(o, true, &Impl::on_state_change, ip), "retry");
   if (st) st = check(natsOptions_SetDisconnectedCB(o, &Impl::on_state_change, ip), "disconnected cb");
@@ -406,7 +404,9 @@ Result<uint64_t> Bus::request_async(const std::string& subject, std::string_view
       if (impl_->inbox.empty()) {
         natsInbox* inbox = nullptr;
         if (auto s = natsInbox_Create(&inbox); s != NATS_OK) return fail(s, "inbox");
-        impl_->inbox = inbox;
+        // Under this identity's own prefix when it has one: the only inbox its permissions let it read.
+        const std::string own = impl_->login ? impl_->login->inbox_prefix() : "";
+        impl_->inbox = own.empty() ? std::string(inbox) : own + std::string(inbox).substr(std::strlen("_INBOX"));
         natsInbox_Destroy(inbox);
       }
       if (auto s = impl_->make_inbox_sub(c.get()); s != NATS_OK) return fail(s, "subscribe inbox");

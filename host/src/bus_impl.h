@@ -12,6 +12,7 @@
 #pragma once
 
 #include "bus.h"
+#include "credential.h"
 #include "nats_limits.h"
 
 #include <nats/nats.h>
@@ -62,6 +63,7 @@ struct Bus::Impl {
   std::function<void(bool)> on_state;
   ClosedHandler on_closed;
   Bus* self = nullptr;
+  std::unique_ptr<auth::BusLogin> login;  // before opts and conn: signs every (re)connect
   OptionsPtr opts;
 
   mutable std::mutex mu;  // guards everything down to `inbox_live`

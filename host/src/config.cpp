@@ -32,8 +32,8 @@ const std::vector<KeyDecl>& host_keys() {
 const std::vector<KeyDecl>& nats_keys() {
   static const std::vector<KeyDecl> k = {
       {"servers", NODEHA_CONFIG_STRING_ARRAY, "[\"nats://127.0.0.1:4222\"]", "", "NATS server URLs"},
-      {"credentials", NODEHA_CONFIG_STRING, "\"\"", "", "NATS credentials (.creds) file"},
-      {"tls_ca", NODEHA_CONFIG_STRING, "\"\"", "", "CA bundle that signs the servers' certificates"},
+      {"credentials", NODEHA_CONFIG_STRING, "\"\"", "", "this host's credential (creds/<node>.cred from `nodeha auth init`, or a NATS .creds file)"},
+      {"tls_ca", NODEHA_CONFIG_STRING, "\"\"", "", "CA bundle that signs the servers' certificates (ca.pem from `nodeha auth init`); turns TLS on"},
       {"tls_cert", NODEHA_CONFIG_STRING, "\"\"", "", "client certificate (PEM)"},
       {"tls_key", NODEHA_CONFIG_STRING, "\"\"", "", "client key (PEM)"},
       {"prefix", NODEHA_CONFIG_STRING, "\"nodeha\"", "", "subject prefix"},

@@ -49,7 +49,8 @@ void NatsServer::start() {
   std::vector<std::string> argv{"nats-server", "-a", options_.address, "-p", std::to_string(port_), "-js", "-sd",
                                 dir_.file("js")};
   // Flags given above win over the file.
-  if (!options_.config.empty()) argv.insert(argv.end(), {"-c", dir_.write("nats.conf", options_.config)});
+  if (!options_.config.empty() || !options_.include.empty())
+    argv.insert(argv.end(), {"-c", dir_.write("nats.conf", config_file())});
   if (!options_.netns.empty()) argv = TestNetwork::argv_in(options_.netns, std::move(argv));
   proc_ = std::make_unique<Process>(std::move(argv), dir_.file("nats.log"));
   if (!wait_until([&] { return accepting(options_, port_); }, 10s))
@@ -57,10 +58,17 @@ void NatsServer::start() {
                   << (options_.netns.empty() ? "" : " in " + options_.netns) << ": " << proc_->output();
 }
 
+std::string NatsServer::config_file() const {
+  // nats-server resolves an include relative to the including file.
+  if (options_.include.empty()) return options_.config;
+  return "include \"" + std::filesystem::relative(options_.include, dir_.path()).string() + "\"\n" + options_.config;
+}
+
 void NatsServer::reload(const std::string& config) {
-  if (options_.config.empty()) ADD_FAILURE() << "reload: the server was started without a config file";
+  if (options_.config.empty() && options_.include.empty())
+    ADD_FAILURE() << "reload: the server was started without a config file";
   options_.config = config;
-  dir_.write("nats.conf", config);
+  dir_.write("nats.conf", config_file());
   auto reloads = [&] {
     std::string text = log();
     size_t n = 0;

@@ -16,6 +16,9 @@ struct NatsServerOptions {
   std::string address = "127.0.0.1";  // listen address (in `netns`)
   int port = 0;                       // 0: a free loopback port
   std::string config;                 // nats-server config lines (e.g. "max_control_line: 512"); empty: none
+  // A config file the server includes (e.g. the nats-auth.conf of `nodeha auth init`: TLS and
+  // permissions); empty: none. client() cannot log in to such a server: the test brings its own.
+  std::string include;
 };
 
 class NatsServer {
@@ -45,6 +48,7 @@ class NatsServer {
   std::string log() const;
 
  private:
+  std::string config_file() const;  // the include line, then the config lines
   TempDir dir_;
   NatsServerOptions options_;
   int port_ = 0;
