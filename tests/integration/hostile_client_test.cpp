@@ -383,7 +383,7 @@ TEST_F(HostileClient, GarbageOnHeartbeatCheckAndAgentSubjectsChangesNothing) {
   // Every garbage heartbeat is counted as refused; one that was taken leaves the count short.
   EXPECT_TRUE(wait_until([&] { return controller_->metric("nodeha_heartbeats_rejected_total") >= rejected + heartbeats; }, 10s))
       << "of " << heartbeats << " garbage heartbeats the controller refused "
-      << controller_->metric("nodeha_heartbeats_rejected_total") - rejected;
+      << controller_->metric("nodeha_heartbeats_rejected_total") - rejected << "\n" << tail(controller_->log());
 
   const auto& ops = hostile::agent_ops();
   std::vector<Input> inputs;
