@@ -181,7 +181,7 @@ Result<Heartbeat> decode_heartbeat(std::string_view text) {
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return Status(NODEHA_ERR_INVALID, std::string("heartbeat: malformed JSON: ") + e.what());
   }
   try {
@@ -223,12 +223,16 @@ std::string encode_heartbeat(const Heartbeat& hb) {
 
 std::optional<CheckMessage> decode_check_message(std::string_view text) {
   auto j = json::parse(text, nullptr, false);
-  if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("ok") || !j["ok"].is_boolean())
-    return std::nullopt;
+  if (!j.is_object()) return std::nullopt;
+  auto name = j.find("name"), ok = j.find("ok"), node = j.find("node"), detail = j.find("detail"), time = j.find("time");
+  // An empty name would go into the agent's heartbeats, which the controller then refuses whole.
+  if (name == j.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) return std::nullopt;
+  if (ok == j.end() || !ok->is_boolean()) return std::nullopt;
+  if (detail != j.end() && !detail->is_string()) return std::nullopt;
   CheckMessage m;
-  if (j.contains("node") && j["node"].is_string()) m.node = j["node"];
-  m.check = Check{j["name"], j["ok"].get<bool>(), j.value("detail", std::string()),
-                  j.contains("time") && j["time"].is_number_integer() ? j["time"].get<int64_t>() : 0};
+  if (node != j.end() && node->is_string()) m.node = node->get<std::string>();
+  m.check = Check{name->get<std::string>(), ok->get<bool>(), detail != j.end() ? detail->get<std::string>() : "",
+                  time != j.end() && time->is_number_integer() ? time->get<int64_t>() : 0};
   return m;
 }
 

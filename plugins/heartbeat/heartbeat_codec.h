@@ -80,7 +80,8 @@ struct Heartbeat {
 
 // A verdict as a check publishes it on <prefix>.check.<node>.<name> (netcheck's message):
 // {"node", "name", "ok", "detail"?, "time"?, ...}; other fields are the check's own and ignored.
-// `node` is empty when absent. nullopt when name or ok is missing or of the wrong type.
+// `node` is empty when absent. nullopt when name or ok is missing or of the wrong type, the name
+// is empty, or a detail is not a string.
 struct CheckMessage {
   std::string node;
   Check check;
