@@ -38,6 +38,10 @@ std::string fail(std::string_view code, std::string_view message) {
 }
 
 std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out) {
+  return decode_fields(body, std::span<const Field>(fields.begin(), fields.size()), out);
+}
+
+std::optional<Error> decode_fields(std::string_view body, std::span<const Field> fields, nlohmann::json* out) {
   nlohmann::json j = body.empty() ? nlohmann::json::object() : nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) return Error{kBadJson, "the request is not valid JSON"};
   if (!j.is_object()) return Error{kBadJson, "the request must be a JSON object"};

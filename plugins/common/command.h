@@ -9,6 +9,7 @@
 
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,8 @@ struct Field {
 // Parses `body` as a JSON object with exactly these fields (unknown ones refused); an empty body
 // is an empty object. The error names the field and what was expected.
 std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out);
+// The same, for a field list kept in a table (fuzz/command_fuzz.cpp).
+std::optional<Error> decode_fields(std::string_view body, std::span<const Field> fields, nlohmann::json* out);
 
 // "node" must name a node id that is safe in a subject.
 std::optional<Error> check_node_id(const std::string& node);
