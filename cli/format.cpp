@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
@@ -18,7 +19,16 @@ std::string str(const nlohmann::json& j, const char* key) {
 int64_t num(const nlohmann::json& j, const char* key) {
   if (!j.is_object()) return 0;
   auto it = j.find(key);
-  return it != j.end() && it->is_number() ? static_cast<int64_t>(it->get<double>()) : 0;
+  if (it == j.end() || !it->is_number()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  double d = it->get<double>();  // a cast of a double beyond int64 is undefined
+  return std::isfinite(d) && std::fabs(d) < 9.2e18 ? static_cast<int64_t>(d) : 0;
+}
+
+bool flag(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return false;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
 std::string or_dash(std::string s) { return s.empty() ? "-" : s; }

@@ -11,8 +11,10 @@ namespace nodeha::cli {
 
 // The string at `key`, or "" when absent or not a string.
 std::string str(const nlohmann::json& j, const char* key);
-// The number at `key`, or 0 when absent or not a number.
+// The number at `key`, or 0 when absent, not a number or beyond int64.
 int64_t num(const nlohmann::json& j, const char* key);
+// The boolean at `key`, or false when absent or not a boolean.
+bool flag(const nlohmann::json& j, const char* key);
 std::string or_dash(std::string s);
 // `j` on stdout as the one JSON document of --json.
 void print_document(const nlohmann::json& j);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace nodeha::cli {
 
@@ -30,7 +31,8 @@ std::string step_progress(const json& step) {
   const json& p = step.contains("progress") ? step["progress"] : json();
   int64_t total = num(p, "data_total"), done = num(p, "data_processed");
   if (state == "running" && total > 0)
-    return fmt::format("{} of {} ({}%)", format_bytes(done), format_bytes(total), done * 100 / total);
+    return fmt::format("{} of {} ({:.0f}%)", format_bytes(done), format_bytes(total),
+                       std::floor(std::clamp(100.0 * static_cast<double>(done) / static_cast<double>(total), 0.0, 100.0)));
   return "-";
 }
 
@@ -102,7 +104,7 @@ std::vector<std::string> progress_lines(const json& task, size_t max_steps) {
   if (c.running) extra += fmt::format(", {} running", c.running);
   if (c.waiting) extra += fmt::format(", {} waiting", c.waiting);
   if (c.failed) extra += fmt::format(", {} failed", c.failed);
-  if (task.value("cancel_requested", false)) extra += ", cancel requested";
+  if (flag(task, "cancel_requested")) extra += ", cancel requested";
   std::vector<std::string> lines{fmt::format("{} (task {}): {}, {}/{} steps done{}", task_title(task), str(task, "id"),
                                              str(task, "state"), c.done, c.total, extra)};
   for (auto& l : step_lines(task, max_steps)) lines.push_back(std::move(l));

@@ -250,8 +250,19 @@ Result<ConfigDocument> ConfigDocument::load(const std::string& file, const std::
 
 namespace {
 
+// TOML is UTF-8 and toml++ checks a document; an override is text from the command line.
+bool is_utf8(const std::string& text) {
+  try {
+    (void)nlohmann::json(text).dump();
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
+}
+
 // Applies one `--set section.key=value` (or `plugin.NAME.key=value`) to the tree.
 Status apply_override(toml::table& root, const std::string& spec) {
+  if (!is_utf8(spec)) return bad("--set: an override must be UTF-8 text (as the config file is)");
   auto eq = spec.find('=');
   if (eq == std::string::npos || eq == 0)
     return bad(fmt::format("--set {}: expected section.key=value", spec));

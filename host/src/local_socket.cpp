@@ -1,5 +1,7 @@
 #include "local_socket.h"
 
+#include "local_request.h"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -25,7 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxLine = 1 << 20;      // a request line; plans and VM lists are far smaller
 constexpr size_t kMaxConnections = 64;     // more at once is a runaway script, not an operator
 constexpr auto kStopFlush = std::chrono::seconds(2);  // to hand out the last replies at exit
 constexpr const char* kTokenPrefix = "_LOCAL.";
@@ -278,14 +279,10 @@ void LocalSocket::handle_line(uint64_t id, Conn& c, std::vector<std::pair<Delive
     reply(c, envelope(kLocalBadJson, why + R"(; send one line: {"subject":"local.<name>","data":"<request>"})"),
           kLocalBadJson);
   };
-  auto request = nlohmann::json::parse(c.in, nullptr, false);
+  auto request = parse_local_request(c.in);
   c.in.clear();
-  if (request.is_discarded() || !request.is_object()) return bad("the request is not a JSON object");
-  for (const auto& [key, value] : request.items())
-    if (key != "subject" && key != "data") return bad(fmt::format("unknown field {}", echo_value(key)));
-  if (!request.contains("subject") || !request["subject"].is_string()) return bad("'subject' must be a string");
-  if (request.contains("data") && !request["data"].is_string()) return bad("'data' must be a string (the request body)");
-  std::string subject = request["subject"];
+  if (!request) return bad(request.status().message());
+  const std::string& subject = request->subject;
   auto route = by_subject_.find(subject);
   if (route == by_subject_.end()) {
     std::vector<std::string> known;
@@ -301,7 +298,7 @@ void LocalSocket::handle_line(uint64_t id, Conn& c, std::vector<std::pair<Delive
   c.deadline = Clock::now() + options_.max_wait;
   pending_[c.token] = Pending{id, r.owner};
   spdlog::info("local socket: {} from {}", subject, c.peer);
-  deliveries->emplace_back(r.deliver, Message{r.subject, c.token, request.value("data", std::string())});
+  deliveries->emplace_back(r.deliver, Message{r.subject, c.token, request->data});
 }
 
 bool LocalSocket::flush(Conn& c) {
@@ -395,14 +392,18 @@ void LocalSocket::run() {
       if (c.state == Conn::kReading) {
         char buf[16384];
         ssize_t got;
-        while ((got = read(c.fd, buf, sizeof buf)) > 0 && c.in.size() <= kMaxLine) c.in.append(buf, static_cast<size_t>(got));
+        while ((got = read(c.fd, buf, sizeof buf)) > 0 && c.in.size() <= kMaxLocalLine)
+          c.in.append(buf, static_cast<size_t>(got));
         bool eof = got == 0, broken = got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-        auto newline = c.in.find('\n');
-        if (newline != std::string::npos) c.in.resize(newline);
-        if (c.in.size() > kMaxLine)
-          reply(c, envelope(kLocalBadJson, fmt::format("request line longer than {} bytes", kMaxLine)), kLocalBadJson);
-        else if (newline != std::string::npos || (eof && !c.in.empty())) handle_line(ids[i], c, &deliveries);
-        else keep = !eof && !broken;  // closed before saying anything
+        LocalFrame frame = frame_local_request(c.in, eof);
+        if (frame.state == LocalFraming::kTooLong) {
+          reply(c, envelope(kLocalBadJson, fmt::format("request line longer than {} bytes", kMaxLocalLine)), kLocalBadJson);
+        } else if (frame.state == LocalFraming::kLine) {
+          c.in.resize(frame.line.size());
+          handle_line(ids[i], c, &deliveries);
+        } else {
+          keep = !eof && !broken;  // closed before saying anything
+        }
       } else if (c.state == Conn::kWaiting) {
         if (revents & (POLLHUP | POLLERR)) {
           spdlog::info("local socket: {} left before its reply", c.peer);

@@ -39,6 +39,11 @@ std::string fail(std::string_view code, std::string_view message) {
 
 std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out,
                             size_t limit) {
+  return decode_fields(body, std::span<const Field>(fields.begin(), fields.size()), out, limit);
+}
+
+std::optional<Error> decode_fields(std::string_view body, std::span<const Field> fields, nlohmann::json* out,
+                                   size_t limit) {
   if (body.size() > limit) return Error{kBadValue, over_limit("the request", body.size(), limit)};
   nlohmann::json j = body.empty() ? nlohmann::json::object() : nlohmann::json::parse(body, nullptr, false);
   if (j.is_discarded()) return Error{kBadJson, "the request is not valid JSON"};

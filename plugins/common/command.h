@@ -10,6 +10,7 @@
 
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,9 @@ struct Field {
 // domain XML, kMaxCommandBytes for every other).
 std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out,
                             size_t limit = kMaxCommandBytes);
+// The same, for a field list kept in a table (fuzz/command_fuzz.cpp).
+std::optional<Error> decode_fields(std::string_view body, std::span<const Field> fields, nlohmann::json* out,
+                                   size_t limit = kMaxCommandBytes);
 
 // The id in a request field, checked by its type's one parse function (NodeId, VmUuid, TaskId);
 // a bad one is bad_value with the rule: `field "node": "xx…" is not a node id: 1-63 letters, ...`.

@@ -1,11 +1,15 @@
 #include "task_record.h"
 
+#include "record_fields.h"
+
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
 #include <random>
 
 namespace nodeha::task_record {
+using record::integer;
+using record::text;
 
 std::string new_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -43,23 +47,24 @@ bool step_final(const std::string& state) {
 
 std::string final_state(const nlohmann::json& task) {
   int succeeded = 0, unsuccessful = 0;
-  for (const auto& s : task.value("steps", nlohmann::json::array())) {
-    std::string st = s.value("state", "");
+  auto steps = task.is_object() ? task.find("steps") : task.end();
+  for (const auto& s : steps != task.end() && steps->is_array() ? *steps : nlohmann::json::array()) {
+    std::string st = text(s, "state");
     if (st == "succeeded") ++succeeded;
     else if (st != "skipped") ++unsuccessful;  // failed, cancelled, or never finished
   }
-  if (!task.value("error", std::string()).empty()) return succeeded ? "partial" : "failed";
+  if (!text(task, "error").empty()) return succeeded ? "partial" : "failed";
   if (unsuccessful == 0) return "succeeded";
   return succeeded ? "partial" : "failed";
 }
 
 std::string locked_message(const std::string& node, const nlohmann::json& lock) {
-  std::string id = lock.value("task", "?");
-  std::time_t since = lock.value("since", int64_t{0}) / 1000;
+  std::string id = text(lock, "task", "?");
+  std::time_t since = integer(lock, "since") / 1000;
   char when[32] = "?";
   std::tm tm{};
   if (gmtime_r(&since, &tm)) std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return node + " is locked by task " + id + " (" + lock.value("kind", "?") + ", running since " + when +
+  return node + " is locked by task " + id + " (" + text(lock, "kind", "?") + ", running since " + when +
          "); wait for it or cancel it with `nodeha task cancel " + id + "`";
 }
 

@@ -1,6 +1,7 @@
 #include "controller.h"
 
 #include "command.h"
+#include "record_fields.h"
 #include "task_record.h"
 
 namespace nodeha::heartbeat {
@@ -53,17 +54,10 @@ Status ControllerSide::start() {
   for (const auto& e : known ? known.value() : std::vector<KvEntry>{}) {
     auto j = nlohmann::json::parse(e.value, nullptr, false);
     if (!j.is_object()) continue;
-    KnownNode k;
-    k.id = e.key;
-    k.management = management_of(j);
-    k.monitor = parse_monitor_state(j.value("monitor", "normal")).value_or(MonitorState::Normal);
-    k.reason = j.value("reason", "");
-    k.boot_id = j.value("boot_id", "");
-    k.interval = Millis(j.value("interval_ms", int64_t{0}));
-    restored.push_back(k);
+    restored.push_back(known_node(e.key, j));
     records_[e.key] = e.value;
-    written_[e.key] = Written{e.value, j.value("last_heartbeat", int64_t{0})};
-    last_heartbeat_unix_[e.key] = j.value("last_heartbeat", int64_t{0});
+    written_[e.key] = Written{e.value, record::integer(j, "last_heartbeat")};
+    last_heartbeat_unix_[e.key] = record::integer(j, "last_heartbeat");
   }
   monitor_.restore(restored, Clock::now());
   for (const auto* n : monitor_.list()) set_metrics(*n);

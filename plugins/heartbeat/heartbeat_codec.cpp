@@ -192,7 +192,7 @@ Result<Heartbeat> decode_heartbeat(std::string_view text) {
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return Status(NODEHA_ERR_INVALID, std::string("heartbeat: malformed JSON: ") + e.what());
   }
   try {

@@ -1,5 +1,7 @@
 #include "node_record.h"
 
+#include "record_fields.h"
+
 #include <cmath>
 
 namespace nodeha::heartbeat {
@@ -54,7 +56,7 @@ bool moved(const nlohmann::json& a, const nlohmann::json& b, const nlohmann::jso
   if (!a.is_object() || !b.is_object()) return a != b;
   for (auto it = b.begin(); it != b.end(); ++it) {
     if (!a.contains(it.key())) return true;
-    if (!it.value().is_number()) {
+    if (!it.value().is_number() || !a[it.key()].is_number()) {
       if (a[it.key()] != it.value()) return true;
       continue;
     }
@@ -77,8 +79,8 @@ bool needs_write(const nlohmann::json& written, const nlohmann::json& fields, in
   auto cap = fields.value("capacity", nlohmann::json());
   if (moved(written.value("capacity", nlohmann::json()), cap, cap, change_share)) return true;
   if (moved(written.value("use", nlohmann::json()), fields.value("use", nlohmann::json()), cap, change_share)) return true;
-  int64_t stored = written.value("last_heartbeat", int64_t{0});
-  int64_t latest = fields.value("last_heartbeat", int64_t{0});
+  int64_t stored = record::integer(written, "last_heartbeat", 0);
+  int64_t latest = record::integer(fields, "last_heartbeat", 0);
   return latest - stored >= refresh_ms;
 }
 
@@ -86,6 +88,17 @@ ManagementState management_of(const nlohmann::json& record) {
   if (record.is_object() && record.contains("management") && record["management"].is_string())
     if (auto m = parse_management_state(record["management"].get<std::string>())) return *m;
   return ManagementState::Enabled;
+}
+
+KnownNode known_node(const std::string& id, const nlohmann::json& record) {
+  KnownNode k;
+  k.id = id;
+  k.management = management_of(record);
+  k.monitor = parse_monitor_state(record::text(record, "monitor", "normal")).value_or(MonitorState::Normal);
+  k.reason = record::text(record, "reason");
+  k.boot_id = record::text(record, "boot_id");
+  k.interval = milliseconds(record::integer(record, "interval_ms", 0));
+  return k;
 }
 
 }  // namespace nodeha::heartbeat

@@ -39,4 +39,8 @@ bool needs_write(const nlohmann::json& written, const nlohmann::json& fields, in
 // The node's management state in a record ("enabled" when absent or unreadable).
 ManagementState management_of(const nlohmann::json& record);
 
+// What a controller starting up knows of node `id` from its record: a field absent or of the wrong
+// type (records come from anyone who can write the bucket) reads as its default.
+KnownNode known_node(const std::string& id, const nlohmann::json& record);
+
 }  // namespace nodeha::heartbeat

@@ -1,13 +1,14 @@
 #include "cluster_view.h"
 
+#include "record_fields.h"
+
 #include <algorithm>
 
 namespace nodeha::scheduler {
 namespace {
 
-int64_t number(const nlohmann::json& j, const char* key) {
-  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
-}
+// A figure outside [0, kMaxQuantity] counts as 0, so that sums over the cluster never overflow.
+int64_t number(const nlohmann::json& j, const char* key) { return record::integer(j, key, 0, kMaxQuantity); }
 
 Resources resources_of(const nlohmann::json& j) {
   return Resources{number(j, "vcpus"), number(j, "memory_mib"), number(j, "disk_gib")};
@@ -27,10 +28,10 @@ void ClusterView::on_node(const std::string& id, const nlohmann::json* record) {
     return;
   }
   Node& n = nodes_[id];
-  n.management = record->value("management", "enabled");
-  n.monitor = record->value("monitor", "normal");
-  n.capacity = resources_of(record->value("capacity", nlohmann::json::object()));
-  n.reported_use = resources_of(record->value("use", nlohmann::json::object()));
+  n.management = record::text(*record, "management", "enabled");
+  n.monitor = record::text(*record, "monitor", "normal");
+  n.capacity = resources_of(record::field(*record, "capacity"));
+  n.reported_use = resources_of(record::field(*record, "use"));
 }
 
 void ClusterView::on_vm(const std::string& uuid, const nlohmann::json* record) {
@@ -40,9 +41,9 @@ void ClusterView::on_vm(const std::string& uuid, const nlohmann::json* record) {
   }
   Vm vm;
   vm.node = (*record)["node"];
-  vm.group = record->value("group", "");
+  vm.group = record::text(*record, "group", "");
   vm.resources = resources_of(*record);
-  if (!record->value("local_disk", false)) vm.resources.disk_gib = 0;  // shared storage takes no node disk
+  if (!record::flag(*record, "local_disk")) vm.resources.disk_gib = 0;  // shared storage takes no node disk
   vms_[uuid] = vm;
 }
 

@@ -355,7 +355,6 @@ const char* policy_name(Policy policy) { return policy == Policy::kPack ? "pack"
 
 namespace {
 
-constexpr int64_t kMaxQuantity = int64_t{1} << 40;  // far beyond any VM; keeps sums from overflowing
 constexpr std::array<ReasonCode, 5> kReasonCodes = {ReasonCode::kNoCandidates, ReasonCode::kInsufficientCapacity,
                                                     ReasonCode::kTargetUnavailable, ReasonCode::kTargetInsufficient,
                                                     ReasonCode::kAntiAffinity};
@@ -501,6 +500,9 @@ Json parse(std::string_view text, const char* what, Status& error) {
   } catch (const Json::parse_error& e) {
     error = Status(NODEHA_ERR_INVALID,
                    std::string(what) + " is not valid JSON (at byte " + std::to_string(e.byte) + ")");
+    return nullptr;
+  } catch (const Json::exception& e) {  // out_of_range: a number beyond double, like 1e999
+    error = Status(NODEHA_ERR_INVALID, std::string(what) + " is not valid JSON: " + e.what());
     return nullptr;
   }
 }

@@ -149,6 +149,10 @@ Status check_settings(const SchedulerSettings& settings);
 const char* reason_name(ReasonCode code);  // "no_candidates", "insufficient_capacity", ...
 const char* policy_name(Policy policy);    // "spread", "pack"
 
+// The most of one resource a VM or a node may have: far beyond any, and small enough that sums
+// over any cluster never overflow. Figures beyond it are refused (requests) or ignored (records).
+inline constexpr int64_t kMaxQuantity = int64_t{1} << 40;
+
 // JSON, strict: unknown fields, missing fields and wrong types are NODEHA_ERR_INVALID with a
 // message naming the field, e.g. "vms[3].memory_mib must be a positive integer".
 //   request: {"vms": [{"uuid", "vcpus", "memory_mib", "disk_gib", "local_disk", "group"?}],

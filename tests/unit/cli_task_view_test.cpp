@@ -95,5 +95,20 @@ TEST(CliAdvice, ALockedNodeNamesTheCommandsForItsTask) {
   EXPECT_EQ(hint_for("unknown_node", "no node named \"x\"; `nodeha node list` shows the known nodes"), "");
 }
 
+// Found by fuzz/task_record_fuzz.cpp: a task that is not an object made value() throw, a
+// progress figure like 1e300 was cast to int64 (undefined), and done * 100 overflowed.
+TEST(CliTaskView, RecordsOfAnyShapeAreShown) {
+  EXPECT_THAT(progress_lines(nlohmann::json(), 5)[0], HasSubstr("0/0 steps done"));
+  nlohmann::json task = {{"kind", "drain"}, {"node", "node-b"}, {"state", "running"}, {"cancel_requested", "yes"},
+                         {"steps", {{{"vm", "vm-1"}, {"state", "running"},
+                                     {"progress", {{"data_total", 1}, {"data_processed", int64_t(1) << 62}}}},
+                                    {{"vm", "vm-2"}, {"state", "running"},
+                                     {"progress", {{"data_total", 1e300}, {"data_processed", 1e300}}}}}}};
+  auto lines = progress_lines(task, 5);
+  EXPECT_THAT(lines[0], ::testing::Not(HasSubstr("cancel requested")));
+  EXPECT_THAT(lines[2], HasSubstr("(100%)"));
+  EXPECT_THAT(lines[3], HasSubstr(" - "));
+}
+
 }  // namespace
 }  // namespace nodeha::cli

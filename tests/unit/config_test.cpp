@@ -228,5 +228,16 @@ TEST(Version, TruncatedDescriptorIsRefused) {
   EXPECT_FALSE(check_version(d, "/p.so").is_ok());
 }
 
+// Found by fuzz/config_fuzz.cpp: an override that is not a TOML literal is kept as a plain string,
+// and one with bytes that are not UTF-8 made the plugin table's JSON throw.
+TEST(Config, OverrideThatIsNotUtf8IsRefused) {
+  std::string text = std::string(kMinimal) + "\n[[plugin]]\nlibrary = \"heartbeat\"\n";
+  auto doc = parse(text, {"plugin.heartbeat.interval=\xf7\x80"});
+  ASSERT_FALSE(doc.is_ok());
+  EXPECT_THAT(doc.status().message(), HasSubstr("must be UTF-8"));
+  EXPECT_FALSE(parse(kMinimal, {"host.node_id\xff=a"}).is_ok());
+  EXPECT_TRUE(parse(text, {"plugin.heartbeat.interval=d\xc3\xa9j\xc3\xa0"}).is_ok());
+}
+
 }  // namespace
 }  // namespace nodeha::host

@@ -220,5 +220,27 @@ TEST(HeartbeatCodec, CheckMessagesRefuseBadIdsAndOversize) {
   EXPECT_FALSE(decode_check_message(R"({"name":"","ok":true})"));
 }
 
+// Found by fuzz/heartbeat_fuzz.cpp: a number beyond a double is nlohmann's out_of_range, not a
+// parse_error; it escaped the decoder and took the controller's handler down.
+TEST(HeartbeatCodec, NumberBeyondDoubleIsRefusedNotThrown) {
+  EXPECT_THAT(refusal("2e1615"), HasSubstr("malformed JSON"));
+  EXPECT_THAT(refusal(R"({"node":"n1","seq":1,"boot_id":"b","interval_ms":1000,"sent_at":6e398})"),
+              HasSubstr("malformed JSON"));
+}
+
+// Found by fuzz/check_fuzz.cpp: a verdict named "" went into the agent's heartbeats, which the
+// controller then refused whole: one message on check.<node>.x made the node unreachable.
+TEST(HeartbeatCodec, CheckMessageWithoutAUsableNameOrDetailIsRefused) {
+  EXPECT_FALSE(decode_check_message(R"({"name":"","ok":false})"));
+  EXPECT_FALSE(decode_check_message(R"({"name":"disk","ok":true,"detail":3})"));
+  EXPECT_FALSE(decode_check_message("6e398"));
+  auto m = decode_check_message(R"({"name":"disk","ok":true,"time":"soon"})");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->check.at, 0);
+  Heartbeat hb = full();
+  hb.checks = {m->check};
+  EXPECT_TRUE(decode_heartbeat(encode_heartbeat(hb)).is_ok());
+}
+
 }  // namespace
 }  // namespace nodeha::heartbeat

@@ -89,5 +89,23 @@ TEST(NodeRecord, MovedBeyond) {
   EXPECT_FALSE(moved_beyond(5, 5, 0));
 }
 
+// Found by fuzz/node_record_fuzz.cpp: a record with fields of the wrong type made value() throw
+// at controller start (restoring nodes) and when deciding a write.
+TEST(NodeRecord, RecordsOfAnyShapeAreRead) {
+  json odd = {{"management", 1}, {"monitor", true}, {"reason", 2}, {"boot_id", json::array()},
+              {"interval_ms", "1s"}, {"last_heartbeat", "x"}, {"use", {{"vcpus", "many"}}}};
+  KnownNode k = known_node("node-b", odd);
+  EXPECT_EQ(k.id, "node-b");
+  EXPECT_EQ(k.management, ManagementState::Enabled);
+  EXPECT_EQ(k.monitor, MonitorState::Normal);
+  EXPECT_EQ(k.reason, "");
+  EXPECT_EQ(k.interval.count(), 0);
+  EXPECT_EQ(known_node("node-b", json(5)).management, ManagementState::Enabled);
+  NodeState n;
+  n.id = "node-b";
+  auto fields = monitor_fields(n, 1000);
+  EXPECT_TRUE(needs_write(odd, fields, 60000));
+}
+
 }  // namespace
 }  // namespace nodeha::heartbeat

@@ -64,5 +64,23 @@ TEST(ClusterView, ReservationsHoldUntilReleasedOrExpired) {
   EXPECT_EQ(view.nodes()[0].reservations, Resources{});
 }
 
+// Found by fuzz/node_record_fuzz.cpp: a field of the wrong type made value() throw, and a figure
+// like 1e300 was cast to int64 (undefined) and summed past int64.
+TEST(ClusterView, RecordsOfAnyShapeAreRead) {
+  ClusterView view(Resources{});
+  json odd = {{"management", 1}, {"monitor", json::array()},
+              {"capacity", {{"vcpus", 1e300}, {"memory_mib", -5}, {"disk_gib", uint64_t(1) << 63}}}};
+  json vm = {{"node", "node-a"}, {"vcpus", int64_t(1) << 62}, {"memory_mib", 1e300}, {"local_disk", "yes"}};
+  view.on_node("node-a", &odd);
+  view.on_vm("vm-1", &vm);
+  view.on_vm("vm-2", &vm);
+  auto nodes = view.nodes();
+  ASSERT_EQ(nodes.size(), 1u);
+  EXPECT_EQ(nodes[0].management, "enabled");
+  EXPECT_EQ(nodes[0].monitor, "normal");
+  EXPECT_EQ(nodes[0].capacity, (Resources{0, 0, 0}));
+  EXPECT_EQ(nodes[0].used, (Resources{0, 0, 0}));
+}
+
 }  // namespace
 }  // namespace nodeha::scheduler

@@ -671,5 +671,16 @@ TEST(SchedulerProperties, HoldForRandomClusters) {
   }
 }
 
+// Found by fuzz/command_fuzz.cpp: a number beyond a double (out_of_range, not parse_error)
+// escaped parse_result and parse_request as an exception.
+TEST(SchedulerJson, NumberBeyondDoubleIsInvalidNotThrown) {
+  auto result = parse_result("6e398");
+  ASSERT_FALSE(result.is_ok());
+  EXPECT_EQ(result.status().code(), NODEHA_ERR_INVALID);
+  auto request = parse_request(R"({"vms":[{"uuid":"a","vcpus":1e999}]})");
+  ASSERT_FALSE(request.is_ok());
+  EXPECT_EQ(request.status().code(), NODEHA_ERR_INVALID);
+}
+
 }  // namespace
 }  // namespace nodeha::scheduler

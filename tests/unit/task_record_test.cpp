@@ -71,5 +71,16 @@ TEST(TaskRecord, ALockedNodeIsExplainedWithTheWayOut) {
             "or cancel it with `nodeha task cancel 7f3c000000000001`");
 }
 
+// Found by fuzz/task_record_fuzz.cpp: records of any shape (not an object, fields of the wrong
+// type) made nlohmann's value() throw.
+TEST(TaskRecord, RecordsOfAnyShapeAreRead) {
+  EXPECT_EQ(final_state(json()), "succeeded");
+  EXPECT_EQ(final_state(json{{"steps", 5}, {"error", 3}}), "succeeded");
+  EXPECT_EQ(final_state(json{{"steps", {7, json{{"state", 1}}}}}), "failed");
+  auto message = locked_message("node-b", json{{"task", 7}, {"kind", json::array()}, {"since", "x"}});
+  EXPECT_THAT(message, ::testing::HasSubstr("locked by task ? (?, running since 1970-01-01 00:00:00 UTC)"));
+  EXPECT_THAT(locked_message("node-b", json()), ::testing::HasSubstr("locked by task ?"));
+}
+
 }  // namespace
 }  // namespace nodeha::task_record
