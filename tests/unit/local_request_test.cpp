@@ -49,7 +49,7 @@ TEST(LocalRequest, RefusalsSayWhatIsWrong) {
   EXPECT_EQ(message("not json"), "the request is not a JSON object");
   EXPECT_EQ(message("[1]"), "the request is not a JSON object");
   EXPECT_EQ(message("6e398"), "the request is not a JSON object");
-  EXPECT_EQ(message(R"({"subject":"local.drain","x":1})"), "unknown field 'x'");
+  EXPECT_EQ(message(R"({"subject":"local.drain","x":1})"), R"(unknown field "x")");
   EXPECT_EQ(message(R"({"data":""})"), "'subject' must be a string");
   EXPECT_THAT(message(R"({"subject":"local.drain","data":{"confirm":true}})"), HasSubstr("'data' must be a string"));
 }
