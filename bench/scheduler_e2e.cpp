@@ -16,7 +16,7 @@
 // `reserve`, so every request sees the same cluster and does the same work.
 //
 // NATS refuses messages over max_payload (1 MiB by default). The request size is printed; when
-// it exceeds 1 MiB (e.g. 10,000 VMs with --full-uuids) the server is started from a config file
+// it exceeds 1 MiB (e.g. 10,000 VMs: 36-character uuids) the server is started from a config file
 // with `max_payload: 8MB`, and the report says so.
 //
 // Then, in this process, it times the plugin's steps on the same request and the same nodes
@@ -59,7 +59,6 @@ struct Options {
   size_t warmup = 2;
   uint32_t seed = 20240611;
   std::string policy;  // empty: the plugin's default (spread)
-  bool full_uuids = false;
   std::string plugin_dir = NODEHA_BENCH_PLUGIN_DIR;
 };
 
@@ -87,19 +86,17 @@ json node_record(const std::string& id, std::mt19937& rng) {
           {"use", {{"vcpus", 0}, {"memory_mib", 0}, {"disk_gib", 0}}}};
 }
 
-std::string vm_uuid(size_t i, bool full) {
+// Canonical uuids: the scheduler refuses any other VM id (issue 13).
+std::string vm_uuid(size_t i) {
   char buf[48];
-  if (full)
-    std::snprintf(buf, sizeof buf, "5c4e0000-0000-4000-8000-%012zx", i);
-  else
-    std::snprintf(buf, sizeof buf, "v%zu", i);
+  std::snprintf(buf, sizeof buf, "5c4e0000-0000-4000-8000-%012zx", i);
   return buf;
 }
 
 json make_request(const Options& opt, std::mt19937& rng) {
   json vms = json::array();
   for (size_t i = 0; i < opt.vms; ++i)
-    vms.push_back({{"uuid", vm_uuid(i, opt.full_uuids)},
+    vms.push_back({{"uuid", vm_uuid(i)},
                    {"vcpus", uniform(rng, 1, 16)},
                    {"memory_mib", uniform(rng, 1, 128) * 512},
                    {"disk_gib", uniform(rng, 1, 20) * 10},
@@ -263,7 +260,7 @@ int run(const Options& opt) {
   // Ready: a one-VM placement targeted at the last node written succeeds.
   const std::string last = records.back()["node"];
   const std::string probe =
-      json{{"vms", {{{"uuid", "probe"}, {"vcpus", 1}, {"memory_mib", 512}, {"disk_gib", 1}, {"local_disk", false}}}},
+      json{{"vms", {{{"uuid", vm_uuid(999999999)}, {"vcpus", 1}, {"memory_mib", 512}, {"disk_gib", 1}, {"local_disk", false}}}},
            {"target", last}}
           .dump();
   size_t probes = 0;
@@ -357,8 +354,7 @@ int run(const Options& opt) {
             << "  rest = round trip - controller (NATS both ways, the controller's hand-off to its loop, client parse)\n"
             << "- controller histogram over the whole run (probes and " << opt.warmup << " warm-up requests included): sum "
             << fixed(totals.first, 4) << " s, count " << fixed(totals.second, 0) << "\n"
-            << "- nats-server max_payload: " << (big_payload ? "8MB (config file)" : "default 1 MiB") << "; VM uuids "
-            << (opt.full_uuids ? "36 characters" : "short (\"v123\")") << "; policy "
+            << "- nats-server max_payload: " << (big_payload ? "8MB (config file)" : "default 1 MiB") << "; policy "
             << (opt.policy.empty() ? "plugin default (spread)" : opt.policy) << "\n"
             << "- " << opt.nodes << " records written in " << fixed(write_ms, 0) << " ms, all known after " << fixed(known_ms, 0)
             << " ms; load average at the end: " << loadavg() << "\n\n";
@@ -391,7 +387,6 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "seed of the random capacities and VM sizes");
   app.add_option("--policy", opt.policy, "policy field of the request (default: none, the plugin's default)")
       ->check(CLI::IsMember({"spread", "pack"}));
-  app.add_flag("--full-uuids", opt.full_uuids, "36-character VM uuids instead of short ids (a larger request)");
   app.add_option("--plugin-dir", opt.plugin_dir, "where nodeha_scheduler.so is");
   CLI11_PARSE(app, argc, argv);
   return nodeha::bench::run(opt);

@@ -103,7 +103,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   check_decoded(req, h.fields);
-  if (req.contains("node")) (void)command::check_node_id(req["node"].get<std::string>());
+  // The id checks the handlers run next (command.h): a refusal names the field.
+  std::optional<NodeId> node;
+  if (req.contains("node"))
+    if (auto e = command::parse_id("node", req["node"], &node)) fuzz::require(e->code == command::kBadValue, "a bad node id is bad_value");
+  std::optional<TaskId> task;
+  if (req.contains("task"))
+    if (auto e = command::parse_id("task", req["task"], &task)) fuzz::require(e->code == command::kBadValue, "a bad task id is bad_value");
   std::string_view subject = h.subject;
   if (subject == "cmd.sched.place") {
     req.erase("reserve");

@@ -60,7 +60,7 @@ void ControllerSide::migrate(const Message& m) {
                                 {"network", Type::String},
                                 {"max_parallel", Type::Integer},
                                 {"dry_run", Type::Bool}},
-                               &req)) {
+                               &req, kMaxBulkCommandBytes)) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }

@@ -109,7 +109,7 @@ class Scheduler : public Plugin {
                                   {"groups", Type::Object},
                                   {"reserve", Type::Number},
                                   {"task", Type::String}},
-                                 &req)) {
+                                 &req, kMaxBulkCommandBytes)) {
       count("refused");
       host().respond(m.reply, command::fail(*e));
       return;
@@ -172,7 +172,7 @@ class Scheduler : public Plugin {
     nlohmann::json req;
     using command::Type;
     if (auto e = command::decode(m.data, {{"task", Type::String, true}, {"reserve", Type::Number, true}, {"held", Type::Array, true}},
-                                 &req)) {
+                                 &req, kMaxBulkCommandBytes)) {
       host().respond(m.reply, command::fail(*e));
       return;
     }

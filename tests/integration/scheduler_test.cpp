@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nodeha/ids.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -141,6 +142,16 @@ TEST_F(Scheduling, PlacesFiltersReservesAndSwaps) {
   EXPECT_EQ(all["result"]["placements"][0]["node"], "node-a");
   EXPECT_EQ(all["result"]["placements"][1]["node"], "node-a");
   ASSERT_TRUE(bus_->request("nodeha.cmd.node.enable", R"({"node":"node-b"})", 2s).is_ok());
+
+  // A request listing a big node's VMs is over a plain command's 64 KiB but within its own limit:
+  // a rebuild of ~1,000 VMs must not be refused for its size.
+  json many = json::array();
+  for (int i = 0; i < 1000; ++i) many.push_back(vm("many-" + std::to_string(i), 1));
+  json many_request = {{"vms", many}};
+  ASSERT_GT(many_request.dump().size(), nodeha::kMaxCommandBytes);
+  auto many_placed = place(many_request);
+  EXPECT_TRUE(many_placed["ok"]) << many_placed.dump().substr(0, 300);
+  EXPECT_EQ(many_placed["result"]["placements"].size(), 1000u) << many_placed.dump().substr(0, 300);
 
   // Bad requests: each its own code, nothing reserved.
   EXPECT_EQ(place(json::object())["error"]["code"], "missing_field");

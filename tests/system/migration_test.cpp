@@ -200,7 +200,7 @@ TEST_F(Migration, TwoGuestsMoveLiveToThePeer) {
 
   auto migrate = [&](const std::string& uuid) {
     return request("agent.node-a.vm.migrate",
-                   {{"uuid", uuid}, {"task", "t-live"}, {"dest_node", "node-b"},
+                   {{"uuid", uuid}, {"task", "0000000000000011"}, {"dest_node", "node-b"},
                     {"dest_uri", target["result"]["libvirt_uri"]}, {"migrate_uri", target["result"]["migrate_uri"]},
                     {"include_local_disk", false}},
                    60s);
@@ -233,7 +233,7 @@ TEST_F(Migration, TwoGuestsMoveLiveToThePeer) {
     auto progress = events_for(uuid, "migration_progress");
     // While the destination starts, nothing is counted yet (zeros): the events say it lives.
     ASSERT_FALSE(progress.empty()) << "no migration_progress event for " << uuid;
-    EXPECT_EQ(progress.front()["task"], "t-live");
+    EXPECT_EQ(progress.front()["task"], "0000000000000011");
     EXPECT_EQ(progress.front()["node"], "node-a");
     EXPECT_EQ(progress.front()["dest_node"], "node-b");
     for (const char* field : {"data_total", "data_processed", "data_remaining", "time"})

@@ -24,6 +24,9 @@ inline constexpr size_t kVmUuidLength = 36;                    // 8-4-4-4-12
 inline constexpr size_t kTaskIdLength = 16;                    // 64 random bits in hex
 inline constexpr size_t kMaxCommandBytes = 64 * 1024;          // a command request
 inline constexpr size_t kMaxDomainCommandBytes = 1024 * 1024;  // a request carrying domain XML
+// A request listing a node's VMs (sched.place, sched.hold, node.migrate's `vms`): ~110 B per VM,
+// so 100,000 VMs (the most parse_ids takes) fit. nats-server's max_payload is the tighter bound.
+inline constexpr size_t kMaxBulkCommandBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxHeartbeatBytes = 2 * 1024 * 1024;  // ~95 B per VM measured: 10,000 VMs x2
 inline constexpr size_t kMaxCheckBytes = 4 * 1024;             // a check verdict
 inline constexpr size_t kMaxDetailLength = 1024;               // a check detail, an error text
