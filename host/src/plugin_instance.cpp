@@ -21,9 +21,12 @@ nodeha_kv_entry to_c(const KvEntry& e) {
 bool valid(const char* s) { return s && *s; }
 
 // Whether a requester's reply subject may be answered: a literal subject outside the project's
-// own. Anyone can name any reply subject, so without this a request whose reply subject is
-// `<prefix>.cmd.node.drain` or `<prefix>.agent.*.vm.stop` would make this host publish there.
+// own and outside the server's APIs. Anyone can name any reply subject, so without this a request
+// whose reply subject is `<prefix>.cmd.node.drain` or `<prefix>.agent.*.vm.stop` would make this
+// host publish there, and one to `$KV.nodes.<node>` or `$JS.API.STREAM.DELETE.KV_nodes` would
+// write a record or delete a bucket with this host's rights. Inboxes never start with '$'.
 bool reply_subject(std::string_view reply, const std::string& prefix) {
+  if (!reply.empty() && reply.front() == '$') return false;
   if (reply.size() > prefix.size() && reply.substr(0, prefix.size()) == prefix && reply[prefix.size()] == '.')
     return false;
   for (size_t start = 0; start <= reply.size();) {

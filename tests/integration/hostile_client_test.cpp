@@ -407,7 +407,11 @@ TEST_F(HostileClient, ForeignReplySubjectsGetNoCommandPublished) {
                         "nodeha.cmd.node.rebuild", "nodeha.cmd.node.migrate", "nodeha.cmd.task.cancel",
                         "nodeha.cmd.sched.hold", "nodeha.agent.*.vm.stop", "nodeha.agent.*.vm.start",
                         "nodeha.agent.*.vm.define", "nodeha.agent.*.vm.undefine", "nodeha.agent.*.drain",
-                        "nodeha.agent.*.vm.migrate", "nodeha.agent.*.vm.abort"})
+                        "nodeha.agent.*.vm.migrate", "nodeha.agent.*.vm.abort",
+                        // A publish there is a KV write or a JetStream API call (delete a bucket); no
+                        // host writes that task or deletes or purges a stream by itself. A reply
+                        // written into node-1's record would show in expect_nothing_changed.
+                        "$KV.tasks.0123456789abcdef", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"})
     ASSERT_TRUE(victim.subscribe(s, [&](const std::string& subject, const std::string& data) {
       std::lock_guard lock(seen_mu);
       seen.push_back(subject + " <- " + hostile::preview(data, 100));
@@ -415,7 +419,8 @@ TEST_F(HostileClient, ForeignReplySubjectsGetNoCommandPublished) {
   const std::vector<std::string> reply_to = {
       "nodeha.cmd.node.drain", "nodeha.cmd.node.disable", "nodeha.cmd.task.cancel", "nodeha.agent.node-1.vm.stop",
       "nodeha.agent.node-2.drain", "nodeha.agent.node-3.vm.undefine", "nodeha.agent.*.vm.stop", "nodeha.agent.>",
-      "nodeha.cmd.>", "_INBOX.>", "_INBOX.*", ">", "_INBOX.victim.1"};
+      "nodeha.cmd.>", "_INBOX.>", "_INBOX.*", ">", "_INBOX.victim.1", "$KV.nodes.node-1", "$KV.tasks.0123456789abcdef",
+      "$JS.API.STREAM.DELETE.KV_nodes", "$JS.API.STREAM.PURGE.KV_vms"};
   // Questions to responders that only read; their answers are what would land on the victims.
   std::vector<RawRequest> asks = {{"nodeha.cmd.node.list", "{}"},
                                   {"nodeha.cmd.node.show", R"({"node":"node-1"})"},
