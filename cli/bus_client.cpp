@@ -1,5 +1,6 @@
 #include "bus_client.h"
 
+#include "nats_handles.h"
 #include "nats_limits.h"
 
 #include <nats/nats.h>
@@ -7,15 +8,8 @@
 namespace nodeha::cli {
 namespace {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
-using OptionsPtr = std::unique_ptr<natsOptions, Deleter<natsOptions_Destroy>>;
-using MsgPtr = std::unique_ptr<natsMsg, Deleter<natsMsg_Destroy>>;
+using nats::MsgPtr;
+using nats::OptionsPtr;
 
 // cnats' last error without its "(conn.c:2088): " source position: the operator reads it.
 std::string last_error(natsStatus s) {

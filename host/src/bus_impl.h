@@ -13,6 +13,7 @@
 
 #include "bus.h"
 #include "credential.h"
+#include "nats_handles.h"
 #include "nats_limits.h"
 
 #include <nats/nats.h>
@@ -21,18 +22,11 @@
 
 namespace nodeha::host {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
-using OptionsPtr = std::unique_ptr<natsOptions, Deleter<natsOptions_Destroy>>;
-using SubscriptionPtr = std::unique_ptr<natsSubscription, Deleter<natsSubscription_Destroy>>;
-using MsgPtr = std::unique_ptr<natsMsg, Deleter<natsMsg_Destroy>>;
-using EntryPtr = std::unique_ptr<kvEntry, Deleter<kvEntry_Destroy>>;
-using WatcherPtr = std::unique_ptr<kvWatcher, Deleter<kvWatcher_Destroy>>;
+using nats::EntryPtr;
+using nats::MsgPtr;
+using nats::OptionsPtr;
+using nats::SubscriptionPtr;
+using nats::WatcherPtr;
 using ConnectionRef = std::shared_ptr<natsConnection>;
 using JsRef = std::shared_ptr<jsCtx>;
 using KvRef = std::shared_ptr<kvStore>;

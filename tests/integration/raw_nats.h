@@ -4,6 +4,8 @@
 // test knows its traffic arrived as sent.
 #pragma once
 
+#include "nats_handles.h"
+
 #include <nats/nats.h>
 
 #include <atomic>
@@ -17,17 +19,11 @@
 
 namespace nodeha::test {
 
-template <auto Fn>
-struct NatsDeleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
-using NatsOptionsPtr = std::unique_ptr<natsOptions, NatsDeleter<natsOptions_Destroy>>;
-using NatsConnectionPtr = std::unique_ptr<natsConnection, NatsDeleter<natsConnection_Destroy>>;
-using NatsSubscriptionPtr = std::unique_ptr<natsSubscription, NatsDeleter<natsSubscription_Destroy>>;
-using NatsMsgPtr = std::unique_ptr<natsMsg, NatsDeleter<natsMsg_Destroy>>;
+// cnats' handles, owned as everywhere in the tree (the test still bypasses the project's Bus).
+using NatsOptionsPtr = nats::OptionsPtr;
+using NatsConnectionPtr = nats::ConnectionPtr;
+using NatsSubscriptionPtr = nats::SubscriptionPtr;
+using NatsMsgPtr = nats::MsgPtr;
 
 struct RawReply {
   enum class Kind { Answer, NoResponders, Timeout, NotSent };
