@@ -5,6 +5,7 @@
 #include <functional>
 #include <nodeha/plugin.hpp>
 
+#include "image_chain.h"
 #include "safe_xml.h"
 #include "vm_ops.h"
 
@@ -32,6 +33,9 @@ const char* const kPathElements[] = {"loader", "nvram", "kernel", "initrd", "dtb
 const std::vector<std::string> kDiskTypes = {"file",    "block", "dir",       "volume",
                                              "network", "nvme",  "vhostuser", "vhostvdpa"};
 const std::vector<std::string> kFilesystemTypes = {"mount", "bind", "block", "file", "template", "ram", "volume"};
+// Image formats a disk may declare: raw names no other file, qcow2's header is read
+// (image_chain.h). vmdk, vhdx, qed, ... can name other host files (extents, backing files).
+const std::vector<std::string> kImageFormats = {"raw", "qcow2"};
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -66,7 +70,8 @@ bool under_any(const std::string& path, const std::vector<std::string>& dirs) {
 
 class Checker {
  public:
-  explicit Checker(const DomainPolicy& p) : p_(p) {}
+  // `images`, when given, receives every file disk's image, for the chain check.
+  Checker(const DomainPolicy& p, std::vector<ImageRef>* images) : p_(p), images_(images) {}
 
   std::optional<std::string> domain(const xmlNode* root) {
     root_ = root;
@@ -150,14 +155,50 @@ class Checker {
     if (name == "input" && (type == "passthrough" || type == "evdev")) return host_device("input type '" + type + "'");
     if (name == "smartcard" && xml_attribute(n, "mode").rfind("host", 0) == 0)
       return host_device("smartcard mode '" + xml_attribute(n, "mode") + "'");
+    if (name == "seclabel") return seclabel(n);
+    if ((name == "driver" && xml_name(n->parent) == "disk") || (name == "format" && xml_name(n->parent) == "backingStore"))
+      if (!type.empty() && !contains(kImageFormats, type))
+        return refuse(what(n) + " format '" + type + "' can name other host files; only " + list_text(kImageFormats) +
+                      " are allowed");
     if (name == "target") return;  // the guest's side: <target dev='vda'>, <target dir='tag'>
     paths(n);
+  }
+
+  // QEMU's confinement (DAC user, AppArmor/SELinux profile) is what keeps a guest that escapes
+  // QEMU from being root on the host: only libvirt's own dynamic labels.
+  void seclabel(const xmlNode* n) {
+    if (p_.allow_unconfined) return;
+    std::string type = xml_attribute(n, "type");
+    if (type == "none" || type == "static" || xml_attribute(n, "relabel") == "no")
+      return refuse(what(n) + (type.empty() ? "" : " type '" + type + "'") +
+                    (xml_attribute(n, "relabel") == "no" ? " relabel 'no'" : "") +
+                    " weakens QEMU's confinement (allow_unconfined = false)");
+    for (const xmlNode* c = n->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && (xml_name(c) == "label" || xml_name(c) == "baselabel"))
+        return refuse(what(n) + " <" + xml_name(c) + "> chooses QEMU's security label (allow_unconfined = false)");
+  }
+
+  // The disk's image file and declared format, for the chain check.
+  void image(const xmlNode* disk) {
+    std::string format = "raw", file;
+    for (const xmlNode* c = disk->children; c; c = c->next) {
+      if (c->type != XML_ELEMENT_NODE) continue;
+      if (xml_name(c) == "driver" && !xml_attribute(c, "type").empty()) format = xml_attribute(c, "type");
+      if (xml_name(c) == "source") file = normal_path(xml_attribute(c, "file"));
+    }
+    if (!file.empty() && !vm_ops::path_under(file, "/dev")) images_->push_back({file, format});
   }
 
   void after_children(const xmlNode* n) {
     const std::string name = xml_name(n), type = xml_attribute(n, "type");
     if ((name == "disk" || name == "filesystem") && type == "block" && !p_.allow_block_devices)
-      refuse(name + " type 'block' is a host block device (allow_block_devices = false)");
+      return refuse(name + " type 'block' is a host block device (allow_block_devices = false)");
+    if (name == "disk" && type == "network")
+      for (const xmlNode* c = n->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && xml_name(c) == "driver" && xml_attribute(c, "type") == "qcow2")
+          return refuse("disk type 'network' in format 'qcow2': its header, which may name host files, cannot be "
+                        "checked here; use raw");
+    if (name == "disk" && (type == "file" || type.empty()) && images_) image(n);
   }
 
   void emulator(const xmlNode* n) {
@@ -208,6 +249,7 @@ class Checker {
   }
 
   const DomainPolicy& p_;
+  std::vector<ImageRef>* images_;
   const xmlNode* root_ = nullptr;
   std::optional<std::string> refusal_;
 };
@@ -234,10 +276,16 @@ DomainPolicy read_domain_policy(const nlohmann::json& config) {
   p.emulators = read_paths(config, "emulators");
   p.allow_block_devices = config.at("allow_block_devices").get<bool>();
   p.allow_host_devices = config.at("allow_host_devices").get<bool>();
+  p.allow_unconfined = config.at("allow_unconfined").get<bool>();
   return p;
 }
 
 std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy) {
+  return check_domain(xml, policy, nullptr);
+}
+
+std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy,
+                                           std::vector<ImageRef>* images) {
   std::string error;
   XmlDoc doc = parse_untrusted_xml(xml, &error);
   if (!doc) return command::Error{command::kBadValue, "the domain XML " + error};
@@ -245,7 +293,7 @@ std::optional<command::Error> check_domain(std::string_view xml, const DomainPol
   if (!root || xml_name(root) != "domain")
     return command::Error{command::kBadValue,
                           "the domain XML's root element is <" + xml_name(root) + ">, not <domain>"};
-  if (auto why = Checker(policy).domain(root))
+  if (auto why = Checker(policy, images).domain(root))
     return command::Error{kPolicyRefused, "domain refused by policy: " + *why};
   return std::nullopt;
 }
@@ -274,7 +322,12 @@ std::optional<command::Error> admit_domain(virConnectPtr conn, std::string_view 
     policy.emulators = capability_emulators(caps);
     free(caps);
   }
-  return check_domain(xml, policy);
+  std::vector<ImageRef> images;
+  if (auto refused = check_domain(xml, policy, &images)) return refused;
+  for (const auto& image : images)
+    if (auto why = check_image_chain(image, policy.storage_paths))
+      return command::Error{kPolicyRefused, "domain refused by policy: " + *why};
+  return std::nullopt;
 }
 
 }  // namespace nodeha::vms

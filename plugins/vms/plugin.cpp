@@ -40,6 +40,9 @@ const nodeha_config_key kKeys[] = {
         "agent: a defined domain may use the host's block devices as disks (type='block', or a path under /dev)"),
     key("allow_host_devices", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
         "agent: a defined domain may pass host devices through (hostdev, host device nodes, TPM, input, smartcard)"),
+    key("allow_unconfined", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may turn off or choose QEMU's confinement (<seclabel> type none or static, relabel "
+        "'no', a chosen label)"),
 };
 
 class VmsPlugin : public Plugin {

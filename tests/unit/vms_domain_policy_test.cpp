@@ -258,7 +258,8 @@ TEST(DomainPolicy, ConfigPathsAreAbsoluteAndNormal) {
                       {"chardev_paths", nlohmann::json::array()},
                       {"emulators", nlohmann::json::array()},
                       {"allow_block_devices", false},
-                      {"allow_host_devices", true}};
+                      {"allow_host_devices", true},
+                      {"allow_unconfined", false}};
   DomainPolicy p = read_domain_policy(c);
   EXPECT_THAT(p.storage_paths, ElementsAre("/var/lib/libvirt/images"));
   EXPECT_TRUE(p.allow_host_devices);
@@ -266,6 +267,39 @@ TEST(DomainPolicy, ConfigPathsAreAbsoluteAndNormal) {
   EXPECT_THROW(read_domain_policy(c), ConfigError);
   c["storage_paths"] = {"/srv/../etc"};
   EXPECT_THROW(read_domain_policy(c), ConfigError);
+}
+
+TEST(DomainPolicy, QemusConfinementStaysUnlessAllowed) {
+  EXPECT_EQ(why(domain("", "", "<domain type='kvm'><seclabel type='dynamic' model='dac' relabel='yes'/>")), "ok");
+  for (const std::string head : {"<domain type='kvm'><seclabel type='none'/>",
+                                 "<domain type='kvm'><seclabel type='static' model='dac'><label>0:0</label></seclabel>",
+                                 "<domain type='kvm'><seclabel type='dynamic' model='selinux'><baselabel>unconfined_t"
+                                 "</baselabel></seclabel>"})
+    EXPECT_THAT(why(domain("", "", head)), HasSubstr("(allow_unconfined = false)")) << head;
+  std::string unlabelled = "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/a.img'>"
+                           "<seclabel model='dac' relabel='no'/></source><target dev='vda'/></disk>";
+  EXPECT_EQ(why(domain(unlabelled)), "disk seclabel relabel 'no' weakens QEMU's confinement (allow_unconfined = false)");
+  DomainPolicy allowed = defaults();
+  allowed.allow_unconfined = true;
+  EXPECT_EQ(why(domain(unlabelled), allowed), "ok");
+  EXPECT_EQ(why(domain("", "", "<domain type='kvm'><seclabel type='none'/>"), allowed), "ok");
+}
+
+TEST(DomainPolicy, OnlyImageFormatsThatNameNoUncheckedFile) {
+  auto disk = [](const std::string& type, const std::string& format, const std::string& source) {
+    return "<disk type='" + type + "' device='disk'><driver name='qemu' type='" + format + "'/>" + source +
+           "<target dev='vda'/></disk>";
+  };
+  const std::string file = "<source file='/var/lib/libvirt/images/a.img'/>";
+  EXPECT_EQ(why(domain(disk("file", "qcow2", file))), "ok");
+  EXPECT_EQ(why(domain(disk("file", "vmdk", file))),
+            "disk driver format 'vmdk' can name other host files; only [\"raw\", \"qcow2\"] are allowed");
+  EXPECT_THAT(why(domain(disk("file", "raw", "<source file='/var/lib/libvirt/images/a.img'/><backingStore type='file'>"
+                                            "<format type='qed'/><source file='/var/lib/libvirt/images/b'/></backingStore>"))),
+              HasSubstr("format 'qed' can name other host files"));
+  EXPECT_THAT(why(domain(disk("network", "qcow2", "<source protocol='rbd' name='pool/a'/>"))),
+              HasSubstr("disk type 'network' in format 'qcow2'"));
+  EXPECT_EQ(why(domain(disk("network", "raw", "<source protocol='rbd' name='pool/a'/>"))), "ok");
 }
 
 }  // namespace
