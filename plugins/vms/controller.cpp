@@ -11,6 +11,8 @@
 namespace nodeha::vms {
 
 Status ControllerSide::start() {
+  if (Status s = desk::ensure_bucket(host_, vm_record::kBucket); !s)
+    host_.warn("cannot bind the vms bucket yet (agents wait for it): " + s.message());
   refused_ = host_.counter("nodeha_record_desk_refused_total",
                            "VM record writes an agent asked for and the controller refused (not its node's, a claim "
                            "the recorded node contradicts, malformed): a stolen agent credential shows here");
