@@ -1,7 +1,10 @@
 #include "domain_policy.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <nodeha/plugin.hpp>
 
@@ -11,6 +14,31 @@
 
 namespace nodeha::vms {
 namespace {
+
+std::string echo(const std::string& v) { return "'" + (v.size() > 64 ? v.substr(0, 64) + "..." : v) + "'"; }
+
+// Why a chardev that connects to `host` (QEMU on the host opens the connection, the guest talks on
+// it) could reach the host's own services, or nothing: only a literal address off the host is
+// sure not to. A name may resolve to 127.0.1.1 (Debian's own host name does).
+std::optional<std::string> host_reaching(const std::string& host) {
+  unsigned char v6[16];
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    uint32_t a = ntohl(v4.s_addr);
+    if ((a >> 24) == 127 || a == 0 || (a >> 16) == 0xa9fe) return "is the host itself (loopback, unspecified or link-local)";
+    return std::nullopt;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), v6) == 1) {
+    static const unsigned char loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const unsigned char any[16] = {};
+    bool mapped = std::all_of(v6, v6 + 10, [](unsigned char c) { return c == 0; }) && v6[10] == 0xff && v6[11] == 0xff;
+    if (!std::memcmp(v6, loopback, 16) || !std::memcmp(v6, any, 16) || (v6[0] == 0xfe && (v6[1] & 0xc0) == 0x80) ||
+        (mapped && v6[12] == 127))
+      return "is the host itself (loopback, unspecified or link-local)";
+    return std::nullopt;
+  }
+  return "is a name, which may resolve to the host itself: give an address";
+}
 
 // libvirt's per-driver extension namespaces (qemu, lxc, bhyve, xen, ...): each passes options
 // straight to the hypervisor or the host, around libvirt's own checks.
@@ -156,6 +184,16 @@ class Checker {
     if (name == "smartcard" && xml_attribute(n, "mode").rfind("host", 0) == 0)
       return host_device("smartcard mode '" + xml_attribute(n, "mode") + "'");
     if (name == "seclabel") return seclabel(n);
+    if (name == "interface" && type == "user" && !p_.allow_host_network)
+      return refuse("interface type 'user' lets the guest reach the host's own services (its gateway is the "
+                    "host's loopback) (allow_host_network = false)");
+    if (name == "source" && xml_has_attribute(n, "host") && !p_.allow_host_network) {
+      std::string owner_type = xml_attribute(n->parent, "type");
+      if ((owner_type == "tcp" || owner_type == "udp") && xml_attribute(n, "mode") != "bind")
+        if (auto why = host_reaching(xml_attribute(n, "host")))
+          return refuse(what(n) + " " + owner_type + " to " + echo(xml_attribute(n, "host")) + " " + *why +
+                        " (allow_host_network = false)");
+    }
     if ((name == "driver" && xml_name(n->parent) == "disk") || (name == "format" && xml_name(n->parent) == "backingStore"))
       if (!type.empty() && !contains(kImageFormats, type))
         return refuse(what(n) + " format '" + type + "' can name other host files; only " + list_text(kImageFormats) +
@@ -277,6 +315,7 @@ DomainPolicy read_domain_policy(const nlohmann::json& config) {
   p.allow_block_devices = config.at("allow_block_devices").get<bool>();
   p.allow_host_devices = config.at("allow_host_devices").get<bool>();
   p.allow_unconfined = config.at("allow_unconfined").get<bool>();
+  p.allow_host_network = config.at("allow_host_network").get<bool>();
   return p;
 }
 

@@ -22,6 +22,9 @@
 //   - disk image formats raw and qcow2 only (others can name host files), never qcow2 over the
 //     network; a qcow2 file's own header (backing and data files) is read by admit_domain and
 //     must stay under storage_paths (image_chain.h);
+//   - nothing that lets the guest reach the host's own services (libvirtd's TCP port, NATS, ...)
+//     unless allow_host_network: no user-mode networking (its gateway is the host's loopback), no
+//     tcp/udp chardev connecting to a loopback, unspecified or link-local address or to a name;
 //   - <seclabel>: only libvirt's dynamic labels; type none or static, relabel 'no', or a chosen
 //     <label> / <baselabel> only with allow_unconfined (QEMU's confinement is what stands between
 //     a guest that escapes QEMU and root on the host).
@@ -54,6 +57,7 @@ struct DomainPolicy {
   bool allow_block_devices = false;
   bool allow_host_devices = false;
   bool allow_unconfined = false;  // <seclabel> type none or static, relabel 'no', chosen labels
+  bool allow_host_network = false;  // user-mode networking; tcp/udp chardevs to the host or a name
 };
 
 // The error code of a refusal, as vm.define replies it (and a rebuild step shows it).

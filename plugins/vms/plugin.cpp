@@ -43,6 +43,9 @@ const nodeha_config_key kKeys[] = {
     key("allow_unconfined", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
         "agent: a defined domain may turn off or choose QEMU's confinement (<seclabel> type none or static, relabel "
         "'no', a chosen label)"),
+    key("allow_host_network", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may reach the host's own services: user-mode networking, tcp/udp chardevs "
+        "connecting to a loopback, unspecified or link-local address or to a host name"),
 };
 
 class VmsPlugin : public Plugin {
