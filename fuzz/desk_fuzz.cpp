@@ -1,19 +1,20 @@
 // The controller's record desks (plugins/common/record_desk.h): what an agent, or anyone holding
-// an agent's credential, sends on ctl.<node>.vm.write and ctl.<node>.task.report. The first byte
-// picks the desk; the rest is the request. A decoded vm write is judged against a stored record
+// an agent's credential, sends on ctl.<node>.vm.write and ctl.<node>.task.report, and the replies
+// agents send the controller (parse_envelope, listed_states). The first byte picks the decoder. A decoded vm write is judged against a stored record
 // of its own node and of another (desk_rules.h); a decoded task report is checked as node-a's.
 #include "desk_rules.h"
 #include "fuzz_check.h"
 #include "record_desk.h"
 #include "record_fields.h"
 #include "task_record.h"
+#include "vm_record.h"
 
 using namespace nodeha;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view body = fuzz::as_text(data + 1, size - 1);
-  if (data[0] % 2 == 0) {
+  if (data[0] % 3 == 0) {
     desk::VmWrite w;
     if (desk::decode(body, &w)) return 0;
     fuzz::require(w.remove == w.record.is_null(), "a write carries a record or removes");
@@ -32,6 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz::require(own || record::text(w.record, "node") == "node-a", "another node's record only moves to the writer");
     }
     (void)vms::judge("node-a", nlohmann::json(), w);
+  } else if (data[0] % 3 == 2) {
+    // A reply from an agent (vm.list, a step's answer): the envelope, then the listed domains.
+    auto reply = command::parse_envelope(body);
+    fuzz::require(!reply.malformed || (!reply.ok && reply.code == "internal"), "a malformed reply is a failure");
+    fuzz::require(reply.result.is_object(), "a reply's result reads as an object");
+    for (const auto& [uuid, state] : vm_record::listed_states(reply.result)) fuzz::require(!uuid.empty(), "a listed uuid");
   } else {
     desk::TaskReport r;
     if (desk::decode(body, &r)) return 0;

@@ -37,6 +37,35 @@ std::string fail(std::string_view code, std::string_view message) {
   return nlohmann::json{{"ok", false}, {"error", {{"code", code}, {"message", message}}}}.dump();
 }
 
+Envelope parse_envelope(std::string_view reply) {
+  Envelope out;
+  out.result = nlohmann::json::object();
+  auto j = nlohmann::json::parse(reply, nullptr, false);
+  auto field = [&](const char* key) -> const nlohmann::json* {
+    auto it = j.is_object() ? j.find(key) : j.end();
+    return j.is_object() && it != j.end() ? &*it : nullptr;
+  };
+  const nlohmann::json* ok = field("ok");
+  if (!ok || !ok->is_boolean()) {
+    out.malformed = true;
+    out.code = kInternal;
+    out.message = "the reply is no envelope ({\"ok\": true|false, ...})";
+    return out;
+  }
+  out.ok = ok->get<bool>();
+  if (const nlohmann::json* r = field("result"); r && r->is_object()) out.result = *r;
+  if (const nlohmann::json* e = field("error"); e && e->is_object()) {
+    auto text = [&](const char* key) {
+      auto it = e->find(key);
+      return it != e->end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    out.code = text("code");
+    out.message = text("message").substr(0, kMaxDetailLength);
+  }
+  if (!out.ok && out.code.empty()) out.code = kInternal;
+  return out;
+}
+
 std::optional<Error> decode(std::string_view body, std::initializer_list<Field> fields, nlohmann::json* out,
                             size_t limit) {
   return decode_fields(body, std::span<const Field>(fields.begin(), fields.size()), out, limit);

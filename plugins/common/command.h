@@ -36,6 +36,16 @@ std::string ok(const nlohmann::json& result);
 std::string fail(const Error& e);
 std::string fail(std::string_view code, std::string_view message);
 
+// A reply envelope as another process sent it (an agent, a controller): read without trusting a
+// field's type. `malformed` when it is not an envelope (then ok is false, code internal).
+struct Envelope {
+  bool ok = false;
+  bool malformed = false;
+  nlohmann::json result;  // an object (empty when absent or not an object)
+  std::string code, message;
+};
+Envelope parse_envelope(std::string_view reply);
+
 enum class Type { String, Bool, Integer, Number, Array, Object };
 
 struct Field {

@@ -1,5 +1,8 @@
 #include "thread_set.h"
 
+#include <cstdio>
+#include <exception>
+
 namespace nodeha {
 
 bool ThreadSet::start(std::function<void()> fn) {
@@ -14,7 +17,14 @@ bool ThreadSet::start(std::function<void()> fn) {
   ended_.clear();
   uint64_t n = next_++;
   threads_.emplace(n, std::thread([this, n, fn = std::move(fn)] {
-    fn();
+    // An exception must not end the process (std::terminate): the host's own workers catch too.
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "nodeha plugin: a thread of its own threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "nodeha plugin: a thread of its own threw\n");
+    }
     std::lock_guard lock(mu_);
     ended_.push_back(n);
   }));

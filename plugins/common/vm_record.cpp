@@ -1,6 +1,7 @@
 #include "vm_record.h"
 
 #include "record_desk.h"
+#include "record_fields.h"
 
 #include <chrono>
 
@@ -85,6 +86,15 @@ Status remove_own(const Host& host, const std::string& uuid) {
     if (removed || removed.status().code() != NODEHA_ERR_CONFLICT) return removed.status();
   }
   return Status(NODEHA_ERR_CONFLICT, "the record of VM " + uuid + " kept changing under us; try again");
+}
+
+std::map<std::string, std::string> listed_states(const nlohmann::json& result) {
+  std::map<std::string, std::string> out;
+  const auto& vms = record::field(result, "vms");
+  if (!vms.is_array()) return out;
+  for (const auto& v : vms)
+    if (std::string uuid = record::text(v, "uuid"); !uuid.empty()) out[uuid] = record::text(v, "state", "defined");
+  return out;
 }
 
 nlohmann::json summary(const nlohmann::json& record) {

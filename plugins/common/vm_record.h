@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 
 namespace nodeha::vm_record {
@@ -34,6 +35,10 @@ Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, co
 // Deletes the record if it names this host's node (vm.undefine); a record naming another node, or
 // none, is left alone (ok).
 Status remove_own(const Host& host, const std::string& uuid);
+
+// The domains of an agent's vm.list result, uuid -> state ("defined" when it gives none);
+// entries that are not objects with a string uuid are skipped (the reply is another process's).
+std::map<std::string, std::string> listed_states(const nlohmann::json& result);
 
 // The record with the bulky fields (xml) left out, for listings.
 nlohmann::json summary(const nlohmann::json& record);

@@ -184,8 +184,8 @@ void ControllerSide::ping(const PingRequest& p) {
   auto sent = host_.request_async(host_.subject("agent." + node + ".ping"), "{}", p.timeout, [this, node, p](Result<std::string> r) {
     std::string boot_id, why;
     if (r) {
-      auto j = nlohmann::json::parse(r.value(), nullptr, false);
-      if (j.is_object() && j.value("ok", false) && j.contains("result")) boot_id = j["result"].value("boot_id", "");
+      auto reply = command::parse_envelope(r.value());
+      if (reply.ok) boot_id = record::text(reply.result, "boot_id");
       else why = "malformed ping answer";
     } else {
       why = r.status().code() == NODEHA_ERR_TIMEOUT ? "no answer to ping within " + std::to_string(p.timeout.count()) + " ms"

@@ -1,5 +1,6 @@
 #include "controller.h"
 
+#include "record_fields.h"
 #include "task_record.h"
 #include "vm_record.h"
 
@@ -103,7 +104,7 @@ void ControllerSide::migrate(const Message& m) {
   for (const auto& v : chosen_ids) chosen.insert(v.str());
   for (const auto& uuid : chosen) {
     bool found = false;
-    for (const auto& v : vms.value()) found |= v.value("uuid", "") == uuid;
+    for (const auto& v : vms.value()) found |= record::text(v, "uuid") == uuid;
     if (!found) return refuse({tasks::kUnknownVm, "VM " + uuid + " is not on " + node + "; `nodeha vm list --node " + node + "` shows its VMs"});
   }
 
@@ -187,10 +188,7 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
   if (r.ok || r.code == tasks::kUnknownVm) {
     // Not on the source (any more): done only if the target runs it.
     auto there = tasks::call(host_, host_.subject("agent." + target + ".vm.list"), nlohmann::json::object(), agent_timeout_);
-    bool runs = false;
-    if (there.ok)
-      for (const auto& v : there.result.value("vms", nlohmann::json::array()))
-        runs |= v.value("uuid", "") == uuid && v.value("state", "") == "running";
+    bool runs = there.ok && vm_record::listed_states(there.result)[uuid] == "running";
     if (!runs && !r.ok) return StepResult::failed("not on " + node + " and not running on " + target);
     if (auto moved = vm_record::move(host_, uuid, target); !moved)
       host_.warn("VM " + uuid + " runs on " + target + " but its record could not be moved: " + moved.status().message());

@@ -5,6 +5,7 @@
 // local disks are skipped with the reason; a VM the scheduler has no room for fails its step, and
 // the task can be run again for what is left (the records of rebuilt VMs no longer name the node).
 #include "engine.h"
+#include "record_fields.h"
 #include "task_record.h"
 #include "vm_record.h"
 
@@ -145,19 +146,17 @@ class RebuildPlugin : public Plugin {
     std::string node = task["node"], uuid = step["vm"], target = step["target"];
     // The drained node may be back: never recreate a VM it still runs.
     auto on_node = tasks::call(host(), host().subject("agent." + node + ".vm.list"), nlohmann::json::object(), Millis(2000));
-    if (on_node.ok)
-      for (const auto& v : on_node.result.value("vms", nlohmann::json::array()))
-        if (v.value("uuid", "") == uuid && v.value("state", "") == "running")
-          return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
+    if (on_node.ok && vm_record::listed_states(on_node.result)[uuid] == "running")
+      return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
 
     auto rec = host().kv_get("vms", uuid);
     if (!rec) return StepResult::failed("cannot read the record of the VM: " + rec.status().message());
     auto record = nlohmann::json::parse(rec->value, nullptr, false);
     if (!record.is_object() || !record.contains("xml") || !record["xml"].is_string() || record["xml"].get<std::string>().empty())
       return StepResult::failed("its record holds no definition to recreate it from");
-    std::string owner = record.value("node", "");
+    std::string owner = record::text(record, "node");
     if (owner != node && owner != target) return StepResult::failed("its record now names " + owner + ": moved by someone else");
-    std::string desired = record.value("desired", "running");
+    std::string desired = record::text(record, "desired", "running");
     if (auto moved = vm_record::move(host(), uuid, target, desired); !moved)
       return StepResult::failed("cannot move its record to " + target + ": " + moved.status().message());
 

@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include "record_fields.h"
 #include "task_record.h"
 
 #include <algorithm>
@@ -405,12 +406,12 @@ namespace {
 
 // A VM of a scheduler request (sched.place, sched.hold), from its record.
 nlohmann::json placement_vm(const nlohmann::json& record) {
-  nlohmann::json vm = {{"uuid", record.value("uuid", "")},
-                       {"vcpus", record.value("vcpus", 1)},
-                       {"memory_mib", record.value("memory_mib", 0)},
-                       {"disk_gib", record.value("disk_gib", 0)},
-                       {"local_disk", record.value("local_disk", false)}};
-  if (!record.value("group", std::string()).empty()) vm["group"] = record["group"];
+  nlohmann::json vm = {{"uuid", record::text(record, "uuid")},
+                       {"vcpus", std::max<int64_t>(record::integer(record, "vcpus", 0), 1)},
+                       {"memory_mib", record::integer(record, "memory_mib", 0)},
+                       {"disk_gib", record::integer(record, "disk_gib", 0)},
+                       {"local_disk", record::flag(record, "local_disk")}};
+  if (!record::text(record, "group").empty()) vm["group"] = record["group"];
   return vm;
 }
 
@@ -426,22 +427,13 @@ Reply call(const Host& host, const std::string& subject, const nlohmann::json& b
                                                            : r.status().message();
     return out;
   }
-  auto j = nlohmann::json::parse(r.value(), nullptr, false);
-  if (!j.is_object()) {
-    out.code = command::kInternal;
-    out.message = "malformed answer on " + subject;
-    return out;
-  }
-  out.ok = j.value("ok", false);
-  if (out.ok) {
-    out.result = j.value("result", nlohmann::json::object());
-  } else {
-    auto e = j.value("error", nlohmann::json::object());
-    out.code = e.value("code", "internal");
-    out.message = e.value("message", "");
-    // An agent still reading its inventory answers `unavailable`: as good as no answer yet.
-    out.unreachable = out.code == command::kUnavailable;
-  }
+  auto reply = command::parse_envelope(r.value());
+  out.ok = reply.ok;
+  out.result = std::move(reply.result);
+  out.code = reply.code;
+  out.message = reply.malformed ? "malformed answer on " + subject : reply.message;
+  // An agent still reading its inventory answers `unavailable`: as good as no answer yet.
+  out.unreachable = !out.ok && out.code == command::kUnavailable;
   return out;
 }
 
@@ -451,10 +443,11 @@ Result<std::vector<nlohmann::json>> vms_on(const Host& host, const std::string& 
   std::vector<nlohmann::json> out;
   for (const auto& e : all.value()) {
     auto j = nlohmann::json::parse(e.value, nullptr, false);
-    if (j.is_object() && j.value("node", "") == node) out.push_back(std::move(j));
+    if (record::text(j, "node") == node) out.push_back(std::move(j));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return std::make_pair(a.value("name", ""), a.value("uuid", "")) < std::make_pair(b.value("name", ""), b.value("uuid", ""));
+    return std::make_pair(record::text(a, "name"), record::text(a, "uuid")) <
+           std::make_pair(record::text(b, "name"), record::text(b, "uuid"));
   });
   return out;
 }
@@ -525,7 +518,7 @@ std::optional<command::Error> no_room(const Placements& placed, size_t movable, 
 
 void plan_vm(nlohmann::json& plan, nlohmann::json& task, const nlohmann::json& vm, const Placements& placed,
              const std::string& action, const std::string& skip_reason) {
-  std::string uuid = vm.value("uuid", ""), name = vm.value("name", "");
+  std::string uuid = record::text(vm, "uuid"), name = record::text(vm, "name");
   auto target = placed.node.find(uuid);
   if (!skip_reason.empty()) {
     plan.push_back({{"vm", uuid}, {"name", name}, {"target", nullptr}, {"action", "skip"}, {"reason", skip_reason}});

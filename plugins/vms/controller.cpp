@@ -92,12 +92,12 @@ void ControllerSide::write(const Message& m) const {
 
 std::optional<std::string> ControllerSide::owner_state(const std::string& owner, const std::string& uuid) const {
   auto r = host_.request(host_.subject("agent." + owner + ".vm.list"), "{}", Millis(1000));
-  auto j = r ? nlohmann::json::parse(r.value(), nullptr, false) : nlohmann::json();
-  if (!j.is_object() || j.value("ok", false) != true || !j.contains("result") || !j["result"].is_object())
-    return std::nullopt;
-  for (const auto& v : j["result"].value("vms", nlohmann::json::array()))
-    if (v.is_object() && text(v, "uuid") == uuid) return text(v, "state").empty() ? "defined" : text(v, "state");
-  return "";
+  if (!r) return std::nullopt;
+  auto reply = command::parse_envelope(r.value());
+  if (!reply.ok) return std::nullopt;
+  auto states = vm_record::listed_states(reply.result);
+  auto it = states.find(uuid);
+  return it == states.end() ? "" : it->second;
 }
 
 void ControllerSide::list(const Message& m) const {

@@ -4,6 +4,9 @@
 
 #include <nodeha/ids.hpp>
 
+#include <algorithm>
+#include <optional>
+
 namespace nodeha::vms {
 namespace {
 
@@ -11,6 +14,34 @@ DeskVerdict refuse(const char* code, std::string message) {
   return {DeskVerdict::Kind::Refuse, code, std::move(message), ""};
 }
 DeskVerdict write() { return {DeskVerdict::Kind::Write, "", "", ""}; }
+
+// The fields every reader of the bucket reads, each of its type when present: an agent's record
+// reaches the scheduler, the task engine and the CLI.
+std::optional<std::string> misshapen(const nlohmann::json& r) {
+  using V = nlohmann::json;
+  struct Rule {
+    const char* field;
+    bool (*ok)(const V&);
+    const char* what;
+  };
+  static const Rule rules[] = {
+      {"name", [](const V& v) { return v.is_string() && v.get_ref<const std::string&>().size() <= kMaxNameLength; }, "a string of at most 256 bytes"},
+      {"state", [](const V& v) { return v.is_string() && v.get_ref<const std::string&>().size() <= 32; }, "a short string"},
+      {"desired", [](const V& v) { return v == "running" || v == "stopped"; }, "\"running\" or \"stopped\""},
+      {"vcpus", [](const V& v) { return v.is_number_unsigned(); }, "a non-negative integer"},
+      {"memory_mib", [](const V& v) { return v.is_number_unsigned(); }, "a non-negative integer"},
+      {"disk_gib", [](const V& v) { return v.is_number_unsigned(); }, "a non-negative integer"},
+      {"local_disk", [](const V& v) { return v.is_boolean(); }, "a boolean"},
+      {"local_disks", [](const V& v) { return v.is_array() && std::all_of(v.begin(), v.end(), [](const V& p) { return p.is_string(); }); }, "an array of strings"},
+      {"group", [](const V& v) { return v.is_string() && v.get_ref<const std::string&>().size() <= kMaxNameLength; }, "a string of at most 256 bytes"},
+      {"xml", [](const V& v) { return v.is_string(); }, "a string"},
+      {"updated", [](const V& v) { return v.is_number_integer(); }, "an integer"},
+  };
+  for (const auto& rule : rules)
+    if (r.contains(rule.field) && !rule.ok(r[rule.field]))
+      return std::string("the record's \"") + rule.field + "\" must be " + rule.what;
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -29,6 +60,7 @@ DeskVerdict judge(const std::string& node, const nlohmann::json& current, const 
   if (auto id = NodeId::parse(to); !id) return refuse(command::kBadValue, "the record's \"node\": " + id.status().message());
   const int64_t generation = record::integer(n, "generation", 1);
   if (generation == 0) return refuse(command::kBadValue, "the record's \"generation\" must be an integer from 1");
+  if (auto why = misshapen(n)) return refuse(command::kBadValue, *why);
 
   if (current.is_null()) {
     if (to != node || generation != 1)

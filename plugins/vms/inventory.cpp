@@ -1,5 +1,6 @@
 #include "inventory.h"
 
+#include "command.h"
 #include "journal.h"
 #include "vm_record.h"
 
@@ -152,11 +153,10 @@ void Inventory::ask_owners(SyncInput& in) {
     bool answered = false;
     auto r = host_.request(host_.subject("agent." + owner + ".vm.list"), "{}", Millis(1000));
     if (r) {
-      auto j = nlohmann::json::parse(r.value(), nullptr, false);
-      if (j.is_object() && j.value("ok", false) && j.contains("result")) {
+      auto reply = command::parse_envelope(r.value());
+      if (reply.ok) {
         answered = true;
-        for (const auto& v : j["result"].value("vms", nlohmann::json::array()))
-          if (v.is_object()) states[v.value("uuid", "")] = v.value("state", "");
+        states = vm_record::listed_states(reply.result);
       }
     }
     for (const auto& uuid : uuids) {

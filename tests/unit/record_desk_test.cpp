@@ -4,6 +4,7 @@
 #include "desk_rules.h"
 #include "record_desk.h"
 #include "task_record.h"
+#include "vm_record.h"
 
 #include <gtest/gtest.h>
 
@@ -62,6 +63,41 @@ TEST(DeskRules, OnlyTheOwnerRemovesAndAMalformedRecordIsRefused) {
   no_generation["generation"] = "1";
   EXPECT_EQ(code(judge("node-a", nullptr, put(no_generation))), "bad_value");
   EXPECT_EQ(code(judge("node-a", nullptr, put(json::array()))), "bad_value");
+}
+
+TEST(DeskRules, ARecordWhoseFieldsReadersWouldMisreadIsRefused) {
+  for (auto [field, value] : {std::pair<const char*, json>{"name", 5}, {"desired", "maybe"}, {"vcpus", -1},
+                              {"memory_mib", "64"}, {"local_disk", 1}, {"local_disks", {1}}, {"xml", json::object()},
+                              {"group", std::string(300, 'g')}, {"updated", 1.5}}) {
+    auto r = record("node-a", 1);
+    r[field] = value;
+    EXPECT_EQ(code(judge("node-a", nullptr, put(r))), "bad_value") << field;
+  }
+}
+
+// Replies come from other processes (an agent, or whoever holds its credential): read without
+// trusting any field's type.
+TEST(Envelope, AnyBytesReadAsAReplyOrAsMalformed) {
+  auto ok = command::parse_envelope(R"({"ok":true,"result":{"vms":[]}})");
+  EXPECT_TRUE(ok.ok);
+  EXPECT_FALSE(ok.malformed);
+  EXPECT_TRUE(ok.result.contains("vms"));
+  for (const char* bad : {R"({"ok":"yes"})", "[]", "", "nul", R"({"result":{}})", "{\"ok\":1}"}) {
+    auto e = command::parse_envelope(bad);
+    EXPECT_FALSE(e.ok) << bad;
+    EXPECT_TRUE(e.malformed) << bad;
+    EXPECT_EQ(e.code, "internal") << bad;
+  }
+  auto refused = command::parse_envelope(R"({"ok":false,"error":{"code":5,"message":["x"]}})");
+  EXPECT_FALSE(refused.malformed);
+  EXPECT_EQ(refused.code, "internal");
+  EXPECT_EQ(refused.message, "");
+  EXPECT_TRUE(command::parse_envelope(R"({"ok":true,"result":7})").result.empty());
+  EXPECT_EQ(command::parse_envelope(R"({"ok":false,"error":{"code":"unavailable","message":"later"}})").code, "unavailable");
+
+  EXPECT_TRUE(vm_record::listed_states(json::parse(R"({"vms":"all"})")).empty());
+  auto states = vm_record::listed_states(json::parse(R"({"vms":[7,{"uuid":5},{"uuid":"a","state":1},{"uuid":"b","state":"running"}]})"));
+  EXPECT_EQ(states, (std::map<std::string, std::string>{{"a", "defined"}, {"b", "running"}}));
 }
 
 TEST(DeskCodec, RoundTripsAndRefusesWhatIsNotOneWrite) {

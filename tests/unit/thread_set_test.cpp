@@ -45,5 +45,17 @@ TEST(ThreadSet, AThreadMayStartAnotherAndEndedThreadsAreReaped) {
   EXPECT_EQ(done, 200);
 }
 
+// A reply from another process read carelessly can throw; on a thread of the set that must not
+// end the process (std::terminate), and the set goes on.
+TEST(ThreadSet, AThreadThatThrowsEndsAloneAndTheSetGoesOn) {
+  ThreadSet set;
+  std::atomic<int> done{0};
+  ASSERT_TRUE(set.start([] { throw std::runtime_error("a field of the wrong type"); }));
+  ASSERT_TRUE(set.start([] { throw 42; }));
+  ASSERT_TRUE(set.start([&] { ++done; }));
+  set.join();
+  EXPECT_EQ(done, 1);
+}
+
 }  // namespace
 }  // namespace nodeha
