@@ -56,7 +56,15 @@ std::optional<command::Error> check_local_report(const std::string& node, const 
     return command::Error{desk::kNotYours, "the local task names node " + echo_value(text(task, "node")) +
                                            "; the agent of " + node + " reports only its own"};
   if (!task_final(text(task, "state"))) return bad("is not finished (\"state\" " + echo_value(text(task, "state")) + ")");
-  if (task.contains("steps") && !task["steps"].is_array()) return bad("\"steps\" must be an array");
+  if (task.contains("steps")) {
+    if (!task["steps"].is_array()) return bad("\"steps\" must be an array");
+    for (const auto& step : task["steps"])
+      for (const char* f : {"vm", "name", "state"})
+        if (!step.is_object() || (step.contains(f) && !step[f].is_string()))
+          return bad("step field \"" + std::string(f) + "\" must be a string, in an object");
+  }
+  for (const char* f : {"created", "updated", "finished"})
+    if (task.contains(f) && !task[f].is_number_integer()) return bad("\"" + std::string(f) + "\" must be an integer");
   return std::nullopt;
 }
 

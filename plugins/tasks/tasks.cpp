@@ -4,6 +4,7 @@
 // or finished cleared at start (a controller that died between locking a node and storing its task).
 #include "engine.h"
 #include "record_desk.h"
+#include "record_fields.h"
 #include "task_record.h"
 
 #include <nodeha/plugin.hpp>
@@ -64,16 +65,20 @@ class TasksPlugin : public Plugin {
       if (!t.is_object()) continue;
       bool keep = true;
       for (const char* f : {"node", "state", "kind"})
-        if (req.contains(f) && t.value(f, "") != req[f].get<std::string>()) keep = false;
+        if (req.contains(f) && record::text(t, f) != req[f].get<std::string>()) keep = false;
       if (!keep) continue;
       nlohmann::json counts = nlohmann::json::object();
-      for (const auto& s : t.value("steps", nlohmann::json::array())) counts[s.value("state", "?")] = counts.value(s.value("state", "?"), 0) + 1;
+      if (const auto& steps = record::field(t, "steps"); steps.is_array())
+        for (const auto& s : steps) {
+          std::string state = record::text(s, "state", "?");
+          counts[state] = record::integer(counts, state.c_str()) + 1;
+        }
       t["step_counts"] = counts;
       t.erase("steps");
       tasks.push_back(std::move(t));
     }
     std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
-      return a.value("created", int64_t{0}) > b.value("created", int64_t{0});
+      return record::integer(a, "created") > record::integer(b, "created");
     });
     host().respond(m.reply, command::ok({{"tasks", tasks}}));
   }
@@ -114,12 +119,12 @@ class TasksPlugin : public Plugin {
     for (int attempt = 0; attempt < 8; ++attempt) {
       auto t = nlohmann::json::parse(entry.value, nullptr, false);
       if (!t.is_object()) break;
-      if (task_record::task_final(t.value("state", ""))) {
-        host().respond(m.reply, command::fail(kTaskFinished, "task " + id + " already ended " + t.value("state", "") +
+      if (task_record::task_final(record::text(t, "state"))) {
+        host().respond(m.reply, command::fail(kTaskFinished, "task " + id + " already ended " + record::text(t, "state") +
                                                                  "; there is nothing to cancel"));
         return;
       }
-      if (t.value("cancel_requested", false)) {
+      if (record::flag(t, "cancel_requested")) {
         host().respond(m.reply, command::ok(t));
         return;
       }
@@ -155,7 +160,7 @@ class TasksPlugin : public Plugin {
     if (!created && created.status().code() == NODEHA_ERR_CONFLICT) {
       auto there = host().kv_get(task_record::kBucket, id);
       auto t = there ? nlohmann::json::parse(there->value, nullptr, false) : nlohmann::json();
-      if (there && t.is_object() && t.value("node", "") == node && t.value("kind", "") == r.task["kind"])
+      if (there && record::text(t, "node") == node && record::text(t, "kind") == r.task["kind"])
         return (void)host().respond(m.reply, command::ok({{"created", false}}));
       if (there || there.status().code() == NODEHA_ERR_NOT_FOUND)
         return refuse(node, {desk::kNotYours, "task id " + id + " is another task's"});
@@ -178,7 +183,7 @@ class TasksPlugin : public Plugin {
     if (!j.is_object()) return;
     auto& g = gauges_[e.key];
     if (!g) g = host().gauge("nodeha_node_locked_seconds", "how long the node has been locked by a task (0: not locked)", {{"node", e.key}});
-    if (j.contains("lock") && j["lock"].is_object()) locks_[e.key] = j["lock"].value("since", int64_t{0});
+    if (j.contains("lock") && j["lock"].is_object()) locks_[e.key] = record::integer(j["lock"], "since");
     else locks_.erase(e.key);
     lock_ages();
   }
@@ -198,9 +203,9 @@ class TasksPlugin : public Plugin {
     for (const auto& e : nodes.value()) {
       auto j = nlohmann::json::parse(e.value, nullptr, false);
       if (!j.is_object() || !j.contains("lock") || !j["lock"].is_object()) continue;
-      std::string id = j["lock"].value("task", "");
+      std::string id = record::text(j["lock"], "task");
       auto t = host().kv_get(task_record::kBucket, id);
-      if (t && !task_record::task_final(nlohmann::json::parse(t->value, nullptr, false).value("state", "")))
+      if (t && !task_record::task_final(record::text(nlohmann::json::parse(t->value, nullptr, false), "state")))
         continue;
       if (!t && t.status().code() != NODEHA_ERR_NOT_FOUND) continue;
       if (unlock_node(host(), e.key, id)) host().warn("cleared the lock of " + e.key + ": its task " + id + " is gone or ended");

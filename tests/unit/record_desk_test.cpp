@@ -125,7 +125,7 @@ TEST(DeskTasks, OnlyAFinishedLocalTaskOfTheNodeItself) {
   EXPECT_FALSE(task_record::check_local_report("node-a", t));
   EXPECT_EQ(task_record::check_local_report("node-b", t)->code, "not_yours");
   for (auto [field, value] : {std::pair<const char*, json>{"kind", "drain"}, {"state", "running"}, {"id", "../x"},
-                              {"steps", json::object()}}) {
+                              {"steps", json::object()}, {"steps", {7}}, {"steps", {{{"state", 5}}}}, {"created", "now"}}) {
     json bad = t;
     bad[field] = value;
     EXPECT_EQ(task_record::check_local_report("node-a", bad)->code, "bad_value") << field;
