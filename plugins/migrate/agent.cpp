@@ -25,9 +25,7 @@ std::string result_label(const MigrationOutcome& o) {
   return "refused";  // never started: unknown VM, local disks, not running, libvirt down
 }
 
-void reply_error(const Host& host, const std::string& reply, const MigrationError& e) {
-  host.respond(reply, command::fail(e.code, e.message));
-}
+std::string error_reply(const MigrationError& e) { return command::fail(e.code, e.message); }
 
 }  // namespace
 
@@ -59,7 +57,7 @@ AgentConfig read_agent_config(const nlohmann::json& c) {
   return cfg;
 }
 
-AgentSide::AgentSide(const Host& host) : host_(host), config_(read_agent_config(host.config())) {
+AgentSide::AgentSide(const Host& host) : host_(host), config_(read_agent_config(host.config())), answers_(host) {
   local_ = std::make_unique<LocalMigrate>(*this);
 }
 
@@ -188,28 +186,35 @@ void AgentSide::on_migrate(const Message& m) {
     host_.respond(m.reply, command::fail(*bad));
     return;
   }
-  auto active = active_.begin(job.spec.uuid);
-  if (!active) {
-    host_.respond(m.reply, command::fail(command::kBadValue, "VM " + job.spec.uuid + " is already migrating"));
-    return;
+  const std::string already = "VM " + job.spec.uuid + " is already migrating";
+  if (!job.task.empty()) {
+    // The controller asks again while it waits (answers.h): join the migration it asked for.
+    auto ask = answers_.ask(job.spec.uuid, job.task, m.reply);
+    if (ask == Answers::Ask::Joined || ask == Answers::Ask::Answered) return;
+    if (ask == Answers::Ask::Busy) return (void)host_.respond(m.reply, command::fail(command::kBadValue, already));
   }
-  auto spawned = host_.spawn([this, job, active, reply = m.reply] {
+  // Every answer goes to whoever asked: the asks of the task, or this one request.
+  auto answer = [this, task = job.task, uuid = job.spec.uuid, reply = m.reply](const std::string& body, bool ok) {
+    if (task.empty()) (void)host_.respond(reply, body);
+    else answers_.finish(uuid, body, ok);
+  };
+  auto active = active_.begin(job.spec.uuid);
+  if (!active) return answer(command::fail(command::kBadValue, already), false);
+  auto spawned = host_.spawn([this, job, active, answer] {
     auto report = migrate_one(job, *active);
     active_.end(job.spec.uuid);
     running_.set(static_cast<double>(active_.size()));
-    if (report.outcome.error) {
-      reply_error(host_, reply, *report.outcome.error);
-      return;
-    }
-    host_.respond(reply, command::ok({{"uuid", job.spec.uuid},
-                                      {"duration_ms", report.outcome.duration_ms},
-                                      {"data_total", report.outcome.last.data_total},
-                                      {"data_processed", report.outcome.last.data_processed},
-                                      {"record", report.record}}));
+    if (report.outcome.error) return answer(error_reply(*report.outcome.error), false);
+    answer(command::ok({{"uuid", job.spec.uuid},
+                        {"duration_ms", report.outcome.duration_ms},
+                        {"data_total", report.outcome.last.data_total},
+                        {"data_processed", report.outcome.last.data_processed},
+                        {"record", report.record}}),
+           true);
   });
   if (!spawned) {
     active_.end(job.spec.uuid);
-    host_.respond(m.reply, command::fail(command::kUnavailable, spawned.message()));
+    answer(command::fail(command::kUnavailable, spawned.message()), false);
   }
 }
 

@@ -6,6 +6,7 @@
 // Handlers run on the event thread and hand every libvirt call to a worker.
 #pragma once
 
+#include "answers.h"
 #include "migration.h"
 
 #include <nodeha/plugin.hpp>
@@ -83,6 +84,7 @@ class AgentSide {
   const Host& host_;
   AgentConfig config_;
   ActiveMigrations active_;
+  Answers answers_;
   std::unique_ptr<LocalMigrate> local_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> report_pending_{true};  // a journal entry may wait for the bus

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 namespace nodeha::tasks {
 
@@ -416,6 +417,19 @@ nlohmann::json placement_vm(const nlohmann::json& record) {
 }
 
 }  // namespace
+
+Reply call_until(const Host& host, const std::string& subject, const nlohmann::json& body, Millis total, Millis every) {
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + total;
+  for (;;) {
+    auto asked = Clock::now();
+    auto left = std::chrono::duration_cast<Millis>(deadline - asked);
+    Reply r = call(host, subject, body, std::max(Millis(1), std::min(every, left)));
+    if (!r.unreachable || Clock::now() >= deadline) return r;
+    // An answer `unavailable` comes at once: ask again only when `every` has passed.
+    std::this_thread::sleep_until(std::min(asked + every, deadline));
+  }
+}
 
 Reply call(const Host& host, const std::string& subject, const nlohmann::json& body, Millis timeout) {
   Reply out;

@@ -146,6 +146,11 @@ struct Reply {
   std::string code, message;
 };
 Reply call(const Host& host, const std::string& subject, const nlohmann::json& body, Millis timeout);
+// call(), asked again every `every` while no answer came, until `total` has passed. A reply sent
+// across a nats-server restart is lost (with auth on, the server refuses it: docs/security.md), so
+// a long request is not one wait but many. Only for a request the agent treats as one however
+// often it is asked (vm.migrate with its task: plugins/migrate/answers.h).
+Reply call_until(const Host& host, const std::string& subject, const nlohmann::json& body, Millis total, Millis every);
 
 // The records of the vms bucket that name `node`, by name.
 Result<std::vector<nlohmann::json>> vms_on(const Host& host, const std::string& node);
