@@ -1,6 +1,6 @@
 #include "journal.h"
 
-#include "task_record.h"
+#include "record_desk.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -107,14 +107,13 @@ Result<int> report(const Host& host) {
       l["reported"] = true;  // unreadable: nothing to report it as
       continue;
     }
-    auto created = host.kv_create(task_record::kBucket, id, task.dump());
-    if (!created && created.status().code() != NODEHA_ERR_CONFLICT) {
-      failure = created.status();
+    Status sent = desk::send(host, desk::TaskReport{task});
+    if (!sent && sent.code() != NODEHA_ERR_INVALID) {
+      failure = sent;
       break;
     }
-    nlohmann::json event = task;
-    event["event"] = "reported";
-    (void)host.publish(host.subject("evt.task." + id), event.dump());
+    // Refused: the controller will never take it, so it is not offered again (it stays here).
+    if (!sent) l["refused"] = sent.message();
     l["reported"] = true;
     ++reported;
   }

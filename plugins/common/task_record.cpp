@@ -1,5 +1,6 @@
 #include "task_record.h"
 
+#include "record_desk.h"
 #include "record_fields.h"
 
 #include <cinttypes>
@@ -43,6 +44,20 @@ bool task_final(const std::string& state) { return state == "succeeded" || state
 
 bool step_final(const std::string& state) {
   return state == "succeeded" || state == "failed" || state == "skipped" || state == "cancelled";
+}
+
+std::optional<command::Error> check_local_report(const std::string& node, const nlohmann::json& task) {
+  auto bad = [](std::string why) { return command::Error{command::kBadValue, "the local task " + why}; };
+  if (auto id = TaskId::parse(text(task, "id")); !id) return bad("\"id\": " + id.status().message());
+  const std::string kind = text(task, "kind");
+  if (kind != "local-drain" && kind != "local-migrate")
+    return bad("\"kind\" must be local-drain or local-migrate, not " + echo_value(kind));
+  if (text(task, "node") != node)
+    return command::Error{desk::kNotYours, "the local task names node " + echo_value(text(task, "node")) +
+                                           "; the agent of " + node + " reports only its own"};
+  if (!task_final(text(task, "state"))) return bad("is not finished (\"state\" " + echo_value(text(task, "state")) + ")");
+  if (task.contains("steps") && !task["steps"].is_array()) return bad("\"steps\" must be an array");
+  return std::nullopt;
 }
 
 std::string final_state(const nlohmann::json& task) {

@@ -2,7 +2,11 @@
 // except new_id (random).
 #pragma once
 
+#include "command.h"
+
 #include <nlohmann/json.hpp>
+
+#include <optional>
 
 #include <string>
 
@@ -29,6 +33,11 @@ bool step_final(const std::string& state);  // succeeded | failed | skipped | ca
 // failed when none succeeded and one failed or was cancelled (or there is a task error);
 // partial otherwise.
 std::string final_state(const nlohmann::json& task);
+
+// Whether `task` is a finished local task of `node` (local-drain, local-migrate), as the agent of
+// `node` may report it (record_desk.h): its own node, a task id, a final state. bad_value or
+// not_yours with the reason otherwise.
+std::optional<command::Error> check_local_report(const std::string& node, const nlohmann::json& task);
 
 // Why a command is refused on a locked node, as advice: "node-b is locked by task 7f3c… (drain,
 // running since 2026-11-22 12:01:07 UTC); wait for it or cancel it with `nodeha task cancel 7f3c…`".

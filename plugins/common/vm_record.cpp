@@ -1,8 +1,20 @@
 #include "vm_record.h"
 
+#include "record_desk.h"
+
 #include <chrono>
 
 namespace nodeha::vm_record {
+namespace {
+
+// An agent writes through the controller's record desk (record_desk.h); a controller writes the
+// bucket itself. Either way the write holds only if the record is still at `revision`.
+Result<uint64_t> write(const Host& host, const std::string& uuid, const nlohmann::json& record, uint64_t revision) {
+  if (host.is_agent()) return desk::send(host, desk::VmWrite{uuid, revision, record, false});
+  return revision ? host.kv_update(kBucket, uuid, record.dump(), revision) : host.kv_create(kBucket, uuid, record.dump());
+}
+
+}  // namespace
 
 int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -17,8 +29,7 @@ Result<nlohmann::json> modify(const Host& host, const std::string& uuid,
     if (record.is_discarded()) record = nlohmann::json();
     if (!change(record)) return record;
     if (record.is_null()) return record;  // nothing to create
-    auto written = cur ? host.kv_update(kBucket, uuid, record.dump(), cur->revision)
-                       : host.kv_create(kBucket, uuid, record.dump());
+    auto written = write(host, uuid, record, cur ? cur->revision : 0);
     if (written) return record;
     if (written.status().code() != NODEHA_ERR_CONFLICT) return written.status();
     // Another writer won: read again and decide again on what it wrote.
@@ -60,6 +71,19 @@ Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, co
   });
   if (r && missing) return Status(NODEHA_ERR_NOT_FOUND, "no record of VM " + uuid);
   return r;
+}
+
+Status remove_own(const Host& host, const std::string& uuid) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto cur = host.kv_get(kBucket, uuid);
+    if (!cur) return cur.status().code() == NODEHA_ERR_NOT_FOUND ? Status::ok() : cur.status();
+    auto record = nlohmann::json::parse(cur->value, nullptr, false);
+    if (!record.is_object() || !record.contains("node") || record["node"] != host.node_id()) return Status::ok();
+    if (!host.is_agent()) return host.kv_delete(kBucket, uuid);
+    auto removed = desk::send(host, desk::VmWrite{uuid, cur->revision, nullptr, true});
+    if (removed || removed.status().code() != NODEHA_ERR_CONFLICT) return removed.status();
+  }
+  return Status(NODEHA_ERR_CONFLICT, "the record of VM " + uuid + " kept changing under us; try again");
 }
 
 nlohmann::json summary(const nlohmann::json& record) {

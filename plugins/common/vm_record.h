@@ -1,5 +1,7 @@
 // Records of the `vms` bucket (docs/node-operations.md): revision-checked changes shared by the
 // agents (inventory, claims, migrations) and the controller's task plugins (rebuild, migrate).
+// An agent's writes go through the controller's record desk (record_desk.h), which writes only
+// what that node's agent may; a controller writes the bucket itself.
 #pragma once
 
 #include <nodeha/plugin.hpp>
@@ -28,6 +30,10 @@ Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std
 
 // Sets `desired` ("running" / "stopped") when it differs. NOT_FOUND when there is no record.
 Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired);
+
+// Deletes the record if it names this host's node (vm.undefine); a record naming another node, or
+// none, is left alone (ok).
+Status remove_own(const Host& host, const std::string& uuid);
 
 // The record with the bulky fields (xml) left out, for listings.
 nlohmann::json summary(const nlohmann::json& record);

@@ -1,7 +1,9 @@
-// tasks (controller): what operators ask of tasks — list, show, cancel — and the housekeeping of
-// node locks: the age of every lock as a metric, and locks whose task is gone or finished
-// cleared at start (a controller that died between locking a node and storing its task).
+// tasks (controller): what operators ask of tasks — list, show, cancel —, the task desk where
+// agents report their journal's local tasks (record_desk.h: agents may not write the bucket), and
+// the housekeeping of node locks: the age of every lock as a metric, and locks whose task is gone
+// or finished cleared at start (a controller that died between locking a node and storing its task).
 #include "engine.h"
+#include "record_desk.h"
 #include "task_record.h"
 
 #include <nodeha/plugin.hpp>
@@ -21,7 +23,10 @@ class TasksPlugin : public Plugin {
   Status start() override {
     clear_stale_locks();
     std::vector<std::pair<const char*, void (TasksPlugin::*)(const Message&)>> cmds = {
-        {"cmd.task.list", &TasksPlugin::list}, {"cmd.task.show", &TasksPlugin::show}, {"cmd.task.cancel", &TasksPlugin::cancel}};
+        {"cmd.task.list", &TasksPlugin::list},
+        {"cmd.task.show", &TasksPlugin::show},
+        {"cmd.task.cancel", &TasksPlugin::cancel},
+        {"ctl.*.task.report", &TasksPlugin::report}};
     for (auto [subject, fn] : cmds) {
       auto r = host().subscribe(host().subject(subject), [this, fn](const Message& m) {
         host().spawn([this, fn, m] { (this->*fn)(m); });  // KV reads: off the event thread
@@ -129,6 +134,37 @@ class TasksPlugin : public Plugin {
       entry = cur.value();
     }
     host().respond(m.reply, command::fail(command::kUnavailable, "could not write the cancel request of task " + id + "; try again"));
+  }
+
+  // A finished local task from the journal of the node named by the subject: stored once (a
+  // report sent again finds its own task and is answered ok), then published on evt.task.<id>.
+  void report(const Message& m) {
+    auto refuse = [&](const std::string& node, const command::Error& e) {
+      host().warn("refused a local task report from " + (node.empty() ? std::string("?") : node) + ": " + e.message);
+      host().respond(m.reply, command::fail(e));
+    };
+    std::string node;
+    if (auto e = desk::node_of(host(), m.subject, &node)) return refuse("", *e);
+    desk::TaskReport r;
+    if (auto e = desk::decode(m.data, &r)) return refuse(node, *e);
+    if (auto e = task_record::check_local_report(node, r.task)) return refuse(node, *e);
+    const std::string id = r.task["id"].get<std::string>();
+    auto created = host().kv_create(task_record::kBucket, id, r.task.dump());
+    if (!created && created.status().code() == NODEHA_ERR_CONFLICT) {
+      auto there = host().kv_get(task_record::kBucket, id);
+      auto t = there ? nlohmann::json::parse(there->value, nullptr, false) : nlohmann::json();
+      if (there && t.is_object() && t.value("node", "") == node && t.value("kind", "") == r.task["kind"])
+        return (void)host().respond(m.reply, command::ok({{"created", false}}));
+      if (there || there.status().code() == NODEHA_ERR_NOT_FOUND)
+        return refuse(node, {desk::kNotYours, "task id " + id + " is another task's"});
+      created = there.status();
+    }
+    if (!created) return (void)host().respond(m.reply, command::fail(command::kUnavailable, created.status().message()));
+    nlohmann::json event = r.task;
+    event["event"] = "reported";
+    (void)host().publish(host().subject("evt.task." + id), event.dump());
+    host().info("stored local task " + id + " (" + r.task["kind"].get<std::string>() + ") reported by " + node);
+    host().respond(m.reply, command::ok({{"created", true}}));
   }
 
   void on_node(const KvEntry& e) {

@@ -222,10 +222,8 @@ Answer AgentSide::undefine(const std::string& uuid) {
     host_.info("undefined VM " + uuid + " (" + f->name + ")");
   }
   // The record goes with the definition, unless it names another node: the VM lives there.
-  auto rec = host_.kv_get(vm_record::kBucket, uuid);
-  if (rec && text(nlohmann::json::parse(rec->value, nullptr, false), "node") == host_.node_id())
-    if (Status s = host_.kv_delete(vm_record::kBucket, uuid); !s)
-      host_.warn("VM " + uuid + " is undefined, but its record stays (it will show as missing): " + s.message());
+  if (Status s = vm_record::remove_own(host_, uuid); !s)
+    host_.warn("VM " + uuid + " is undefined, but its record stays (it will show as missing): " + s.message());
   return {{{"uuid", uuid}}, std::nullopt};
 }
 

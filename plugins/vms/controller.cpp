@@ -1,6 +1,7 @@
 #include "controller.h"
 
 #include "command.h"
+#include "desk_rules.h"
 #include "sync_plan.h"
 #include "vm_record.h"
 
@@ -9,14 +10,80 @@
 namespace nodeha::vms {
 
 Status ControllerSide::start() {
-  auto id = host_.subscribe(
-      host_.subject("cmd.vm.list"),
-      [this](const Message& m) {
-        if (Status s = host_.spawn([this, m] { list(m); }); !s)
-          host_.respond(m.reply, command::fail(command::kUnavailable, s.message()));
-      },
-      "nodeha-controller");
-  return id ? Status::ok() : id.status();
+  refused_ = host_.counter("nodeha_record_desk_refused_total",
+                           "VM record writes an agent asked for and the controller refused (not its node's, a claim "
+                           "the recorded node contradicts, malformed): a stolen agent credential shows here");
+  for (auto [subject, fn] : {std::pair{host_.subject("cmd.vm.list"), &ControllerSide::list},
+                             std::pair{host_.subject("ctl.*.vm.write"), &ControllerSide::write}}) {
+    auto id = host_.subscribe(
+        subject,
+        [this, fn](const Message& m) {
+          if (Status s = host_.spawn([this, fn, m] { (this->*fn)(m); }); !s)
+            host_.respond(m.reply, command::fail(command::kUnavailable, s.message()));
+        },
+        "nodeha-controller");
+    if (!id) return id.status();
+  }
+  return Status::ok();
+}
+
+void ControllerSide::write(const Message& m) const {
+  auto refuse = [&](const std::string& node, const command::Error& e) {
+    refused_.inc();
+    host_.warn("refused a VM record write from " + (node.empty() ? std::string("?") : node) + ": " + e.code + ": " +
+               e.message);
+    host_.respond(m.reply, command::fail(e));
+  };
+  std::string node;
+  if (auto e = desk::node_of(host_, m.subject, &node)) return refuse("", *e);
+  desk::VmWrite w;
+  if (auto e = desk::decode(m.data, &w)) return refuse(node, *e);
+  auto cur = host_.kv_get(vm_record::kBucket, w.uuid);
+  if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND)
+    return (void)host_.respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " +
+                                                                                 cur.status().message()));
+  const uint64_t revision = cur ? cur->revision : 0;
+  if (revision != w.revision)
+    return (void)host_.respond(m.reply, command::fail(desk::kConflict, "the record of VM " + w.uuid +
+                                                                           " changed since revision " +
+                                                                           std::to_string(w.revision) + ": read it again"));
+  nlohmann::json current = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json();
+  if (current.is_discarded()) current = nlohmann::json::object();  // unreadable: it names no node
+  DeskVerdict v = judge(node, current, w);
+  if (v.kind == DeskVerdict::Kind::Refuse) return refuse(node, {v.code, v.message});
+  if (v.kind == DeskVerdict::Kind::AskOwner) {
+    auto there = owner_state(v.owner, w.uuid);
+    if (there && !there->empty())
+      return refuse(node, {desk::kClaimRefused, "VM " + w.uuid + " is " + *there + " on " + v.owner +
+                                                    ", its recorded node: it is not " + node + "'s to claim"});
+    host_.info(node + " claims VM " + w.uuid + " from " + v.owner +
+               (there ? ", which does not have it" : ", which does not answer (a migration landed while it is cut off)"));
+  }
+  // A removal is checked against the revision read just above, not by the store (the host API has
+  // no revision-checked delete): a move by a task in the milliseconds between would be undone.
+  // Removals come from vm.undefine of a domain that is defined and stopped on the writing node.
+  Result<uint64_t> done = revision;
+  if (w.remove && cur) {
+    if (Status s = host_.kv_delete(vm_record::kBucket, w.uuid); !s) done = s;
+  } else if (!w.remove) {
+    done = cur ? host_.kv_update(vm_record::kBucket, w.uuid, w.record.dump(), revision)
+               : host_.kv_create(vm_record::kBucket, w.uuid, w.record.dump());
+  }
+  if (!done && done.status().code() == NODEHA_ERR_CONFLICT)
+    return (void)host_.respond(m.reply, command::fail(desk::kConflict, "the record of VM " + w.uuid +
+                                                                           " changed meanwhile: read it again"));
+  if (!done) return (void)host_.respond(m.reply, command::fail(command::kUnavailable, done.status().message()));
+  host_.respond(m.reply, command::ok({{"revision", done.value()}}));
+}
+
+std::optional<std::string> ControllerSide::owner_state(const std::string& owner, const std::string& uuid) const {
+  auto r = host_.request(host_.subject("agent." + owner + ".vm.list"), "{}", Millis(1000));
+  auto j = r ? nlohmann::json::parse(r.value(), nullptr, false) : nlohmann::json();
+  if (!j.is_object() || j.value("ok", false) != true || !j.contains("result") || !j["result"].is_object())
+    return std::nullopt;
+  for (const auto& v : j["result"].value("vms", nlohmann::json::array()))
+    if (v.is_object() && text(v, "uuid") == uuid) return text(v, "state").empty() ? "defined" : text(v, "state");
+  return "";
 }
 
 void ControllerSide::list(const Message& m) const {

@@ -1,9 +1,14 @@
-// The controller side of the vms plugin: <prefix>.cmd.vm.list {node?} in the queue group
-// "nodeha-controller" -> {vms:[record without xml]} sorted by node, then name
-// (docs/node-operations.md, "Controller commands"). The bucket is read on a worker.
+// The controller side of the vms plugin, in the queue group "nodeha-controller", on workers:
+//   <prefix>.cmd.vm.list {node?} -> {vms:[record without xml]} sorted by node, then name
+//   (docs/node-operations.md, "Controller commands");
+//   <prefix>.ctl.<node>.vm.write: the record desk, which writes the `vms` bucket for the agents
+//   (record_desk.h), only what desk_rules.h lets that node's agent write.
 #pragma once
 
 #include <nodeha/plugin.hpp>
+
+#include <optional>
+#include <string>
 
 namespace nodeha::vms {
 
@@ -13,9 +18,13 @@ class ControllerSide {
   Status start();  // event thread
 
  private:
-  void list(const Message& m) const;  // worker
+  void list(const Message& m) const;   // worker
+  void write(const Message& m) const;  // worker
+  // Whether `owner` lists VM `uuid` (vm.list); nullopt when it does not answer.
+  std::optional<std::string> owner_state(const std::string& owner, const std::string& uuid) const;
 
   const Host& host_;
+  Metric refused_;
 };
 
 }  // namespace nodeha::vms

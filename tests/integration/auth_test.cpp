@@ -62,9 +62,11 @@ class Client {
     EXPECT_EQ(natsConnection_Publish(conn_, subject.c_str(), data.data(), static_cast<int>(data.size())), NATS_OK);
   }
   // The reply's data, or nullopt with no reply within `timeout`.
-  std::optional<std::string> request(const std::string& subject, std::chrono::milliseconds timeout = 1s) {
+  std::optional<std::string> request(const std::string& subject, std::chrono::milliseconds timeout = 1s,
+                                     const std::string& body = "{}") {
     natsMsg* reply = nullptr;
-    if (natsConnection_RequestString(&reply, conn_, subject.c_str(), "{}", timeout.count()) != NATS_OK) return std::nullopt;
+    if (natsConnection_RequestString(&reply, conn_, subject.c_str(), body.c_str(), timeout.count()) != NATS_OK)
+      return std::nullopt;
     std::string data(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return data;
@@ -196,6 +198,44 @@ TEST_F(BusAuth, AnAgentCannotWriteATaskNorReadOthersReplies) {
   ASSERT_TRUE(now) << now.status().message();
   EXPECT_EQ(now->value, R"({"state":"running"})");
   EXPECT_EQ(now->revision, written.value());
+}
+
+// The vms bucket: an agent writes no record itself. Its own node's records go through the
+// controller's record desk (docs/node-operations.md, "Who writes what"), on a subject only its
+// node may publish on; what a stolen node-1 credential asks there of node-2's VM, the controller
+// refuses. node-2's record stays as it was throughout.
+TEST_F(BusAuth, AnAgentWritesOnlyItsOwnNodesVmRecords) {
+  const std::string vm = "0a000000-0000-4000-8000-000000000002";
+  const nlohmann::json stored = {{"uuid", vm}, {"name", "db-1"}, {"node", "node-2"}, {"generation", 1}, {"desired", "running"}};
+  auto seeder = bus_as("ctl-1");
+  ASSERT_TRUE(seeder);
+  auto rev = seeder->kv_create("vms", vm, stored.dump());
+  ASSERT_TRUE(rev) << rev.status().message();
+  HostProcess ctl(host_tables("controller", "ctl-1", nats_->url()) + "[[plugin]]\nlibrary = \"vms\"\n",
+                  {"nats.credentials=" + cred("ctl-1"), "nats.tls_ca=" + ca()});
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto node2 = as("node-2");
+  node2->serve("nodeha.agent.node-2.vm.list",
+               nlohmann::json{{"ok", true}, {"result", {{"vms", {{{"uuid", vm}, {"state", "running"}}}}}}}.dump());
+  auto node1 = as("node-1");
+
+  nlohmann::json claimed = stored;
+  claimed["node"] = "node-1";
+  claimed["generation"] = 2;
+  node1->publish("$KV.vms." + vm, claimed.dump());  // what a kv put sends
+  EXPECT_TRUE(node1->refused("$KV.vms." + vm));
+  const nlohmann::json as_node2 = {{"uuid", vm}, {"revision", rev.value()}, {"remove", true}};
+  EXPECT_FALSE(node1->request("nodeha.ctl.node-2.vm.write", 1s, as_node2.dump()));
+  EXPECT_TRUE(node1->refused("nodeha.ctl.node-2.vm.write"));
+  auto desk = node1->request("nodeha.ctl.node-1.vm.write", 5s,
+                             nlohmann::json{{"uuid", vm}, {"revision", rev.value()}, {"record", claimed}}.dump());
+  ASSERT_TRUE(desk);
+  EXPECT_THAT(*desk, HasSubstr("\"code\":\"claim_refused\""));
+
+  auto now = seeder->kv_get("vms", vm);
+  ASSERT_TRUE(now) << now.status().message();
+  EXPECT_EQ(now->revision, rev.value());
+  EXPECT_EQ(nlohmann::json::parse(now->value), stored);
 }
 
 TEST_F(BusAuth, OnlyControllersReachAnAgent) {

@@ -2,8 +2,8 @@
 // with every shipped controller plugin, three agents on the libvirt test driver running three VMs
 // each, and a NATS client the project did not write (cnats directly, raw_nats.h). With a fixed
 // seed (printed; NODEHA_HOSTILE_SEED repeats a run) it sends thousands of mutated requests on
-// every cmd.* subject, garbage on hb.*, check.* and agent.<node>.* subjects, and requests whose
-// reply subject is someone else's. Every message is invalid by construction, and none could act
+// every cmd.* subject, garbage on hb.*, check.*, agent.<node>.* and the record desks' ctl.<node>.*
+// subjects, and requests whose reply subject is someone else's. Every message is invalid by construction, and none could act
 // if it were accepted (hostile_inputs.h says why; the test asserts it first).
 //
 // Then: every command got an error envelope; the controller stayed connected (its
@@ -15,6 +15,7 @@
 #include "hostile_inputs.h"
 #include "nats_server.h"
 #include "raw_nats.h"
+#include "record_desk.h"
 
 #include <gtest/gtest.h>
 
@@ -35,6 +36,7 @@ constexpr uint64_t kDefaultSeed = 20261206;
 constexpr int kCommandRequests = 6000;  // round-robin over every cmd.* subject
 constexpr int kAgentRequests = 1800;    // round-robin over every agent op of every agent
 constexpr int kBusGarbage = 1200;       // on hb.*, check.* and agent.<node>.ping
+constexpr int kDeskGarbage = 300;       // requests on ctl.<node>.vm.write and .task.report
 constexpr int kForeignReplies = 600;
 constexpr size_t kWindow = 64;  // requests in flight
 constexpr int kNodes = 3, kVmsPerNode = 3;
@@ -393,7 +395,22 @@ TEST_F(HostileClient, GarbageOnHeartbeatCheckAndAgentSubjectsChangesNothing) {
     inputs.push_back(gen.agent(op, world_.nodes[static_cast<size_t>(i % kNodes)]));
     op_of[inputs.back().subject] = &op;
   }
-  auto replies = send_requests(inputs, [&](const Input& in) { return hostile::could_act(*op_of[in.subject], in.body, world_); });
+  // The controller's record desks, where agents write (record_desk.h): garbage on each node's.
+  for (int i = 0; i < kDeskGarbage; ++i) {
+    const std::string& node = world_.nodes[static_cast<size_t>(i) % world_.nodes.size()];
+    inputs.push_back(gen.garbage("ctl." + node + (i % 2 ? ".vm.write" : ".task.report")));
+  }
+  auto desk_could_act = [](const Input& in) -> std::string {
+    desk::VmWrite w;
+    desk::TaskReport r;
+    bool writes = in.subject.ends_with(".vm.write");
+    return (writes ? desk::decode(in.body, &w) : desk::decode(in.body, &r)) ? "" : "decodes as a desk request";
+  };
+  for (const auto& in : inputs)
+    if (!op_of.count(in.subject)) ASSERT_EQ(desk_could_act(in), "") << shown(in);
+  auto replies = send_requests(inputs, [&](const Input& in) {
+    return op_of.count(in.subject) ? hostile::could_act(*op_of[in.subject], in.body, world_) : desk_could_act(in);
+  });
   ASSERT_NO_FATAL_FAILURE(expect_refused(inputs, replies, "agent requests"));
   expect_nothing_changed();
 }

@@ -5,7 +5,8 @@
 // node is drained; the VM operations, the drain and the local drain (on the node-local socket
 // only, with NATS up and down) and their refusals; the domain policy of vm.define (a domain on the
 // host's /dev/vda or with qemu:commandline refused, nothing defined; the keys that widen it);
-// cmd.vm.list on a controller.
+// cmd.vm.list on a controller; the controller's record desk, through which the agent writes its
+// records (a controller runs beside the agent in every test), refusing what is not node-a's.
 //
 // The test driver keeps the domains in the agent's process: each agent starts from the node file.
 #include "bus.h"
@@ -45,6 +46,10 @@ class Vms : public ::testing::Test {
   void SetUp() override {
     bus_ = nats_.client();
     ASSERT_TRUE(bus_);
+    // The agent writes its records and reports its local tasks through the controller's desks.
+    controller_ = std::make_unique<HostProcess>(host_tables("controller", "ctl", nats_.url()) +
+                                                "[[plugin]]\nlibrary = \"vms\"\n[[plugin]]\nlibrary = \"tasks\"\n");
+    ASSERT_TRUE(controller_->wait_ready()) << controller_->log();
     ASSERT_TRUE(bus_->subscribe("nodeha.evt.>", "",
                                 [this](Message m) {
                                   auto j = json::parse(m.data, nullptr, false);
@@ -155,6 +160,7 @@ class Vms : public ::testing::Test {
 
   NatsServer nats_;
   std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<HostProcess> controller_;
   std::mutex mu_;
   std::vector<json> events_;
 };
@@ -554,9 +560,60 @@ TEST_F(Vms, LocalDrainWorksWithTheBusDownAndIsReportedWhenItReturns) {
   EXPECT_EQ(a->metric("nodeha_vm_restarts_total"), 0);
 }
 
+// What a stolen node-a credential could ask of the desk (docs/security.md): the server lets it
+// publish only on ctl.node-a.> (BusAuth.AnAgentWritesOnlyItsOwnNodesVmRecords); here, what the
+// controller refuses on that subject. Every refusal leaves node-b's record as it was.
+TEST_F(Vms, TheDeskWritesOnlyWhatIsTheWritingNodes) {
+  const std::string theirs = "0a000000-0000-4000-8000-0000000000dd";
+  const json stored = {{"uuid", theirs}, {"name", "theirs"}, {"node", "node-b"}, {"generation", 4}, {"desired", "running"}};
+  auto rev = bus_->kv_create("vms", theirs, stored.dump());
+  ASSERT_TRUE(rev);
+  answer_as("node-b", {{theirs, "running"}});
+  auto write = [&](const json& w) { return ask("nodeha.ctl.node-a.vm.write", w.dump()); };
+  auto code = [](const json& reply) { return reply["ok"] == false ? reply["error"]["code"].get<std::string>() : "ok"; };
+
+  json rewritten = stored;
+  rewritten["desired"] = "stopped";  // node-b's supervision would not restart it any more
+  EXPECT_EQ(code(write({{"uuid", theirs}, {"revision", rev.value()}, {"record", rewritten}})), "not_yours");
+  json moved = stored;
+  moved["node"] = "node-c";
+  moved["generation"] = 5;
+  EXPECT_EQ(code(write({{"uuid", theirs}, {"revision", rev.value()}, {"record", moved}})), "not_yours");
+  json claimed = stored;
+  claimed["node"] = "node-a";
+  claimed["generation"] = 5;
+  auto refused = write({{"uuid", theirs}, {"revision", rev.value()}, {"record", claimed}});
+  EXPECT_EQ(code(refused), "claim_refused");
+  EXPECT_THAT(refused["error"]["message"].get<std::string>(), HasSubstr("running on node-b"));
+  EXPECT_EQ(code(write({{"uuid", theirs}, {"revision", rev.value()}, {"remove", true}})), "not_yours");
+  EXPECT_EQ(code(write({{"uuid", theirs}, {"revision", rev.value() - 1}, {"record", claimed}})), "conflict");
+  EXPECT_EQ(code(write({{"uuid", theirs}, {"revision", rev.value()}})), "bad_value");
+  EXPECT_EQ(code(write({{"uuid", "0a000000-0000-4000-8000-dd"}, {"revision", rev.value()}, {"record", claimed}})),
+            "bad_value");
+  auto other = ask("nodeha.ctl." + std::string(70, 'n') + ".vm.write",
+                   json{{"uuid", theirs}, {"revision", rev.value()}, {"remove", true}}.dump());
+  EXPECT_EQ(code(other), "bad_value");  // a subject whose node is no node id
+  const std::string fresh = "0a000000-0000-4000-8000-0000000000de";
+  json planted = {{"uuid", fresh}, {"name", "planted"}, {"node", "node-b"}, {"generation", 1}};
+  EXPECT_EQ(code(write({{"uuid", fresh}, {"revision", 0}, {"record", planted}})), "not_yours");
+
+  auto now = bus_->kv_get("vms", theirs);
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->revision, rev.value());
+  EXPECT_FALSE(bus_->kv_get("vms", fresh));
+  EXPECT_EQ(controller_->metric("nodeha_record_desk_refused_total"), 8);  // a conflict is no refusal
+
+  // What is node-a's it writes: a new record of its own, then a change to it.
+  planted["node"] = "node-a";
+  auto created = write({{"uuid", fresh}, {"revision", 0}, {"record", planted}});
+  ASSERT_EQ(code(created), "ok") << created;
+  planted["desired"] = "stopped";
+  auto changed = write({{"uuid", fresh}, {"revision", created["result"]["revision"]}, {"record", planted}});
+  EXPECT_EQ(code(changed), "ok") << changed;
+  EXPECT_EQ(record(fresh)["desired"], "stopped");
+}
+
 TEST_F(Vms, ControllerListsTheRecords) {
-  HostProcess ctl(host_tables("controller", "ctl", nats_.url()) + "[[plugin]]\nlibrary = \"vms\"\n");
-  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
   auto a = start_agent();
   ASSERT_TRUE(wait_until([&] { return recorded_here(kAll); }));
   const std::string other = "0a000000-0000-4000-8000-0000000000cc";

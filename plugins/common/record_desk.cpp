@@ -1,0 +1,113 @@
+#include "record_desk.h"
+
+namespace nodeha::desk {
+namespace {
+
+using command::Error;
+using command::Type;
+
+// A record carries a domain's XML (vm.define takes up to kMaxDomainCommandBytes, and libvirt's
+// inactive XML adds its defaults): twice that is more than NATS's default max_payload anyway.
+constexpr size_t kMaxVmWriteBytes = 2 * kMaxDomainCommandBytes;
+// A local task has one step per VM of the node.
+constexpr size_t kMaxTaskReportBytes = kMaxBulkCommandBytes;
+constexpr auto kAnswerWithin = Millis(5000);  // a claim makes the controller ask the owner (1 s)
+
+// The controller's envelope as a Result: ok -> result; refused -> Status with "code: message".
+Result<nlohmann::json> answer_of(const Result<std::string>& reply, const std::string& what) {
+  if (!reply) {
+    auto code = reply.status().code();
+    return Status(code == NODEHA_ERR_NO_RESPONDERS || code == NODEHA_ERR_TIMEOUT ? NODEHA_ERR_UNAVAILABLE : code,
+                  "no controller took " + what + ": " + reply.status().message());
+  }
+  auto j = nlohmann::json::parse(reply.value(), nullptr, false);
+  if (!j.is_object() || !j.contains("ok") || !j["ok"].is_boolean())
+    return Status(NODEHA_ERR_INTERNAL, "the controller's answer to " + what + " is no reply envelope");
+  if (j["ok"].get<bool>()) return j.contains("result") ? j["result"] : nlohmann::json::object();
+  const auto& e = j.contains("error") && j["error"].is_object() ? j["error"] : nlohmann::json::object();
+  std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "?";
+  std::string message = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
+  if (code == kConflict) return Status(NODEHA_ERR_CONFLICT, message);
+  if (code == command::kUnavailable) return Status(NODEHA_ERR_UNAVAILABLE, message);
+  return Status(NODEHA_ERR_INVALID, code + ": " + message);
+}
+
+}  // namespace
+
+std::string vm_write_subject(const Host& host, const std::string& node) {
+  return host.subject("ctl." + node + ".vm.write");
+}
+std::string task_report_subject(const Host& host, const std::string& node) {
+  return host.subject("ctl." + node + ".task.report");
+}
+
+std::optional<Error> node_of(const Host& host, const std::string& subject, std::string* node) {
+  const std::string head = host.subject("ctl.");
+  size_t end = subject.find('.', head.size());
+  if (subject.rfind(head, 0) != 0 || end == std::string::npos)
+    return Error{command::kBadValue, "not a desk subject: " + echo_value(subject)};
+  std::optional<NodeId> id;
+  if (auto e = command::parse_id("node", subject.substr(head.size(), end - head.size()), &id)) return e;
+  *node = id->str();
+  return std::nullopt;
+}
+
+std::string encode(const VmWrite& w) {
+  nlohmann::json j = {{"uuid", w.uuid}, {"revision", w.revision}};
+  if (w.remove)
+    j["remove"] = true;
+  else
+    j["record"] = w.record;
+  return j.dump();
+}
+
+std::optional<Error> decode(std::string_view body, VmWrite* out) {
+  nlohmann::json j;
+  if (auto e = command::decode(body,
+                               {{"uuid", Type::String, true},
+                                {"revision", Type::Integer, true},
+                                {"record", Type::Object},
+                                {"remove", Type::Bool}},
+                               &j, kMaxVmWriteBytes))
+    return e;
+  std::optional<VmUuid> uuid;
+  if (auto e = command::parse_id("uuid", j["uuid"], &uuid)) return e;
+  if (!j["revision"].is_number_unsigned())  // JSON's non-negative integers read as unsigned
+    return Error{command::kBadValue, "field \"revision\" must not be negative"};
+  VmWrite w;
+  w.uuid = uuid->str();
+  w.revision = j["revision"].get<uint64_t>();
+  w.remove = j.value("remove", false);
+  if (w.remove == j.contains("record"))
+    return Error{command::kBadValue, "give either \"record\" or \"remove\": true"};
+  if (!w.remove) w.record = std::move(j["record"]);
+  *out = std::move(w);
+  return std::nullopt;
+}
+
+std::string encode(const TaskReport& r) { return nlohmann::json{{"task", r.task}}.dump(); }
+
+std::optional<Error> decode(std::string_view body, TaskReport* out) {
+  nlohmann::json j;
+  if (auto e = command::decode(body, {{"task", Type::Object, true}}, &j, kMaxTaskReportBytes)) return e;
+  out->task = std::move(j["task"]);
+  return std::nullopt;
+}
+
+Result<uint64_t> send(const Host& host, const VmWrite& w) {
+  std::string what = "the write of VM " + w.uuid + "'s record";
+  auto answer = answer_of(host.request(vm_write_subject(host, host.node_id()), encode(w), kAnswerWithin), what);
+  if (!answer) return answer.status();
+  const auto& rev = answer->contains("revision") ? (*answer)["revision"] : nlohmann::json();
+  if (!rev.is_number_unsigned()) return Status(NODEHA_ERR_INTERNAL, "the controller took " + what + " but gave no revision");
+  return rev.get<uint64_t>();
+}
+
+Status send(const Host& host, const TaskReport& r) {
+  std::string id = r.task.is_object() && r.task.contains("id") && r.task["id"].is_string() ? r.task["id"].get<std::string>() : "?";
+  auto answer = answer_of(host.request(task_report_subject(host, host.node_id()), encode(r), kAnswerWithin),
+                          "the report of local task " + id);
+  return answer ? Status::ok() : answer.status();
+}
+
+}  // namespace nodeha::desk

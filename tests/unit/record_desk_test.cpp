@@ -1,0 +1,100 @@
+// The record desks' pure parts: what the controller writes of the vms bucket for a node's agent
+// (desk_rules.h), which local tasks it stores for it (task_record::check_local_report), and the
+// codec both sides share (record_desk.h).
+#include "desk_rules.h"
+#include "record_desk.h"
+#include "task_record.h"
+
+#include <gtest/gtest.h>
+
+namespace nodeha::vms {
+namespace {
+
+using json = nlohmann::json;
+using Kind = DeskVerdict::Kind;
+
+const std::string kVm = "0a000000-0000-4000-8000-000000000001";
+
+json record(const std::string& node, int generation) {
+  return {{"uuid", kVm}, {"name", "web-1"}, {"node", node}, {"generation", generation}, {"desired", "running"}};
+}
+desk::VmWrite put(json r) { return {kVm, 7, std::move(r), false}; }
+std::string code(const DeskVerdict& v) { return v.kind == Kind::Refuse ? v.code : v.kind == Kind::Write ? "write" : "ask"; }
+
+TEST(DeskRules, ANewRecordNamesTheWritingNodeAtGenerationOne) {
+  EXPECT_EQ(code(judge("node-a", nullptr, put(record("node-a", 1)))), "write");
+  EXPECT_EQ(code(judge("node-a", nullptr, put(record("node-b", 1)))), "not_yours");
+  EXPECT_EQ(code(judge("node-a", nullptr, put(record("node-a", 3)))), "not_yours");
+}
+
+TEST(DeskRules, TheOwnerChangesItsRecordAndHandsItOnWithOneMoreGeneration) {
+  auto changed = record("node-a", 3);
+  changed["desired"] = "stopped";
+  EXPECT_EQ(code(judge("node-a", record("node-a", 3), put(changed))), "write");
+  EXPECT_EQ(code(judge("node-a", record("node-a", 3), put(record("node-a", 4)))), "bad_value");
+  EXPECT_EQ(code(judge("node-a", record("node-a", 3), put(record("node-b", 4)))), "write");  // migrated away
+  EXPECT_EQ(code(judge("node-a", record("node-a", 3), put(record("node-b", 3)))), "bad_value");
+}
+
+TEST(DeskRules, AnotherNodesRecordIsOnlyClaimedAndOnlyAfterItsNodeIsAsked) {
+  auto v = judge("node-a", record("node-b", 3), put(record("node-a", 4)));
+  EXPECT_EQ(code(v), "ask");
+  EXPECT_EQ(v.owner, "node-b");
+  auto rewritten = record("node-b", 3);
+  rewritten["desired"] = "stopped";
+  EXPECT_EQ(code(judge("node-a", record("node-b", 3), put(rewritten))), "not_yours");
+  EXPECT_EQ(code(judge("node-a", record("node-b", 3), put(record("node-c", 4)))), "not_yours");
+  EXPECT_EQ(code(judge("node-a", record("node-b", 3), put(record("node-a", 9)))), "bad_value");
+  EXPECT_EQ(code(judge("node-a", record("", 2), put(record("node-a", 3)))), "write");  // named no node
+}
+
+TEST(DeskRules, OnlyTheOwnerRemovesAndAMalformedRecordIsRefused) {
+  EXPECT_EQ(code(judge("node-a", record("node-a", 2), {kVm, 7, nullptr, true})), "write");
+  EXPECT_EQ(code(judge("node-a", record("node-b", 2), {kVm, 7, nullptr, true})), "not_yours");
+  EXPECT_EQ(code(judge("node-a", nullptr, {kVm, 7, nullptr, true})), "write");  // nothing to remove
+  auto other_uuid = record("node-a", 1);
+  other_uuid["uuid"] = "0a000000-0000-4000-8000-000000000002";
+  EXPECT_EQ(code(judge("node-a", nullptr, put(other_uuid))), "bad_value");
+  auto bad_node = record("node-a", 1);
+  bad_node["node"] = "node.a";
+  EXPECT_EQ(code(judge("node-a", nullptr, put(bad_node))), "bad_value");
+  auto no_generation = record("node-a", 1);
+  no_generation["generation"] = "1";
+  EXPECT_EQ(code(judge("node-a", nullptr, put(no_generation))), "bad_value");
+  EXPECT_EQ(code(judge("node-a", nullptr, put(json::array()))), "bad_value");
+}
+
+TEST(DeskCodec, RoundTripsAndRefusesWhatIsNotOneWrite) {
+  desk::VmWrite in{kVm, 12, record("node-a", 2), false}, out;
+  ASSERT_FALSE(desk::decode(desk::encode(in), &out));
+  EXPECT_EQ(out.uuid, kVm);
+  EXPECT_EQ(out.revision, 12u);
+  EXPECT_EQ(out.record, in.record);
+  EXPECT_FALSE(out.remove);
+  ASSERT_FALSE(desk::decode(desk::encode({kVm, 3, nullptr, true}), &out));
+  EXPECT_TRUE(out.remove);
+  for (const char* bad : {R"({"uuid":"x","revision":1,"remove":true})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","revision":-1,"remove":true})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","revision":1})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","revision":1,"remove":true,"record":{}})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","revision":1,"remove":true,"extra":1})", "[]"}) {
+    desk::VmWrite w;
+    EXPECT_TRUE(desk::decode(bad, &w)) << bad;
+  }
+}
+
+TEST(DeskTasks, OnlyAFinishedLocalTaskOfTheNodeItself) {
+  json t = task_record::make("00112233aabbccdd", "local-drain", "node-a", json::object(), "node-a", 1);
+  t["state"] = "succeeded";
+  EXPECT_FALSE(task_record::check_local_report("node-a", t));
+  EXPECT_EQ(task_record::check_local_report("node-b", t)->code, "not_yours");
+  for (auto [field, value] : {std::pair<const char*, json>{"kind", "drain"}, {"state", "running"}, {"id", "../x"},
+                              {"steps", json::object()}}) {
+    json bad = t;
+    bad[field] = value;
+    EXPECT_EQ(task_record::check_local_report("node-a", bad)->code, "bad_value") << field;
+  }
+}
+
+}  // namespace
+}  // namespace nodeha::vms
