@@ -141,8 +141,8 @@ bool Cluster::start() {
   say_("nats-server -js on " + nats_->url() + " (JetStream store in a temp dir), config/nats/nats-server.conf as shipped");
   say_("bus: TLS with a CA made by `" + security_->init_command() +
        "`; every process logs in with its own credential and is held to its role (agent node-a may speak only for "
-       "node-a and hears only requests for node-a; only the controller may send to agents or write tasks; the "
-       "operator `admin` may run every command, `viewer` only list and show): docs/security.md");
+       "node-a, hears only requests for node-a and writes no bucket; only the controller sends to agents and writes "
+       "records; the operator `admin` may run every command, `viewer` only list and show): docs/security.md");
 
   backend_ = options_.force_test_driver ? Backend::TestDriver : Backend::Qemu;
   if (backend_ == Backend::Qemu && !start_nodes(Backend::Qemu)) {
