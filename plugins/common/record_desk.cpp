@@ -94,6 +94,11 @@ std::optional<Error> decode(std::string_view body, TaskReport* out) {
   return std::nullopt;
 }
 
+Status ensure_bucket(const Host& host, const std::string& bucket) {
+  auto probe = host.kv_get(bucket, "nodeha-bucket-check");  // any key: the bucket is bound or made first
+  return probe || probe.status().code() == NODEHA_ERR_NOT_FOUND ? Status::ok() : probe.status();
+}
+
 Result<uint64_t> send(const Host& host, const VmWrite& w) {
   std::string what = "the write of VM " + w.uuid + "'s record";
   auto answer = answer_of(host.request(vm_write_subject(host, host.node_id()), encode(w), kAnswerWithin), what);

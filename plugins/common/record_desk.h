@@ -48,6 +48,10 @@ struct TaskReport {
 std::string encode(const TaskReport& r);
 std::optional<command::Error> decode(std::string_view body, TaskReport* out);
 
+// Controller side, at start: binds `bucket`, creating it on a new cluster, since agents, which
+// read it, may not create buckets. Blocking (one KV round trip).
+Status ensure_bucket(const Host& host, const std::string& bucket);
+
 // Agent side. Sends the write and maps the answer: ok -> the new revision; conflict ->
 // NODEHA_ERR_CONFLICT (vm_record::modify reads again); no controller answered -> UNAVAILABLE;
 // a refusal -> INVALID with "<code>: <message>".

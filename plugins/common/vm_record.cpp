@@ -47,6 +47,7 @@ Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std
     if (record.value("node", std::string()) != node) {
       record["node"] = node;
       record["generation"] = record.value("generation", int64_t{0}) + 1;
+      record.erase("claim");  // a claim's mark is the record desk's, for this move only
       changed = true;
     }
     if (!desired.empty() && record.value("desired", std::string()) != desired) {

@@ -21,6 +21,8 @@ class TasksPlugin : public Plugin {
   explicit TasksPlugin(Host h) : Plugin(std::move(h)) {}
 
   Status start() override {
+    if (Status s = desk::ensure_bucket(host(), task_record::kBucket); !s)
+      host().warn("cannot bind the tasks bucket yet: " + s.message());
     clear_stale_locks();
     std::vector<std::pair<const char*, void (TasksPlugin::*)(const Message&)>> cmds = {
         {"cmd.task.list", &TasksPlugin::list},

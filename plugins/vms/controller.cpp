@@ -2,6 +2,7 @@
 
 #include "command.h"
 #include "desk_rules.h"
+#include "record_fields.h"
 #include "sync_plan.h"
 #include "vm_record.h"
 
@@ -10,6 +11,8 @@
 namespace nodeha::vms {
 
 Status ControllerSide::start() {
+  if (Status s = desk::ensure_bucket(host_, vm_record::kBucket); !s)
+    host_.warn("cannot bind the vms bucket yet (agents wait for it): " + s.message());
   refused_ = host_.counter("nodeha_record_desk_refused_total",
                            "VM record writes an agent asked for and the controller refused (not its node's, a claim "
                            "the recorded node contradicts, malformed): a stolen agent credential shows here");
@@ -58,6 +61,17 @@ void ControllerSide::write(const Message& m) const {
                                                     ", its recorded node: it is not " + node + "'s to claim"});
     host_.info(node + " claims VM " + w.uuid + " from " + v.owner +
                (there ? ", which does not have it" : ", which does not answer (a migration landed while it is cut off)"));
+    // Marked, so that the node it was taken from, once back, removes its own copy only if that one
+    // is shut off (sync_plan.h, contested): a claim nobody could contradict may be a lie.
+    w.record["claim"] = {{"from", v.owner}, {"answered", there.has_value()}};
+  } else if (!w.remove && record::text(current, "node") == node) {
+    // The mark is the desk's: the owner's own writes keep it (or drop it, moving the VM on).
+    if (record::text(w.record, "node") == node && current.is_object() && current.contains("claim"))
+      w.record["claim"] = current["claim"];
+    else
+      w.record.erase("claim");
+  } else if (!w.remove) {
+    w.record.erase("claim");  // a new record
   }
   // A removal is checked against the revision read just above, not by the store (the host API has
   // no revision-checked delete): a move by a task in the milliseconds between would be undone.

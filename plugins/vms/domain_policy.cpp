@@ -1,15 +1,44 @@
 #include "domain_policy.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <nodeha/plugin.hpp>
 
+#include "image_chain.h"
 #include "safe_xml.h"
 #include "vm_ops.h"
 
 namespace nodeha::vms {
 namespace {
+
+std::string echo(const std::string& v) { return "'" + (v.size() > 64 ? v.substr(0, 64) + "..." : v) + "'"; }
+
+// Why a chardev that connects to `host` (QEMU on the host opens the connection, the guest talks on
+// it) could reach the host's own services, or nothing: only a literal address off the host is
+// sure not to. A name may resolve to 127.0.1.1 (Debian's own host name does).
+std::optional<std::string> host_reaching(const std::string& host) {
+  unsigned char v6[16];
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    uint32_t a = ntohl(v4.s_addr);
+    if ((a >> 24) == 127 || a == 0 || (a >> 16) == 0xa9fe) return "is the host itself (loopback, unspecified or link-local)";
+    return std::nullopt;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), v6) == 1) {
+    static const unsigned char loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const unsigned char any[16] = {};
+    bool mapped = std::all_of(v6, v6 + 10, [](unsigned char c) { return c == 0; }) && v6[10] == 0xff && v6[11] == 0xff;
+    if (!std::memcmp(v6, loopback, 16) || !std::memcmp(v6, any, 16) || (v6[0] == 0xfe && (v6[1] & 0xc0) == 0x80) ||
+        (mapped && v6[12] == 127))
+      return "is the host itself (loopback, unspecified or link-local)";
+    return std::nullopt;
+  }
+  return "is a name, which may resolve to the host itself: give an address";
+}
 
 // libvirt's per-driver extension namespaces (qemu, lxc, bhyve, xen, ...): each passes options
 // straight to the hypervisor or the host, around libvirt's own checks.
@@ -32,6 +61,9 @@ const char* const kPathElements[] = {"loader", "nvram", "kernel", "initrd", "dtb
 const std::vector<std::string> kDiskTypes = {"file",    "block", "dir",       "volume",
                                              "network", "nvme",  "vhostuser", "vhostvdpa"};
 const std::vector<std::string> kFilesystemTypes = {"mount", "bind", "block", "file", "template", "ram", "volume"};
+// Image formats a disk may declare: raw names no other file, qcow2's header is read
+// (image_chain.h). vmdk, vhdx, qed, ... can name other host files (extents, backing files).
+const std::vector<std::string> kImageFormats = {"raw", "qcow2"};
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -66,7 +98,8 @@ bool under_any(const std::string& path, const std::vector<std::string>& dirs) {
 
 class Checker {
  public:
-  explicit Checker(const DomainPolicy& p) : p_(p) {}
+  // `images`, when given, receives every file disk's image, for the chain check.
+  Checker(const DomainPolicy& p, std::vector<ImageRef>* images) : p_(p), images_(images) {}
 
   std::optional<std::string> domain(const xmlNode* root) {
     root_ = root;
@@ -150,14 +183,60 @@ class Checker {
     if (name == "input" && (type == "passthrough" || type == "evdev")) return host_device("input type '" + type + "'");
     if (name == "smartcard" && xml_attribute(n, "mode").rfind("host", 0) == 0)
       return host_device("smartcard mode '" + xml_attribute(n, "mode") + "'");
+    if (name == "seclabel") return seclabel(n);
+    if (name == "interface" && type == "user" && !p_.allow_host_network)
+      return refuse("interface type 'user' lets the guest reach the host's own services (its gateway is the "
+                    "host's loopback) (allow_host_network = false)");
+    if (name == "source" && xml_has_attribute(n, "host") && !p_.allow_host_network) {
+      std::string owner_type = xml_attribute(n->parent, "type");
+      if ((owner_type == "tcp" || owner_type == "udp") && xml_attribute(n, "mode") != "bind")
+        if (auto why = host_reaching(xml_attribute(n, "host")))
+          return refuse(what(n) + " " + owner_type + " to " + echo(xml_attribute(n, "host")) + " " + *why +
+                        " (allow_host_network = false)");
+    }
+    if ((name == "driver" && xml_name(n->parent) == "disk") || (name == "format" && xml_name(n->parent) == "backingStore"))
+      if (!type.empty() && !contains(kImageFormats, type))
+        return refuse(what(n) + " format '" + type + "' can name other host files; only " + list_text(kImageFormats) +
+                      " are allowed");
     if (name == "target") return;  // the guest's side: <target dev='vda'>, <target dir='tag'>
     paths(n);
+  }
+
+  // QEMU's confinement (DAC user, AppArmor/SELinux profile) is what keeps a guest that escapes
+  // QEMU from being root on the host: only libvirt's own dynamic labels.
+  void seclabel(const xmlNode* n) {
+    if (p_.allow_unconfined) return;
+    std::string type = xml_attribute(n, "type");
+    if (type == "none" || type == "static" || xml_attribute(n, "relabel") == "no")
+      return refuse(what(n) + (type.empty() ? "" : " type '" + type + "'") +
+                    (xml_attribute(n, "relabel") == "no" ? " relabel 'no'" : "") +
+                    " weakens QEMU's confinement (allow_unconfined = false)");
+    for (const xmlNode* c = n->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && (xml_name(c) == "label" || xml_name(c) == "baselabel"))
+        return refuse(what(n) + " <" + xml_name(c) + "> chooses QEMU's security label (allow_unconfined = false)");
+  }
+
+  // The disk's image file and declared format, for the chain check.
+  void image(const xmlNode* disk) {
+    std::string format = "raw", file;
+    for (const xmlNode* c = disk->children; c; c = c->next) {
+      if (c->type != XML_ELEMENT_NODE) continue;
+      if (xml_name(c) == "driver" && !xml_attribute(c, "type").empty()) format = xml_attribute(c, "type");
+      if (xml_name(c) == "source") file = normal_path(xml_attribute(c, "file"));
+    }
+    if (!file.empty() && !vm_ops::path_under(file, "/dev")) images_->push_back({file, format});
   }
 
   void after_children(const xmlNode* n) {
     const std::string name = xml_name(n), type = xml_attribute(n, "type");
     if ((name == "disk" || name == "filesystem") && type == "block" && !p_.allow_block_devices)
-      refuse(name + " type 'block' is a host block device (allow_block_devices = false)");
+      return refuse(name + " type 'block' is a host block device (allow_block_devices = false)");
+    if (name == "disk" && type == "network")
+      for (const xmlNode* c = n->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && xml_name(c) == "driver" && xml_attribute(c, "type") == "qcow2")
+          return refuse("disk type 'network' in format 'qcow2': its header, which may name host files, cannot be "
+                        "checked here; use raw");
+    if (name == "disk" && (type == "file" || type.empty()) && images_) image(n);
   }
 
   void emulator(const xmlNode* n) {
@@ -208,6 +287,7 @@ class Checker {
   }
 
   const DomainPolicy& p_;
+  std::vector<ImageRef>* images_;
   const xmlNode* root_ = nullptr;
   std::optional<std::string> refusal_;
 };
@@ -234,10 +314,17 @@ DomainPolicy read_domain_policy(const nlohmann::json& config) {
   p.emulators = read_paths(config, "emulators");
   p.allow_block_devices = config.at("allow_block_devices").get<bool>();
   p.allow_host_devices = config.at("allow_host_devices").get<bool>();
+  p.allow_unconfined = config.at("allow_unconfined").get<bool>();
+  p.allow_host_network = config.at("allow_host_network").get<bool>();
   return p;
 }
 
 std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy) {
+  return check_domain(xml, policy, nullptr);
+}
+
+std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy,
+                                           std::vector<ImageRef>* images) {
   std::string error;
   XmlDoc doc = parse_untrusted_xml(xml, &error);
   if (!doc) return command::Error{command::kBadValue, "the domain XML " + error};
@@ -245,7 +332,7 @@ std::optional<command::Error> check_domain(std::string_view xml, const DomainPol
   if (!root || xml_name(root) != "domain")
     return command::Error{command::kBadValue,
                           "the domain XML's root element is <" + xml_name(root) + ">, not <domain>"};
-  if (auto why = Checker(policy).domain(root))
+  if (auto why = Checker(policy, images).domain(root))
     return command::Error{kPolicyRefused, "domain refused by policy: " + *why};
   return std::nullopt;
 }
@@ -274,7 +361,12 @@ std::optional<command::Error> admit_domain(virConnectPtr conn, std::string_view 
     policy.emulators = capability_emulators(caps);
     free(caps);
   }
-  return check_domain(xml, policy);
+  std::vector<ImageRef> images;
+  if (auto refused = check_domain(xml, policy, &images)) return refused;
+  for (const auto& image : images)
+    if (auto why = check_image_chain(image, policy.storage_paths))
+      return command::Error{kPolicyRefused, "domain refused by policy: " + *why};
+  return std::nullopt;
 }
 
 }  // namespace nodeha::vms

@@ -19,6 +19,15 @@
 //   - <script> / <downscript> (a host program run as root) and virtiofs <binary path>: never;
 //   - <emulator>: one of `emulators` (the agent fills it from libvirt's capabilities when the key
 //     is empty).
+//   - disk image formats raw and qcow2 only (others can name host files), never qcow2 over the
+//     network; a qcow2 file's own header (backing and data files) is read by admit_domain and
+//     must stay under storage_paths (image_chain.h);
+//   - nothing that lets the guest reach the host's own services (libvirtd's TCP port, NATS, ...)
+//     unless allow_host_network: no user-mode networking (its gateway is the host's loopback), no
+//     tcp/udp chardev connecting to a loopback, unspecified or link-local address or to a name;
+//   - <seclabel>: only libvirt's dynamic labels; type none or static, relabel 'no', or a chosen
+//     <label> / <baselabel> only with allow_unconfined (QEMU's confinement is what stands between
+//     a guest that escapes QEMU and root on the host).
 // Paths are checked as written, after libxml2 decoded them: absolute, no "." or ".." component
 // (repeated slashes collapse). Symlinks are not resolved: the files may not exist yet, and a
 // link inside a storage path is the host administrator's.
@@ -35,6 +44,7 @@
 #include <vector>
 
 #include "command.h"
+#include "image_chain.h"
 
 namespace nodeha::vms {
 
@@ -46,6 +56,8 @@ struct DomainPolicy {
   std::vector<std::string> emulators;  // empty in config: libvirt's, filled by admit_domain
   bool allow_block_devices = false;
   bool allow_host_devices = false;
+  bool allow_unconfined = false;  // <seclabel> type none or static, relabel 'no', chosen labels
+  bool allow_host_network = false;  // user-mode networking; tcp/udp chardevs to the host or a name
 };
 
 // The error code of a refusal, as vm.define replies it (and a rebuild step shows it).
@@ -60,11 +72,15 @@ DomainPolicy read_domain_policy(const nlohmann::json& config);
 // (allow_block_devices = false)".
 std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy);
 
+// The same, also listing every file disk's image (path, declared format) into `images`.
+std::optional<command::Error> check_domain(std::string_view xml, const DomainPolicy& policy,
+                                           std::vector<ImageRef>* images);
+
 // The <emulator> paths of libvirt's capabilities XML (virConnectGetCapabilities).
 std::vector<std::string> capability_emulators(std::string_view capabilities_xml);
 
-// Blocking: check_domain, with libvirt's emulators when the policy names none; unavailable when
-// libvirt cannot say which emulators it has.
+// Blocking: check_domain, with libvirt's emulators when the policy names none, then the chain of
+// every qcow2 file disk (image_chain.h); unavailable when libvirt cannot say which emulators it has.
 std::optional<command::Error> admit_domain(virConnectPtr conn, std::string_view xml, DomainPolicy policy);
 
 }  // namespace nodeha::vms

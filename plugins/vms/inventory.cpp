@@ -118,6 +118,17 @@ void Inventory::sync() {
   std::erase_if(unverified_, [&](const std::string& u) {
     return std::find(plan.unverified.begin(), plan.unverified.end(), u) == plan.unverified.end();
   });
+  for (const auto& uuid : plan.contested)
+    if (contested_.insert(uuid).second) {
+      std::string claimer = text(in.records[uuid], "node");
+      host_.error("VM " + uuid + " runs here, but " + claimer +
+                  " claimed it while this node could not answer and says it has it too: left alone, neither copy "
+                  "is touched; check both nodes and stop the copy that must not run");
+      publish(uuid, {{"event", "claim_contested"}, {"node", host_.node_id()}, {"claimed_by", claimer}});
+    }
+  std::erase_if(contested_, [&](const std::string& u) {
+    return std::find(plan.contested.begin(), plan.contested.end(), u) == plan.contested.end();
+  });
   if (plan.mine != owned_) save_owned(plan.mine);
   owned_ = std::move(plan.mine);
   seen_.clear();
@@ -217,6 +228,7 @@ void Inventory::remove_stale(const std::string& uuid) {
   nlohmann::json record = parse_record(rec->value);
   std::string owner = text(record, "node");
   if (owner.empty() || owner == host_.node_id()) return;
+  const bool contested = claimed_unanswered_from(record, host_.node_id());
   auto fail = [&](const Status& s) {
     host_.error("the stale copy of VM " + uuid + " (owned by " + owner + ") could not be removed: " + s.message());
   };
@@ -228,6 +240,7 @@ void Inventory::remove_stale(const std::string& uuid) {
   if (!f) return fail(f.status());
   if (vm_ops::arriving(f->state, f->reason, f->persistent) || vm_ops::has_job(dom.value().get()))
     return;  // the migration decides
+  if (contested && f->state != VIR_DOMAIN_SHUTOFF) return;  // claimed while we could not answer: next sync asks
   Status s = vm_ops::destroy(dom.value().get());
   if (s) s = vm_ops::undefine(dom.value().get());
   if (!s) return fail(s);

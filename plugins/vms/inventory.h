@@ -78,6 +78,7 @@ class Inventory {
   std::set<std::string> owned_;       // this node's domains at the last sync (state_dir/owned.json)
   std::set<std::string> seen_;        // every domain at the last sync
   std::set<std::string> unverified_;  // warned about once
+  std::set<std::string> contested_;   // logged and published once
   std::map<std::string, std::pair<std::string, int64_t>> disk_gib_;  // uuid -> (xml, GiB): sized once per definition
   std::set<std::string> autostart_failed_;                           // logged once
   std::set<std::string> restart_failed_;                             // logged once until it works

@@ -40,6 +40,12 @@ const nodeha_config_key kKeys[] = {
         "agent: a defined domain may use the host's block devices as disks (type='block', or a path under /dev)"),
     key("allow_host_devices", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
         "agent: a defined domain may pass host devices through (hostdev, host device nodes, TPM, input, smartcard)"),
+    key("allow_unconfined", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may turn off or choose QEMU's confinement (<seclabel> type none or static, relabel "
+        "'no', a chosen label)"),
+    key("allow_host_network", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "agent: a defined domain may reach the host's own services: user-mode networking, tcp/udp chardevs "
+        "connecting to a loopback, unspecified or link-local address or to a host name"),
 };
 
 class VmsPlugin : public Plugin {

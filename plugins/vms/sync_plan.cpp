@@ -10,6 +10,12 @@ std::string text(const nlohmann::json& record, const char* key) {
   return it != record.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+bool claimed_unanswered_from(const nlohmann::json& record, const std::string& node) {
+  if (!record.is_object() || !record.contains("claim")) return false;
+  const auto& c = record["claim"];
+  return c.is_object() && text(c, "from") == node && c.contains("answered") && c["answered"] == false;
+}
+
 bool runs_here(const Domain& d) { return d.state == VIR_DOMAIN_RUNNING || d.state == VIR_DOMAIN_BLOCKED; }
 
 nlohmann::json new_record(const Domain& d, const std::string& node, int64_t now_ms) {
@@ -63,7 +69,7 @@ bool needs_restart(const nlohmann::json& record, const Domain& d) {
 namespace {
 
 // Whose a domain is by its record, before asking anyone.
-enum class Whose { Mine, Nobody, Unrecorded, Others, OthersNeverMine, Migrating };
+enum class Whose { Mine, Nobody, Unrecorded, Others, OthersNeverMine, Contested, Migrating };
 
 Whose whose(const SyncInput& in, const std::string& uuid, const Domain& d) {
   auto it = in.records.find(uuid);
@@ -73,7 +79,11 @@ Whose whose(const SyncInput& in, const std::string& uuid, const Domain& d) {
   // A domain arriving by migration belongs to the migration until it ends.
   if (vm_ops::arriving(d.state, d.reason, d.persistent)) return Whose::Migrating;
   if (owner.empty()) return Whose::Nobody;
-  return in.owned.count(uuid) ? Whose::Others : Whose::OthersNeverMine;
+  if (!in.owned.count(uuid)) return Whose::OthersNeverMine;
+  // Claimed away while this node could not answer, and still up here: not a copy left behind by a
+  // migration (that one is shut off), so only the claimer can tell.
+  if (claimed_unanswered_from(it->second, in.node) && d.state != VIR_DOMAIN_SHUTOFF) return Whose::Contested;
+  return Whose::Others;
 }
 
 }  // namespace
@@ -81,7 +91,7 @@ Whose whose(const SyncInput& in, const std::string& uuid, const Domain& d) {
 std::vector<std::string> needs_owner_view(const SyncInput& in) {
   std::vector<std::string> out;
   for (const auto& [uuid, d] : in.domains)
-    if (whose(in, uuid, d) == Whose::OthersNeverMine) out.push_back(uuid);
+    if (auto w = whose(in, uuid, d); w == Whose::OthersNeverMine || w == Whose::Contested) out.push_back(uuid);
   return out;
 }
 
@@ -111,6 +121,16 @@ SyncPlan plan_sync(const SyncInput& in) {
       case Whose::Others:  // it was ours and its record moved away meanwhile (a rebuild elsewhere)
         plan.stale.push_back(uuid);
         break;
+      case Whose::Contested: {
+        auto view = in.owners.count(uuid) ? in.owners.at(uuid) : OwnerView::Unknown;
+        if (view == OwnerView::Absent) {
+          plan.claim.push_back(uuid);  // the claimer has no copy: the claim was wrong, ours is the one
+        } else {
+          plan.contested.push_back(uuid);
+        }
+        plan.mine.insert(uuid);  // still owned: asked again, never taken for a copy left behind
+        break;
+      }
       case Whose::OthersNeverMine: {
         auto view = in.owners.count(uuid) ? in.owners.at(uuid) : OwnerView::Unknown;
         // It arrived and runs while this node was in sync with the bucket: a live migration

@@ -62,6 +62,10 @@ struct SyncPlan {
   std::vector<std::string> autostart_off;
   // Another node's, which cannot be told yet: left alone, asked again at the next sync.
   std::vector<std::string> unverified;
+  // This node's until another claimed it while this node could not answer, and not shut off here:
+  // the claimer may run it too (a double), or may have lied. Left alone (kept in `mine`, never
+  // supervised): the operator decides; claimed back at once if the claimer says it has no copy.
+  std::vector<std::string> contested;
   // This node's domains after the sync (recorded here, claimed or new): the next `owned`.
   std::set<std::string> mine;
 };
@@ -72,6 +76,10 @@ struct SyncPlan {
 std::vector<std::string> needs_owner_view(const SyncInput& in);
 
 SyncPlan plan_sync(const SyncInput& in);
+
+// Whether `record` was claimed from `node` while `node` did not answer the controller (the
+// record desk marks such claims: "claim": {"from": node, "answered": false}).
+bool claimed_unanswered_from(const nlohmann::json& record, const std::string& node);
 
 // The string at `key` of a record, or "" (absent, or not a string: records come from anyone).
 std::string text(const nlohmann::json& record, const char* key);

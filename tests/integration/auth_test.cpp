@@ -143,6 +143,29 @@ class BusAuth : public ::testing::Test {
   }
   std::string cred(const std::string& name) const { return security_->credential(name); }
   std::string ca() const { return security_->ca(); }
+  // A host's config tables, logged in as `name` over TLS.
+  std::string secured(const std::string& role, const std::string& name) const {
+    std::string t = host_tables(role, name, nats_->url());
+    size_t at = t.find("[nats]\n") + 7;
+    return t.insert(at, security_->host_keys(name));
+  }
+  // Agent `node` on a libvirt test driver node with no domains, heartbeat and vms plugins.
+  std::string agent_config(const std::string& node) {
+    std::string node_file = dir_.write(node + ".xml", "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes>"
+                                                      "<sockets>1</sockets><cores>4</cores><threads>1</threads><active>4"
+                                                      "</active></cpu><memory>8388608</memory></node>\n");
+    return secured("agent", node) + "[libvirt]\nuri = \"test://" + node_file + "\"\n" +
+           "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
+           "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\n";
+  }
+  // The lines of the server's log that report a permissions violation.
+  std::vector<std::string> violations() const {
+    std::istringstream log(nats_->log());
+    std::vector<std::string> out;
+    for (std::string line; std::getline(log, line);)
+      if (line.find("Violation") != std::string::npos) out.push_back(line);
+    return out;
+  }
   std::unique_ptr<Client> as(const std::string& name) {
     auto c = std::make_unique<Client>(nats_->url(), cred(name), ca());
     EXPECT_TRUE(c->connected()) << name << ": " << c->connect_error();
@@ -317,11 +340,6 @@ TEST_F(BusAuth, ACredentialOthersCanReadIsRefusedBeforeConnecting) {
 // The whole path: nodeha-host agent and controller log in with their generated credentials over
 // TLS, the heartbeat reaches the controller, and operators see the node with the CLI.
 TEST_F(BusAuth, HostsAndCliWorkWithTheirCredentials) {
-  auto secured = [&](const std::string& role, const std::string& name) {
-    std::string t = host_tables(role, name, nats_->url());
-    size_t at = t.find("[nats]\n") + 7;
-    return t.insert(at, security_->host_keys(name));
-  };
   HostProcess controller(secured("controller", "ctl-1") + controller_plugin_tables());
   ASSERT_TRUE(controller.wait_ready()) << controller.log();
   // Agents may not create buckets (docs/security.md, known gaps): the controller's plugins do.
@@ -331,12 +349,7 @@ TEST_F(BusAuth, HostsAndCliWorkWithTheirCredentials) {
       auto info = observer->request("$JS.API.STREAM.INFO.KV_" + bucket);
       return info && info->find("\"config\"") != std::string::npos;
     })) << bucket << "\n" << controller.log();
-  std::string node_file = dir_.write("node-1.xml", "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes>"
-                                                   "<sockets>1</sockets><cores>4</cores><threads>1</threads><active>4"
-                                                   "</active></cpu><memory>8388608</memory></node>\n");
-  HostProcess agent(secured("agent", "node-1") + "[libvirt]\nuri = \"test://" + node_file + "\"\n" +
-                    "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
-                    "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\n");
+  HostProcess agent(agent_config("node-1"));
   ASSERT_TRUE(agent.wait_ready()) << agent.log();
 
   auto node_state = [&](const std::string& who) {
@@ -363,14 +376,57 @@ TEST_F(BusAuth, HostsAndCliWorkWithTheirCredentials) {
                          dir_);
   EXPECT_EQ(after.doc().value("management", ""), "enabled") << after.out;
   // The hosts ran on exactly the permissions they were given: the server refused only the drain.
-  std::istringstream log(nats_->log());
-  int violations = 0;
-  for (std::string line; std::getline(log, line);)
-    if (line.find("Violation") != std::string::npos) {
-      ++violations;
-      EXPECT_THAT(line, HasSubstr("Subject \"nodeha.cmd.node.drain\""));
-    }
-  EXPECT_EQ(violations, 1);
+  auto refused = violations();
+  ASSERT_EQ(refused.size(), 1u) << testing::PrintToString(refused);
+  EXPECT_THAT(refused[0], HasSubstr("Subject \"nodeha.cmd.node.drain\""));
+}
+
+// With auth and TLS on: what the controller asks an agent to define goes through the agent's
+// domain policy (a disk on the host's /dev/vda is refused, nothing defined), and what it defines is
+// recorded through the controller's record desk, the agent writing no bucket itself.
+TEST_F(BusAuth, AControllerGetsGuestsNotTheHostAndTheRecordComesThroughTheDesk) {
+  HostProcess controller(secured("controller", "ctl-1") + "[[plugin]]\nlibrary = \"vms\"\n[[plugin]]\nlibrary = \"tasks\"\n");
+  ASSERT_TRUE(controller.wait_ready()) << controller.log();
+  HostProcess agent(agent_config("node-1"));
+  ASSERT_TRUE(agent.wait_ready()) << agent.log();
+  auto ctl = as("ctl-1");
+  auto define = [&](const std::string& uuid, const std::string& disk) {
+    std::string xml = "<domain type='test'><name>g-" + uuid.substr(34) + "</name><uuid>" + uuid +
+                      "</uuid><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>"
+                      "<devices><disk type='block' device='disk'><source dev='" + disk +
+                      "'/><target dev='vda'/></disk></devices></domain>";
+    std::optional<std::string> reply;
+    wait_until([&] {  // the agent serves once its first inventory sync is done
+      reply = ctl->request("nodeha.agent.node-1.vm.define", 5s, nlohmann::json{{"xml", xml}}.dump());
+      return reply && reply->find("unavailable") == std::string::npos;
+    });
+    return reply ? nlohmann::json::parse(*reply, nullptr, false) : nlohmann::json();
+  };
+  const std::string evil = "0a000000-0000-4000-8000-0000000000e1";
+  auto refused = define(evil, "/dev/vda");
+  EXPECT_EQ(refused["error"]["code"], "policy") << refused;
+  EXPECT_THAT(refused["error"]["message"].get<std::string>(), HasSubstr("/dev/vda is a host block device"));
+  auto listed = ctl->request("nodeha.agent.node-1.vm.list", 5s);
+  ASSERT_TRUE(listed);
+  EXPECT_THAT(*listed, ::testing::Not(HasSubstr(evil)));
+
+  HostProcess widened(agent_config("node-2") + "allow_block_devices = true\n");  // node-2 takes block disks
+  ASSERT_TRUE(widened.wait_ready()) << widened.log();
+  const std::string fine = "0a000000-0000-4000-8000-0000000000e2";
+  auto defined = ctl->request("nodeha.agent.node-2.vm.define", 5s,
+                              nlohmann::json{{"xml", "<domain type='test'><name>g-e2</name><uuid>" + fine +
+                                                         "</uuid><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type "
+                                                         "arch='x86_64'>hvm</type></os></domain>"}}.dump());
+  ASSERT_TRUE(defined);
+  EXPECT_THAT(*defined, HasSubstr("\"ok\":true"));
+  auto seeder = bus_as("ctl-1");
+  ASSERT_TRUE(seeder);
+  EXPECT_TRUE(wait_until([&] {
+    auto r = seeder->kv_get("vms", fine);
+    return r && nlohmann::json::parse(r->value, nullptr, false).value("node", "") == "node-2";
+  })) << widened.log() << controller.log();
+  EXPECT_FALSE(seeder->kv_get("vms", evil));
+  EXPECT_TRUE(violations().empty()) << testing::PrintToString(violations());  // the agents wrote no bucket
 }
 
 TEST_F(BusAuth, InitRefusesBadNamesAndAnExistingCa) {

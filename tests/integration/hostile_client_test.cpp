@@ -1,8 +1,8 @@
 // A hostile client against a whole cluster (issue 13, point 7): a real nats-server, a controller
 // with every shipped controller plugin, three agents on the libvirt test driver running three VMs
 // each, and a NATS client the project did not write (cnats directly, raw_nats.h). With a fixed
-// seed (printed; NODEHA_HOSTILE_SEED repeats a run) it sends thousands of mutated requests on
-// every cmd.* subject, garbage on hb.*, check.*, agent.<node>.* and the record desks' ctl.<node>.*
+// seed (printed; NODEHA_HOSTILE_SEED repeats a run) it sends the issue's request (a drain of a
+// 5,000-character node) and 10,000 mutated requests on every cmd.* subject, garbage on hb.*, check.*, agent.<node>.* and the record desks' ctl.<node>.*
 // subjects, and requests whose reply subject is someone else's. Every message is invalid by construction, and none could act
 // if it were accepted (hostile_inputs.h says why; the test asserts it first).
 //
@@ -33,7 +33,7 @@ using json = nlohmann::json;
 using hostile::Input;
 
 constexpr uint64_t kDefaultSeed = 20261206;
-constexpr int kCommandRequests = 6000;  // round-robin over every cmd.* subject
+constexpr int kCommandRequests = 10000;  // round-robin over every cmd.* subject, after the issue's own
 constexpr int kAgentRequests = 1800;    // round-robin over every agent op of every agent
 constexpr int kBusGarbage = 1200;       // on hb.*, check.* and agent.<node>.ping
 constexpr int kDeskGarbage = 300;       // requests on ctl.<node>.vm.write and .task.report
@@ -335,6 +335,13 @@ TEST_F(HostileClient, MutatedCommandsAreAllRefusedAndChangeNothing) {
   const auto& ops = hostile::command_ops();
   std::vector<Input> inputs;
   std::map<std::string, const hostile::Op*> op_of;
+  // The request of issue 13 that once cut the controller off the bus, first, then 10,000 like it.
+  for (const auto& op : ops)
+    if (std::string(op.name) == "node.drain") {
+      inputs.push_back({"cmd.node.drain", json{{"node", std::string(5000, 'x')}, {"dry_run", true}}.dump(), "issue 13"});
+      op_of[inputs.back().subject] = &op;
+    }
+  ASSERT_EQ(inputs.size(), 1u);
   for (int i = 0; i < kCommandRequests; ++i) {
     const auto& op = ops[static_cast<size_t>(i) % ops.size()];
     inputs.push_back(gen.command(op));

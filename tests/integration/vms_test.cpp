@@ -248,6 +248,45 @@ TEST_F(Vms, AVmMovedAwayWhileHereIsAStaleCopy) {
   EXPECT_EQ(listed().size(), 4u);
 }
 
+// Claimed by node-b while node-a could not answer (the desk's mark): node-a's copy still runs, so
+// node-b's word is not enough to remove it. While node-b says it runs it too, both are left alone
+// and the operator is told; once node-b says it has none, node-a takes its record back.
+TEST_F(Vms, ACopyClaimedAwayWhileSilentStaysWhileItRuns) {
+  std::map<std::string, std::string> on_b = {{kWeb, "running"}};
+  std::mutex b_mu;
+  auto sub = bus_->subscribe("nodeha.agent.node-b.vm.list", "", [&](Message m) {
+    json vms = json::array();
+    {
+      std::lock_guard lock(b_mu);
+      for (const auto& [uuid, state] : on_b) vms.push_back({{"uuid", uuid}, {"state", state}});
+    }
+    (void)bus_->publish(m.reply, json{{"ok", true}, {"result", {{"vms", vms}}}}.dump());
+  });
+  ASSERT_TRUE(sub);
+  auto a = start_agent();
+  ASSERT_TRUE(wait_until([&] { return recorded_here(kAll); }));
+  auto taken = record(kWeb);
+  taken["node"] = "node-b";
+  taken["generation"] = taken["generation"].get<int>() + 1;
+  taken["claim"] = {{"from", "node-a"}, {"answered", false}};
+  ASSERT_TRUE(bus_->kv_put("vms", kWeb, taken.dump()));
+  ASSERT_TRUE(wait_until([&] { return !events("claim_contested").empty(); })) << a->log();
+  EXPECT_EQ(events("claim_contested")[0]["claimed_by"], "node-b");
+  ASSERT_TRUE(syncs_pass(*a));
+  EXPECT_EQ(state(kWeb), "running");
+  EXPECT_EQ(a->metric("nodeha_stale_copies_removed_total"), 0);
+  EXPECT_EQ(record(kWeb)["node"], "node-b");
+
+  {
+    std::lock_guard lock(b_mu);
+    on_b.clear();  // node-b has no copy: the claim was wrong
+  }
+  ASSERT_TRUE(wait_until([&] { return record(kWeb).value("node", "") == "node-a"; })) << a->log();
+  EXPECT_EQ(state(kWeb), "running");
+  EXPECT_EQ(record(kWeb)["claim"]["answered"], true);
+  EXPECT_EQ(a->metric("nodeha_stale_copies_removed_total"), 0);
+}
+
 TEST_F(Vms, ACopyWhoseOwnerCannotTellIsLeftAloneUntilItCan) {
   auto a = start_agent();
   const std::string uuid = "0a000000-0000-4000-8000-0000000000dd";
@@ -611,6 +650,28 @@ TEST_F(Vms, TheDeskWritesOnlyWhatIsTheWritingNodes) {
   auto changed = write({{"uuid", fresh}, {"revision", created["result"]["revision"]}, {"record", planted}});
   EXPECT_EQ(code(changed), "ok") << changed;
   EXPECT_EQ(record(fresh)["desired"], "stopped");
+}
+
+// A claim of a node that does not answer is taken (a live migration from a cut-off node lands
+// so), and marked: the node it was taken from keeps a copy that still runs (sync_plan.h). The
+// claimer's later writes cannot drop the mark.
+TEST_F(Vms, AClaimNobodyContradictedIsMarkedAndTheMarkStays) {
+  const std::string silent = "0a000000-0000-4000-8000-0000000000df";
+  const json stored = {{"uuid", silent}, {"name", "silent"}, {"node", "node-s"}, {"generation", 2}};
+  auto rev = bus_->kv_create("vms", silent, stored.dump());
+  ASSERT_TRUE(rev);
+  json claimed = stored;
+  claimed["node"] = "node-a";
+  claimed["generation"] = 3;
+  auto taken = ask("nodeha.ctl.node-a.vm.write", json{{"uuid", silent}, {"revision", rev.value()}, {"record", claimed}}.dump());
+  ASSERT_EQ(taken["ok"], true) << taken;
+  EXPECT_EQ(record(silent)["claim"], (json{{"from", "node-s"}, {"answered", false}}));
+  claimed["desired"] = "running";  // an owner's write without the mark
+  auto kept = ask("nodeha.ctl.node-a.vm.write",
+                  json{{"uuid", silent}, {"revision", taken["result"]["revision"]}, {"record", claimed}}.dump());
+  ASSERT_EQ(kept["ok"], true) << kept;
+  EXPECT_EQ(record(silent)["desired"], "running");
+  EXPECT_EQ(record(silent)["claim"], (json{{"from", "node-s"}, {"answered", false}}));
 }
 
 TEST_F(Vms, ControllerListsTheRecords) {

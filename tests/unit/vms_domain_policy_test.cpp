@@ -199,7 +199,10 @@ TEST(DomainPolicy, HostFilesAndSocketsOnlyUnderTheChardevPaths) {
               HasSubstr("console log /root/.ssh/authorized_keys is outside"));
   EXPECT_THAT(why(domain("<graphics type='vnc' socket='/etc/vnc.sock'/>")),
               HasSubstr("graphics /etc/vnc.sock is outside"));
-  EXPECT_THAT(why(domain("<interface type='user'><backend type='passt' logFile='/etc/profile.d/x.sh'/></interface>")),
+  DomainPolicy user_network = defaults();
+  user_network.allow_host_network = true;
+  EXPECT_THAT(why(domain("<interface type='user'><backend type='passt' logFile='/etc/profile.d/x.sh'/></interface>"),
+                  user_network),
               HasSubstr("interface backend /etc/profile.d/x.sh is outside"));
   EXPECT_EQ(why(domain("", "", "<domain type='kvm' file='/etc/shadow'>")),
             "domain /etc/shadow is outside the paths for host files and sockets (chardev_paths = "
@@ -258,7 +261,9 @@ TEST(DomainPolicy, ConfigPathsAreAbsoluteAndNormal) {
                       {"chardev_paths", nlohmann::json::array()},
                       {"emulators", nlohmann::json::array()},
                       {"allow_block_devices", false},
-                      {"allow_host_devices", true}};
+                      {"allow_host_devices", true},
+                      {"allow_unconfined", false},
+                      {"allow_host_network", false}};
   DomainPolicy p = read_domain_policy(c);
   EXPECT_THAT(p.storage_paths, ElementsAre("/var/lib/libvirt/images"));
   EXPECT_TRUE(p.allow_host_devices);
@@ -266,6 +271,69 @@ TEST(DomainPolicy, ConfigPathsAreAbsoluteAndNormal) {
   EXPECT_THROW(read_domain_policy(c), ConfigError);
   c["storage_paths"] = {"/srv/../etc"};
   EXPECT_THROW(read_domain_policy(c), ConfigError);
+}
+
+TEST(DomainPolicy, QemusConfinementStaysUnlessAllowed) {
+  EXPECT_EQ(why(domain("", "", "<domain type='kvm'><seclabel type='dynamic' model='dac' relabel='yes'/>")), "ok");
+  for (const std::string head : {"<domain type='kvm'><seclabel type='none'/>",
+                                 "<domain type='kvm'><seclabel type='static' model='dac'><label>0:0</label></seclabel>",
+                                 "<domain type='kvm'><seclabel type='dynamic' model='selinux'><baselabel>unconfined_t"
+                                 "</baselabel></seclabel>"})
+    EXPECT_THAT(why(domain("", "", head)), HasSubstr("(allow_unconfined = false)")) << head;
+  std::string unlabelled = "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/a.img'>"
+                           "<seclabel model='dac' relabel='no'/></source><target dev='vda'/></disk>";
+  EXPECT_EQ(why(domain(unlabelled)), "disk seclabel relabel 'no' weakens QEMU's confinement (allow_unconfined = false)");
+  DomainPolicy allowed = defaults();
+  allowed.allow_unconfined = true;
+  EXPECT_EQ(why(domain(unlabelled), allowed), "ok");
+  EXPECT_EQ(why(domain("", "", "<domain type='kvm'><seclabel type='none'/>"), allowed), "ok");
+}
+
+// A guest that reaches the host's own services (libvirtd's TCP port, NATS) through its serial port
+// or user-mode networking can ask them for what the policy refuses.
+TEST(DomainPolicy, NoWayToTheHostsOwnServicesUnlessAllowed) {
+  auto serial = [](const std::string& type, const std::string& source) {
+    return "<serial type='" + type + "'>" + source + "<target port='0'/></serial>";
+  };
+  for (const std::string host : {"127.0.0.1", "127.1.2.3", "0.0.0.0", "169.254.0.1", "::1", "::", "fe80::1",
+                                 "::ffff:127.0.0.1", "localhost", "node-a.example"}) {
+    std::string tcp = serial("tcp", "<source mode='connect' host='" + host + "' service='16509'/>");
+    EXPECT_THAT(why(domain(tcp)), HasSubstr("(allow_host_network = false)")) << host;
+  }
+  EXPECT_EQ(why(domain(serial("tcp", "<source mode='connect' host='127.0.0.1' service='16509'/>"))),
+            "serial source tcp to '127.0.0.1' is the host itself (loopback, unspecified or link-local) "
+            "(allow_host_network = false)");
+  EXPECT_THAT(why(domain(serial("udp", "<source mode='bind' host='0.0.0.0' service='1'/>"
+                                       "<source host='localhost' service='2'/>"))),
+              HasSubstr("udp to 'localhost' is a name"));
+  EXPECT_THAT(why(domain("<redirdev bus='usb' type='tcp'><source mode='connect' host='127.0.0.1' service='4000'/>"
+                         "</redirdev>")),
+              HasSubstr("redirdev source tcp to '127.0.0.1'"));
+  EXPECT_THAT(why(domain("<interface type='user'/>")), HasSubstr("interface type 'user'"));
+  EXPECT_EQ(why(domain(serial("tcp", "<source mode='connect' host='10.0.0.9' service='7000'/>"))), "ok");
+  EXPECT_EQ(why(domain(serial("tcp", "<source mode='bind' host='0.0.0.0' service='7000'/>"))), "ok");  // it listens
+  EXPECT_EQ(why(domain(serial("tcp", "<source mode='connect' host='2001:db8::5' service='7000'/>"))), "ok");
+  DomainPolicy allowed = defaults();
+  allowed.allow_host_network = true;
+  EXPECT_EQ(why(domain(serial("tcp", "<source mode='connect' host='127.0.0.1' service='16509'/>")), allowed), "ok");
+  EXPECT_EQ(why(domain("<interface type='user'/>"), allowed), "ok");
+}
+
+TEST(DomainPolicy, OnlyImageFormatsThatNameNoUncheckedFile) {
+  auto disk = [](const std::string& type, const std::string& format, const std::string& source) {
+    return "<disk type='" + type + "' device='disk'><driver name='qemu' type='" + format + "'/>" + source +
+           "<target dev='vda'/></disk>";
+  };
+  const std::string file = "<source file='/var/lib/libvirt/images/a.img'/>";
+  EXPECT_EQ(why(domain(disk("file", "qcow2", file))), "ok");
+  EXPECT_EQ(why(domain(disk("file", "vmdk", file))),
+            "disk driver format 'vmdk' can name other host files; only [\"raw\", \"qcow2\"] are allowed");
+  EXPECT_THAT(why(domain(disk("file", "raw", "<source file='/var/lib/libvirt/images/a.img'/><backingStore type='file'>"
+                                            "<format type='qed'/><source file='/var/lib/libvirt/images/b'/></backingStore>"))),
+              HasSubstr("format 'qed' can name other host files"));
+  EXPECT_THAT(why(domain(disk("network", "qcow2", "<source protocol='rbd' name='pool/a'/>"))),
+              HasSubstr("disk type 'network' in format 'qcow2'"));
+  EXPECT_EQ(why(domain(disk("network", "raw", "<source protocol='rbd' name='pool/a'/>"))), "ok");
 }
 
 }  // namespace

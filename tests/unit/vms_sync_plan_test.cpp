@@ -101,6 +101,37 @@ TEST(SyncPlan, WhatWasOursAndWasMovedAwayIsStaleWithoutAsking) {
   EXPECT_THAT(plan_sync(in).stale, ElementsAre("rebuilt-elsewhere"));
 }
 
+// A claim the controller took while this node could not answer may be a lie (a stolen credential
+// of the claimer): a copy that still runs here is not removed on the claimer's word.
+TEST(SyncPlan, ACopyClaimedAwayWhileThisNodeWasSilentIsRemovedOnlyIfShutOff) {
+  auto in = input(false);
+  in.owned = {"taken", "migrated", "answered"};
+  add(in, domain("taken", VIR_DOMAIN_RUNNING), "node-b");
+  add(in, domain("migrated", VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_MIGRATED), "node-b");
+  add(in, domain("answered", VIR_DOMAIN_RUNNING), "node-b");
+  for (const char* u : {"taken", "migrated"}) in.records[u]["claim"] = {{"from", "node-a"}, {"answered", false}};
+  in.records["answered"]["claim"] = {{"from", "node-a"}, {"answered", true}};
+  EXPECT_THAT(needs_owner_view(in), ElementsAre("taken"));
+
+  in.owners = {{"taken", OwnerView::Runs}};  // the claimer says it runs it: a double, or a lie
+  auto plan = plan_sync(in);
+  EXPECT_THAT(plan.contested, ElementsAre("taken"));
+  EXPECT_THAT(plan.stale, ElementsAre("answered", "migrated"));
+  EXPECT_THAT(plan.claim, IsEmpty());
+  EXPECT_TRUE(plan.mine.count("taken"));  // still owned: never a copy left behind
+  EXPECT_THAT(plan.restart, IsEmpty());
+
+  in.owners = {{"taken", OwnerView::Unknown}};
+  EXPECT_THAT(plan_sync(in).contested, ElementsAre("taken"));
+  in.owners = {{"taken", OwnerView::Absent}};  // the claimer has no copy: ours is the one
+  plan = plan_sync(in);
+  EXPECT_THAT(plan.claim, ElementsAre("taken"));
+  EXPECT_THAT(plan.contested, IsEmpty());
+  EXPECT_TRUE(claimed_unanswered_from(in.records["taken"], "node-a"));
+  EXPECT_FALSE(claimed_unanswered_from(in.records["answered"], "node-a"));
+  EXPECT_FALSE(claimed_unanswered_from(in.records["taken"], "node-c"));
+}
+
 TEST(SyncPlan, TheOnlyCopyIsClaimedWhenItsOwnerDoesNotHaveIt) {
   auto in = input(true);
   add(in, domain("came-while-cut-off", VIR_DOMAIN_RUNNING), "node-b");
