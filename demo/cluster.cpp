@@ -17,6 +17,9 @@ using json = nlohmann::json;
 
 const char* const kNodes[] = {"node-a", "node-b", "node-c"};
 const char* const kRoles[] = {"web", "db", "app"};  // guests' names on node-a, node-b, node-c
+const char* const kController = "controller";  // its node_id and its bus identity
+const char* const kAdmin = "admin";  // the operator's CLI and this program's own reads
+const char* const kViewer = "viewer";  // an operator who may list and show only: scripts/demo shows a refusal
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -99,7 +102,7 @@ bool Cluster::start_controller() {
   std::ofstream(options_.dir + "/controller/controller.toml")
       << "[host]\nrole = \"controller\"\nnode_id = \"controller\"\nplugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\n"
          "state_dir = \"" + options_.dir + "/controller/state\"\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[nats]\n" + nats_keys(kController) +
          "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(controller_port_) + "\"\n" +
          test::controller_plugin_tables();
   controller_ = std::make_unique<test::Process>(
@@ -114,15 +117,32 @@ bool Cluster::start_controller() {
   return false;
 }
 
+std::string Cluster::nats_keys(const std::string& identity) const {
+  return "servers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(identity);
+}
+
 bool Cluster::start() {
   std::filesystem::create_directories(options_.dir);
-  nats_ = std::make_unique<test::NatsServer>();
-  bus_ = nats_->client();
-  if (!bus_) {
-    say_("nats-server did not start or take a connection (Debian package nats-server)");
+  test::BusIdentities ids{.controllers = {kController}, .admins = {kAdmin}, .viewers = {kViewer}};
+  for (const char* n : kNodes) ids.nodes.push_back(n);
+  security_ = std::make_unique<test::BusSecurity>(options_.dir + "/bus", ids);
+  if (!security_->ok()) {
+    say_("the bus's CA and credentials could not be made: " + security_->error());
     return false;
   }
-  say_("nats-server -js on " + nats_->url() + " (JetStream store in a temp dir)");
+  test::NatsServerOptions server;
+  server.include = security_->server_config();
+  nats_ = std::make_unique<test::NatsServer>(server);
+  bus_ = nats_->client(security_->settings(nats_->settings(), kAdmin));
+  if (!bus_) {
+    say_("nats-server did not start or take a connection (Debian package nats-server; its log: " + nats_->log() + ")");
+    return false;
+  }
+  say_("nats-server -js on " + nats_->url() + " (JetStream store in a temp dir), config/nats/nats-server.conf as shipped");
+  say_("bus: TLS with a CA made by `" + security_->init_command() +
+       "`; every process logs in with its own credential and is held to its role (agent node-a may speak only for "
+       "node-a, hears only requests for node-a and writes no bucket; only the controller sends to agents and writes "
+       "records; the operator `admin` may run every command, `viewer` only list and show): docs/security.md");
 
   backend_ = options_.force_test_driver ? Backend::TestDriver : Backend::Qemu;
   if (backend_ == Backend::Qemu && !start_nodes(Backend::Qemu)) {
@@ -153,7 +173,7 @@ bool Cluster::start() {
   for (auto& n : nodes_) {
     std::string error;
     if (interrupted_()) return false;
-    if (!n->start_agent(nats_->url(), &error)) {
+    if (!n->start_agent(nats_keys(n->name()), &error)) {
       say_(error);
       return false;
     }
@@ -194,6 +214,9 @@ bool Cluster::start() {
 void Cluster::write_env() {
   std::ofstream env(options_.dir + "/cluster.env");
   env << "NODEHA_SERVER=" << nats_->url() << "\n"
+      << "NODEHA_CREDS=" << security_->credential(kAdmin) << "\n"
+      << "NODEHA_TLS_CA=" << security_->ca() << "\n"
+      << "DEMO_VIEWER_CREDS=" << security_->credential(kViewer) << "\n"
       << "DEMO_BACKEND=" << (backend_ == Backend::Qemu ? "qemu" : "test") << "\n"
       << "DEMO_PROMETHEUS=http://" << monitoring_->prometheus_address() << "\n"
       << "DEMO_ALERTMANAGER=http://" << monitoring_->alertmanager_address() << "\n"
@@ -237,7 +260,7 @@ bool Cluster::start_agent(const std::string& name) {
   Node* n = node(name);
   if (!n) return false;
   std::string error;
-  if (!n->start_agent(nats_->url(), &error)) {
+  if (!n->start_agent(nats_keys(n->name()), &error)) {
     say_(error);
     return false;
   }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "bus.h"
+#include "bus_security.h"
 #include "monitoring.h"
 #include "nats_server.h"
 #include "node.h"
@@ -39,8 +40,10 @@ class Cluster {
   Cluster(Options options, Say say, std::function<bool()> interrupted);
   ~Cluster();  // monitoring, agents, controller, hypervisors, nats-server: everything it started
 
-  // Starts everything and waits until every node is normal, every guest recorded on its node
-  // and Prometheus scrapes every host; then writes <dir>/cluster.env.
+  // Makes the bus's CA and credentials (`nodeha auth init`, into <dir>/bus), starts everything
+  // with TLS and a credential per process, and waits until every node is normal, every guest
+  // recorded on its node and Prometheus scrapes every host; then writes <dir>/cluster.env (the
+  // operator's NODEHA_* variables, logged in as `admin`).
   bool start();
 
   bool kill_node(const std::string& node);
@@ -65,6 +68,8 @@ class Cluster {
   bool wait(const std::function<bool()>& cond, int seconds);
   bool start_nodes(Backend backend);
   bool start_controller();
+  // The `[nats]` keys of a host logged in as `identity`: the server, a fast reconnect, TLS.
+  std::string nats_keys(const std::string& identity) const;
   nlohmann::json record(const std::string& bucket, const std::string& key);
   // uuid -> nodes running it; false when a node cannot be read.
   bool running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error);
@@ -74,6 +79,7 @@ class Cluster {
   Say say_;
   std::function<bool()> interrupted_;
   Backend backend_ = Backend::Qemu;
+  std::unique_ptr<test::BusSecurity> security_;
   std::unique_ptr<test::NatsServer> nats_;
   std::unique_ptr<host::Bus> bus_;
   std::unique_ptr<test::Process> controller_;

@@ -69,8 +69,8 @@ bool Node::start_guests(std::string* error) {
   return true;
 }
 
-bool Node::start_agent(const std::string& nats_url, std::string* error) {
-  std::ofstream(dir_ + "/agent.toml") << agent_config(nats_url);
+bool Node::start_agent(const std::string& nats_keys, std::string* error) {
+  std::ofstream(dir_ + "/agent.toml") << agent_config(nats_keys);
   ++agent_starts_;
   agents_.push_back(std::make_unique<test::Process>(
       std::vector<std::string>{NODEHA_HOST_BIN, "--config", dir_ + "/agent.toml"}, agent_log()));
@@ -130,10 +130,10 @@ bool Node::power_on(std::vector<std::string>* back, std::string* error) {
   return true;
 }
 
-std::string Node::agent_config(const std::string& nats_url) const {
+std::string Node::agent_config(const std::string& nats_keys) const {
   return "[host]\nrole = \"agent\"\nnode_id = \"" + name_ + "\"\n"
          "plugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\nstate_dir = \"" + dir_ + "/state\"\n"
-         "[nats]\nservers = [\"" + nats_url + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[nats]\n" + nats_keys +
          "[metrics]\nlisten = \"" + metrics_address() + "\"\n" +
          test::libvirt_agent_tables(uri(), "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\nstop_timeout = \"5s\"\n");
 }

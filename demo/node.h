@@ -49,8 +49,9 @@ class Node {
   // QEMU: defines and starts the guests (64 MiB, diskless); test driver: nothing (they are in the
   // node file).
   bool start_guests(std::string* error);
-  // Writes the agent's config and starts it; true once its /metrics answers (15 s).
-  bool start_agent(const std::string& nats_url, std::string* error);
+  // Writes the agent's config, its `[nats]` table made of `nats_keys` (servers and login), and
+  // starts it; true once its /metrics answers (15 s).
+  bool start_agent(const std::string& nats_keys, std::string* error);
 
   // Power loss: SIGKILL to the agent, the daemon and the qemu of every guest it runs. Returns the
   // guests that were running.
@@ -60,7 +61,7 @@ class Node {
   bool power_on(std::vector<std::string>* back, std::string* error);
 
  private:
-  std::string agent_config(const std::string& nats_url) const;
+  std::string agent_config(const std::string& nats_keys) const;
   std::string node_xml() const;
 
   std::string name_;

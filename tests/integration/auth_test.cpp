@@ -6,6 +6,7 @@
 // test also shows the same subscriber does get what an allowed identity sends, so a silent
 // subscriber means something.
 #include "bus.h"
+#include "bus_security.h"
 #include "cli_run.h"
 #include "credential.h"
 #include "host_process.h"
@@ -129,30 +130,24 @@ class Client {
 class BusAuth : public ::testing::Test {
  protected:
   void SetUp() override {
-    CliRun init = run_cli({"auth", "init", "--node", "node-1", "--node", "node-2", "--controller", "ctl-1", "--admin",
-                           "alice", "--viewer", "bob", "--out", dir_.file("bus")},
-                          dir_);
-    ASSERT_EQ(init.status, 0) << init.err;
-    // The shipped server config, beside the include it names, as docs/security.md deploys it.
-    // Its store_dir line goes: the harness gives each server its own store (-sd).
-    std::string shipped = read_file(NODEHA_SOURCE_DIR "/config/nats/nats-server.conf");
-    size_t line = shipped.find("  store_dir:");
-    ASSERT_NE(line, std::string::npos);
-    shipped.erase(line, shipped.find('\n', line) + 1 - line);
-    std::ofstream(dir_.file("bus/nats-server.conf")) << shipped;
+    security_ = std::make_unique<BusSecurity>(
+        dir_.file("bus"), BusIdentities{.nodes = {"node-1", "node-2"}, .controllers = {"ctl-1"}, .admins = {"alice"},
+                                        .viewers = {"bob"}});
+    ASSERT_TRUE(security_->ok()) << security_->error();
     NatsServerOptions o;
-    o.include = dir_.file("bus/nats-server.conf");
+    o.include = security_->server_config();
     nats_ = std::make_unique<NatsServer>(o);
   }
   void TearDown() override {
     if (HasFailure() && nats_) std::cerr << "nats-server log:\n" << nats_->log();
   }
-  std::string cred(const std::string& name) const { return dir_.file("bus/creds/" + name + ".cred"); }
+  std::string cred(const std::string& name) const { return security_->credential(name); }
+  std::string ca() const { return security_->ca(); }
   // A host's config tables, logged in as `name` over TLS.
   std::string secured(const std::string& role, const std::string& name) const {
     std::string t = host_tables(role, name, nats_->url());
     size_t at = t.find("[nats]\n") + 7;
-    return t.insert(at, "credentials = \"" + cred(name) + "\"\ntls_ca = \"" + ca() + "\"\n");
+    return t.insert(at, security_->host_keys(name));
   }
   // Agent `node` on a libvirt test driver node with no domains, heartbeat and vms plugins.
   std::string agent_config(const std::string& node) {
@@ -171,7 +166,6 @@ class BusAuth : public ::testing::Test {
       if (line.find("Violation") != std::string::npos) out.push_back(line);
     return out;
   }
-  std::string ca() const { return dir_.file("bus/ca.pem"); }
   std::unique_ptr<Client> as(const std::string& name) {
     auto c = std::make_unique<Client>(nats_->url(), cred(name), ca());
     EXPECT_TRUE(c->connected()) << name << ": " << c->connect_error();
@@ -179,13 +173,7 @@ class BusAuth : public ::testing::Test {
   }
   // The host's own Bus, logged in as `name` (the path nodeha-host takes).
   std::unique_ptr<host::Bus> bus_as(const std::string& name) {
-    host::NatsSettings s;
-    s.servers = {nats_->url()};
-    s.prefix = "nodeha";
-    s.credentials = cred(name);
-    s.tls_ca = ca();
-    s.reconnect_wait_ms = 100;
-    auto bus = host::Bus::create(s, "test-" + name, nullptr);
+    auto bus = host::Bus::create(security_->settings(nats_->settings(), name), "test-" + name, nullptr);
     EXPECT_TRUE(bus) << bus.status().message();
     if (!bus) return nullptr;
     EXPECT_TRUE(bus.value()->wait_connected(5s)) << name;
@@ -193,6 +181,7 @@ class BusAuth : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::unique_ptr<BusSecurity> security_;
   std::unique_ptr<NatsServer> nats_;
 };
 

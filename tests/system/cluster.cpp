@@ -16,6 +16,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int kNatsPort = 4222;
+constexpr const char* kController = "ctl";  // its node_id and its bus identity
+constexpr const char* kAdmin = "admin";     // the operator: the CLI and the test's own reads
 
 bool finished(const std::string& state) {
   return state == "succeeded" || state == "failed" || state == "partial" || state == "cancelled";
@@ -49,7 +51,7 @@ std::string Cluster::agent_metrics(int i) const {
 
 std::string Cluster::controller_config() const {
   return "[host]\nrole = \"controller\"\nnode_id = \"ctl\"\nplugin_path = [\"{plugins}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(kController) +
          "[metrics]\nlisten = \"" + net_.controller_address() + ":" + std::to_string(kMetricsPort) + "\"\n" +
          controller_plugin_tables();
 }
@@ -59,8 +61,8 @@ std::string Cluster::agent_config(int i) const {
   const std::string biz = net_.node_address(i, Network::kBusiness);
   const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz + "\" }\n";
   return "[host]\nrole = \"agent\"\nnode_id = \"" + node(i) + "\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\nping_interval = \"1s\"\n"
-         "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\nping_interval = \"1s\"\n" +
+         security_->host_keys(node(i)) + "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"
          "[libvirt]\nuri = \"" + libvirtd(i).uri() + "\"\n"
          "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n" + addresses +
          "[[plugin]]\nlibrary = \"netcheck\"\ninterval = \"1s\"\ntimeout = \"200ms\"\nfail_after = 2\n"
@@ -76,8 +78,16 @@ void Cluster::start() {
   ASSERT_TRUE(net_.ready()) << "the failure scenarios need network namespaces, veth pairs and bridges (root, "
                                "iproute2, a kernel with CONFIG_NET_NS, CONFIG_VETH, CONFIG_BRIDGE): "
                             << net_.error();
-  nats_ = std::make_unique<NatsServer>(NatsServerOptions{net_.control_ns(), net_.control_address(), kNatsPort});
-  bus_ = nats_->client();
+  // The bus as deployed: TLS with the cluster's own CA, every process logged in with its own
+  // credential and held to its role's permissions (docs/security.md).
+  BusIdentities ids{.controllers = {kController}, .admins = {kAdmin}, .ips = {net_.control_address()}};
+  for (int i = 1; i <= options_.nodes; ++i) ids.nodes.push_back(node(i));
+  security_ = std::make_unique<BusSecurity>(dir_.file("bus"), ids);
+  ASSERT_TRUE(security_->ok()) << security_->error();
+  nats_ = std::make_unique<NatsServer>(
+      NatsServerOptions{net_.control_ns(), net_.control_address(), kNatsPort, "", security_->server_config()});
+  // The test reads records and events as the operator may; it writes nothing to KV.
+  bus_ = nats_->client(security_->settings(nats_->settings(), kAdmin));
   ASSERT_TRUE(bus_) << "no NATS client in the control plane";
   auto sub = bus_->subscribe("nodeha.evt.>", "", [this](Message m) {
     Event e{Clock::now(), m.subject, json::parse(m.data, nullptr, false)};
@@ -166,11 +176,13 @@ Cluster::~Cluster() {
 }
 
 CliRun Cluster::cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{"--server", nats_->url(), "--json"};
+  std::vector<std::string> argv = security_->cli_args(kAdmin);
+  argv.insert(argv.end(), {"--server", nats_->url(), "--json"});
   argv.insert(argv.end(), args.begin(), args.end());
   return run_cli(argv, dir_, timeout, net_.control_ns());
 }
 
+// No credential: `nodeha local` speaks to the agent's unix socket only, never to NATS.
 CliRun Cluster::local(int i, const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{"--socket", dir_.file(node(i) + "/state/local.sock"), "--json", "local"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -303,6 +315,15 @@ void Cluster::expect_invariants(const std::map<std::string, std::string>& allowe
   }
 }
 
+std::vector<std::string> Cluster::auth_violations() const {
+  std::vector<std::string> out;
+  std::istringstream log(nats_ ? nats_->log() : "");
+  for (std::string line; std::getline(log, line);)
+    if (line.find("Publish Violation") != std::string::npos || line.find("Subscription Violation") != std::string::npos)
+      out.push_back(line);
+  return out;
+}
+
 std::string Cluster::logs() const {
   std::string out;
   auto add = [&](const std::string& name, const std::string& text) {
@@ -314,6 +335,8 @@ std::string Cluster::logs() const {
   for (int i = 1; i <= static_cast<int>(agents_.size()); ++i)
     if (agents_[i - 1]) add(node(i) + " agent", agents_[i - 1]->log());
   if (alerts_) add("webhook", alerts_->webhook().text());
+  // Where a permission the cluster lacks shows: "Permissions Violation for Publish to ...".
+  if (nats_) add("nats-server", nats_->log());
   return out;
 }
 

@@ -1,7 +1,11 @@
 // The failure-scenario test cluster (issue 7): a whole nodeha installation on real parts inside
 // network namespaces, built and torn down by one object per test.
 //
-//   control-plane namespace   nats-server (JetStream) on 10.88.1.254:4222, Prometheus +
+//   control-plane namespace   nats-server (JetStream) on 10.88.1.254:4222 with the shipped
+//                             config and the include of `nodeha auth init`: TLS with the
+//                             cluster's own CA (its certificate names 10.88.1.254), one
+//                             credential per process (controller `ctl`, agents node-i, the
+//                             operator `admin`), each held to its role's permissions; Prometheus +
 //                             Alertmanager with the shipped rules and a webhook receiver
 //                             (tests/support/alert_stack.h)
 //   controller namespace      the controller on 10.88.1.253 (heartbeat 1 s / 3 misses,
@@ -16,8 +20,9 @@
 //
 // An InvariantMonitor samples every node's libvirt (over unix sockets, so cuts do not blind it)
 // from start() to the end of the test. The test thread talks to NATS from the control plane as
-// the operator's CLI does: `cli(...)` runs `nodeha --json ...` there; `local(i, ...)` runs
-// `nodeha local ...` on node i. Every process, namespace and mount is gone after the destructor.
+// the operator's CLI does, as `admin`: `cli(...)` runs `nodeha --json ...` there (with `--creds`
+// and `--tls-ca`); `local(i, ...)` runs `nodeha local ...` on node i (the agent's socket, no
+// credential). Every process, namespace and mount is gone after the destructor.
 //
 // Thread contract: one test thread; the event recorder and the monitor have threads of their own
 // and are safe to read from the test thread.
@@ -25,6 +30,7 @@
 
 #include "alert_stack.h"
 #include "bus.h"
+#include "bus_security.h"
 #include "cli_run.h"
 #include "host_process.h"
 #include "invariant.h"
@@ -84,7 +90,7 @@ class Cluster {
   std::set<std::string> all_guests() const;
 
   // ---- the operator's view
-  // `nodeha --server <nats> --json args...` in the control plane.
+  // `nodeha --creds <admin> --tls-ca <ca> --server <nats> --json args...` in the control plane.
   CliRun cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 180s);
   // `nodeha --socket <agent's local.sock> --json local args...` on node i.
   CliRun local(int i, const std::vector<std::string>& args, std::chrono::milliseconds timeout = 180s);
@@ -118,6 +124,11 @@ class Cluster {
   // exactly one node unless `allowed_missing` says why not, and every record names the node that
   // runs the VM. Non-fatal failures.
   void expect_invariants(const std::map<std::string, std::string>& allowed_missing = {});
+  // nats-server's "Publish Violation" and "Subscription Violation" log lines so far: what a
+  // process of the cluster tried beyond its role's permissions (docs/security.md). Refused logins
+  // ("Authorization Violation") are not counted: cnats now and then sends a CONNECT without its
+  // signature, and retries.
+  std::vector<std::string> auth_violations() const;
   // Logs of every part, for a failing test.
   std::string logs() const;
 
@@ -132,6 +143,7 @@ class Cluster {
   ClusterOptions options_;
   TempDir dir_;  // first: removed last
   TestNetwork net_;
+  std::unique_ptr<BusSecurity> security_;  // the CA, the server's files and every credential
   std::unique_ptr<NatsServer> nats_;
   std::vector<std::unique_ptr<Libvirtd>> daemons_;
   std::map<int, std::vector<std::string>> guests_;

@@ -38,6 +38,9 @@ class Scenario : public ::testing::Test {
   }
   void TearDown() override {
     if (!cluster_) return;
+    // Every process ran on its own credential with the permissions `nodeha auth init` gave its
+    // role, and needed no more: the server refused none of them anything.
+    EXPECT_THAT(cluster_->auth_violations(), IsEmpty());
     if (HasFailure()) std::printf("%s\n", cluster_->logs().c_str());
     // Nothing of the cluster outlives it, also after a failure: no namespace, no guest process.
     std::string tag = cluster_->net().tag();
