@@ -184,10 +184,10 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
                          {"include_local_disk", task["params"].value("include_local_disk", false)},
                          {"timeout_ms", migration_timeout_.count()},
                          {"stall_ms", stall_timeout_.count()}};
-  // Asked again every 10 s while it runs: the agent joins the asks (answers.h), and one of them
+  // Asked again every 5 s while it runs: the agent joins the asks (answers.h), and one of them
   // gets the answer even if a nats-server restart lost the others'.
   auto r = tasks::call_until(host_, host_.subject("agent." + node + ".vm.migrate"), body,
-                             migration_timeout_ + Millis(30000), Millis(10000));
+                             migration_timeout_ + Millis(30000), Millis(5000));
   if (r.ok || r.code == tasks::kUnknownVm) {
     // Not on the source (any more): done only if the target runs it.
     auto there = tasks::call(host_, host_.subject("agent." + target + ".vm.list"), nlohmann::json::object(), agent_timeout_);

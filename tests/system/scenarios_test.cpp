@@ -39,8 +39,13 @@ class Scenario : public ::testing::Test {
   void TearDown() override {
     if (!cluster_) return;
     // Every process ran on its own credential with the permissions `nodeha auth init` gave its
-    // role, and needed no more: the server refused none of them anything.
-    EXPECT_THAT(cluster_->auth_violations(), IsEmpty());
+    // role, and needed no more: the server refused none of them anything. Except, where a test
+    // restarts nats-server, an agent's reply to a request the server forgot (docs/security.md):
+    // the controller asks again, and the test checks that the work got done.
+    auto refused = cluster_->auth_violations();
+    if (replies_lost_in_restart_)
+      std::erase_if(refused, [](const std::string& line) { return line.find("Subject \"_INBOX_ctl.") != std::string::npos; });
+    EXPECT_THAT(refused, IsEmpty());
     if (HasFailure()) std::printf("%s\n", cluster_->logs().c_str());
     // Nothing of the cluster outlives it, also after a failure: no namespace, no guest process.
     std::string tag = cluster_->net().tag();
@@ -51,6 +56,7 @@ class Scenario : public ::testing::Test {
     for (const auto& uuid : guests) EXPECT_THAT(Libvirtd::processes_with(uuid), IsEmpty()) << "a QEMU of " << uuid << " survived";
   }
   Cluster& c() { return *cluster_; }
+  bool replies_lost_in_restart_ = false;
 
   void figure(const std::string& what, double seconds) {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -554,6 +560,7 @@ TEST_F(Scenario, ControllerRestartDuringRebuild) {
 // 8b. nats-server restarts in the middle of a node migration: the task ends, nothing is lost or
 // doubled. Migrations are slowed (bandwidth limit) so that the restart falls inside one.
 TEST_F(Scenario, NatsRestartDuringMigration) {
+  replies_lost_in_restart_ = true;  // the agents' answers to the vm.migrate asked before it
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}}, .alerting = false,
                                                .migrate_extra = "bandwidth_mib = 2\n"}));
   auto moving = Clock::now();
