@@ -56,7 +56,12 @@ Status AgentSide::start() {
       host_.subject("local.drain"), [this](const Message& m) { on_local_drain(m); }, {}, NODEHA_SUB_LOCAL_ONLY);
   if (!local) return local.status();
   auto t = host_.timer(Millis(0), sync_every_, [this] { tick(); });
-  return t ? Status::ok() : t.status();
+  if (!t) return t.status();
+  if (policy_.emulators.empty()) {
+    auto e = host_.timer(Millis(0), Millis(10 * 60 * 1000), [this] { (void)host_.spawn([this] { refresh_emulators(); }); });
+    if (!e) return e.status();
+  }
+  return Status::ok();
 }
 
 void AgentSide::tick() {
@@ -160,10 +165,32 @@ Answer AgentSide::list() const {
   return {{{"vms", vms}}, std::nullopt};
 }
 
+std::vector<std::string> AgentSide::emulators(virConnectPtr conn) const {
+  {
+    std::lock_guard lock(emulators_mu_);
+    if (!emulators_.empty()) return emulators_;
+  }
+  auto found = libvirt_emulators(conn);
+  if (!found || found->empty()) return {};  // admit_domain asks again and says why
+  std::lock_guard lock(emulators_mu_);
+  emulators_ = found.value();
+  return emulators_;
+}
+
+void AgentSide::refresh_emulators() const {
+  auto conn = vm_ops::connect(host_);
+  auto found = conn ? libvirt_emulators(conn.value().get()) : Result<std::vector<std::string>>(conn.status());
+  if (!found || found->empty()) return;  // kept as it was; a define asks again while unknown
+  std::lock_guard lock(emulators_mu_);
+  emulators_ = std::move(found.value());
+}
+
 Answer AgentSide::define(const std::string& xml) const {
   auto conn = vm_ops::connect(host_);
   if (!conn) return failed(conn.status());
-  if (auto refused = admit_domain(conn.value().get(), xml, policy_)) {
+  DomainPolicy policy = policy_;
+  if (policy.emulators.empty()) policy.emulators = emulators(conn.value().get());
+  if (auto refused = admit_domain(conn.value().get(), xml, policy)) {
     host_.warn("vm.define: " + refused->message);
     return {{}, refused};
   }

@@ -24,6 +24,7 @@
 
 #include <functional>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -67,6 +68,12 @@ class AgentSide {
   const Host& host_;
   std::vector<std::string> shared_paths_;
   DomainPolicy policy_;  // what vm.define accepts
+  // libvirt's emulators when the policy names none (libvirt_emulators is slow on a fresh
+  // libvirtd): read at start and every 10 minutes on a worker, at a define only if still unknown.
+  std::vector<std::string> emulators(virConnectPtr conn) const;
+  void refresh_emulators() const;  // blocking
+  mutable std::mutex emulators_mu_;
+  mutable std::vector<std::string> emulators_;
   Millis sync_every_;
   Millis stop_timeout_;
   int drain_parallel_;

@@ -352,14 +352,19 @@ std::vector<std::string> capability_emulators(std::string_view capabilities_xml)
   return out;
 }
 
+Result<std::vector<std::string>> libvirt_emulators(virConnectPtr conn) {
+  char* caps = virConnectGetCapabilities(conn);
+  if (!caps) return vm_ops::last_error("libvirt's capabilities (its emulators)");
+  auto out = capability_emulators(caps);
+  free(caps);
+  return out;
+}
+
 std::optional<command::Error> admit_domain(virConnectPtr conn, std::string_view xml, DomainPolicy policy) {
   if (policy.emulators.empty()) {
-    char* caps = virConnectGetCapabilities(conn);
-    if (!caps)
-      return command::Error{command::kUnavailable,
-                            vm_ops::last_error("libvirt's capabilities (its emulators)").message()};
-    policy.emulators = capability_emulators(caps);
-    free(caps);
+    auto emulators = libvirt_emulators(conn);
+    if (!emulators) return command::Error{command::kUnavailable, emulators.status().message()};
+    policy.emulators = std::move(emulators.value());
   }
   std::vector<ImageRef> images;
   if (auto refused = check_domain(xml, policy, &images)) return refused;

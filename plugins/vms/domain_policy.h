@@ -36,6 +36,7 @@
 #pragma once
 
 #include <libvirt/libvirt.h>
+#include <nodeha/plugin.hpp>
 
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -78,6 +79,10 @@ std::optional<command::Error> check_domain(std::string_view xml, const DomainPol
 
 // The <emulator> paths of libvirt's capabilities XML (virConnectGetCapabilities).
 std::vector<std::string> capability_emulators(std::string_view capabilities_xml);
+
+// Blocking: the <emulator> paths of libvirt's capabilities. A fresh libvirtd probes every QEMU
+// binary to answer (4-5 s measured in the scenario cluster): ask once and keep the answer.
+Result<std::vector<std::string>> libvirt_emulators(virConnectPtr conn);
 
 // Blocking: check_domain, with libvirt's emulators when the policy names none, then the chain of
 // every qcow2 file disk (image_chain.h); unavailable when libvirt cannot say which emulators it has.
