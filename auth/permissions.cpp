@@ -66,12 +66,11 @@ Permissions permissions_for(const Identity& id, const std::string& prefix) {
   out.subscribe.push_back(inbox_prefix_for(n) + ".>");
   switch (id.role) {
     case Role::kAgent:
-      // Its own heartbeats and checks; its own record desk (record_desk.h: the controller writes
-      // the vms and tasks buckets for it, only what this node may write); VM events (keyed by
-      // VM, not node); and the read-only vm.list of a VM's previous owner, which the vms plugin
-      // asks before claiming a copy. It reads the buckets and writes none.
-      out.publish = {p + "hb." + n, p + "check." + n + ".*", p + "ctl." + n + ".>", p + "evt.vm.*",
-                     p + "agent.*.vm.list"};
+      // Its own heartbeats and checks; its own record desks (record_desk.h: the controller
+      // writes the vms and tasks buckets for it, only what this node may, and relays its VM
+      // events as said by this node); and the read-only vm.list of a VM's previous owner, which
+      // the vms plugin asks before claiming a copy. It reads the buckets and writes none.
+      out.publish = {p + "hb." + n, p + "check." + n + ".*", p + "ctl." + n + ".>", p + "agent.*.vm.list"};
       out.subscribe.insert(out.subscribe.end(), {p + "agent." + n + ".>", p + "check." + n + ".*"});
       kv_read(out, "nodes");
       kv_read(out, "vms");

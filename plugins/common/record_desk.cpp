@@ -1,5 +1,7 @@
 #include "record_desk.h"
 
+#include <chrono>
+
 namespace nodeha::desk {
 namespace {
 
@@ -40,6 +42,7 @@ std::string vm_write_subject(const Host& host, const std::string& node) {
 std::string task_report_subject(const Host& host, const std::string& node) {
   return host.subject("ctl." + node + ".task.report");
 }
+std::string vm_event_subject(const Host& host, const std::string& node) { return host.subject("ctl." + node + ".vm.event"); }
 
 std::optional<Error> node_of(const Host& host, const std::string& subject, std::string* node) {
   const std::string head = host.subject("ctl.");
@@ -85,6 +88,21 @@ std::optional<Error> decode(std::string_view body, VmWrite* out) {
   return std::nullopt;
 }
 
+std::string encode(const VmEvent& e) { return nlohmann::json{{"uuid", e.uuid}, {"event", e.event}}.dump(); }
+
+std::optional<Error> decode(std::string_view body, VmEvent* out) {
+  nlohmann::json j;
+  if (auto e = command::decode(body, {{"uuid", Type::String, true}, {"event", Type::Object, true}}, &j)) return e;
+  std::optional<VmUuid> uuid;
+  if (auto e = command::parse_id("uuid", j["uuid"], &uuid)) return e;
+  const auto& kind = j["event"].contains("event") ? j["event"]["event"] : nlohmann::json();
+  if (!kind.is_string() || kind.get_ref<const std::string&>().empty() || kind.get_ref<const std::string&>().size() > kMaxNameLength)
+    return Error{command::kBadValue, "the event's \"event\" must be a name (a string of 1 to 256 bytes)"};
+  out->uuid = uuid->str();
+  out->event = std::move(j["event"]);
+  return std::nullopt;
+}
+
 std::string encode(const TaskReport& r) { return nlohmann::json{{"task", r.task}}.dump(); }
 
 std::optional<Error> decode(std::string_view body, TaskReport* out) {
@@ -106,6 +124,13 @@ Result<uint64_t> send(const Host& host, const VmWrite& w) {
   const auto& rev = answer->contains("revision") ? (*answer)["revision"] : nlohmann::json();
   if (!rev.is_number_unsigned()) return Status(NODEHA_ERR_INTERNAL, "the controller took " + what + " but gave no revision");
   return rev.get<uint64_t>();
+}
+
+void publish(const Host& host, const std::string& uuid, nlohmann::json event) {
+  event["time"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  (void)host.publish(vm_event_subject(host, host.node_id()), encode(VmEvent{uuid, std::move(event)}));
 }
 
 Status send(const Host& host, const TaskReport& r) {

@@ -7,6 +7,9 @@
 //                                   `revision`: read again), not_yours, claim_refused, bad_value
 //   <prefix>.ctl.<node>.task.report {task} (a finished local task of the node's journal)
 //                                   -> {created}; refused not_yours, bad_value
+//   <prefix>.ctl.<node>.vm.event    {uuid, event} (published, no reply): relayed on
+//                                   <prefix>.evt.vm.<uuid> with "node" set to <node>, so an
+//                                   agent speaks for its own node only
 // The controller writes only what that node's agent may: see plugins/vms/desk_rules.h and the
 // tasks plugin. One codec per request kind, shared by both sides.
 #pragma once
@@ -30,6 +33,7 @@ inline constexpr const char* kClaimRefused = "claim_refused";  // the recorded n
 // The queue-group subjects a controller serves (the node is the token after "ctl").
 std::string vm_write_subject(const Host& host, const std::string& node);
 std::string task_report_subject(const Host& host, const std::string& node);
+std::string vm_event_subject(const Host& host, const std::string& node);
 // The node named by a desk subject, checked (NodeId), or bad_value.
 std::optional<command::Error> node_of(const Host& host, const std::string& subject, std::string* node);
 
@@ -48,6 +52,13 @@ struct TaskReport {
 std::string encode(const TaskReport& r);
 std::optional<command::Error> decode(std::string_view body, TaskReport* out);
 
+struct VmEvent {
+  std::string uuid;      // canonical (VmUuid)
+  nlohmann::json event;  // an object with a string "event"
+};
+std::string encode(const VmEvent& e);
+std::optional<command::Error> decode(std::string_view body, VmEvent* out);
+
 // Controller side, at start: binds `bucket`, creating it on a new cluster, since agents, which
 // read it, may not create buckets. Blocking (one KV round trip).
 Status ensure_bucket(const Host& host, const std::string& bucket);
@@ -59,5 +70,8 @@ Result<uint64_t> send(const Host& host, const VmWrite& w);
 // Ok when the controller stored the task or already had it; INVALID when it refused it (it never
 // will take it); UNAVAILABLE, TIMEOUT... when it could not be asked (try again later).
 Status send(const Host& host, const TaskReport& r);
+// Publishes a VM event for the controller to relay (stamped with the time). Buffered while the
+// bus reconnects; lost when no controller runs (events are news, not state).
+void publish(const Host& host, const std::string& uuid, nlohmann::json event);
 
 }  // namespace nodeha::desk

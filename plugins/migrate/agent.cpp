@@ -4,6 +4,7 @@
 #include "journal.h"
 #include "libvirt.h"
 #include "local_migrate.h"
+#include "record_desk.h"
 #include "uri.h"
 #include "vm_record.h"
 
@@ -114,8 +115,7 @@ void AgentSide::report_journal() {
 }
 
 void AgentSide::publish_event(const std::string& uuid, nlohmann::json event) const {
-  event["time"] = vm_record::unix_ms();
-  (void)host_.publish(host_.subject("evt.vm." + uuid), event.dump());  // buffered while reconnecting
+  desk::publish(host_, uuid, std::move(event));  // relayed by the controller on evt.vm.<uuid>
 }
 
 void AgentSide::on_target(const Message& m) {

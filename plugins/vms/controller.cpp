@@ -14,8 +14,9 @@ Status ControllerSide::start() {
   if (Status s = desk::ensure_bucket(host_, vm_record::kBucket); !s)
     host_.warn("cannot bind the vms bucket yet (agents wait for it): " + s.message());
   refused_ = host_.counter("nodeha_record_desk_refused_total",
-                           "VM record writes an agent asked for and the controller refused (not its node's, a claim "
-                           "the recorded node contradicts, malformed): a stolen agent credential shows here");
+                           "VM record writes and VM events agents sent the controller's desks and it refused (not "
+                           "its node's, a claim the recorded node contradicts, malformed): a stolen agent credential "
+                           "shows here");
   for (auto [subject, fn] : {std::pair{host_.subject("cmd.vm.list"), &ControllerSide::list},
                              std::pair{host_.subject("ctl.*.vm.write"), &ControllerSide::write}}) {
     auto id = host_.subscribe(
@@ -27,7 +28,22 @@ Status ControllerSide::start() {
         "nodeha-controller");
     if (!id) return id.status();
   }
-  return Status::ok();
+  auto events = host_.subscribe(host_.subject("ctl.*.vm.event"), [this](const Message& m) { relay(m); }, "nodeha-controller");
+  return events ? Status::ok() : events.status();
+}
+
+void ControllerSide::relay(const Message& m) const {
+  std::string node;
+  desk::VmEvent e;
+  auto bad = desk::node_of(host_, m.subject, &node);
+  if (!bad) bad = desk::decode(m.data, &e);
+  if (bad) {
+    refused_.inc();
+    host_.warn("refused a VM event from " + (node.empty() ? std::string("?") : node) + ": " + bad->message);
+    return;
+  }
+  e.event["node"] = node;  // whoever says it, says it as itself
+  (void)host_.publish(host_.subject("evt.vm." + e.uuid), e.event.dump());
 }
 
 void ControllerSide::write(const Message& m) const {

@@ -2,7 +2,9 @@
 //   <prefix>.cmd.vm.list {node?} -> {vms:[record without xml]} sorted by node, then name
 //   (docs/node-operations.md, "Controller commands");
 //   <prefix>.ctl.<node>.vm.write: the record desk, which writes the `vms` bucket for the agents
-//   (record_desk.h), only what desk_rules.h lets that node's agent write.
+//   (record_desk.h), only what desk_rules.h lets that node's agent write;
+//   <prefix>.ctl.<node>.vm.event: agents' VM events, relayed on evt.vm.<uuid> as said by <node>
+//   (on the event thread: no round trip).
 #pragma once
 
 #include <nodeha/plugin.hpp>
@@ -20,6 +22,7 @@ class ControllerSide {
  private:
   void list(const Message& m) const;   // worker
   void write(const Message& m) const;  // worker
+  void relay(const Message& m) const;  // event thread
   // Whether `owner` lists VM `uuid` (vm.list); nullopt when it does not answer.
   std::optional<std::string> owner_state(const std::string& owner, const std::string& uuid) const;
 

@@ -2,6 +2,7 @@
 
 #include "command.h"
 #include "journal.h"
+#include "record_desk.h"
 #include "vm_record.h"
 
 #include <algorithm>
@@ -360,8 +361,7 @@ void Inventory::restart(const std::string& uuid) {
 
 void Inventory::publish(const std::string& uuid, nlohmann::json event) const {
   event["vm"] = uuid;
-  event["time"] = vm_record::unix_ms();
-  (void)host_.publish(host_.subject("evt.vm." + uuid), event.dump());  // buffered while reconnecting
+  desk::publish(host_, uuid, std::move(event));  // relayed by the controller on evt.vm.<uuid>
 }
 
 }  // namespace nodeha::vms

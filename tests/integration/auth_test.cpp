@@ -227,7 +227,7 @@ TEST_F(BusAuth, AnAgentCannotWriteATaskNorReadOthersReplies) {
 // controller's record desk (docs/node-operations.md, "Who writes what"), on a subject only its
 // node may publish on; what a stolen node-1 credential asks there of node-2's VM, the controller
 // refuses. node-2's record stays as it was throughout.
-TEST_F(BusAuth, AnAgentWritesOnlyItsOwnNodesVmRecords) {
+TEST_F(BusAuth, AnAgentWritesOnlyItsOwnNodesVmRecordsAndSpeaksForItsOwnNode) {
   const std::string vm = "0a000000-0000-4000-8000-000000000002";
   const nlohmann::json stored = {{"uuid", vm}, {"name", "db-1"}, {"node", "node-2"}, {"generation", 1}, {"desired", "running"}};
   auto seeder = bus_as("ctl-1");
@@ -259,6 +259,23 @@ TEST_F(BusAuth, AnAgentWritesOnlyItsOwnNodesVmRecords) {
   ASSERT_TRUE(now) << now.status().message();
   EXPECT_EQ(now->revision, rev.value());
   EXPECT_EQ(nlohmann::json::parse(now->value), stored);
+
+  // Events too: node-1 cannot publish on evt.vm.<uuid>; what it says through its desk is relayed
+  // as said by node-1, whatever node it names.
+  auto admin = as("alice");
+  natsSubscription* events = admin->subscribe("nodeha.evt.vm.>");
+  node1->publish("nodeha.evt.vm." + vm, R"({"event":"stale_copy_removed","node":"node-2"})");
+  EXPECT_TRUE(node1->refused("nodeha.evt.vm." + vm));
+  node1->publish("nodeha.ctl.node-1.vm.event",
+                 nlohmann::json{{"uuid", vm}, {"event", {{"event", "restarted"}, {"node", "node-2"}}}}.dump());
+  EXPECT_TRUE(wait_until([&] { return admin->delivered(events) == 1; }));
+  natsMsg* relayed = nullptr;
+  ASSERT_EQ(natsSubscription_NextMsg(&relayed, events, 1000), NATS_OK);
+  auto said = nlohmann::json::parse(std::string(natsMsg_GetData(relayed), natsMsg_GetDataLength(relayed)));
+  EXPECT_EQ(std::string(natsMsg_GetSubject(relayed)), "nodeha.evt.vm." + vm);
+  natsMsg_Destroy(relayed);
+  EXPECT_EQ(said["node"], "node-1") << said;
+  EXPECT_EQ(said["event"], "restarted") << said;
 }
 
 TEST_F(BusAuth, OnlyControllersReachAnAgent) {

@@ -600,8 +600,8 @@ TEST_F(Vms, LocalDrainWorksWithTheBusDownAndIsReportedWhenItReturns) {
 }
 
 // What a stolen node-a credential could ask of the desk (docs/security.md): the server lets it
-// publish only on ctl.node-a.> (BusAuth.AnAgentWritesOnlyItsOwnNodesVmRecords); here, what the
-// controller refuses on that subject. Every refusal leaves node-b's record as it was.
+// publish only on ctl.node-a.> (BusAuth.AnAgentWritesOnlyItsOwnNodesVmRecordsAndSpeaksForItsOwnNode);
+// here, what the controller refuses on that subject. Every refusal leaves node-b's record as it was.
 TEST_F(Vms, TheDeskWritesOnlyWhatIsTheWritingNodes) {
   const std::string theirs = "0a000000-0000-4000-8000-0000000000dd";
   const json stored = {{"uuid", theirs}, {"name", "theirs"}, {"node", "node-b"}, {"generation", 4}, {"desired", "running"}};

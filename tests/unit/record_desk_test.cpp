@@ -119,6 +119,19 @@ TEST(DeskCodec, RoundTripsAndRefusesWhatIsNotOneWrite) {
   }
 }
 
+TEST(DeskCodec, AVmEventNamesItsVmAndWhatHappened) {
+  desk::VmEvent e;
+  ASSERT_FALSE(desk::decode(desk::encode({kVm, {{"event", "restarted"}, {"reason", "crashed"}}}), &e));
+  EXPECT_EQ(e.uuid, kVm);
+  EXPECT_EQ(e.event["reason"], "crashed");
+  for (const char* bad : {R"({"uuid":"x","event":{"event":"restarted"}})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","event":{"event":""}})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","event":{"event":5}})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001","event":[]})",
+                          R"({"uuid":"0a000000-0000-4000-8000-000000000001"})"})
+    EXPECT_TRUE(desk::decode(bad, &e)) << bad;
+}
+
 TEST(DeskTasks, OnlyAFinishedLocalTaskOfTheNodeItself) {
   json t = task_record::make("00112233aabbccdd", "local-drain", "node-a", json::object(), "node-a", 1);
   t["state"] = "succeeded";
