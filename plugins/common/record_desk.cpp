@@ -1,6 +1,6 @@
 #include "record_desk.h"
 
-#include <chrono>
+#include "vm_record.h"
 
 namespace nodeha::desk {
 namespace {
@@ -22,16 +22,12 @@ Result<nlohmann::json> answer_of(const Result<std::string>& reply, const std::st
     return Status(code == NODEHA_ERR_NO_RESPONDERS || code == NODEHA_ERR_TIMEOUT ? NODEHA_ERR_UNAVAILABLE : code,
                   "no controller took " + what + ": " + reply.status().message());
   }
-  auto j = nlohmann::json::parse(reply.value(), nullptr, false);
-  if (!j.is_object() || !j.contains("ok") || !j["ok"].is_boolean())
-    return Status(NODEHA_ERR_INTERNAL, "the controller's answer to " + what + " is no reply envelope");
-  if (j["ok"].get<bool>()) return j.contains("result") ? j["result"] : nlohmann::json::object();
-  const auto& e = j.contains("error") && j["error"].is_object() ? j["error"] : nlohmann::json::object();
-  std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "?";
-  std::string message = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
-  if (code == kConflict) return Status(NODEHA_ERR_CONFLICT, message);
-  if (code == command::kUnavailable) return Status(NODEHA_ERR_UNAVAILABLE, message);
-  return Status(NODEHA_ERR_INVALID, code + ": " + message);
+  auto e = command::parse_envelope(reply.value());
+  if (e.malformed) return Status(NODEHA_ERR_INTERNAL, "the controller's answer to " + what + " is no reply envelope");
+  if (e.ok) return std::move(e.result);
+  if (e.code == kConflict) return Status(NODEHA_ERR_CONFLICT, e.message);
+  if (e.code == command::kUnavailable) return Status(NODEHA_ERR_UNAVAILABLE, e.message);
+  return Status(NODEHA_ERR_INVALID, e.code + ": " + e.message);
 }
 
 }  // namespace
@@ -127,9 +123,7 @@ Result<uint64_t> send(const Host& host, const VmWrite& w) {
 }
 
 void publish(const Host& host, const std::string& uuid, nlohmann::json event) {
-  event["time"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+  event["time"] = vm_record::unix_ms();
   (void)host.publish(vm_event_subject(host, host.node_id()), encode(VmEvent{uuid, std::move(event)}));
 }
 

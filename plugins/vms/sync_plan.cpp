@@ -4,11 +4,6 @@
 #include "vm_ops.h"
 
 namespace nodeha::vms {
-std::string text(const nlohmann::json& record, const char* key) {
-  if (!record.is_object()) return {};
-  auto it = record.find(key);
-  return it != record.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 bool claimed_unanswered_from(const nlohmann::json& record, const std::string& node) {
   if (!record.is_object() || !record.contains("claim")) return false;

@@ -5,6 +5,8 @@
 // checking each change against a fresh read of the record before it acts.
 #pragma once
 
+#include "record_fields.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -82,7 +84,7 @@ SyncPlan plan_sync(const SyncInput& in);
 bool claimed_unanswered_from(const nlohmann::json& record, const std::string& node);
 
 // The string at `key` of a record, or "" (absent, or not a string: records come from anyone).
-std::string text(const nlohmann::json& record, const char* key);
+using record::text;
 
 // The record of a domain no record names yet (generation 1).
 nlohmann::json new_record(const Domain& d, const std::string& node, int64_t now_ms);
