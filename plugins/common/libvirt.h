@@ -15,8 +15,16 @@ struct ConnectionCloser {
 struct DomainFreer {
   void operator()(virDomainPtr d) const { if (d) virDomainFree(d); }
 };
+struct StoragePoolFreer {
+  void operator()(virStoragePoolPtr p) const { if (p) virStoragePoolFree(p); }
+};
+struct StorageVolFreer {
+  void operator()(virStorageVolPtr v) const { if (v) virStorageVolFree(v); }
+};
 using Connection = std::unique_ptr<virConnect, ConnectionCloser>;
 using Domain = std::unique_ptr<virDomain, DomainFreer>;
+using StoragePool = std::unique_ptr<virStoragePool, StoragePoolFreer>;
+using StorageVol = std::unique_ptr<virStorageVol, StorageVolFreer>;
 
 // The last libvirt error of this thread, for people.
 inline std::string last_error() {

@@ -97,6 +97,16 @@ Disk read_disk(std::string_view open, std::string_view body) {
     if (d.source.empty() && d.type == "network") d.source = attribute(tag, "protocol") + ":" + attribute(tag, "name");
   }
   if (size_t t = find_tag(body, "target"); t != std::string_view::npos) d.target = attribute(tag_text(body, t), "dev");
+  if (size_t f = find_tag(body, "driver"); f != std::string_view::npos) d.format = attribute(tag_text(body, f), "type");
+  // <backingStore/> (none) or <backingStore type='file'><format type='raw'/><source file='..'/>...
+  if (size_t b = find_tag(body, "backingStore"); b != std::string_view::npos) {
+    std::string_view open_tag = tag_text(body, b);
+    if (open_tag.empty() || open_tag.back() != '/') {
+      std::string_view inner = body.substr(b + open_tag.size() + 2);
+      if (size_t s = find_tag(inner, "source"); s != std::string_view::npos) d.backing = attribute(tag_text(inner, s), "file");
+      if (size_t f = find_tag(inner, "format"); f != std::string_view::npos) d.backing_format = attribute(tag_text(inner, f), "type");
+    }
+  }
   d.readonly = find_tag(body, "readonly") != std::string_view::npos;
   return d;
 }
@@ -144,6 +154,21 @@ std::vector<Disk> parse_disks(std::string_view xml) {
     size_t body_end = !open.empty() && open.back() == '/' ? body_start : xml.find("</disk>", body_start);
     if (body_end == std::string_view::npos) body_end = xml.size();
     out.push_back(read_disk(open, xml.substr(body_start, body_end - body_start)));
+  }
+  return out;
+}
+
+std::string escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\'': out += "&apos;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
   }
   return out;
 }

@@ -40,11 +40,19 @@ struct Disk {
   std::string device;  // disk | cdrom | floppy | lun
   std::string source;  // file=, dev=, dir= or pool/volume of <source>; empty when there is none
   std::string target;  // dev= of <target>
+  std::string format;  // type= of <driver>: raw, qcow2, ...; empty when not said
+  // The first image below the source, as the live XML's <backingStore> names it (libvirt probes
+  // the chain when the guest starts); empty for none.
+  std::string backing;
+  std::string backing_format;
   bool readonly = false;
 };
 
 // The <disk> elements of a domain XML as libvirt writes it (not a general XML parser).
 std::vector<Disk> parse_disks(std::string_view domain_xml);
+
+// `s` with the five XML entities escaped, for text put into XML handed to libvirt.
+std::string escape(std::string_view s);
 
 // Whether `path` is `dir` or below it ("/a/b" is under "/a", "/ab" is not).
 bool path_under(std::string_view path, std::string_view dir);

@@ -30,6 +30,13 @@ std::string error_reply(const MigrationError& e) { return command::fail(e.code, 
 
 }  // namespace
 
+nlohmann::json copied_disks(const MigrationOutcome& out) {
+  nlohmann::json disks = nlohmann::json::array();
+  for (const auto& d : out.disks)
+    disks.push_back({{"target", d.target}, {"path", d.path}, {"format", d.format}, {"capacity", d.capacity}});
+  return disks;
+}
+
 AgentConfig read_agent_config(const nlohmann::json& c) {
   AgentConfig cfg;
   cfg.peer_uri = c.at("peer_uri").get<std::string>();
@@ -209,6 +216,8 @@ void AgentSide::on_migrate(const Message& m) {
                         {"duration_ms", report.outcome.duration_ms},
                         {"data_total", report.outcome.last.data_total},
                         {"data_processed", report.outcome.last.data_processed},
+                        {"disks", copied_disks(report.outcome)},
+                        {"images", report.outcome.images},
                         {"record", report.record}}),
            true);
   });
@@ -253,7 +262,7 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
   host_.info("migrated VM " + uuid + " in " + std::to_string(out.duration_ms) + " ms");
   publish_event(uuid, {{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node},
                        {"duration_ms", out.duration_ms}, {"data_total", out.last.data_total},
-                       {"data_processed", out.last.data_processed}});
+                       {"data_processed", out.last.data_processed}, {"disks", copied_disks(out)}, {"images", out.images}});
   // The guest runs on the destination now: say so in its record. Whoever moves it first wins
   // (the destination agent's claim, or this); a bus that is down leaves it to the claim.
   if (job.dest_node.empty()) {

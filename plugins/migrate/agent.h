@@ -50,6 +50,9 @@ struct MigrationReport {
   nlohmann::json record;  // what became of the VM record: {"moved": bool, "generation"?, "error"?}
 };
 
+// The local disks a migration copied, for replies and events: [{target, path, format, capacity}].
+nlohmann::json copied_disks(const MigrationOutcome& out);
+
 class AgentSide {
  public:
   explicit AgentSide(const Host& host);

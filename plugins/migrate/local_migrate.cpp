@@ -236,6 +236,10 @@ nlohmann::json LocalMigrate::execute(const std::vector<PlanEntry>& plan, const L
       results[i]["duration_ms"] = out.duration_ms;
       results[i]["data_total"] = out.last.data_total;
       results[i]["record"] = report.record;
+      if (!out.disks.empty()) {
+        results[i]["disks"] = copied_disks(out);
+        results[i]["images"] = out.images;
+      }
       if (!out.error)
         task["steps"][i]["progress"] = {{"data_total", out.last.data_total}, {"data_processed", out.last.data_total},
                                         {"data_remaining", 0}};

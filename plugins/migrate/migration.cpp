@@ -1,5 +1,6 @@
 #include "migration.h"
 
+#include "disk_images.h"
 #include "libvirt.h"
 #include "uri.h"
 #include "vm_ops.h"
@@ -61,17 +62,6 @@ std::optional<JobSample> completed_at(const std::string& dest_uri, const std::st
   libvirt::Domain dom(virDomainLookupByUUIDString(conn.get(), uuid.c_str()));
   if (!dom) return std::nullopt;
   return read_job(dom.get(), VIR_DOMAIN_JOB_STATS_COMPLETED);
-}
-
-// The disks to copy for VIR_MIGRATE_PARAM_MIGRATE_DISKS: the writable local ones. Read-only
-// local disks (an ISO) must exist at the destination already; libvirt does not copy them.
-std::vector<std::string> copy_targets(const std::vector<vm_ops::Disk>& disks, const std::vector<std::string>& shared_paths) {
-  std::vector<std::string> out;
-  for (const auto& d : disks) {
-    if (d.readonly || d.device == "cdrom" || d.device == "floppy" || d.target.empty()) continue;
-    if (!vm_ops::local_disk_paths({d}, shared_paths).empty()) out.push_back(d.target);
-  }
-  return out;
 }
 
 int64_t since(Clock::time_point start) {
@@ -234,6 +224,13 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
     return refused("bad_value", "VM " + spec.uuid + " has local disks (" + paths +
                                     "); set include_local_disk to copy them to the destination");
   }
+  auto plan = plan_copies(disks, spec.shared_paths);
+  if (!plan) return refused("bad_value", "VM " + spec.uuid + ": " + plan.status().message());
+  DiskImages images(spec.uuid, spec.dest_uri, std::move(plan.value()));
+  if (auto s = images.prepare(dom.get()); !s) {
+    std::string images_left = images.after_failure();
+    return refused(kMigrationFailed, "VM " + spec.uuid + " was not migrated: " + s.message() + "; the guest is still here; " + images_left);
+  }
 
   TypedParams params;
   unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
@@ -242,10 +239,11 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
   // chosen network only.
   if (std::string h = uri_host(spec.migrate_uri); is_ip_address(h)) built = built && params.add(VIR_MIGRATE_PARAM_LISTEN_ADDRESS, h);
   if (spec.bandwidth_mib > 0) built = built && params.add(VIR_MIGRATE_PARAM_BANDWIDTH, static_cast<unsigned long long>(spec.bandwidth_mib));
-  if (!local.empty()) {
-    flags |= VIR_MIGRATE_NON_SHARED_DISK;
-    // Only the local disks: a disk on shared storage must never be copied onto itself.
-    for (const auto& target : copy_targets(disks, spec.shared_paths)) built = built && params.add(VIR_MIGRATE_PARAM_MIGRATE_DISKS, target);
+  if (!images.copies().empty()) {
+    // Only the top image of each local disk (a backing file is on shared storage), and only the
+    // local disks: a disk on shared storage must never be copied onto itself.
+    flags |= VIR_MIGRATE_NON_SHARED_INC;
+    for (const auto& c : images.copies()) built = built && params.add(VIR_MIGRATE_PARAM_MIGRATE_DISKS, c.target);
   }
   if (!built) return refused("internal", "cannot build the migration parameters: " + libvirt::last_error());
 
@@ -261,15 +259,19 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
   MigrationOutcome out;
   out.duration_ms = since(start);
   out.last = watch.last();
+  out.disks = images.copies();
   if (rc == 0) {
     if (auto done = completed_at(spec.dest_uri, spec.uuid); done && done->data_total > 0) out.last = *done;
+    out.images = images.after_success(conn.get());
     return out;
   }
+  out.images = images.after_failure();
 
   int state = 0, reason = 0;
   std::string where = virDomainGetState(dom.get(), &state, &reason, 0) == 0
                           ? std::string("; the guest is still here (") + libvirt::state_name(state) + ")"
                           : std::string("; the guest is no longer defined here");
+  if (!out.images.empty()) where += "; " + out.images;
   std::string why = active.abort_reason();
   if (why == "timeout")
     out.error = MigrationError{kMigrationTimeout, "aborted after " + std::to_string(out.duration_ms) +

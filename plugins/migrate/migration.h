@@ -4,6 +4,7 @@
 // than its timeout, stalls, or someone asks (vm.abort, the plugin stopping).
 #pragma once
 
+#include "disk_plan.h"
 #include "progress.h"
 
 #include <nodeha/plugin.hpp>
@@ -49,6 +50,10 @@ struct MigrationOutcome {
   // The last job reading; on success the destination's figures of the whole migration when it
   // can be asked (dest_uri, from this process), else the source's last reading.
   JobSample last;
+  // The local disks copied with it (NON_SHARED_INC), and what became of their images: the
+  // source's removed after a success, the destination's after a failure; kept when in doubt.
+  std::vector<DiskCopy> disks;
+  std::string images;  // a sentence for people; empty without local disks
 };
 
 // A migration in flight, shared between the thread that runs it, its monitor and whoever wants
