@@ -3,6 +3,7 @@
 #include "process.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <iterator>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -40,7 +42,23 @@ std::string joined(const std::vector<std::string>& argv) {
   return s;
 }
 
+// What names and numbers a network, indexed by Network.
+struct NetworkNames {
+  const char* name;       // as `--network` takes it
+  const char* bridge;     // the role of its bridge's namespace
+  const char* interface;  // a member's link inside its namespace
+  const char* subnet;     // the first three octets of its /24
+};
+constexpr NetworkNames kNames[] = {{"management", "mgmt", "mgmt0", "10.88.1."},
+                                   {"business", "biz", "biz0", "10.88.2."},
+                                   {"storage", "stor", "stor0", "10.88.3."}};
+static_assert(std::size(kNames) == std::size(kNodeNetworks));
+
+const NetworkNames& names(Network net) { return kNames[static_cast<size_t>(net)]; }
+
 }  // namespace
+
+const char* name(Network net) { return names(net).name; }
 
 TestNetwork::TestNetwork(int nodes) : nodes_(nodes), tag_(random_tag()) {
   prefix_ = std::string(kNamePrefix) + std::to_string(getpid()) + "-" + tag_ + "-";
@@ -74,32 +92,63 @@ TestNetwork::~TestNetwork() {
 std::string TestNetwork::control_ns() const { return prefix_ + "cp"; }
 std::string TestNetwork::controller_ns() const { return prefix_ + "ctl"; }
 std::string TestNetwork::node_ns(int node) const { return prefix_ + role_of(node); }
-std::string TestNetwork::bridge_ns(Network net) const {
-  return prefix_ + (net == Network::kManagement ? "mgmt" : "biz");
-}
+std::string TestNetwork::bridge_ns(Network net) const { return prefix_ + names(net).bridge; }
 std::string TestNetwork::bridge_port(const std::string& role) const { return "nh" + tag_ + "-" + role; }
 
 std::vector<std::string> TestNetwork::namespaces() const {
-  std::vector<std::string> all{bridge_ns(Network::kManagement), bridge_ns(Network::kBusiness), control_ns(),
-                               controller_ns()};
+  std::vector<std::string> all;
+  for (Network net : kNodeNetworks) all.push_back(bridge_ns(net));
+  all.insert(all.end(), {control_ns(), controller_ns()});
   for (int i = 1; i <= nodes_; ++i) all.push_back(node_ns(i));
   return all;
 }
 
-std::string TestNetwork::interface(Network net) { return net == Network::kManagement ? "mgmt0" : "biz0"; }
+std::string TestNetwork::interface(Network net) { return names(net).interface; }
 std::string TestNetwork::control_address() const { return "10.88.1.254"; }
 std::string TestNetwork::controller_address() const { return "10.88.1.253"; }
 std::string TestNetwork::node_address(int node, Network net) const {
-  return std::string(net == Network::kManagement ? "10.88.1." : "10.88.2.") + std::to_string(node);
+  return names(net).subnet + std::to_string(node);
+}
+
+std::optional<LinkCounters> TestNetwork::counters(int node, Network net) {
+  if (!ready_ || node < 1 || node > nodes_) {
+    error_ = ready_ ? "TestNetwork: no node " + std::to_string(node) : "TestNetwork: not ready";
+    return std::nullopt;
+  }
+  std::string out;
+  if (!ip({"-n", node_ns(node), "-s", "-j", "link", "show", "dev", interface(net)}, &out)) return std::nullopt;
+  // [{"ifname": ..., "stats64": {"rx": {"bytes": N, ...}, "tx": {"bytes": N, ...}}}]
+  auto doc = nlohmann::json::parse(out, nullptr, false);
+  const nlohmann::json* stats = doc.is_array() && doc.size() == 1 && doc[0].is_object() && doc[0].contains("stats64")
+                                    ? &doc[0]["stats64"]
+                                    : nullptr;
+  auto bytes = [&](const char* dir) -> std::optional<uint64_t> {
+    if (!stats || !stats->is_object() || !stats->contains(dir) || !(*stats)[dir].is_object()) return std::nullopt;
+    const auto& b = (*stats)[dir].value("bytes", nlohmann::json());
+    if (!b.is_number_unsigned()) return std::nullopt;
+    return b.get<uint64_t>();
+  };
+  auto rx = bytes("rx"), tx = bytes("tx");
+  if (!rx || !tx) {
+    error_ = "TestNetwork: no byte counters for " + interface(net) + " in " + node_ns(node) + ": " + out;
+    return std::nullopt;
+  }
+  return LinkCounters{*rx, *tx};
 }
 
 bool TestNetwork::cut(int node, Network net) { return set_port(node, net, "down"); }
 bool TestNetwork::restore(int node, Network net) { return set_port(node, net, "up"); }
 bool TestNetwork::cut_controller() { return set_role_port("ctl", Network::kManagement, "down"); }
 bool TestNetwork::restore_controller() { return set_role_port("ctl", Network::kManagement, "up"); }
-bool TestNetwork::cut_all(int node) { return cut(node, Network::kManagement) && cut(node, Network::kBusiness); }
+bool TestNetwork::cut_all(int node) {
+  for (Network net : kNodeNetworks)
+    if (!cut(node, net)) return false;
+  return true;
+}
 bool TestNetwork::restore_all(int node) {
-  return restore(node, Network::kManagement) && restore(node, Network::kBusiness);
+  for (Network net : kNodeNetworks)
+    if (!restore(node, net)) return false;
+  return true;
 }
 
 std::vector<std::string> TestNetwork::argv_in(const std::string& ns, std::vector<std::string> argv) {
@@ -111,7 +160,7 @@ bool TestNetwork::build() {
   for (const auto& ns : namespaces()) {
     if (!add_ns(ns)) return false;
   }
-  for (Network net : {Network::kManagement, Network::kBusiness}) {
+  for (Network net : kNodeNetworks) {
     // forward_delay 0: a port that comes up forwards at once (STP is off anyway).
     std::string br = bridge_port("br");
     if (!ip({"-n", bridge_ns(net), "link", "add", br, "type", "bridge", "forward_delay", "0"}) ||
@@ -121,7 +170,7 @@ bool TestNetwork::build() {
   if (!attach(control_ns(), "cp", Network::kManagement, control_address())) return false;
   if (!attach(controller_ns(), "ctl", Network::kManagement, controller_address())) return false;
   for (int i = 1; i <= nodes_; ++i) {
-    for (Network net : {Network::kManagement, Network::kBusiness}) {
+    for (Network net : kNodeNetworks) {
       if (!attach(node_ns(i), role_of(i), net, node_address(i, net))) return false;
     }
   }
@@ -223,6 +272,44 @@ void TestNetwork::teardown() {
   }
   created_ = left;
   ready_ = false;
+}
+
+TrafficMeter::TrafficMeter(TestNetwork& net) : net_(net), started_(Clock::now()), stopped_(started_) { read(&start_); }
+
+bool TrafficMeter::stop() {
+  stopped_ = Clock::now();
+  return read(&end_);
+}
+
+bool TrafficMeter::read(Reading* out) {
+  for (int node = 1; node <= net_.nodes(); ++node)
+    for (Network net : kNodeNetworks) {
+      auto c = net_.counters(node, net);
+      if (!c) {
+        error_ = net_.error();
+        return false;
+      }
+      (*out)[{node, net}] = *c;
+    }
+  return true;
+}
+
+LinkCounters TrafficMeter::carried(int node, Network net) const {
+  auto a = start_.find({node, net}), b = end_.find({node, net});
+  if (a == start_.end() || b == end_.end()) return {};
+  return {b->second.rx - a->second.rx, b->second.tx - a->second.tx};
+}
+
+double TrafficMeter::seconds() const { return std::chrono::duration<double>(stopped_ - started_).count(); }
+
+std::string TrafficMeter::text() const {
+  std::string out;
+  for (const auto& [link, _] : end_) {
+    auto c = carried(link.first, link.second);
+    out += "node-" + std::to_string(link.first) + " " + TestNetwork::interface(link.second) + " rx " +
+           std::to_string(c.rx) + " tx " + std::to_string(c.tx) + "\n";
+  }
+  return out;
 }
 
 bool run_in(const std::string& ns, const std::function<void()>& fn) {

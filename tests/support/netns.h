@@ -2,13 +2,14 @@
 //
 // Namespaces: one for the control plane (nats-server, monitoring), one for the controller, one
 // per node, and one per bridge, so that the root namespace is never touched (no interface of the
-// test ever appears in the root `ip link`). Two bridges: management (every node's `mgmt0`, the
-// control plane's and the controller's `mgmt0`) and business (every node's `biz0`). Each link is
-// a veth pair whose bridge side sits in the bridge's namespace; cutting a node (or the
-// controller) from a network sets that bridge side down.
+// test ever appears in the root `ip link`). Three bridges: management (every node's `mgmt0`, the
+// control plane's and the controller's `mgmt0`), business (every node's `biz0`) and storage
+// (every node's `stor0`). Each link is a veth pair whose bridge side sits in the bridge's
+// namespace; cutting a node (or the controller) from a network sets that bridge side down.
 //
 // Addresses: management 10.88.1.0/24 (node i: .i, controller: .253, control plane: .254),
-// business 10.88.2.0/24 (node i: .i). Each test's bridges are its own, so two tests may use the same addresses.
+// business 10.88.2.0/24 and storage 10.88.3.0/24 (node i: .i). Each test's bridges are its own,
+// so two tests may use the same addresses.
 //
 // Names: every namespace is `nhnet-<creator pid>-<random tag>-<role>`; the bridges and bridge
 // ports carry `nh<tag>` (interface names have at most 15 characters). Two tests running at once
@@ -20,13 +21,26 @@
 
 #include "wait.h"
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace nodeha::test {
 
-enum class Network { kManagement, kBusiness };
+enum class Network { kManagement, kBusiness, kStorage };
+// Every network a node has a link on.
+inline constexpr Network kNodeNetworks[] = {Network::kManagement, Network::kBusiness, Network::kStorage};
+const char* name(Network net);  // "management", "business", "storage": as `--network` takes them
+
+// An interface's byte counters (the kernel's 64-bit stats): what it received and sent so far.
+struct LinkCounters {
+  uint64_t rx = 0;
+  uint64_t tx = 0;
+};
 
 class TestNetwork {
  public:
@@ -55,17 +69,22 @@ class TestNetwork {
   // Every namespace this object created (control plane, nodes, bridges).
   std::vector<std::string> namespaces() const;
 
-  // The interface's name inside a node's namespace ("mgmt0", "biz0").
+  // The interface's name inside a node's namespace ("mgmt0", "biz0", "stor0").
   static std::string interface(Network net);
   std::string control_address() const;     // on management
   std::string controller_address() const;  // on management
   std::string node_address(int node, Network net) const;
 
+  // Node i's interface on `net`, its byte counters as its own namespace counts them (`ip -s -j
+  // link`: /sys/class/net shows the namespace that mounted sysfs, not the reader's); nullopt with
+  // error() set when `ip` fails or says something else.
+  std::optional<LinkCounters> counters(int node, Network net);
+
   // Takes a node's link on `net` down at the bridge (cut) or up again (restore); false with
   // error() set when `ip` refuses.
   bool cut(int node, Network net);
   bool restore(int node, Network net);
-  bool cut_all(int node);
+  bool cut_all(int node);  // every network of kNodeNetworks
   bool restore_all(int node);
   // The controller's one link (management), cut at the bridge or restored.
   bool cut_controller();
@@ -97,6 +116,33 @@ class TestNetwork {
   bool ready_ = false;
   std::string error_;
   int commands_ = 0;
+};
+
+// What every node's links (each network of kNodeNetworks) carried between two readings of their
+// counters: for a test that checks which network some traffic took.
+class TrafficMeter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // The first reading, now; ok() is false (error() says why) when a counter cannot be read.
+  explicit TrafficMeter(TestNetwork& net);
+  // The second reading, now; false when a counter cannot be read.
+  bool stop();
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+  // The bytes node's link on `net` received and sent between the readings (zero before stop()).
+  LinkCounters carried(int node, Network net) const;
+  double seconds() const;  // between the readings
+  // Every link's figures, one per line ("node-1 stor0 rx 1234 tx 5678"): for messages and logs.
+  std::string text() const;
+
+ private:
+  using Reading = std::map<std::pair<int, Network>, LinkCounters>;
+  bool read(Reading* out);
+
+  TestNetwork& net_;
+  Reading start_, end_;
+  Clock::time_point started_, stopped_;
+  std::string error_;
 };
 
 // Runs `fn` on a thread of its own inside network namespace `ns` ("" for the caller's own) and

@@ -59,7 +59,9 @@ std::string Cluster::controller_config() const {
 std::string Cluster::agent_config(int i) const {
   const std::string mgmt = net_.node_address(i, Network::kManagement);
   const std::string biz = net_.node_address(i, Network::kBusiness);
-  const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz + "\" }\n";
+  const std::string stor = net_.node_address(i, Network::kStorage);
+  const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz +
+                                "\", storage = \"" + stor + "\" }\n";
   return "[host]\nrole = \"agent\"\nnode_id = \"" + node(i) + "\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
          "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\nping_interval = \"1s\"\n" +
          security_->host_keys(node(i)) + "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"

@@ -14,9 +14,12 @@
 //   node-i namespace          an isolated libvirtd (QEMU, TCP on 16509 for its peers) with tiny
 //                             diskless guests, and node-i's agent (heartbeat 1 s, netcheck 1 s on
 //                             biz0, vms, migrate, file_check "storage")
-//   networks                  management 10.88.1.0/24 (NATS, libvirt, migrations by default)
-//                             and business 10.88.2.0/24 (what netcheck watches); one call cuts a
-//                             node's link on either or both (tests/support/netns.h)
+//   networks                  management 10.88.1.0/24 (NATS, libvirt, migrations by default),
+//                             business 10.88.2.0/24 (what netcheck watches) and storage
+//                             10.88.3.0/24; every agent's heartbeat and migrate `addresses` name
+//                             all three, so `--network` may pick any; one call cuts a node's
+//                             link on one or all (tests/support/netns.h), another reads its byte
+//                             counters on one (TestNetwork::counters)
 //
 // An InvariantMonitor samples every node's libvirt (over unix sockets, so cuts do not blind it)
 // from start() to the end of the test. The test thread talks to NATS from the control plane as

@@ -1,7 +1,8 @@
 // The test cluster's network (tests/support/netns.h) against real namespaces: nodes reach each
-// other on both networks, a cut takes one network away and leaves the other, nats-server in the
-// control plane serves the nodes over management, and nothing is left behind: neither by the
-// object when it is destroyed, nor by an earlier run that crashed.
+// other on every network (management, business, storage), a cut takes one network away and leaves
+// the others, a node's byte counters count what crossed its link on one network only, nats-server
+// in the control plane serves the nodes over management, and nothing is left behind: neither by
+// the object when it is destroyed, nor by an earlier run that crashed.
 //
 // Needs root and iproute2; without them the tests fail (they do not skip).
 #include "nats_server.h"
@@ -16,10 +17,13 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
+#include <thread>
 
 namespace nodeha::test {
 namespace {
@@ -100,21 +104,26 @@ bool inside(const std::string& ns, pid_t pid) {
   return pids.find(" " + std::to_string(pid) + " ") != std::string::npos;
 }
 
-// Listeners on a node's management and business addresses, and whether a namespace reaches them.
+// Listeners on a node's management, business and storage addresses, and whether a namespace
+// reaches them.
 struct NodeListeners {
   NodeListeners(const TestNetwork& net, int node)
       : net(net), node(node), mgmt(net.node_ns(node), net.node_address(node, Network::kManagement)),
-        biz(net.node_ns(node), net.node_address(node, Network::kBusiness)) {}
-  bool listening() const { return mgmt.port != 0 && biz.port != 0; }
-  bool reached_from(const std::string& ns, Network on) const {
-    return connects(ns, net.node_address(node, on), (on == Network::kManagement ? mgmt : biz).port, kProbe);
+        biz(net.node_ns(node), net.node_address(node, Network::kBusiness)),
+        stor(net.node_ns(node), net.node_address(node, Network::kStorage)) {}
+  bool listening() const { return mgmt.port != 0 && biz.port != 0 && stor.port != 0; }
+  const Listener& on(Network net) const {
+    return net == Network::kManagement ? mgmt : net == Network::kBusiness ? biz : stor;
+  }
+  bool reached_from(const std::string& ns, Network over) const {
+    return connects(ns, net.node_address(node, over), on(over).port, kProbe);
   }
   const TestNetwork& net;
   int node;
-  Listener mgmt, biz;
+  Listener mgmt, biz, stor;
 };
 
-TEST(NetnsTest, NodesReachEachOtherOnBothNetworksOnly) {
+TEST(NetnsTest, NodesReachEachOtherOnEveryNetwork) {
   TestNetwork net(3);
   ASSERT_TRUE(net.ready()) << net.error();
   NodeListeners node1(net, 1);
@@ -126,8 +135,12 @@ TEST(NetnsTest, NodesReachEachOtherOnBothNetworksOnly) {
       << "the control plane cannot reach node-1 over management";
   EXPECT_TRUE(wait_until([&] { return node1.reached_from(net.node_ns(3), Network::kManagement); }, kSettle))
       << "node-3 cannot reach node-1 over management";
-  // The control plane has no business interface, and the root namespace is untouched.
+  EXPECT_TRUE(wait_until([&] { return node1.reached_from(net.node_ns(3), Network::kStorage); }, kSettle))
+      << "node-3 cannot reach node-1 over storage";
+  // The control plane and the controller are on management only, and the root namespace is untouched.
   EXPECT_FALSE(node1.reached_from(net.control_ns(), Network::kBusiness));
+  EXPECT_FALSE(node1.reached_from(net.control_ns(), Network::kStorage));
+  EXPECT_FALSE(node1.reached_from(net.controller_ns(), Network::kStorage));
   EXPECT_THAT(root_links(), Not(HasSubstr("nh" + net.tag())));
 }
 
@@ -155,6 +168,83 @@ TEST(NetnsTest, CutManagementKeepsBusinessAndRestoreBringsItBack) {
   ASSERT_TRUE(net.restore_all(1)) << net.error();
   EXPECT_TRUE(wait_until(management_works, kSettle));
   EXPECT_TRUE(wait_until(business_works, kSettle));
+}
+
+TEST(NetnsTest, CutStorageKeepsTheOthersAndRestoreBringsItBack) {
+  TestNetwork net(2);
+  ASSERT_TRUE(net.ready()) << net.error();
+  NodeListeners node1(net, 1);
+  ASSERT_TRUE(node1.listening());
+  auto works = [&](Network over) { return node1.reached_from(net.node_ns(2), over); };
+  for (Network over : kNodeNetworks) ASSERT_TRUE(wait_until([&] { return works(over); }, kSettle)) << name(over);
+
+  ASSERT_TRUE(net.cut(1, Network::kStorage)) << net.error();
+  EXPECT_FALSE(works(Network::kStorage)) << "storage still reaches node-1 after the cut";
+  EXPECT_TRUE(works(Network::kManagement)) << "cutting storage took management down too";
+  EXPECT_TRUE(works(Network::kBusiness)) << "cutting storage took business down too";
+
+  ASSERT_TRUE(net.restore(1, Network::kStorage)) << net.error();
+  EXPECT_TRUE(wait_until([&] { return works(Network::kStorage); }, kSettle)) << "storage did not come back";
+
+  ASSERT_TRUE(net.cut_all(1)) << net.error();
+  EXPECT_FALSE(works(Network::kStorage)) << "cut_all left storage up";
+  ASSERT_TRUE(net.restore_all(1)) << net.error();
+  EXPECT_TRUE(wait_until([&] { return works(Network::kStorage); }, kSettle)) << "restore_all left storage down";
+}
+
+// 4 MiB sent from node-2 to node-1 over storage show on node-2's stor0 (tx) and node-1's stor0
+// (rx), and on no other link of theirs.
+TEST(NetnsTest, CountersCountOneNetworkOnly) {
+  TestNetwork net(2);
+  ASSERT_TRUE(net.ready()) << net.error();
+  constexpr uint64_t kSent = 4u << 20;
+  // A listener of its own: the reachability probes leave their connections in another's backlog.
+  NodeListeners probed(net, 1);
+  ASSERT_TRUE(probed.listening());
+  ASSERT_TRUE(wait_until([&] { return probed.reached_from(net.node_ns(2), Network::kStorage); }, kSettle));
+  Listener sink(net.node_ns(1), net.node_address(1, Network::kStorage));
+  ASSERT_NE(sink.port, 0);
+  // Bounded: accept, read and write give up after this instead of hanging the test.
+  timeval bound{.tv_sec = 10, .tv_usec = 0};
+  setsockopt(sink.fd.get(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  TrafficMeter meter(net);
+  ASSERT_TRUE(meter.ok()) << meter.error();
+
+  // Accepted on node-1 and read to the end on a thread, while node-2 writes.
+  uint64_t received = 0;
+  std::thread reader([&] {
+    Fd conn(accept(sink.fd.get(), nullptr, nullptr));
+    if (conn.get() < 0) return;
+    setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    char buf[65536];
+    for (ssize_t n; (n = read(conn.get(), buf, sizeof buf)) > 0;) received += static_cast<uint64_t>(n);
+  });
+  std::string failed = [&]() -> std::string {
+    Fd fd(socket_in(net.node_ns(2), SOCK_STREAM));
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+    sockaddr_in addr = inet(net.node_address(1, Network::kStorage), sink.port);
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      return std::string("connect: ") + std::strerror(errno);
+    std::vector<char> chunk(65536, 'x');
+    for (uint64_t sent = 0; sent < kSent; sent += chunk.size())
+      if (write(fd.get(), chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size()))
+        return std::string("write: ") + std::strerror(errno);
+    return "";
+  }();  // closed: the reader sees the end
+  reader.join();
+  ASSERT_EQ(failed, "");
+  ASSERT_EQ(received, kSent);
+  ASSERT_TRUE(meter.stop()) << meter.error();
+
+  EXPECT_GE(meter.carried(2, Network::kStorage).tx, kSent) << meter.text();
+  EXPECT_GE(meter.carried(1, Network::kStorage).rx, kSent) << meter.text();
+  for (int node : {1, 2})
+    for (Network over : {Network::kManagement, Network::kBusiness}) {
+      EXPECT_LT(meter.carried(node, over).tx, kSent / 100) << meter.text();
+      EXPECT_LT(meter.carried(node, over).rx, kSent / 100) << meter.text();
+    }
+  EXPECT_FALSE(net.counters(3, Network::kStorage)) << "node-3 does not exist";
+  EXPECT_FALSE(net.counters(0, Network::kStorage)) << "node-0 does not exist";
 }
 
 TEST(NetnsTest, NatsServerInControlPlaneServesNodesOverManagement) {
@@ -191,7 +281,7 @@ TEST(NetnsTest, DestructionLeavesNothing) {
     ASSERT_TRUE(net.ready()) << net.error();
     names = net.namespaces();
     tag = net.tag();
-    ASSERT_EQ(names.size(), 8u);  // two bridges, the control plane, the controller, four nodes
+    ASSERT_EQ(names.size(), 9u);  // three bridges, the control plane, the controller, four nodes
     std::string listed = netns_list();
     for (const auto& ns : names) EXPECT_THAT(listed, HasSubstr(ns));
     EXPECT_THAT(run({"ip", "-n", names[0], "link"}), HasSubstr("nh" + tag));

@@ -276,6 +276,70 @@ TEST_F(Scenario, BusinessNetworkDown) {
   c().expect_invariants();
 }
 
+// The operator names the network that migration data takes (issue 14, point 4): node-1's guest
+// goes to node-2 over storage, back over business, and to node-2 again over management. Each
+// time the source's link on that network sent, and the destination's received, at least the
+// bytes the task's step reports as migrated; every other link of both carried, beyond its
+// background, less than a quarter of that. The background is what each link carries with nothing
+// asked of the cluster (NATS on management, nothing on the others), measured first.
+TEST_F(Scenario, MigrationTakesTheChosenNetwork) {
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 2, .guests = {{1, 1}}, .alerting = false}));
+  const std::string uuid = c().guests_of(1)[0];
+  TrafficMeter quiet(c().net());
+  ASSERT_TRUE(quiet.ok()) << quiet.error();
+  ASSERT_TRUE(c().monitor().wait_rounds(20));  // a window of ~2 s with nothing asked of the cluster
+  ASSERT_TRUE(quiet.stop()) << quiet.error();
+  std::printf("background over %.2f s:\n%s", quiet.seconds(), quiet.text().c_str());
+
+  struct Move {
+    int from, to;
+    Network over;
+  };
+  for (Move m : {Move{1, 2, Network::kStorage}, Move{2, 1, Network::kBusiness}, Move{1, 2, Network::kManagement}}) {
+    const std::string what = std::string("migration over ") + name(m.over);
+    SCOPED_TRACE(what);
+    TrafficMeter meter(c().net());
+    ASSERT_TRUE(meter.ok()) << meter.error();
+    auto moving = Clock::now();
+    auto task = operate({"node", "migrate", Cluster::node(m.from), "--target", Cluster::node(m.to), "--network", name(m.over)});
+    ASSERT_TRUE(meter.stop()) << meter.error();
+    figure(what, seconds_since(moving));
+    ASSERT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+    EXPECT_EQ(task["params"].value("network", ""), name(m.over));
+    auto steps = task.value("steps", json::array());
+    ASSERT_EQ(steps.size(), 1u) << task.dump(2);
+    const uint64_t migrated = steps[0].value("progress", json::object()).value("data_processed", uint64_t{0});
+    ASSERT_GT(migrated, 0u) << "the step reports no bytes migrated: " << task.dump(2);
+    std::printf("[ figure   ] %s: %llu bytes migrated (step), links:\n%s", what.c_str(),
+                static_cast<unsigned long long>(migrated), meter.text().c_str());
+    RecordProperty(what + " bytes", std::to_string(migrated));
+
+    EXPECT_GE(meter.carried(m.from, m.over).tx, migrated) << meter.text();
+    EXPECT_GE(meter.carried(m.to, m.over).rx, migrated) << meter.text();
+    // The background at its quiet rate over this migration's window: a busy machine makes the
+    // window longer, not the migration's own traffic larger.
+    auto background = [&](uint64_t quiet_bytes) {
+      return static_cast<uint64_t>(static_cast<double>(quiet_bytes) / quiet.seconds() * meter.seconds());
+    };
+    for (Network other : kNodeNetworks) {
+      if (other == m.over) continue;
+      for (int node : {m.from, m.to}) {
+        auto carried = meter.carried(node, other), calm = quiet.carried(node, other);
+        EXPECT_LT(carried.tx, migrated / 4 + background(calm.tx)) << Cluster::node(node) << " " << name(other) << "\n"
+                                                                  << meter.text();
+        EXPECT_LT(carried.rx, migrated / 4 + background(calm.rx)) << Cluster::node(node) << " " << name(other) << "\n"
+                                                                  << meter.text();
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(expect_monitor_current());
+    EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{Cluster::node(m.to)})
+        << c().monitor().timeline_text(uuid);
+    EXPECT_EQ(c().vm_node(uuid), Cluster::node(m.to));
+  }
+  EXPECT_LT(c().monitor().longest_gap(uuid).count(), 1500) << "not live: " << c().monitor().timeline_text(uuid);
+  c().expect_invariants();
+}
+
 // 7. Planned maintenance, Ganeti's flow: disable, migrate all, the node is empty, enable; new
 // placements may use it again.
 TEST_F(Scenario, PlannedMaintenance) {
