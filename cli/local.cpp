@@ -3,6 +3,7 @@
 #include "format.h"
 #include "local_client.h"
 #include "table.h"
+#include "task_view.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -62,6 +63,8 @@ bool step_failed(const json& step) {
   return state == "failed" || state == "cancelled";
 }
 
+json progress_of(const json& step) { return step.is_object() && step.contains("progress") ? step["progress"] : json(); }
+
 // The confirmed result: the task as the agent recorded it in its journal.
 void print_result(const Operation& op, const json& result) {
   const json steps = result.value("steps", json::array());
@@ -78,7 +81,11 @@ void print_result(const Operation& op, const json& result) {
   if (!steps.empty()) {
     std::vector<std::string> headers{"VM", "NAME"};
     if (op.destination) headers.push_back("DESTINATION");
-    for (const char* h : {"RESULT", "DURATION", "ERROR"}) headers.push_back(h);
+    // What each migration moved, disks apart from memory, once an agent reports it.
+    bool moved = false;
+    for (const auto& s : steps) moved = moved || !moved_text(progress_of(s)).empty();
+    for (const char* h : {"RESULT", "DURATION", "MOVED", "ERROR"})
+      if (moved || std::string(h) != "MOVED") headers.push_back(h);
     Table table(headers);
     for (const auto& s : steps) {
       std::vector<std::string> row{str(s, "vm"), or_dash(str(s, "name"))};
@@ -86,6 +93,7 @@ void print_result(const Operation& op, const json& result) {
       int64_t started = s.value("started", int64_t{0}), finished = s.value("finished", int64_t{0});
       row.push_back(str(s, "state"));
       row.push_back(started > 0 && finished >= started ? format_ms(finished - started) : "-");
+      if (moved) row.push_back(or_dash(moved_text(progress_of(s))));
       // A skipped VM has no error, but the reason is what the operator needs to read.
       row.push_back(or_dash(str(s, "state") == "skipped" ? str(s, "reason") : str(s, "error")));
       table.add(row);

@@ -20,6 +20,19 @@ size_t visible_width(const std::string& s) {
 
 }  // namespace
 
+std::string cut_to_width(const std::string& s, size_t width) {
+  size_t shown = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\033') {
+      while (i < s.size() && s[i] != 'm') ++i;
+      continue;
+    }
+    bool starts = (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+    if (starts && shown++ == width) return s.substr(0, i);
+  }
+  return s;
+}
+
 std::vector<std::string> Table::lines() const {
   std::vector<size_t> width;
   for (const auto& row : rows_)

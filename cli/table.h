@@ -8,6 +8,9 @@
 
 namespace nodeha::cli {
 
+// The first `width` characters that show of `s` (escape sequences kept whole, UTF-8 never split).
+std::string cut_to_width(const std::string& s, size_t width);
+
 class Table {
  public:
   explicit Table(std::vector<std::string> headers) : rows_{std::move(headers)} {}

@@ -24,16 +24,32 @@ bool step_final(const std::string& state) {
   return state == "succeeded" || state == "failed" || state == "skipped" || state == "cancelled";
 }
 
+// "120/256 MiB": both in the unit of the larger; one decimal below 10 of it.
+std::string bytes_pair(int64_t done, int64_t total) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  done = std::max<int64_t>(done, 0), total = std::max<int64_t>(total, 0);
+  double top = static_cast<double>(std::max(done, total)), scale = 1;
+  size_t u = 0;
+  while (top >= 1024 * scale && u + 1 < std::size(units)) scale *= 1024, ++u;
+  double d = static_cast<double>(done) / scale, t = static_cast<double>(total) / scale;
+  if (u == 0) return fmt::format("{}/{} B", done, total);
+  return top / scale < 10 ? fmt::format("{:.1f}/{:.1f} {}", d, t, units[u]) : fmt::format("{:.0f}/{:.0f} {}", d, t, units[u]);
+}
+
 std::string step_progress(const json& step) {
   std::string state = str(step, "state");
   int64_t started = num(step, "started"), finished = num(step, "finished");
   if (step_final(state)) return started > 0 && finished >= started ? format_ms(finished - started) : "-";
+  if (state != "running") return "-";
   const json& p = step.contains("progress") ? step["progress"] : json();
+  std::string text = moved_text(p);
   int64_t total = num(p, "data_total"), done = num(p, "data_processed");
-  if (state == "running" && total > 0)
-    return fmt::format("{} of {} ({:.0f}%)", format_bytes(done), format_bytes(total),
+  if (text.empty() && total > 0)  // data_* alone: an agent from before memory and disk were apart
+    text = fmt::format("{} of {} ({:.0f}%)", format_bytes(done), format_bytes(total),
                        std::floor(std::clamp(100.0 * static_cast<double>(done) / static_cast<double>(total), 0.0, 100.0)));
-  return "-";
+  if (text.empty()) return "-";
+  std::string left = time_left_text(p);
+  return left.empty() ? text : text + " · " + left;
 }
 
 std::string step_detail(const json& step) {
@@ -62,6 +78,27 @@ Counts count(const json& task) {
 }
 
 }  // namespace
+
+std::string moved_text(const json& progress) {
+  int64_t disk = num(progress, "disk_total"), memory = num(progress, "memory_total");
+  std::string out;
+  if (disk > 0) out = "disk " + bytes_pair(num(progress, "disk_processed"), disk);
+  if (memory > 0) out += (out.empty() ? "mem " : " · mem ") + bytes_pair(num(progress, "memory_processed"), memory);
+  return out;
+}
+
+std::string time_left_text(const json& progress) {
+  if (!progress.is_object() || !progress.contains("time_remaining_ms") || !progress["time_remaining_ms"].is_number())
+    return "";  // null: unknown
+  int64_t ms = num(progress, "time_remaining_ms");
+  if (ms < 0) return "";
+  if (ms < 1000) return "<1 s left";
+  int64_t s = ms / 1000 + (ms % 1000 != 0);
+  if (s < 120) return fmt::format("~{} s left", s);
+  int64_t min = (s + 30) / 60;
+  if (min < 120) return fmt::format("~{} min left", min);
+  return fmt::format("~{} h left", (min + 30) / 60);
+}
 
 std::string task_title(const json& task) {
   std::string kind = str(task, "kind");

@@ -20,8 +20,15 @@ bool task_final(const std::string& state);  // succeeded | failed | partial
 // The plan as a table: VM, NAME, ACTION, TARGET, WHY (why skipped or not placed).
 std::vector<std::string> plan_lines(const nlohmann::json& plan);
 
-// The steps as a table: VM, NAME, TARGET, STATE (or RESULT once final), PROGRESS (bytes of a
-// running migration, a finished step's duration), DETAIL (error, or why skipped or waiting).
+// What a migration moved so far, from a step's `progress` (docs/node-operations.md): "disk
+// 120/256 MiB · mem 12/64 MiB", the memory alone when no disk is copied, "" before anything counts.
+std::string moved_text(const nlohmann::json& progress);
+// "~4 s left", "~3 min left", "<1 s left"; "" when the time is unknown (null or absent).
+std::string time_left_text(const nlohmann::json& progress);
+
+// The steps as a table: VM, NAME, TARGET, STATE (or RESULT once final), PROGRESS (a running
+// migration's moved_text and time_left_text, or "512.0 MiB of 1.0 GiB (50%)" from data_* alone; a
+// finished step's duration), DETAIL (error, or why skipped or waiting).
 // At most `max_steps` rows: unfinished steps first, the rest counted on a last line.
 std::vector<std::string> step_lines(const nlohmann::json& task, size_t max_steps = SIZE_MAX);
 

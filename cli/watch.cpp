@@ -1,5 +1,6 @@
 #include "watch.h"
 
+#include "table.h"
 #include "task_view.h"
 
 #include <sys/ioctl.h>
@@ -27,7 +28,7 @@ class LiveView {
   void show(const json& task) {
     auto lines = progress_lines(task, rows_ > 8 ? rows_ - 4 : 4);
     clear();
-    for (auto& l : lines) std::cout << l.substr(0, cols_ - 1) << '\n';
+    for (auto& l : lines) std::cout << cut_to_width(l, cols_ - 1) << '\n';
     shown_ = lines.size();
     std::cout.flush();
   }

@@ -28,6 +28,12 @@ std::string result_label(const MigrationOutcome& o) {
 
 std::string error_reply(const MigrationError& e) { return command::fail(e.code, e.message); }
 
+// What a finished migration moved, for the reply of vm.migrate and the `migrated` event.
+nlohmann::json moved_figures(const JobSample& s) {
+  return {{"data_total", s.data_total},     {"data_processed", s.data_processed}, {"memory_total", s.memory_total},
+          {"memory_processed", s.memory_processed}, {"disk_total", s.disk_total},   {"disk_processed", s.disk_processed}};
+}
+
 }  // namespace
 
 nlohmann::json copied_disks(const MigrationOutcome& out) {
@@ -212,14 +218,10 @@ void AgentSide::on_migrate(const Message& m) {
     active_.end(job.spec.uuid);
     running_.set(static_cast<double>(active_.size()));
     if (report.outcome.error) return answer(error_reply(*report.outcome.error), false);
-    answer(command::ok({{"uuid", job.spec.uuid},
-                        {"duration_ms", report.outcome.duration_ms},
-                        {"data_total", report.outcome.last.data_total},
-                        {"data_processed", report.outcome.last.data_processed},
-                        {"disks", copied_disks(report.outcome)},
-                        {"images", report.outcome.images},
-                        {"record", report.record}}),
-           true);
+    nlohmann::json result = {{"uuid", job.spec.uuid}, {"duration_ms", report.outcome.duration_ms}, {"record", report.record},
+                             {"disks", copied_disks(report.outcome)}, {"images", report.outcome.images}};
+    result.update(moved_figures(report.outcome.last));
+    answer(command::ok(result), true);
   });
   if (!spawned) {
     active_.end(job.spec.uuid);
@@ -231,15 +233,14 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
   const std::string& uuid = job.spec.uuid;
   const std::string node = host_.node_id();
   running_.set(static_cast<double>(active_.size()));
-  auto on_progress = [&](const JobSample& s, int64_t elapsed_ms) {
-    publish_event(uuid, {{"event", "migration_progress"},
-                         {"task", job.task},
-                         {"node", node},
-                         {"dest_node", job.dest_node},
-                         {"data_total", s.data_total},
-                         {"data_processed", s.data_processed},
-                         {"data_remaining", s.data_remaining},
-                         {"elapsed_ms", elapsed_ms}});
+  RemainingTime remaining;  // the monitor thread's alone
+  auto on_progress = [&](const JobSample& reading, int64_t elapsed_ms) {
+    JobSample s = reading;
+    s.time_remaining_ms = remaining.observe(elapsed_ms, reading);
+    nlohmann::json event = {{"event", "migration_progress"}, {"task", job.task}, {"node", node},
+                            {"dest_node", job.dest_node},    {"elapsed_ms", elapsed_ms}};
+    event.update(to_json(s));
+    publish_event(uuid, std::move(event));
     if (extra) extra(s, elapsed_ms);
   };
   host_.debug("migrating VM " + uuid + " to " + (job.dest_node.empty() ? job.spec.dest_uri : job.dest_node) + " (" +
@@ -260,9 +261,10 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
   }
   duration_.observe(static_cast<double>(out.duration_ms) / 1000.0);
   host_.info("migrated VM " + uuid + " in " + std::to_string(out.duration_ms) + " ms");
-  publish_event(uuid, {{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node},
-                       {"duration_ms", out.duration_ms}, {"data_total", out.last.data_total},
-                       {"data_processed", out.last.data_processed}, {"disks", copied_disks(out)}, {"images", out.images}});
+  nlohmann::json migrated = {{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node},
+                             {"duration_ms", out.duration_ms}, {"disks", copied_disks(out)}, {"images", out.images}};
+  migrated.update(moved_figures(out.last));
+  publish_event(uuid, std::move(migrated));
   // The guest runs on the destination now: say so in its record. Whoever moves it first wins
   // (the destination agent's claim, or this); a bus that is down leaves it to the claim.
   if (job.dest_node.empty()) {

@@ -1,5 +1,6 @@
 #include "controller.h"
 
+#include "progress.h"
 #include "record_fields.h"
 #include "task_record.h"
 #include "vm_record.h"
@@ -197,11 +198,10 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
       host_.warn("VM " + uuid + " runs on " + target + " but its record could not be moved: " + moved.status().message());
     if (!r.ok || !r.result.is_object()) return StepResult::ok();
     // What the migration took and moved, for the record (progress events are a second apart:
-    // a short migration may have published none with a figure in it).
-    return StepResult::ok({{"duration_ms", r.result.value("duration_ms", 0)},
-                           {"progress", {{"data_total", r.result.value("data_total", 0)},
-                                         {"data_processed", r.result.value("data_processed", 0)},
-                                         {"data_remaining", 0}}}});
+    // a short migration may have published none with a figure in it). Nothing remains.
+    JobSample moved = sample_from_json(r.result);
+    moved.time_remaining_ms = 0;
+    return StepResult::ok({{"duration_ms", r.result.value("duration_ms", 0)}, {"progress", to_json(moved)}});
   }
   return StepResult::failed(r.code + ": " + r.message);
 }
@@ -220,11 +220,9 @@ void ControllerSide::on_vm_event(const Message& m) {
   auto vm = VmUuid::parse(m.subject.substr(m.subject.rfind('.') + 1));
   if (!task_id || !vm) return;  // not one of ours: tasks and VMs have no other ids
   std::string uuid = vm->str();
-  host_.spawn([this, task = task_id->str(), uuid, j] {
-    engine_->progress(task, uuid,
-                    {{"data_total", j.value("data_total", 0)},
-                     {"data_processed", j.value("data_processed", 0)},
-                     {"data_remaining", j.value("data_remaining", 0)}});
+  // Read through the codec: only the figures, each a count or an unknown time, reach the record.
+  host_.spawn([this, task = task_id->str(), uuid, progress = to_json(sample_from_json(j))] {
+    engine_->progress(task, uuid, progress);
   });
 }
 

@@ -226,8 +226,7 @@ nlohmann::json LocalMigrate::execute(const std::vector<PlanEntry>& plan, const L
       job.dest_node = dest_node;
       auto report = agent_.migrate_one(job, *active, [&](const JobSample& s, int64_t) {
         std::lock_guard lock(mu);
-        task["steps"][i]["progress"] = {
-            {"data_total", s.data_total}, {"data_processed", s.data_processed}, {"data_remaining", s.data_remaining}};
+        task["steps"][i]["progress"] = to_json(s);
       });
       agent_.active().end(e.vm);
       const auto& out = report.outcome;
@@ -235,14 +234,14 @@ nlohmann::json LocalMigrate::execute(const std::vector<PlanEntry>& plan, const L
       std::lock_guard lock(mu);
       results[i]["duration_ms"] = out.duration_ms;
       results[i]["data_total"] = out.last.data_total;
+      results[i]["memory_total"] = out.last.memory_total;
+      results[i]["disk_total"] = out.last.disk_total;
       results[i]["record"] = report.record;
       if (!out.disks.empty()) {
         results[i]["disks"] = copied_disks(out);
         results[i]["images"] = out.images;
       }
-      if (!out.error)
-        task["steps"][i]["progress"] = {{"data_total", out.last.data_total}, {"data_processed", out.last.data_total},
-                                        {"data_remaining", 0}};
+      if (!out.error) task["steps"][i]["progress"] = to_json(out.last);  // completed_sample: nothing remains
     }
   };
   // This worker is one lane; the others are threads of their own, so that the host's worker pool

@@ -35,18 +35,26 @@ struct TypedParams {
   }
 };
 
-// The current job's data counters (or, with VIR_DOMAIN_JOB_STATS_COMPLETED, the last finished
-// job's); empty when there is no such job (yet) or libvirt did not answer.
+// The current job's counters (or, with VIR_DOMAIN_JOB_STATS_COMPLETED, the last finished job's);
+// empty when there is no such job (yet) or libvirt did not answer. A counter libvirt leaves out
+// reads 0; the time remaining stays unknown (libvirt 9.0's QEMU driver never sets it).
 std::optional<JobSample> read_job(virDomainPtr dom, unsigned int flags = 0) {
   int type = VIR_DOMAIN_JOB_NONE;
   virTypedParameterPtr params = nullptr;
   int count = 0;
   if (virDomainGetJobStats(dom, &type, &params, &count, flags) < 0) return std::nullopt;
   JobSample s;
+  const std::pair<const char*, uint64_t*> counters[] = {
+      {VIR_DOMAIN_JOB_DATA_TOTAL, &s.data_total},         {VIR_DOMAIN_JOB_DATA_PROCESSED, &s.data_processed},
+      {VIR_DOMAIN_JOB_DATA_REMAINING, &s.data_remaining}, {VIR_DOMAIN_JOB_MEMORY_TOTAL, &s.memory_total},
+      {VIR_DOMAIN_JOB_MEMORY_PROCESSED, &s.memory_processed}, {VIR_DOMAIN_JOB_MEMORY_REMAINING, &s.memory_remaining},
+      {VIR_DOMAIN_JOB_DISK_TOTAL, &s.disk_total},         {VIR_DOMAIN_JOB_DISK_PROCESSED, &s.disk_processed},
+      {VIR_DOMAIN_JOB_DISK_REMAINING, &s.disk_remaining}};
   unsigned long long v = 0;
-  if (virTypedParamsGetULLong(params, count, VIR_DOMAIN_JOB_DATA_TOTAL, &v) == 1) s.data_total = v;
-  if (virTypedParamsGetULLong(params, count, VIR_DOMAIN_JOB_DATA_PROCESSED, &v) == 1) s.data_processed = v;
-  if (virTypedParamsGetULLong(params, count, VIR_DOMAIN_JOB_DATA_REMAINING, &v) == 1) s.data_remaining = v;
+  for (const auto& [name, field] : counters)
+    if (virTypedParamsGetULLong(params, count, name, &v) == 1) *field = v;
+  if (virTypedParamsGetULLong(params, count, VIR_DOMAIN_JOB_TIME_REMAINING, &v) == 1 && v <= INT64_MAX)
+    s.time_remaining_ms = static_cast<int64_t>(v);
   virTypedParamsFree(params, count);
   if (type == VIR_DOMAIN_JOB_NONE) return std::nullopt;
   return s;
@@ -55,7 +63,8 @@ std::optional<JobSample> read_job(virDomainPtr dom, unsigned int flags = 0) {
 // The finished migration's counters as the destination keeps them (the source's copy of the
 // domain is gone with it). The memory transfer of a small guest takes a fraction of a second at
 // the very end of the migration, between two readings of the source's job: only the destination
-// knows the totals for sure. Empty when it cannot be asked.
+// knows the memory totals for sure. Not the disks': the NBD mirror's counters stay with the source
+// (completed_sample). Empty when it cannot be asked.
 std::optional<JobSample> completed_at(const std::string& dest_uri, const std::string& uuid) {
   libvirt::Connection conn(virConnectOpen(dest_uri.c_str()));
   if (!conn) return std::nullopt;
@@ -261,7 +270,7 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
   out.last = watch.last();
   out.disks = images.copies();
   if (rc == 0) {
-    if (auto done = completed_at(spec.dest_uri, spec.uuid); done && done->data_total > 0) out.last = *done;
+    out.last = completed_sample(out.last, completed_at(spec.dest_uri, spec.uuid).value_or(JobSample{}));
     out.images = images.after_success(conn.get());
     return out;
   }

@@ -47,8 +47,8 @@ struct MigrationError {
 struct MigrationOutcome {
   std::optional<MigrationError> error;  // empty: the guest runs on the destination
   int64_t duration_ms = 0;
-  // The last job reading; on success the destination's figures of the whole migration when it
-  // can be asked (dest_uri, from this process), else the source's last reading.
+  // The last job reading; on success completed_sample: the destination's figures of the whole
+  // migration when it can be asked (dest_uri, from this process), the disks' from the source.
   JobSample last;
   // The local disks copied with it (NON_SHARED_INC), and what became of their images: the
   // source's removed after a success, the destination's after a failure; kept when in doubt.

@@ -4,7 +4,8 @@
 // every exit code (0, 1 for a task that ends failed, partial or cancelled, 2 for refused input
 // and for a missing --yes without a terminal, 3 without NATS or without a controller), dry runs
 // that change nothing, and on a pseudo-terminal (tmux): the confirmation prompt, the live
-// progress display redrawn in place until the summary, and colour.
+// progress display redrawn in place until the summary, and colour. A migration's figures (disk
+// apart from memory, the time left) from the agent's event to the task's step and the live view.
 #include "bus.h"
 #include "cli_run.h"
 #include "host_process.h"
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <mutex>
 #include <set>
 
 namespace nodeha::test {
@@ -509,6 +511,81 @@ TEST_F(CliCluster, LiveProgressOnATerminalAfterAConfirmation) {
   Terminal list(list_dir, in_terminal("node list"));
   ASSERT_TRUE(list.shows("[exit 0]", &screen)) << screen;
   EXPECT_THAT(list.screen(true), ContainsRegex("node-a +\033\\[31mdrained\033\\[(0|39)m"));
+}
+
+// The agents here serve no migrate plugin: the test answers for them (node-b's migrate.target,
+// node-a's vm.migrate) and says what the agent would while libvirt copies a local disk, as a
+// migration_progress event; the real controller turns it into the step's progress.
+TEST_F(CliCluster, AMigrationShowsItsDiskApartFromItsMemoryLiveAndInItsTask) {
+  constexpr int64_t kMiB = 1 << 20;
+  auto vms = vms_of(1, 1);
+  const std::string uuid = vms[0].uuid;
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+  struct Agent {  // shared with the handlers, which may outlive a test that failed early
+    std::mutex mu;
+    std::string pending_reply, task_id;  // the controller's latest ask, not answered yet
+    bool finished = false;
+    std::string ok;                      // the reply of a finished migration
+  };
+  auto agent = std::make_shared<Agent>();
+  const json result = {{"uuid", uuid},         {"duration_ms", 2500},      {"data_total", 320 * kMiB},
+                       {"data_processed", 326 * kMiB}, {"memory_total", 64 * kMiB}, {"memory_processed", 70 * kMiB},
+                       {"disk_total", 256 * kMiB},     {"disk_processed", 256 * kMiB}, {"record", {{"moved", false}}}};
+  agent->ok = json{{"ok", true}, {"result", result}}.dump();
+  ASSERT_TRUE(bus_->subscribe("nodeha.agent.node-b.migrate.target", "", [this](Message m) {
+    json offer = {{"libvirt_uri", "qemu+tcp://10.0.0.2/system"}, {"migrate_uri", "tcp://10.0.0.2"}, {"address", "10.0.0.2"}};
+    (void)bus_->publish(m.reply, json{{"ok", true}, {"result", offer}}.dump());
+  }).is_ok());
+  ASSERT_TRUE(bus_->subscribe("nodeha.agent.node-a.vm.migrate", "", [this, agent, uuid](Message m) {
+    auto req = json::parse(m.data, nullptr, false);
+    std::lock_guard lock(agent->mu);
+    if (agent->finished) return (void)bus_->publish(m.reply, agent->ok);
+    agent->pending_reply = m.reply;
+    agent->task_id = req.value("task", "");
+    json event = {{"event", "migration_progress"}, {"task", agent->task_id}, {"node", "node-a"}, {"dest_node", "node-b"},
+                  {"data_total", 320 * kMiB}, {"data_processed", 132 * kMiB}, {"data_remaining", 188 * kMiB},
+                  {"memory_total", 64 * kMiB}, {"memory_processed", 12 * kMiB}, {"memory_remaining", 52 * kMiB},
+                  {"disk_total", 256 * kMiB}, {"disk_processed", 120 * kMiB}, {"disk_remaining", 136 * kMiB},
+                  {"time_remaining_ms", 3200}, {"elapsed_ms", 1000}};
+    (void)bus_->publish("nodeha.evt.vm." + uuid, event.dump());
+  }).is_ok());
+
+  TempDir dir;
+  Terminal terminal(dir, in_terminal("node migrate node-a --target node-b --yes"));
+  std::string screen;
+  // tmux may draw the separator as '_' without a UTF-8 locale: the figures are read one by one.
+  ASSERT_TRUE(terminal.shows("disk 120/256 MiB", &screen)) << screen << controller_->log();
+  EXPECT_THAT(screen, HasSubstr("mem 12/64 MiB"));
+  EXPECT_THAT(screen, HasSubstr("~4 s left"));
+  std::string id;
+  {
+    std::lock_guard lock(agent->mu);
+    id = agent->task_id;
+  }
+  auto step = [&] {
+    auto e = bus_->kv_get("tasks", id);
+    return e ? json::parse(e->value)["steps"][0] : json::object();
+  };
+  ASSERT_TRUE(wait_until([&] { return step()["progress"].value("disk_total", int64_t{0}) > 0; })) << step();
+  json progress = step()["progress"];
+  EXPECT_EQ(progress["disk_processed"], 120 * kMiB) << progress;
+  EXPECT_EQ(progress["memory_total"], 64 * kMiB) << progress;
+  EXPECT_EQ(progress["time_remaining_ms"], 3200) << progress;
+
+  {
+    std::lock_guard lock(agent->mu);
+    agent->finished = true;
+    (void)bus_->publish(agent->pending_reply, agent->ok);  // a reply that missed its ask is asked again
+  }
+  ASSERT_TRUE(terminal.shows("[exit 0]", &screen, 30s)) << screen << controller_->log();
+  EXPECT_THAT(screen, HasSubstr("(1 succeeded, 0 failed, 0 skipped)"));
+  // The reply's totals are the finished step's: nothing remains.
+  progress = step()["progress"];
+  EXPECT_EQ(progress["disk_total"], 256 * kMiB) << progress;
+  EXPECT_EQ(progress["disk_processed"], 256 * kMiB) << progress;
+  EXPECT_EQ(progress["memory_processed"], 70 * kMiB) << progress;
+  EXPECT_EQ(progress["data_remaining"], 0) << progress;
+  EXPECT_EQ(progress["time_remaining_ms"], 0) << progress;
 }
 
 }  // namespace

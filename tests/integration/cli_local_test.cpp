@@ -98,7 +98,13 @@ TEST_F(CliLocal, MigrateConfirmedSucceedsOrExits1WhenAMigrationFailed) {
   auto ok = run(with(kMigrateAll, {"--confirm"}));
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_THAT(ok.out, HasSubstr("migrate to 10.0.0.3 over eth1: succeeded (1 succeeded, 0 failed, 1 skipped)"));
-  EXPECT_THAT(ok.out, HasSubstr("db-1   10.0.0.3     skipped    -         has local disks"));
+  // What each migration moved: the memory alone without a disk; with one, the disk apart.
+  EXPECT_THAT(ok.out, HasSubstr("RESULT     DURATION  MOVED          ERROR"));
+  EXPECT_THAT(ok.out, HasSubstr("web-1  10.0.0.3     succeeded  1.5s      mem 64/64 MiB  -"));
+  EXPECT_THAT(ok.out, HasSubstr("db-1   10.0.0.3     skipped    -         -              has local disks"));
+  auto disks = run(with(kMigrateAll, {"--with-local-disks", "--confirm"}));
+  EXPECT_EQ(disks.status, 0) << disks.err;
+  EXPECT_THAT(disks.out, HasSubstr("db-1   10.0.0.3     succeeded  1.5s      disk 256/256 MiB · mem 64/64 MiB  -"));
 
   auto failed = run({"local", "migrate", "--interface", "eth1", "--dest", "10.9.9.9", "--all", "--confirm"});
   EXPECT_EQ(failed.status, 1) << failed.err;

@@ -52,6 +52,47 @@ TEST(CliTaskView, TheLiveViewCountsStepsAndShowsMigratedBytes) {
   EXPECT_THAT(lines[4], HasSubstr("waiting    -                           node-b is away"));
 }
 
+TEST(CliTaskView, AMigrationWithALocalDiskShowsDiskAndMemoryApartAndTheTimeLeft) {
+  json running = step("db-1", "running");
+  running["progress"] = {{"data_total", 320 << 20},   {"data_processed", 132 << 20}, {"data_remaining", 188 << 20},
+                         {"memory_total", 64 << 20},  {"memory_processed", 12 << 20}, {"memory_remaining", 52 << 20},
+                         {"disk_total", 256 << 20},   {"disk_processed", 120 << 20},  {"disk_remaining", 136 << 20},
+                         {"time_remaining_ms", 3200}};
+  auto lines = progress_lines(task("running", {running}), 10);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[2], HasSubstr("running  disk 120/256 MiB · mem 12/64 MiB · ~4 s left"));
+  // No disk copied: the memory alone; an unknown time says nothing rather than a guess.
+  running["progress"]["disk_total"] = 0;
+  running["progress"]["time_remaining_ms"] = nullptr;
+  EXPECT_THAT(progress_lines(task("running", {running}), 10)[2], HasSubstr("running  mem 12/64 MiB  "));
+  running["progress"].erase("time_remaining_ms");
+  EXPECT_THAT(step_lines(task("running", {running}))[1], Not(HasSubstr("left")));
+}
+
+TEST(CliTaskView, FiguresAndTimesReadForPeople) {
+  EXPECT_EQ(moved_text({{"disk_total", 1LL << 30}, {"disk_processed", 1LL << 29}, {"memory_total", 512},
+                        {"memory_processed", 1024}}),
+            "disk 0.5/1.0 GiB · mem 1.0/0.5 KiB");
+  EXPECT_EQ(moved_text({{"memory_total", 100}, {"memory_processed", -3}}), "mem 0/100 B");
+  EXPECT_EQ(moved_text({{"data_total", 100}}), "") << "data_* alone is the older PROGRESS text's";
+  EXPECT_EQ(moved_text(json("not an object")), "");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", 0}}), "<1 s left");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", 119'000}}), "~119 s left");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", 150'000}}), "~3 min left");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", 3 * 3'600'000}}), "~3 h left");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", INT64_MAX}}), "~2562047788015 h left");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", -1}}), "");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", nullptr}}), "");
+  EXPECT_EQ(time_left_text({{"time_remaining_ms", "soon"}}), "");
+}
+
+TEST(CliTable, ALineIsCutToTheTerminalWithoutSplittingACharacter) {
+  EXPECT_EQ(cut_to_width("mem 1 · disk 2", 7), "mem 1 ·");
+  EXPECT_EQ(cut_to_width("mem 1 · disk 2", 6), "mem 1 ");
+  EXPECT_EQ(cut_to_width("\033[32mok\033[0m done", 2), "\033[32mok\033[0m") << "the reset before the cut stays";
+  EXPECT_EQ(cut_to_width("short", 80), "short");
+}
+
 TEST(CliTaskView, ALongTaskShowsWhatStillMovesFirst) {
   auto lines = step_lines(task("running", {step("a", "succeeded"), step("b", "succeeded"), step("c", "running")}), 1);
   ASSERT_EQ(lines.size(), 3u);

@@ -145,5 +145,21 @@ TEST(DeskTasks, OnlyAFinishedLocalTaskOfTheNodeItself) {
   }
 }
 
+TEST(DeskTasks, ALocalMigrationsStepsCarryDiskAndMemoryFigures) {
+  json t = task_record::make("00112233aabbccde", "local-migrate", "node-a", json::object(), "node-a", 1);
+  t["state"] = "succeeded";
+  json step = task_record::make_step(kVm, "db-1", "node-b");
+  step["state"] = "succeeded";
+  step["progress"] = {{"data_total", 320}, {"data_processed", 320}, {"data_remaining", 0},
+                      {"memory_total", 64}, {"memory_processed", 64}, {"memory_remaining", 0},
+                      {"disk_total", 256},  {"disk_processed", 256},  {"disk_remaining", 0},
+                      {"time_remaining_ms", nullptr}};
+  t["steps"].push_back(step);
+  desk::TaskReport r;
+  ASSERT_FALSE(desk::decode(desk::encode(desk::TaskReport{t}), &r));
+  EXPECT_FALSE(task_record::check_local_report("node-a", r.task));
+  EXPECT_EQ(r.task["steps"][0]["progress"]["disk_total"], 256);
+}
+
 }  // namespace
 }  // namespace nodeha::vms
