@@ -99,7 +99,7 @@ DiskWrites read_disk_writes(Libvirtd& daemon, const std::string& path, GuestIs g
     out.problem = "cannot map the converted image of " + path;
   } else {
     out = check_disk_writes(std::string_view(static_cast<const char*>(map), static_cast<size_t>(st.st_size)),
-                            guest == GuestIs::kRunning ? kDiskWriterChunk : 0);
+                            guest);
     munmap(map, static_cast<size_t>(st.st_size));
   }
   std::filesystem::remove(raw);

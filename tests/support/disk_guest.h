@@ -39,16 +39,10 @@ bool make_raw_disk(Libvirtd& daemon, const std::string& path, int size_mib, bool
 bool make_qcow2_over_backing(Libvirtd& daemon, const std::string& top_path, const std::string& backing_path,
                              int size_mib, std::string* error = nullptr);
 
-// Whether the guest may be writing while its image is read.
-enum class GuestIs {
-  kStopped,  // paused, shut off, or gone: the image is read exactly
-  kRunning,  // the read may catch the write in flight halfway (check_disk_writes' in_flight)
-};
-
 // What the writer left on the disk at `path` in `daemon`'s namespace (qcow2 read through its
-// backing file), read with `qemu-img convert -U -m 1` (no lock: the guest may run; one request
-// at a time, so that the reader passes the writer only once). When the image cannot be read: not
-// consistent, qemu-img's error in `problem`.
+// backing file), read with `qemu-img convert -U -m 1` (no lock, so the guest may run; one request
+// at a time, in LBA order, as check_disk_writes expects of a GuestIs::kRunning read). When the
+// image cannot be read: not consistent, qemu-img's error in `problem`.
 DiskWrites read_disk_writes(Libvirtd& daemon, const std::string& path, GuestIs guest);
 
 // `qemu-img info -U --output=json` of the image at `path` in `daemon`'s namespace (format,

@@ -29,7 +29,7 @@ std::string at(uint64_t lba) { return "LBA " + std::to_string(lba) + ": "; }
 
 }  // namespace
 
-DiskWrites check_disk_writes(std::string_view image, uint64_t in_flight) {
+DiskWrites check_disk_writes(std::string_view image, GuestIs guest) {
   DiskWrites out;
   if (image.size() % kSectorBytes != 0) {
     out.problem = "image size " + std::to_string(image.size()) + " is not a whole number of 512-byte sectors";
@@ -55,17 +55,33 @@ DiskWrites check_disk_writes(std::string_view image, uint64_t in_flight) {
       out.highest_lba = lba;
     }
   }
-  // Pass 2: every LBA against the one snapshot that S at L allows. `back` is how many sectors
-  // before S the writer wrote this LBA last; `before` is what it held until then (0: no stamp).
-  const uint64_t S = out.highest_seq, L = out.highest_lba, round = limit - 1;
+  const uint64_t round = limit - 1;
+  auto name = [](uint64_t seq) { return seq ? "seq " + std::to_string(seq) : std::string("no stamp"); };
+  if (guest == GuestIs::kRunning) {
+    // Pass 2 of a scan: `done`, the fewest writes done when this LBA was read, only grows. LBA r
+    // holding v (0: no stamp) was read after write v and before its next one, v + round (or r).
+    uint64_t done = 0;
+    for (uint64_t lba = 1; lba < limit; ++lba) {
+      uint64_t found = stamp_of(image, lba).seq;
+      uint64_t next = found ? found + round : lba;
+      done = std::max(done, found);
+      if (done < next) continue;
+      out.problem = at(lba) + "found " + name(found) + ", but a lower LBA read before it holds seq " +
+                    std::to_string(done) + ", written after this LBA's next write (seq " + std::to_string(next) +
+                    "): a lost write";
+      return out;
+    }
+    out.consistent = true;
+    return out;
+  }
+  // Pass 2 of an instant: every LBA against the one snapshot that S at L allows. `back` is how
+  // many sectors before S the writer wrote this LBA last.
+  const uint64_t S = out.highest_seq, L = out.highest_lba;
   for (uint64_t lba = 1; lba < limit; ++lba) {
     uint64_t back = lba <= L ? L - lba : L + round - lba;
     uint64_t expected = S > back ? S - back : 0;
-    uint64_t before = expected > round ? expected - round : 0;
-    Stamp s = stamp_of(image, lba);
-    uint64_t found = s.present ? s.seq : 0;
-    if (found == expected || (back < in_flight && found == before)) continue;
-    auto name = [](uint64_t seq) { return seq ? "seq " + std::to_string(seq) : std::string("no stamp"); };
+    uint64_t found = stamp_of(image, lba).seq;
+    if (found == expected) continue;
     out.problem = at(lba) + "expected " + name(expected);
     if (!expected) out.problem += " (highest seq " + std::to_string(S) + " at LBA " + std::to_string(L) + ")";
     out.problem += ", found " + name(found);

@@ -10,12 +10,14 @@
 // older seq, no stamp where one belongs) or foreign data (a stamp naming another LBA, a stamp
 // where none belongs).
 //
-// A read of a running guest's image is not of one instant: the reader (sequential, far faster
-// than the writer) may catch the one write in flight halfway, its newest sector landed and the
-// ones before it not yet. `in_flight` lets the newest sectors before the highest seq still hold
-// what they held before (the previous round's stamp, or none in the first round); give it the
-// writer's chunk (kDiskWriterChunk) for a running guest, 0 (exact) for a paused or stopped one.
-// Any older write, and any other gap, is still a lost write.
+// An image read while the guest writes (GuestIs::kRunning) is not of one instant: the reader
+// scans it in LBA order, each LBA as it was at its own, later moment, and a slow step of the
+// reader (qemu-img writes its output between reads) lets the writer pass it. What such a scan
+// can show is exactly this: there is a count of writes done, never falling from one LBA to the
+// next, at which every LBA holds its last stamp (none before its first write). The check finds
+// the smallest such count LBA by LBA. It is weaker than the exact check: a write lost in the
+// writer's current round looks like the scan catching up with the writer; one lost in the
+// previous round (above the writer's position) is still found. Prove with a stopped guest.
 //
 // Cost: two passes over the image, O(size), no allocation beyond the result.
 #pragma once
@@ -28,8 +30,12 @@ namespace nodeha::test {
 
 inline constexpr std::string_view kDiskWriterMagic = "NODEHAWR";
 inline constexpr uint64_t kSectorBytes = 512;
-// Sectors per int 13h write call of the writer (kChunk in disk_writer.S).
-inline constexpr uint64_t kDiskWriterChunk = 32;
+
+// Whether the guest may have been writing while its image was read.
+enum class GuestIs {
+  kStopped,  // paused, shut off, or gone: the image is of one instant, checked exactly
+  kRunning,  // the image is a scan in LBA order while the writer went on
+};
 
 struct DiskWrites {
   uint64_t highest_seq = 0;      // S: the last sector the writer finished; 0 when none was
@@ -41,6 +47,6 @@ struct DiskWrites {
 };
 
 // Checks a raw image (the whole disk, sector 0 first).
-DiskWrites check_disk_writes(std::string_view image, uint64_t in_flight = 0);
+DiskWrites check_disk_writes(std::string_view image, GuestIs guest = GuestIs::kStopped);
 
 }  // namespace nodeha::test

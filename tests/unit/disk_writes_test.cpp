@@ -12,6 +12,7 @@ namespace nodeha::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 void put_u64(std::string& image, uint64_t offset, uint64_t v) {
   for (int i = 0; i < 8; ++i) image[offset + i] = static_cast<char>(v >> (8 * i));
@@ -95,26 +96,45 @@ TEST(DiskWrites, TheLastWritesLostLookLikeAnEarlierSnapshot) {
   EXPECT_EQ(w.highest_seq, 37u);
 }
 
-// A read of a running guest may catch the chunk in flight with its last sector landed and the
-// ones before not yet: tolerated within `in_flight` sectors of the highest, and only there.
-TEST(DiskWrites, AChunkCaughtInFlightIsToleratedOnlyWhenAsked) {
-  std::string first_round = written_image(64, 40);
-  for (uint64_t lba = 31; lba <= 39; ++lba) image_unstamp(first_round, lba);
-  EXPECT_THAT(check_disk_writes(first_round).problem, HasSubstr("LBA 31: expected seq 31, found no stamp"));
-  DiskWrites w = check_disk_writes(first_round, 10);
+// A scan of a running guest's disk may fall behind the writer and see it pass: sectors just
+// below the newest still hold their previous stamp (the failure seen on real QEMU: LBA 4065..4096
+// unwritten, 4097..4128 written). Tolerated for a running guest only.
+TEST(DiskWrites, AScanThatTheWriterPassedIsConsistentOnlyForARunningGuest) {
+  std::string passed = written_image(64, 45);
+  for (uint64_t lba = 25; lba <= 39; ++lba) image_unstamp(passed, lba);
+  EXPECT_THAT(check_disk_writes(passed).problem, HasSubstr("LBA 25: expected seq 25, found no stamp"));
+  DiskWrites w = check_disk_writes(passed, GuestIs::kRunning);
   EXPECT_TRUE(w.consistent) << w.problem;
-  EXPECT_EQ(w.highest_seq, 40u);
-  EXPECT_THAT(check_disk_writes(first_round, 9).problem, HasSubstr("LBA 31: expected seq 31, found no stamp"));
+  EXPECT_EQ(w.highest_seq, 45u);
 
-  std::string wrapped = written_image(64, 63 + 40);  // LBA 35 held seq 35, now 63 + 35
-  stamp(wrapped, 35, 35, 35);
-  EXPECT_THAT(check_disk_writes(wrapped).problem, HasSubstr("LBA 35: expected seq 98, found seq 35"));
-  EXPECT_TRUE(check_disk_writes(wrapped, kDiskWriterChunk).consistent);
-  stamp(wrapped, 35, 34, 35);  // not what it held before either
-  EXPECT_THAT(check_disk_writes(wrapped, kDiskWriterChunk).problem, HasSubstr("LBA 35: expected seq 98, found seq 34"));
-  std::string older = written_image(64, 63 + 40);
-  stamp(older, 5, 5, 5);  // 35 sectors before the highest: no longer in flight
-  EXPECT_THAT(check_disk_writes(older, kDiskWriterChunk).problem, HasSubstr("LBA 5: expected seq 68, found seq 5"));
+  std::string wrapped = written_image(64, 63 + 40);  // round 2 up to LBA 40
+  for (uint64_t lba = 30; lba <= 35; ++lba) stamp(wrapped, lba, lba, lba);
+  EXPECT_FALSE(check_disk_writes(wrapped).consistent);
+  EXPECT_THAT(check_disk_writes(wrapped, GuestIs::kRunning).problem, IsEmpty());
+  // A scan that took no time at all: every image a sequential writer leaves.
+  for (uint64_t writes : {0u, 40u, 63u * 2 + 17, 63u * 3})
+    EXPECT_THAT(check_disk_writes(written_image(64, writes), GuestIs::kRunning).problem, IsEmpty()) << writes;
+}
+
+// Above the writer's position, the previous round: a stamp older than that is a lost write even
+// in a scan, since the LBAs below were read before it and already hold the newer round.
+TEST(DiskWrites, AScanStillFindsAWriteLostInThePreviousRound) {
+  std::string image = written_image(64, 63 * 2 + 10);  // round 3 up to LBA 10, round 2 above
+  stamp(image, 30, 30, 30);                            // round 2's write (seq 93) lost
+  DiskWrites w = check_disk_writes(image, GuestIs::kRunning);
+  EXPECT_FALSE(w.consistent);
+  EXPECT_THAT(w.problem, HasSubstr("LBA 30: found seq 30, but a lower LBA read before it holds seq 136, written after "
+                                   "this LBA's next write (seq 93): a lost write"));
+  std::string first_round = written_image(64, 63 + 5);  // round 2 up to LBA 5, round 1 above
+  image_unstamp(first_round, 50);
+  EXPECT_THAT(check_disk_writes(first_round, GuestIs::kRunning).problem,
+              HasSubstr("LBA 50: found no stamp, but a lower LBA read before it holds seq 68"));
+  // In the writer's current round a lost write looks like the scan catching up: only the exact
+  // check of a stopped guest finds it.
+  std::string current = written_image(64, 40);
+  image_unstamp(current, 20);
+  EXPECT_TRUE(check_disk_writes(current, GuestIs::kRunning).consistent);
+  EXPECT_FALSE(check_disk_writes(current).consistent);
 }
 
 TEST(DiskWrites, ImagesThatCannotHoldWritesAreRefused) {
