@@ -212,27 +212,51 @@ bool Libvirtd::probe_qemu(std::string* error) const {
   return ok;
 }
 
-bool Libvirtd::define_and_start(const std::string& name, const std::string& uuid, int memory_mib, std::string* error) {
+namespace {
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\'': out += "&apos;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+// A one-vCPU pc guest; `os_extra` and `devices` go into <os> and <devices>.
+std::string domain_xml(const std::string& name, const std::string& uuid, int memory_mib, const std::string& os_extra,
+                       const std::string& devices) {
+  bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+  return std::string("<domain type='") + (kvm ? "kvm" : "qemu") + "'>\n"
+         "  <name>" + xml_escape(name) + "</name>\n"
+         "  <uuid>" + xml_escape(uuid) + "</uuid>\n"
+         "  <memory unit='MiB'>" + std::to_string(memory_mib) + "</memory>\n"
+         "  <vcpu>1</vcpu>\n"
+         "  <os><type arch='x86_64' machine='pc'>hvm</type>" + os_extra + "</os>\n"
+         "  <clock offset='utc'/>\n"
+         "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\n"
+         "  <devices>\n"
+         "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n" + devices +
+         "    <controller type='usb' model='none'/>\n"
+         "    <memballoon model='none'/>\n"
+         "  </devices>\n"
+         "</domain>\n";
+}
+
+}  // namespace
+
+bool Libvirtd::define_and_start_xml(const std::string& name, const std::string& uuid, const std::string& xml,
+                                    std::string* error) {
   auto fail = [&](const std::string& what) {
     if (error) *error = what + ": " + last_error();
     return false;
   };
-  bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
-  std::string xml =
-      std::string("<domain type='") + (kvm ? "kvm" : "qemu") + "'>\n"
-      "  <name>" + name + "</name>\n"
-      "  <uuid>" + uuid + "</uuid>\n"
-      "  <memory unit='MiB'>" + std::to_string(memory_mib) + "</memory>\n"
-      "  <vcpu>1</vcpu>\n"
-      "  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n"
-      "  <clock offset='utc'/>\n"
-      "  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>\n"
-      "  <devices>\n"
-      "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
-      "    <controller type='usb' model='none'/>\n"
-      "    <memballoon model='none'/>\n"
-      "  </devices>\n"
-      "</domain>\n";
   Conn conn(uri_);
   if (!conn) return fail("connect " + uri_);
   virDomainPtr dom = virDomainDefineXML(conn.c, xml.c_str());
@@ -242,6 +266,78 @@ bool Libvirtd::define_and_start(const std::string& name, const std::string& uuid
   virDomainFree(dom);
   if (rc < 0) return fail("start " + name);
   return true;
+}
+
+bool Libvirtd::define_and_start(const std::string& name, const std::string& uuid, int memory_mib, std::string* error) {
+  return define_and_start_xml(name, uuid, domain_xml(name, uuid, memory_mib, "", ""), error);
+}
+
+bool Libvirtd::define_and_start_with_disk(const std::string& name, const std::string& uuid, int memory_mib,
+                                          const DiskSpec& disk, std::string* error) {
+  auto refuse = [&](const std::string& why) {
+    if (error) *error = "disk of " + name + ": " + why;
+    return false;
+  };
+  if (disk.path.empty() || disk.path[0] != '/') return refuse("path must be absolute, not '" + disk.path + "'");
+  if (disk.format != "raw" && disk.format != "qcow2") return refuse("format must be raw or qcow2, not '" + disk.format + "'");
+  if (!disk.backing_path.empty() && disk.format != "qcow2") return refuse("only a qcow2 image has a backing file");
+  std::string backing;
+  if (!disk.backing_path.empty())
+    backing = "      <backingStore type='file'><format type='" + xml_escape(disk.backing_format) + "'/>"
+              "<source file='" + xml_escape(disk.backing_path) + "'/><backingStore/></backingStore>\n";
+  std::string devices =
+      "    <disk type='file' device='disk'>\n"
+      "      <driver name='qemu' type='" + disk.format + "' cache='writethrough'/>\n"
+      "      <source file='" + xml_escape(disk.path) + "'/>\n" + backing +
+      "      <target dev='vda' bus='virtio'/>\n"
+      "    </disk>\n";
+  return define_and_start_xml(name, uuid, domain_xml(name, uuid, memory_mib, "<boot dev='hd'/>", devices), error);
+}
+
+namespace {
+
+// `op` on the guest `uuid` of the daemon at `uri`; false with `what` and the libvirt error.
+bool domain_op(const std::string& uri, const std::string& uuid, const char* what, int (*op)(virDomainPtr),
+               std::string* error) {
+  Conn conn(uri);
+  virDomainPtr dom = conn ? virDomainLookupByUUIDString(conn.c, uuid.c_str()) : nullptr;
+  int rc = dom ? op(dom) : -1;
+  if (rc < 0 && error) *error = std::string(what) + " " + uuid + ": " + last_error();
+  if (dom) virDomainFree(dom);
+  return rc == 0;
+}
+
+}  // namespace
+
+bool Libvirtd::suspend(const std::string& uuid, std::string* error) const {
+  return domain_op(uri_, uuid, "suspend", &virDomainSuspend, error);
+}
+
+bool Libvirtd::resume(const std::string& uuid, std::string* error) const {
+  return domain_op(uri_, uuid, "resume", &virDomainResume, error);
+}
+
+int Libvirtd::run_in_mounts(const std::vector<std::string>& argv, std::string* out, std::string* err,
+                            std::chrono::milliseconds timeout) {
+  if (!holder_ || !holder_->running()) {
+    if (err) *err = "the daemon's mount namespace is gone";
+    return -1;
+  }
+  std::vector<std::string> full{"nsenter", "-t", std::to_string(holder_->pid()), "-m"};
+  if (!options_.netns.empty()) full.push_back("-n");
+  full.push_back("--");
+  full.insert(full.end(), argv.begin(), argv.end());
+  std::string base = dir_.file("log/run-" + std::to_string(++runs_));
+  int status = -1;
+  {
+    Process p(full, base + ".out", base + ".err");
+    if (auto st = p.wait_exit(timeout)) status = *st;
+  }  // killed here when it outlived the timeout
+  if (out) *out = read_file(base + ".out");
+  if (err) *err = read_file(base + ".err");
+  std::filesystem::remove(base + ".out");
+  std::filesystem::remove(base + ".err");
+  return status;
 }
 
 std::string Libvirtd::domain_state(const std::string& uuid) const {

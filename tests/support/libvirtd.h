@@ -8,7 +8,8 @@
 // unix socket (qemu's monitor) bound on one overlay mount refuses connections made through
 // another mount of the same layers. Its unix sockets are
 // in <dir>/sock; its qemu.conf runs guests as root without a security driver, cgroups or
-// namespaces. Guests are tiny and diskless (64 MiB, TCG when there is no /dev/kvm).
+// namespaces. Guests are tiny (64 MiB, TCG when there is no /dev/kvm) and diskless, or boot from
+// one disk (define_and_start_with_disk, disk_guest.h).
 //
 // Several daemons may run at once (migration tests): each has its own host_uuid and its own
 // window of migration ports (qemu.conf migration_port_min/max, picked at random), so that two
@@ -28,6 +29,14 @@
 #include <vector>
 
 namespace nodeha::test {
+
+// A guest's one disk (virtio, vda), booted from: see disk_guest.h for images that boot a writer.
+struct DiskSpec {
+  std::string path;            // the image, as the daemon sees it (its own /var, or shared storage)
+  std::string format = "raw";  // "raw" or "qcow2"
+  std::string backing_path;    // qcow2 only: its backing file, given to libvirt as <backingStore>
+  std::string backing_format = "raw";
+};
 
 struct LibvirtdOptions {
   // The network namespace (netns.h) the daemon and its guests run in; empty: the test's own. In
@@ -71,6 +80,22 @@ class Libvirtd {
   // Defines and starts a diskless guest; false (with the libvirt error in `error`) on failure.
   bool define_and_start(const std::string& name, const std::string& uuid, int memory_mib = 64,
                         std::string* error = nullptr);
+  // Defines and starts a guest that boots from `disk` (kvm when /dev/kvm is there, like
+  // define_and_start). The disk is cache='writethrough': QEMU flushes the image after every
+  // write, so what the guest wrote is in the file (qcow2 metadata included) whenever the guest
+  // is paused or stopped, and qemu-img reads it (disk_guest.h). For a backing file the domain
+  // names it (<backingStore>) rather than leave libvirt to probe the image's header.
+  bool define_and_start_with_disk(const std::string& name, const std::string& uuid, int memory_mib,
+                                  const DiskSpec& disk, std::string* error = nullptr);
+  // virDomainSuspend / virDomainResume of a guest here; false with the libvirt error in `error`.
+  bool suspend(const std::string& uuid, std::string* error = nullptr) const;
+  bool resume(const std::string& uuid, std::string* error = nullptr) const;
+  // Runs argv in the daemon's mount namespace (and network namespace, if it has one), where its
+  // /var, /run and /etc/libvirt are its own overlays: a path there is a different file for each
+  // daemon. Its exit status, -1 when it did not end within `timeout` (then it is killed); its
+  // stdout and stderr into `out` and `err` when given.
+  int run_in_mounts(const std::vector<std::string>& argv, std::string* out = nullptr, std::string* err = nullptr,
+                    std::chrono::milliseconds timeout = 120s);
   // The guest's state as libvirt names it in heartbeats ("running", "shutoff", ...); empty when
   // the daemon or the guest cannot be read.
   std::string domain_state(const std::string& uuid) const;
@@ -99,6 +124,8 @@ class Libvirtd {
 
  private:
   bool mount_namespace();
+  bool define_and_start_xml(const std::string& name, const std::string& uuid, const std::string& xml,
+                            std::string* error);
   void launch();
   bool wait_answers(std::chrono::milliseconds timeout) const;
   void write_configs();
@@ -112,6 +139,7 @@ class Libvirtd {
   int port_min_ = 0;
   int port_max_ = 0;
   int starts_ = 0;
+  int runs_ = 0;  // run_in_mounts calls, naming their output files
 };
 
 // An agent's [libvirt] table and its plugins for a node whose libvirtd (above) peers reach at
