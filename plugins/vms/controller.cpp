@@ -148,7 +148,7 @@ void ControllerSide::list(const Message& m) const {
     vms.push_back(vm_record::summary(record));
   }
   // A node that has no record and no VM is most likely a typo: say so rather than list nothing.
-  if (!node.empty() && vms.empty() && !only_stranded) {
+  if (!node.empty() && vms.empty()) {
     auto known = host_.kv_get("nodes", node);
     if (!known && known.status().code() == NODEHA_ERR_NOT_FOUND)
       return (void)host_.respond(
