@@ -37,7 +37,10 @@ class RebuildPlugin : public Plugin {
     kind.parallel = parallel_;
     kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return recreate(task, step); };
     kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host(), task["id"]); };
-    kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host(), task, reserve_); };
+    kind.on_resume = [this](const nlohmann::json& task) {
+      tasks::hold_again(host(), task, reserve_);
+      mark_skipped(task);
+    };
     engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 
@@ -135,19 +138,26 @@ class RebuildPlugin : public Plugin {
       host().respond(m.reply, command::fail(command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"));
       return;
     }
-    mark_stranded(stranded, {node, id, tasks::unix_ms(), why});
+    for (const auto& v : stranded) mark_stranded(record::text(v, "uuid"), {node, id, tasks::unix_ms(), why});
     host().info("rebuilding " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
     result["task"] = id;
     host().respond(m.reply, command::ok(result));
   }
 
-  // Their records say where they were left behind, for `nodeha vm list` and the node's record.
-  void mark_stranded(const std::vector<nlohmann::json>& vms, const vm_record::Stranded& mark) {
-    for (const auto& v : vms) {
-      std::string uuid = record::text(v, "uuid");
-      if (auto r = vm_record::mark_stranded(host(), uuid, mark); !r)
-        host().warn("could not mark VM " + uuid + " stranded on " + mark.node + ": " + r.status().message());
-    }
+  // The record of a VM left behind says so, for `nodeha vm list` and the node's record. Worker.
+  void mark_stranded(const std::string& uuid, const vm_record::Stranded& mark) {
+    if (auto r = vm_record::mark_stranded(host(), uuid, mark); !r)
+      host().warn("could not mark VM " + uuid + " stranded on " + mark.node + ": " + r.status().message());
+  }
+  // A controller stopped between storing the task and marking its skipped VMs: marked now (a mark
+  // already there stays as it is).
+  void mark_skipped(const nlohmann::json& task) {
+    const auto& steps = record::field(task, "steps");
+    if (!steps.is_array()) return;
+    for (const auto& s : steps)
+      if (record::text(s, "state") == "skipped")
+        mark_stranded(record::text(s, "vm"), {record::text(task, "node"), record::text(task, "id"), tasks::unix_ms(),
+                                              record::text(s, "reason")});
   }
 
   // Idempotent: run again after a controller restart, each part finds its work done.
