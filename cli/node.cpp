@@ -44,6 +44,13 @@ std::string lock_text(const json& n) {
   return fmt::format("{} ({})", str(*it, "task"), or_dash(str(*it, "kind")));
 }
 
+// Running VMs, and those a rebuild left behind there (local disks): "0 (2 stranded)".
+std::string vms_text(const json& n) {
+  std::string running = n.contains("use") ? std::to_string(num(n["use"], "vms_running")) : "-";
+  int64_t stranded = num(n, "stranded");
+  return stranded > 0 ? running + " (" + coloured(std::to_string(stranded) + " stranded", "failed") + ")" : running;
+}
+
 void print_list(const json& result) {
   const json listed = result.value("nodes", json::array());
   std::vector<json> nodes(listed.begin(), listed.end());
@@ -55,8 +62,7 @@ void print_list(const json& result) {
   Table table({"NODE", "MANAGEMENT", "MONITOR", "VMS", "VCPU", "MEMORY", "HEARTBEAT", "LOCK"});
   for (const auto& n : nodes) {
     std::string management = str(n, "management");
-    table.add({str(n, "node"), coloured(or_dash(management), management), monitor_text(n),
-               n.contains("use") ? std::to_string(num(n["use"], "vms_running")) : "-", used_of(n, "vcpus", false),
+    table.add({str(n, "node"), coloured(or_dash(management), management), monitor_text(n), vms_text(n), used_of(n, "vcpus", false),
                used_of(n, "memory_mib", true), age_text(n), lock_text(n)});
   }
   table.print(std::cout);
@@ -77,6 +83,9 @@ void print_node(const json& n) {
     addresses += (addresses.empty() ? "" : ", ") + name + " " + (address.is_string() ? address.get<std::string>() : address.dump());
   facts.add({"addresses", or_dash(addresses)});
   facts.add({"lock", lock_text(n)});
+  if (int64_t stranded = num(n, "stranded"); stranded > 0)
+    facts.add({"stranded VMs", fmt::format("{} (left behind by a rebuild: `nodeha vm list --node {} --stranded`)", stranded,
+                                           str(n, "node"))});
   facts.print(std::cout);
   if (!n.value("checks", json::array()).empty()) {
     std::cout << "\nChecks:\n";

@@ -71,15 +71,22 @@ void print_cancelled(const json& t) {
                            id, task_title(t), id);
 }
 
-void print_vms(const json& result, const std::string& node) {
+// A VM a rebuild left behind shows where, in place of its state (which its node last reported).
+std::string vm_state_text(const json& v) {
+  const json mark = v.value("stranded", json());
+  if (mark.is_object() && !str(mark, "node").empty()) return coloured("stranded on " + str(mark, "node"), "failed");
+  return str(v, "state");
+}
+
+void print_vms(const json& result, const std::string& node, bool stranded) {
   const json vms = result.value("vms", json::array());
   if (vms.empty()) {
-    std::cout << "No VMs recorded" << (node.empty() ? "" : " on " + node) << ".\n";
+    std::cout << "No VMs " << (stranded ? "stranded" : "recorded") << (node.empty() ? "" : " on " + node) << ".\n";
     return;
   }
   Table table({"VM", "NAME", "NODE", "STATE", "DESIRED", "VCPU", "MEMORY", "LOCAL DISK", "GEN"});
   for (const auto& v : vms)
-    table.add({str(v, "uuid"), or_dash(str(v, "name")), or_dash(str(v, "node")), str(v, "state"), str(v, "desired"),
+    table.add({str(v, "uuid"), or_dash(str(v, "name")), or_dash(str(v, "node")), vm_state_text(v), str(v, "desired"),
                std::to_string(num(v, "vcpus")), format_mib(num(v, "memory_mib")), v.value("local_disk", false) ? "yes" : "no",
                std::to_string(num(v, "generation"))});
   table.print(std::cout);
@@ -120,12 +127,21 @@ void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
 void add_vm_commands(CLI::App& root, std::vector<Command>* commands) {
   auto* vm = root.add_subcommand("vm", "the VMs as the controller records them");
   vm->require_subcommand(1);
-  auto node = std::make_shared<std::string>();
+  struct Args {
+    std::string node;
+    bool stranded = false;
+  };
+  auto a = std::make_shared<Args>();
   auto* list_cmd = vm->add_subcommand("list", "every VM: where it is recorded, its state, its generation");
-  list_cmd->add_option("--node", *node, "only the VMs recorded on this node");
-  commands->push_back({list_cmd, [node](const Globals& g) {
-                         return query(g, "vm.list", node->empty() ? json::object() : json{{"node", *node}},
-                                      [&](const json& r) { print_vms(r, *node); });
+  list_cmd->add_option("--node", a->node, "only the VMs recorded on this node");
+  list_cmd->add_flag("--stranded", a->stranded,
+                     "only the VMs a rebuild left behind on their dead node (local disks): bring the node back, or "
+                     "restore them");
+  commands->push_back({list_cmd, [a](const Globals& g) {
+                         json request = json::object();
+                         if (!a->node.empty()) request["node"] = a->node;
+                         if (a->stranded) request["stranded"] = true;
+                         return query(g, "vm.list", request, [&](const json& r) { print_vms(r, a->node, a->stranded); });
                        }});
 }
 

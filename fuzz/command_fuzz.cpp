@@ -33,7 +33,7 @@ const Handler kHandlers[] = {
     {"cmd.node.migrate",
      {{"node", Type::String, true}, {"target", Type::String}, {"include_local_disk", Type::Bool}, {"vms", Type::Array},
       {"network", Type::String}, {"max_parallel", Type::Integer}, {"dry_run", Type::Bool}}},
-    {"cmd.vm.list", {{"node", Type::String}}},
+    {"cmd.vm.list", {{"node", Type::String}, {"stranded", Type::Bool}}},
     {"cmd.task.list", {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}},
     {"cmd.task.show", {{"task", Type::String, true}}},
     {"cmd.sched.place",

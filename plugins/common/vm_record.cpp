@@ -49,6 +49,7 @@ Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std
       record["node"] = node;
       record["generation"] = record.value("generation", int64_t{0}) + 1;
       record.erase("claim");  // a claim's mark is the record desk's, for this move only
+      record.erase(kStranded);  // it runs elsewhere now
       changed = true;
     }
     if (!desired.empty() && record.value("desired", std::string()) != desired) {
@@ -60,6 +61,31 @@ Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std
   });
   if (r && missing) return Status(NODEHA_ERR_NOT_FOUND, "no record of VM " + uuid);
   return r;
+}
+
+nlohmann::json encode(const Stranded& s) {
+  return {{"node", s.node}, {"task", s.task}, {"since", s.since}, {"reason", s.reason}};
+}
+
+std::optional<Stranded> stranded_of(const nlohmann::json& record) {
+  const auto& mark = record::field(record, kStranded);
+  std::string node = record::text(mark, "node");
+  if (node.empty()) return std::nullopt;
+  return Stranded{node, record::text(mark, "task"), record::integer(mark, "since", 0), record::text(mark, "reason")};
+}
+
+Result<bool> mark_stranded(const Host& host, const std::string& uuid, const Stranded& s) {
+  bool marked = false;
+  auto r = modify(host, uuid, [&](nlohmann::json& record) {
+    marked = record::text(record, "node") == s.node;
+    if (!marked) return false;  // moved, or gone, meanwhile: nothing left behind
+    if (auto had = stranded_of(record); had && had->node == s.node) return false;
+    record[kStranded] = encode(s);
+    record["updated"] = unix_ms();
+    return true;
+  });
+  if (!r) return r.status();
+  return marked;
 }
 
 Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired) {

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace nodeha::vm_record {
@@ -23,11 +24,33 @@ inline constexpr const char* kBucket = "vms";
 Result<nlohmann::json> modify(const Host& host, const std::string& uuid,
                               const std::function<bool(nlohmann::json& record)>& change, int attempts = 8);
 
-// Moves the VM to `node`: sets `node`, bumps `generation` and stamps `updated` unless the record
-// already names `node` (then nothing is written: whoever moved it first won). `desired`, when
+// Moves the VM to `node`: sets `node`, bumps `generation`, drops the stranded mark and stamps
+// `updated` unless the record already names `node` (then nothing is written: whoever moved it
+// first won). `desired`, when
 // not empty, is set too. NOT_FOUND when there is no record.
 Result<nlohmann::json> move(const Host& host, const std::string& uuid, const std::string& node,
                             const std::string& desired = "");
+
+// The controller's mark on a VM that a rebuild of its node skipped, its disks being on that node
+// only: "stranded": {"node", "task", "since" (unix ms), "reason"}. Only controllers set it (an
+// agent's write never sets or clears it: the record desk keeps it, plugins/vms/desk_rules.h); it
+// goes when that node's agent reports the VM again, when the VM moves to another node (move()),
+// or with the record.
+inline constexpr const char* kStranded = "stranded";
+struct Stranded {
+  std::string node;
+  std::string task;
+  int64_t since = 0;
+  std::string reason;
+};
+nlohmann::json encode(const Stranded& s);
+// The mark of `record`; nullopt when there is none, or it is no object naming a node (records
+// come from anyone who can write the bucket).
+std::optional<Stranded> stranded_of(const nlohmann::json& record);
+
+// Marks VM `uuid` stranded (controller only) if its record still names `s.node`; a mark of the
+// same node stays as it is (its first task and `since`). Returns whether the record carries it.
+Result<bool> mark_stranded(const Host& host, const std::string& uuid, const Stranded& s);
 
 // Sets `desired` ("running" / "stopped") when it differs. NOT_FOUND when there is no record.
 Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired);

@@ -2,10 +2,13 @@
 // VMs without local disks are placed by the scheduler (or on `target`) and recreated there from
 // their stored definitions. Each VM's record moves first (new generation), so that the old node,
 // if it comes back, finds its copy stale and removes it before it could run twice. VMs with
-// local disks are skipped with the reason; a VM the scheduler has no room for fails its step, and
-// the task can be run again for what is left (the records of rebuilt VMs no longer name the node).
+// local disks are skipped with the reason and marked stranded on the node in their records
+// (vm_record.h), which their node's record counts (stranded_counts.h) until the node is back; a VM
+// the scheduler has no room for fails its step, and the task can be run again for what is left
+// (the records of rebuilt VMs no longer name the node).
 #include "engine.h"
 #include "record_fields.h"
+#include "stranded_counts.h"
 #include "task_record.h"
 #include "vm_record.h"
 
@@ -27,19 +30,23 @@ class RebuildPlugin : public Plugin {
  public:
   explicit RebuildPlugin(Host h)
       : Plugin(std::move(h)), parallel_(host().config().at("parallel").get<int>()),
-        agent_timeout_(host().duration("agent_timeout")), reserve_(host().duration("reserve")) {
+        agent_timeout_(host().duration("agent_timeout")), reserve_(host().duration("reserve")), stranded_(host()) {
     if (parallel_ < 1) throw ConfigError("parallel must be at least 1");
     tasks::Kind kind;
     kind.name = "rebuild";
     kind.parallel = parallel_;
     kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return recreate(task, step); };
     kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host(), task["id"]); };
-    kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host(), task, reserve_); };
+    kind.on_resume = [this](const nlohmann::json& task) {
+      tasks::hold_again(host(), task, reserve_);
+      mark_skipped(task);
+    };
     engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 
   Status start() override {
     if (auto s = engine_->start(); !s) return s;
+    if (auto s = stranded_.start(); !s) return s;
     auto r = host().subscribe(host().subject("cmd.node.rebuild"), [this](const Message& m) {
       host().spawn([this, m] { rebuild(m); });
     }, "nodeha-controller");
@@ -88,9 +95,8 @@ class RebuildPlugin : public Plugin {
       host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
       return;
     }
-    std::vector<nlohmann::json> movable;
-    for (const auto& v : vms.value())
-      if (!v.value("local_disk", false)) movable.push_back(v);
+    std::vector<nlohmann::json> movable, stranded;
+    for (const auto& v : vms.value()) (record::flag(v, "local_disk") ? stranded : movable).push_back(v);
 
     bool dry = req.value("dry_run", false);
     std::string id = task_record::new_id();
@@ -112,12 +118,8 @@ class RebuildPlugin : public Plugin {
 
     nlohmann::json plan = nlohmann::json::array();
     auto task = task_record::make(id, "rebuild", node, req, host().node_id(), tasks::unix_ms());
-    for (const auto& v : vms.value()) {
-      std::string why = v.value("local_disk", false)
-                            ? "has local disks: its data is on " + node + "; migrate it when the node is back, or restore it"
-                            : "";
-      tasks::plan_vm(plan, task, v, placed, "rebuild", why);
-    }
+    const std::string why = "has local disks: its data is on " + node + "; migrate it when the node is back, or restore it";
+    for (const auto& v : vms.value()) tasks::plan_vm(plan, task, v, placed, "rebuild", record::flag(v, "local_disk") ? why : "");
     nlohmann::json result = {{"node", node}, {"plan", plan}};
     if (dry) {
       result["dry_run"] = true;
@@ -136,9 +138,26 @@ class RebuildPlugin : public Plugin {
       host().respond(m.reply, command::fail(command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"));
       return;
     }
+    for (const auto& v : stranded) mark_stranded(record::text(v, "uuid"), {node, id, tasks::unix_ms(), why});
     host().info("rebuilding " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
     result["task"] = id;
     host().respond(m.reply, command::ok(result));
+  }
+
+  // The record of a VM left behind says so, for `nodeha vm list` and the node's record. Worker.
+  void mark_stranded(const std::string& uuid, const vm_record::Stranded& mark) {
+    if (auto r = vm_record::mark_stranded(host(), uuid, mark); !r)
+      host().warn("could not mark VM " + uuid + " stranded on " + mark.node + ": " + r.status().message());
+  }
+  // A controller stopped between storing the task and marking its skipped VMs: marked now (a mark
+  // already there stays as it is).
+  void mark_skipped(const nlohmann::json& task) {
+    const auto& steps = record::field(task, "steps");
+    if (!steps.is_array()) return;
+    for (const auto& s : steps)
+      if (record::text(s, "state") == "skipped")
+        mark_stranded(record::text(s, "vm"), {record::text(task, "node"), record::text(task, "id"), tasks::unix_ms(),
+                                              record::text(s, "reason")});
   }
 
   // Idempotent: run again after a controller restart, each part finds its work done.
@@ -172,6 +191,7 @@ class RebuildPlugin : public Plugin {
   int parallel_;
   Millis agent_timeout_;
   Millis reserve_;
+  StrandedCounts stranded_;
   std::unique_ptr<tasks::Engine> engine_;
 };
 

@@ -89,6 +89,17 @@ void ControllerSide::write(const Message& m) const {
   } else if (!w.remove) {
     w.record.erase("claim");  // a new record
   }
+  if (!w.remove) {
+    // The stranded mark is the controller's too: kept, or ended by this write (desk_rules.h).
+    auto mark = stranded_after(node, current, w);
+    if (!mark.is_null()) {
+      w.record[vm_record::kStranded] = std::move(mark);
+    } else {
+      w.record.erase(vm_record::kStranded);
+      if (vm_record::stranded_of(current))
+        host_.info("VM " + w.uuid + " is no longer stranded: " + node + " reports it " + text(w.record, "state"));
+    }
+  }
   // A removal is checked against the revision read just above, not by the store (the host API has
   // no revision-checked delete): a move by a task in the milliseconds between would be undone.
   // Removals come from vm.undefine of a domain that is defined and stopped on the writing node.
@@ -118,12 +129,13 @@ std::optional<std::string> ControllerSide::owner_state(const std::string& owner,
 
 void ControllerSide::list(const Message& m) const {
   nlohmann::json req;
-  if (auto e = command::decode(m.data, {{"node", command::Type::String}}, &req))
+  if (auto e = command::decode(m.data, {{"node", command::Type::String}, {"stranded", command::Type::Bool}}, &req))
     return (void)host_.respond(m.reply, command::fail(*e));
   std::optional<NodeId> id;
   if (req.contains("node"))
     if (auto e = command::parse_id("node", req["node"], &id)) return (void)host_.respond(m.reply, command::fail(*e));
   std::string node = id ? id->str() : "";
+  const bool only_stranded = record::flag(req, "stranded");
   auto entries = host_.kv_list(vm_record::kBucket);
   if (!entries)
     return (void)host_.respond(
@@ -132,6 +144,7 @@ void ControllerSide::list(const Message& m) const {
   for (const auto& e : entries.value()) {
     auto record = nlohmann::json::parse(e.value, nullptr, false);
     if (!record.is_object() || (!node.empty() && text(record, "node") != node)) continue;
+    if (only_stranded && !vm_record::stranded_of(record)) continue;
     vms.push_back(vm_record::summary(record));
   }
   // A node that has no record and no VM is most likely a typo: say so rather than list nothing.

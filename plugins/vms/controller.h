@@ -1,6 +1,7 @@
 // The controller side of the vms plugin, in the queue group "nodeha-controller", on workers:
-//   <prefix>.cmd.vm.list {node?} -> {vms:[record without xml]} sorted by node, then name
-//   (docs/node-operations.md, "Controller commands");
+//   <prefix>.cmd.vm.list {node?, stranded?} -> {vms:[record without xml]} sorted by node, then
+//   name; stranded: true lists only the VMs a rebuild left behind (docs/node-operations.md,
+//   "Controller commands");
 //   <prefix>.ctl.<node>.vm.write: the record desk, which writes the `vms` bucket for the agents
 //   (record_desk.h), only what desk_rules.h lets that node's agent write;
 //   <prefix>.ctl.<node>.vm.event: agents' VM events, relayed on evt.vm.<uuid> as said by <node>

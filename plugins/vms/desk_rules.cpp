@@ -1,6 +1,7 @@
 #include "desk_rules.h"
 
 #include "record_fields.h"
+#include "vm_record.h"
 
 #include <nodeha/ids.hpp>
 
@@ -83,6 +84,14 @@ DeskVerdict judge(const std::string& node, const nlohmann::json& current, const 
                                           std::to_string(generation));
   if (owner.empty()) return write();  // a record naming no node goes to the node that has the domain
   return {DeskVerdict::Kind::AskOwner, "", "", owner};
+}
+
+nlohmann::json stranded_after(const std::string& node, const nlohmann::json& current, const desk::VmWrite& w) {
+  auto mark = vm_record::stranded_of(current);
+  if (w.remove || !mark || record::text(w.record, "node") != mark->node) return nullptr;
+  const std::string state = record::text(w.record, "state");
+  if (node == mark->node && !state.empty() && state != "missing") return nullptr;
+  return current.at(vm_record::kStranded);
 }
 
 }  // namespace nodeha::vms

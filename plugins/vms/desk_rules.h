@@ -28,4 +28,10 @@ struct DeskVerdict {
 // `current` is the record as stored (null: none). `node` is the desk subject's node, checked.
 DeskVerdict judge(const std::string& node, const nlohmann::json& current, const desk::VmWrite& w);
 
+// The stranded mark (vm_record.h) to store with a write `judge` let through; null: none. The mark
+// is the controller's: whatever the agent wrote in its place is ignored. It is kept from `current`
+// unless this write ends it: the node it is stranded on reports the VM there (any state but
+// "missing": its agent runs again and has the domain), or the record moves to another node.
+nlohmann::json stranded_after(const std::string& node, const nlohmann::json& current, const desk::VmWrite& w);
+
 }  // namespace nodeha::vms

@@ -2,6 +2,7 @@
 
 #include "libvirt.h"
 #include "vm_ops.h"
+#include "vm_record.h"
 
 namespace nodeha::vms {
 
@@ -45,6 +46,9 @@ nlohmann::json owner_changes(const nlohmann::json& record, const Domain& d) {
     if (!record.contains(field) || record[field] != value) out[field] = value;
   bool shut_itself_down = d.state == VIR_DOMAIN_SHUTOFF && d.reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
   if (shut_itself_down && text(record, "desired") != "stopped") out["desired"] = "stopped";
+  // A rebuild left it stranded while this node was away: reporting it here again is what ends the
+  // mark, which the record desk drops (an agent cannot clear it by itself, desk_rules.h).
+  if (vm_record::stranded_of(record)) out[vm_record::kStranded] = nullptr;
   return out;
 }
 

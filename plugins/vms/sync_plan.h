@@ -90,7 +90,8 @@ using record::text;
 nlohmann::json new_record(const Domain& d, const std::string& node, int64_t now_ms);
 
 // The owner's fields of `record` that differ from what libvirt shows, with their new values (an
-// empty object: nothing to write). `desired` becomes "stopped" when the guest shut itself down.
+// empty object: nothing to write). `desired` becomes "stopped" when the guest shut itself down; a
+// stranded mark (vm_record.h) asks for a write, so that the record desk ends it.
 nlohmann::json owner_changes(const nlohmann::json& record, const Domain& d);
 
 // Whether supervision starts the VM again: desired running, and shut off for a reason other than

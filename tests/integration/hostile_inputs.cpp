@@ -126,7 +126,7 @@ const std::vector<Op>& command_ops() {
       {"task.list", {{"node", K::NodeId}, {"state", K::String}, {"kind", K::String}}, false, false},
       {"task.show", {{"task", K::TaskId, true}}, false, true},
       {"task.cancel", {{"task", K::TaskId, true}}, true, true},
-      {"vm.list", {{"node", K::NodeId}}, false, true},
+      {"vm.list", {{"node", K::NodeId}, {"stranded", K::Bool}}, false, true},
   };
   return ops;
 }

@@ -75,6 +75,67 @@ TEST(DeskRules, ARecordWhoseFieldsReadersWouldMisreadIsRefused) {
   }
 }
 
+json stranded_record(const std::string& node, const std::string& state) {
+  auto r = record(node, 1);
+  r["state"] = state;
+  r["stranded"] = vm_record::encode({node, "t1", 1700000000000, "has local disks"});
+  return r;
+}
+
+// The stranded mark is the controller's (vm_record.h): no agent sets, keeps or clears it by what
+// it writes; the write of the node it is stranded on, reporting the VM there, ends it.
+TEST(DeskRules, OnlyTheStrandedNodesReportEndsTheMarkAndNoAgentSetsIt) {
+  const auto current = stranded_record("node-a", "running");
+  const json mark = current["stranded"];
+  auto write = [&](const std::string& writer, const json& stored, json r) { return stranded_after(writer, stored, put(std::move(r))); };
+
+  auto set_by_agent = record("node-a", 1);  // an agent's own mark is ignored: none is stored
+  set_by_agent["stranded"] = mark;
+  EXPECT_TRUE(write("node-a", record("node-a", 1), set_by_agent).is_null());
+  EXPECT_TRUE(write("node-a", nullptr, set_by_agent).is_null());
+
+  auto dropped = current;  // the owner writes without it while it reports the VM missing: kept
+  dropped.erase("stranded");
+  dropped["state"] = "missing";
+  EXPECT_EQ(write("node-a", current, dropped), mark);
+  dropped.erase("state");
+  EXPECT_EQ(write("node-a", current, dropped), mark);
+  auto forged = current;  // another mark in its place: the stored one stays
+  forged["stranded"] = vm_record::encode({"node-b", "t9", 1, "x"});
+  forged["state"] = "missing";
+  EXPECT_EQ(write("node-a", current, forged), mark);
+
+  for (const char* state : {"running", "shutoff", "paused"}) {  // the node is back and has it
+    auto reported = current;
+    reported["state"] = state;
+    reported["stranded"] = nullptr;
+    EXPECT_TRUE(write("node-a", current, reported).is_null()) << state;
+  }
+  EXPECT_TRUE(write("node-b", current, record("node-b", 2)).is_null());  // claimed: it runs on node-b
+  EXPECT_TRUE(write("node-a", current, record("node-b", 2)).is_null());  // handed on by a migration
+  EXPECT_TRUE(stranded_after("node-a", current, {kVm, 7, nullptr, true}).is_null());  // removed
+
+  auto odd = current;  // a mark no reader could use is no mark
+  odd["stranded"] = {{"task", "t1"}};
+  EXPECT_TRUE(write("node-a", odd, dropped).is_null());
+}
+
+TEST(StrandedMark, RoundTripsAndReadsLeniently) {
+  vm_record::Stranded s{"node-a", "t1", 1700000000000, "has local disks"};
+  auto back = vm_record::stranded_of(json{{"stranded", vm_record::encode(s)}});
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->node, "node-a");
+  EXPECT_EQ(back->task, "t1");
+  EXPECT_EQ(back->since, 1700000000000);
+  EXPECT_EQ(back->reason, "has local disks");
+  for (const json& bad : {json(nullptr), json::array(), json{{"stranded", "node-a"}}, json{{"stranded", {{"node", 3}}}},
+                          json{{"stranded", {{"node", ""}}}}})
+    EXPECT_FALSE(vm_record::stranded_of(bad)) << bad;
+  auto partial = vm_record::stranded_of(json{{"stranded", {{"node", "node-a"}, {"since", "soon"}}}});
+  ASSERT_TRUE(partial);
+  EXPECT_EQ(partial->since, 0);
+}
+
 // Replies come from other processes (an agent, or whoever holds its credential): read without
 // trusting any field's type.
 TEST(Envelope, AnyBytesReadAsAReplyOrAsMalformed) {

@@ -173,6 +173,20 @@ TEST(SyncPlan, OwnerUpdatesOnlyWhatChanged) {
   EXPECT_EQ(owner_changes(in.records["a"], in.domains["a"]), (json{{"vcpus", 4}}));
 }
 
+// The node is back and has the VM a rebuild left stranded: its agent writes, so that the record
+// desk ends the mark (it never clears it by itself: the desk decides, desk_rules.h).
+TEST(SyncPlan, AStrandedVmItsNodeHasAgainIsReportedOnce) {
+  auto in = input(false);
+  add(in, domain("a", VIR_DOMAIN_RUNNING), "node-a");
+  in.records["a"]["stranded"] = {{"node", "node-a"}, {"task", "t1"}, {"since", 5}, {"reason", "local disks"}};
+  EXPECT_THAT(plan_sync(in).update, ElementsAre("a"));
+  EXPECT_EQ(owner_changes(in.records["a"], in.domains["a"]), (json{{"stranded", nullptr}}));
+  in.records["a"].erase("stranded");  // ended by the desk
+  EXPECT_THAT(plan_sync(in).update, IsEmpty());
+  in.records["a"]["stranded"] = "garbage";  // no mark anyone could read: nothing to report
+  EXPECT_THAT(plan_sync(in).update, IsEmpty());
+}
+
 TEST(SyncPlan, ADomainAMigrationTookAwayLeavesItsRecordToTheMigration) {
   auto in = input(false);
   add(in, domain("left", VIR_DOMAIN_RUNNING), "node-a");
