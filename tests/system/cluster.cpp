@@ -125,6 +125,14 @@ void Cluster::start() {
           << error;
       guests_[i].push_back(uuid);
     }
+    for (int k = 1; k <= (options_.disk_guests.count(i) ? options_.disk_guests.at(i) : 0); ++k) {
+      std::string uuid = Libvirtd::guest_uuid(i * 100 + 50 + k), error;
+      ASSERT_TRUE(make_raw_disk(libvirtd(i), disk_guest_path(uuid), 64, true, &error)) << error;
+      ASSERT_TRUE(libvirtd(i).define_and_start_with_disk("disk-" + std::to_string(i) + "-" + std::to_string(k), uuid, 64,
+                                                         {disk_guest_path(uuid), "raw"}, &error))
+          << error;
+      guests_[i].push_back(uuid);
+    }
     std::filesystem::create_directories(dir_.file(node(i) + "/state"));
     dir_.write(node(i) + "/storage-ok", "");
   }

@@ -34,6 +34,7 @@
 #include "alert_stack.h"
 #include "bus.h"
 #include "bus_security.h"
+#include "disk_guest.h"
 #include "cli_run.h"
 #include "host_process.h"
 #include "invariant.h"
@@ -57,6 +58,9 @@ struct ClusterOptions {
   int nodes = 3;
   // Guests per node at the start, by node number (1-based); every guest is 64 MiB.
   std::map<int, int> guests = {{1, 2}};
+  // Guests with a local disk per node, after those above: the disk writer (disk_guest.h) booted
+  // from a 64 MiB raw image full of data at disk_guest_path(uuid), in the node's own /var.
+  std::map<int, int> disk_guests;
   bool alerting = true;  // Prometheus + Alertmanager + webhook receiver
   std::string migrate_extra;  // more keys for every agent's migrate plugin table
 };
@@ -88,7 +92,9 @@ class Cluster {
   HostProcess* controller() { return controller_.get(); }
   AlertStack& alerts() { return *alerts_; }
   InvariantMonitor& monitor() { return *monitor_; }
-  // The guests started on node i at the start (uuids), and all of them.
+  // Where a disk guest's image is, on every node (each node's /var is its own).
+  static std::string disk_guest_path(const std::string& uuid) { return "/var/lib/libvirt/images/" + uuid + ".raw"; }
+  // The guests started on node i at the start (uuids; disk guests last), and all of them.
   const std::vector<std::string>& guests_of(int i) const { return guests_.at(i); }
   std::set<std::string> all_guests() const;
 

@@ -10,6 +10,7 @@
 //   interface it names; when nats-server is back, the journal reaches the tasks bucket and the
 //   records name node-b, with no operator action.
 #include "bus.h"
+#include "disk_guest.h"
 #include "host_process.h"
 #include "invariant.h"
 #include "libvirtd.h"
@@ -30,6 +31,7 @@ using json = nlohmann::json;
 
 const std::string kGuest1 = Libvirtd::guest_uuid(1);
 const std::string kGuest2 = Libvirtd::guest_uuid(2);
+const std::string kDisky = Libvirtd::guest_uuid(3);
 
 std::string controller_config(const NatsServer& nats, const std::string& scheduler_extra = "") {
   return host_tables("controller", "ctl", nats.url()) +
@@ -143,6 +145,46 @@ TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
   }
   EXPECT_TRUE(record_of("nodes", "node-a")["lock"].is_null());
   EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"migrate\",result=\"succeeded\"}") == 1; }));
+}
+
+// A guest with a local disk moves only when the command says include_local_disk: the dry run
+// without it skips the guest and says why; with it the disk is copied with every write the guest
+// made, and the task's step counts the disk apart from the memory.
+TEST_F(NodeMigration, IncludeLocalDiskCopiesTheDiskWithItsGuest) {
+  const std::string image = "/var/lib/libvirt/images/disky.raw";
+  std::string error;
+  ASSERT_TRUE(make_raw_disk(a_, image, 64, true, &error)) << error;
+  ASSERT_TRUE(a_.define_and_start_with_disk("disky", kDisky, 64, {image, "raw"}, &error)) << error;
+  start();
+  ASSERT_TRUE(wait_until([&] { return record_of("vms", kDisky).value("local_disk", false); }, 20s)) << record_of("vms", kDisky);
+  auto dry = command("node.migrate", {{"node", "node-a"}, {"vms", {kDisky}}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  EXPECT_EQ(dry["result"]["plan"][0]["action"], "skip") << dry;
+  EXPECT_THAT(dry["result"]["plan"][0]["reason"].get<std::string>(), HasSubstr("include_local_disk"));
+
+  uint64_t before = 0;
+  ASSERT_TRUE(wait_until([&] { return (before = read_disk_writes(a_, image, GuestIs::kRunning).highest_seq) > 0; }, 30s))
+      << "the guest never wrote";
+  auto r = command("node.migrate", {{"node", "node-a"}, {"vms", {kDisky}}, {"include_local_disk", true}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return record_of("tasks", id).value("state", "") == "succeeded"; }, 120s))
+      << record_of("tasks", id).dump(2) << agent_a_->log();
+  EXPECT_EQ(b_.domain_state(kDisky), "running");
+  EXPECT_EQ(a_.domain_state(kDisky), "");
+  EXPECT_LT(monitor_->longest_gap(kDisky).count(), 1000) << "not live: " << monitor_->timeline_text(kDisky);
+  auto task = record_of("tasks", id);
+  ASSERT_EQ(task["steps"].size(), 1u) << task.dump(2);
+  const json& progress = task["steps"][0]["progress"];
+  EXPECT_GE(progress.value("disk_total", uint64_t{0}), uint64_t{64} << 20) << progress;
+  EXPECT_GT(progress.value("memory_total", uint64_t{0}), 0u) << progress;
+  ASSERT_TRUE(b_.suspend(kDisky, &error)) << error;
+  DiskWrites w = read_disk_writes(b_, image, GuestIs::kStopped);
+  ASSERT_TRUE(b_.resume(kDisky, &error)) << error;
+  EXPECT_TRUE(w.consistent) << w.problem;
+  EXPECT_GT(w.highest_seq, before);
+  EXPECT_NE(a_.run_in_mounts({"test", "-e", image}), 0) << "node-a's image is removed";
+  EXPECT_TRUE(wait_until([&] { return record_of("vms", kDisky).value("node", "") == "node-b"; }, 10s));
 }
 
 TEST_F(NodeMigration, ANamedTargetWithoutRoomIsRefusedAndNothingMoves) {

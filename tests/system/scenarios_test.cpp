@@ -449,9 +449,15 @@ TEST_F(Scenario, NodeDownDrainAndRebuild) {
 
 // 4. node-1's management link goes down, business stays up: unreachable for the controller. On
 // the node the operator moves the guests live over the business network with `nodeha local
-// migrate`; when management is back the records follow with no operator action.
+// migrate`, one with a local disk too (`--with-local-disks`: its disk is copied, over business,
+// with every write its guest made); when management is back the records follow with no
+// operator action.
 TEST_F(Scenario, ManagementNetworkDown) {
-  ASSERT_NO_FATAL_FAILURE(start());
+  ClusterOptions options;
+  options.disk_guests = {{1, 1}};
+  ASSERT_NO_FATAL_FAILURE(start(options));
+  const std::string disky = c().guests_of(1).back();
+  const std::string image = Cluster::disk_guest_path(disky);
   auto cut = Clock::now();
   ASSERT_TRUE(c().net().cut(1, Network::kManagement)) << c().net().error();
   ASSERT_NO_FATAL_FAILURE(expect_lost(1, cut));
@@ -460,14 +466,35 @@ TEST_F(Scenario, ManagementNetworkDown) {
   const std::string iface = TestNetwork::interface(Network::kBusiness);
   auto plan = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all"});
   EXPECT_EQ(plan.status, 0) << plan.out << plan.err;
+  for (const auto& p : plan.doc().value("plan", json::array()))
+    if (p.value("vm", "") == disky) EXPECT_EQ(p.value("action", ""), "skip") << "local disks need --with-local-disks: " << p;
   for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().libvirtd(1).domain_state(uuid), "running") << "a plan moves nothing";
+  uint64_t written_before = 0;
+  ASSERT_TRUE(wait_until([&] {
+    return (written_before = read_disk_writes(c().libvirtd(1), image, GuestIs::kRunning).highest_seq) > 0;
+  }, 30s)) << "the disk guest never wrote";
   auto moving = Clock::now();
-  auto r = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all", "--confirm"});
+  TrafficMeter meter(c().net());
+  ASSERT_TRUE(meter.ok()) << meter.error();
+  auto r = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all", "--confirm", "--with-local-disks"});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
-  figure("local migration of 2 guests", seconds_since(moving));
+  figure("local migration of 3 guests, one with a 64 MiB local disk", seconds_since(moving));
+  ASSERT_TRUE(meter.stop()) << meter.error();
   ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
   for (const auto& uuid : c().guests_of(1))
     EXPECT_EQ(c().monitor().running_on(uuid), std::vector<std::string>{"node-2"}) << uuid;
+  // The disk went over business: node-1's biz0 sent at least the whole image; its storage link
+  // carried nothing of it (and management is cut).
+  EXPECT_GE(meter.carried(1, Network::kBusiness).tx, uint64_t{64} << 20) << meter.text();
+  EXPECT_LT(meter.carried(1, Network::kStorage).tx, uint64_t{1} << 20) << meter.text();
+  // Every write the guest made, before and during the copy, is on node-2's disk; node-1's is gone.
+  std::string error;
+  ASSERT_TRUE(c().libvirtd(2).suspend(disky, &error)) << error;
+  DiskWrites there = read_disk_writes(c().libvirtd(2), image, GuestIs::kStopped);
+  ASSERT_TRUE(c().libvirtd(2).resume(disky, &error)) << error;
+  EXPECT_TRUE(there.consistent) << there.problem;
+  EXPECT_GT(there.highest_seq, written_before);
+  EXPECT_NE(c().libvirtd(1).run_in_mounts({"test", "-e", image}), 0) << "node-1's image is removed after the copy";
   std::string id = r.doc().value("task", "");
   ASSERT_FALSE(id.empty()) << r.out;
 
