@@ -276,14 +276,16 @@ TEST_F(Scenario, BusinessNetworkDown) {
   c().expect_invariants();
 }
 
-// The operator names the network that migration data takes (issue 14, point 4): node-1's guest
-// goes to node-2 over storage, back over business, and to node-2 again over management. Each
+// The operator names the network that migration data takes (issue 14, point 4): node-1's guest,
+// with its 64 MiB local disk (--with-local-disks), goes to node-2 over storage, back over
+// business, and to node-2 again over management. Each
 // time the source's link on that network sent, and the destination's received, at least the
 // bytes the task's step reports as migrated; every other link of both carried, beyond its
 // background, less than a quarter of that. The background is what each link carries with nothing
 // asked of the cluster (NATS on management, nothing on the others), measured first.
 TEST_F(Scenario, MigrationTakesTheChosenNetwork) {
-  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 2, .guests = {{1, 1}}, .alerting = false}));
+  // One guest with a 64 MiB local disk full of data: the disk goes the way the memory goes.
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 2, .guests = {}, .disk_guests = {{1, 1}}, .alerting = false}));
   const std::string uuid = c().guests_of(1)[0];
   TrafficMeter quiet(c().net());
   ASSERT_TRUE(quiet.ok()) << quiet.error();
@@ -301,7 +303,8 @@ TEST_F(Scenario, MigrationTakesTheChosenNetwork) {
     TrafficMeter meter(c().net());
     ASSERT_TRUE(meter.ok()) << meter.error();
     auto moving = Clock::now();
-    auto task = operate({"node", "migrate", Cluster::node(m.from), "--target", Cluster::node(m.to), "--network", name(m.over)});
+    auto task = operate({"node", "migrate", Cluster::node(m.from), "--target", Cluster::node(m.to), "--network", name(m.over),
+                         "--with-local-disks"});
     ASSERT_TRUE(meter.stop()) << meter.error();
     figure(what, seconds_since(moving));
     ASSERT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
@@ -310,6 +313,7 @@ TEST_F(Scenario, MigrationTakesTheChosenNetwork) {
     ASSERT_EQ(steps.size(), 1u) << task.dump(2);
     const uint64_t migrated = steps[0].value("progress", json::object()).value("data_processed", uint64_t{0});
     ASSERT_GT(migrated, 0u) << "the step reports no bytes migrated: " << task.dump(2);
+    EXPECT_GE(steps[0]["progress"].value("disk_processed", uint64_t{0}), uint64_t{64} << 20) << "the whole disk: " << task.dump(2);
     std::printf("[ figure   ] %s: %llu bytes migrated (step), links:\n%s", what.c_str(),
                 static_cast<unsigned long long>(migrated), meter.text().c_str());
     RecordProperty(what + " bytes", std::to_string(migrated));
