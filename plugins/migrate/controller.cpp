@@ -201,7 +201,11 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
     // a short migration may have published none with a figure in it). Nothing remains.
     JobSample moved = sample_from_json(r.result);
     moved.time_remaining_ms = 0;
-    return StepResult::ok({{"duration_ms", r.result.value("duration_ms", 0)}, {"progress", to_json(moved)}});
+    nlohmann::json fields = {{"duration_ms", r.result.value("duration_ms", 0)}, {"progress", to_json(moved)}};
+    // What became of the local disks' images (disk_images.h), as the agent said it.
+    std::string images = record::text(r.result, "images");
+    if (!images.empty()) fields["images"] = images.substr(0, 1000);
+    return StepResult::ok(std::move(fields));
   }
   return StepResult::failed(r.code + ": " + r.message);
 }

@@ -178,6 +178,7 @@ TEST_F(NodeMigration, IncludeLocalDiskCopiesTheDiskWithItsGuest) {
   const json& progress = task["steps"][0]["progress"];
   EXPECT_GE(progress.value("disk_total", uint64_t{0}), uint64_t{64} << 20) << progress;
   EXPECT_GT(progress.value("memory_total", uint64_t{0}), 0u) << progress;
+  EXPECT_THAT(task["steps"][0].value("images", ""), HasSubstr("source images removed")) << task.dump(2);
   ASSERT_TRUE(b_.suspend(kDisky, &error)) << error;
   DiskWrites w = read_disk_writes(b_, image, GuestIs::kStopped);
   ASSERT_TRUE(b_.resume(kDisky, &error)) << error;
