@@ -122,10 +122,15 @@ std::vector<std::string> DiskImages::paths() const {
 }
 
 std::string DiskImages::after_success(virConnectPtr source) {
-  if (copies_.empty()) return "";
+  if (copies_.empty() || !dest_) return "";
   auto here = has_domain(source, uuid_);
   if (!here) return "source images kept (" + describe(copies_) + "): " + here.status().message();
   if (here.value()) return "source images kept (" + describe(copies_) + "): the domain is still defined here";
+  // libvirt said the guest runs there; the destination says so too before the only other copy goes.
+  auto there = has_domain(dest_.get(), uuid_);
+  if (!there || !there.value())
+    return "source images kept (" + describe(copies_) + "): the destination " +
+           (there ? std::string("has no such domain") : "cannot be asked: " + there.status().message());
   if (auto s = remove_images(source, paths()); !s) return "source images: " + s.message();
   return "source images removed (" + describe(copies_) + ")";
 }

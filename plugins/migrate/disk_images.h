@@ -47,7 +47,8 @@ class DiskImages {
 
   // Reads the sizes and makes the destination's images; nothing to do without local disks.
   Status prepare(virDomainPtr dom);
-  // The guest runs on the destination: the source's images go, once `source` has no such domain.
+  // The guest runs on the destination: the source's images go, once `source` has no such domain
+  // and the destination has it.
   // What became of them, for people.
   std::string after_success(virConnectPtr source);
   // The guest stayed here: the destination images made for it go, once the destination has no
