@@ -15,6 +15,7 @@
 // - A qcow2 top over a shared backing file: only the top is copied, the backing file is untouched,
 //   the destination's top names it.
 // - An image already at the path on the destination is never written over.
+// - A copy the guest outwrites (bandwidth_mib below its writes) is stopped by the stall limit.
 // An InvariantMonitor samples both daemons throughout: no guest ever runs on both.
 #include "bus.h"
 #include "disk_guest.h"
@@ -282,6 +283,30 @@ TEST_F(DiskMigration, AnImageAlreadyOnTheDestinationIsNeverWrittenOver) {
   auto refused = bus_->request("nodeha.agent.node-a.vm.migrate", body.dump(), 30s);
   ASSERT_TRUE(refused);
   EXPECT_THAT(refused.value(), HasSubstr("has local disks (" + path + ")"));
+}
+
+// A guest that writes faster than its copy may go (bandwidth_mib) never lets the copy converge:
+// the stall limit ends it, the guest runs on where it was with its image, and the image made for
+// it on node-b is gone.
+TEST_F(DiskMigration, ACopyTheGuestOutwritesIsStoppedByTheStallLimit) {
+  ASSERT_NO_FATAL_FAILURE(start(1));  // 1 MiB/s: far below what the writer writes
+  const std::string path = std::string(kImages) + "/writer.raw";
+  std::string error;
+  ASSERT_TRUE(make_raw_disk(a_, path, 64, false, &error)) << error;
+  ASSERT_NO_FATAL_FAILURE(start_writer({path, "raw"}));
+  json body = {{"uuid", kGuest},      {"dest_node", "node-b"},       {"dest_uri", b_.uri()},
+               {"migrate_uri", "tcp://127.0.0.1"}, {"include_local_disk", true}, {"stall_ms", 5000}};
+  auto started = std::chrono::steady_clock::now();
+  auto r = bus_->request("nodeha.agent.node-a.vm.migrate", body.dump(), 120s);
+  ASSERT_TRUE(r) << r.status().message();
+  json reply = json::parse(r.value(), nullptr, false);
+  std::printf("[ measured ] stalled after %.2f s: %s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), reply.dump().c_str());
+  EXPECT_EQ(reply["error"]["code"], "migration_stalled") << reply;
+  EXPECT_EQ(a_.domain_state(kGuest), "running");
+  EXPECT_EQ(b_.domain_state(kGuest), "");
+  EXPECT_TRUE(exists(a_, path));
+  EXPECT_FALSE(exists(b_, path));
 }
 
 }  // namespace
