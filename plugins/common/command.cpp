@@ -60,7 +60,7 @@ Envelope parse_envelope(std::string_view reply) {
       return it != e->end() && it->is_string() ? it->get<std::string>() : std::string();
     };
     out.code = text("code");
-    out.message = text("message").substr(0, kMaxDetailLength);
+    out.message = std::string(cut_text(text("message"), kMaxDetailLength));
   }
   if (!out.ok && out.code.empty()) out.code = kInternal;
   return out;

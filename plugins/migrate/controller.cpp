@@ -204,7 +204,7 @@ StepResult ControllerSide::migrate_vm(const nlohmann::json& task, const nlohmann
     nlohmann::json fields = {{"duration_ms", r.result.value("duration_ms", 0)}, {"progress", to_json(moved)}};
     // What became of the local disks' images (disk_images.h), as the agent said it.
     std::string images = record::text(r.result, "images");
-    if (!images.empty()) fields["images"] = images.substr(0, 1000);
+    if (!images.empty()) fields["images"] = std::string(cut_text(images, kMaxDetailLength));
     return StepResult::ok(std::move(fields));
   }
   return StepResult::failed(r.code + ": " + r.message);

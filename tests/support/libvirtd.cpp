@@ -1,6 +1,7 @@
 #include "libvirtd.h"
 
 #include "libvirt.h"
+#include "vm_ops.h"
 
 #include <gtest/gtest.h>
 
@@ -214,28 +215,13 @@ bool Libvirtd::probe_qemu(std::string* error) const {
 
 namespace {
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
-
 // A one-vCPU pc guest; `os_extra` and `devices` go into <os> and <devices>.
 std::string domain_xml(const std::string& name, const std::string& uuid, int memory_mib, const std::string& os_extra,
                        const std::string& devices) {
   bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
   return std::string("<domain type='") + (kvm ? "kvm" : "qemu") + "'>\n"
-         "  <name>" + xml_escape(name) + "</name>\n"
-         "  <uuid>" + xml_escape(uuid) + "</uuid>\n"
+         "  <name>" + vm_ops::escape(name) + "</name>\n"
+         "  <uuid>" + vm_ops::escape(uuid) + "</uuid>\n"
          "  <memory unit='MiB'>" + std::to_string(memory_mib) + "</memory>\n"
          "  <vcpu>1</vcpu>\n"
          "  <os><type arch='x86_64' machine='pc'>hvm</type>" + os_extra + "</os>\n"
@@ -283,12 +269,12 @@ bool Libvirtd::define_and_start_with_disk(const std::string& name, const std::st
   if (!disk.backing_path.empty() && disk.format != "qcow2") return refuse("only a qcow2 image has a backing file");
   std::string backing;
   if (!disk.backing_path.empty())
-    backing = "      <backingStore type='file'><format type='" + xml_escape(disk.backing_format) + "'/>"
-              "<source file='" + xml_escape(disk.backing_path) + "'/><backingStore/></backingStore>\n";
+    backing = "      <backingStore type='file'><format type='" + vm_ops::escape(disk.backing_format) + "'/>"
+              "<source file='" + vm_ops::escape(disk.backing_path) + "'/><backingStore/></backingStore>\n";
   std::string devices =
       "    <disk type='file' device='disk'>\n"
       "      <driver name='qemu' type='" + disk.format + "' cache='writethrough'/>\n"
-      "      <source file='" + xml_escape(disk.path) + "'/>\n" + backing +
+      "      <source file='" + vm_ops::escape(disk.path) + "'/>\n" + backing +
       "      <target dev='vda' bus='virtio'/>\n"
       "    </disk>\n";
   return define_and_start_xml(name, uuid, domain_xml(name, uuid, memory_mib, "<boot dev='hd'/>", devices), error);

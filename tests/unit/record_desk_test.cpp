@@ -138,6 +138,21 @@ TEST(StrandedMark, RoundTripsAndReadsLeniently) {
 
 // Replies come from other processes (an agent, or whoever holds its credential): read without
 // trusting any field's type.
+// A long error message is cut to kMaxDetailLength on a character boundary: the step or task that
+// keeps it must still dump as JSON (a split "é" would make nlohmann's dump throw).
+TEST(Envelope, ALongMessageIsCutWhereJsonStaysValid) {
+  std::string long_text;
+  for (int i = 0; i < 700; ++i) long_text += "é";  // 1,400 bytes, two per character
+  json reply = {{"ok", false}, {"error", {{"code", "migration_failed"}, {"message", "x" + long_text}}}};
+  auto e = command::parse_envelope(reply.dump());
+  EXPECT_LE(e.message.size(), kMaxDetailLength);
+  EXPECT_GE(e.message.size(), kMaxDetailLength - 1);
+  json kept = {{"error", e.message}};
+  EXPECT_NO_THROW((void)kept.dump());
+  EXPECT_EQ(cut_text("é", 1), "") << "never half a character";
+  EXPECT_EQ(cut_text("abc", 5), "abc");
+}
+
 TEST(Envelope, AnyBytesReadAsAReplyOrAsMalformed) {
   auto ok = command::parse_envelope(R"({"ok":true,"result":{"vms":[]}})");
   EXPECT_TRUE(ok.ok);

@@ -33,13 +33,20 @@ inline constexpr size_t kMaxDetailLength = 1024;               // a check detail
 inline constexpr size_t kMaxNameLength = 256;                  // a VM or check name
 inline constexpr size_t kMaxEchoedLength = 64;                 // of a bad value quoted in a message
 
+// At most the first `max` bytes of `v`, never splitting a UTF-8 character: outside text cut to a
+// bound stays valid UTF-8, which JSON needs (nlohmann's dump throws on a split character).
+inline std::string_view cut_text(std::string_view v, size_t max) {
+  if (v.size() <= max) return v;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0) == 0x80) --n;
+  return v.substr(0, n);
+}
+
 // A bad value as quoted in an error: at most kMaxEchoedLength bytes, then "…", so an error
 // never carries a 5,000-byte id back. Cuts on a UTF-8 character boundary.
 inline std::string echo_value(std::string_view v) {
   if (v.size() <= kMaxEchoedLength) return "\"" + std::string(v) + "\"";
-  size_t n = kMaxEchoedLength;
-  while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0) == 0x80) --n;
-  return "\"" + std::string(v.substr(0, n)) + "\"… (" + std::to_string(v.size()) + " bytes)";
+  return "\"" + std::string(cut_text(v, kMaxEchoedLength)) + "\"… (" + std::to_string(v.size()) + " bytes)";
 }
 
 // "the request is 70000 bytes; the limit is 65536": the refusal of an oversize payload.
