@@ -28,12 +28,6 @@ std::string result_label(const MigrationOutcome& o) {
 
 std::string error_reply(const MigrationError& e) { return command::fail(e.code, e.message); }
 
-// What a finished migration moved, for the reply of vm.migrate and the `migrated` event.
-nlohmann::json moved_figures(const JobSample& s) {
-  return {{"data_total", s.data_total},     {"data_processed", s.data_processed}, {"memory_total", s.memory_total},
-          {"memory_processed", s.memory_processed}, {"disk_total", s.disk_total},   {"disk_processed", s.disk_processed}};
-}
-
 }  // namespace
 
 nlohmann::json copied_disks(const MigrationOutcome& out) {
@@ -42,6 +36,20 @@ nlohmann::json copied_disks(const MigrationOutcome& out) {
     disks.push_back({{"target", d.target}, {"path", d.path}, {"format", d.format}, {"capacity", d.capacity}});
   return disks;
 }
+
+namespace {
+
+// What a finished migration took and moved, for the reply of vm.migrate and the `migrated` event.
+nlohmann::json finished_fields(const MigrationOutcome& out) {
+  const JobSample& s = out.last;
+  return {{"duration_ms", out.duration_ms},         {"disks", copied_disks(out)},
+          {"images", out.images},                   {"data_total", s.data_total},
+          {"data_processed", s.data_processed},     {"memory_total", s.memory_total},
+          {"memory_processed", s.memory_processed}, {"disk_total", s.disk_total},
+          {"disk_processed", s.disk_processed}};
+}
+
+}  // namespace
 
 AgentConfig read_agent_config(const nlohmann::json& c) {
   AgentConfig cfg;
@@ -218,9 +226,8 @@ void AgentSide::on_migrate(const Message& m) {
     active_.end(job.spec.uuid);
     running_.set(static_cast<double>(active_.size()));
     if (report.outcome.error) return answer(error_reply(*report.outcome.error), false);
-    nlohmann::json result = {{"uuid", job.spec.uuid}, {"duration_ms", report.outcome.duration_ms}, {"record", report.record},
-                             {"disks", copied_disks(report.outcome)}, {"images", report.outcome.images}};
-    result.update(moved_figures(report.outcome.last));
+    nlohmann::json result = finished_fields(report.outcome);
+    result.update({{"uuid", job.spec.uuid}, {"record", report.record}});
     answer(command::ok(result), true);
   });
   if (!spawned) {
@@ -261,9 +268,8 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
   }
   duration_.observe(static_cast<double>(out.duration_ms) / 1000.0);
   host_.info("migrated VM " + uuid + " in " + std::to_string(out.duration_ms) + " ms");
-  nlohmann::json migrated = {{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node},
-                             {"duration_ms", out.duration_ms}, {"disks", copied_disks(out)}, {"images", out.images}};
-  migrated.update(moved_figures(out.last));
+  nlohmann::json migrated = finished_fields(out);
+  migrated.update({{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node}});
   publish_event(uuid, std::move(migrated));
   // The guest runs on the destination now: say so in its record. Whoever moves it first wins
   // (the destination agent's claim, or this); a bus that is down leaves it to the claim.
