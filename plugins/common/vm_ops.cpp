@@ -299,10 +299,11 @@ Status destroy(virDomainPtr dom) {
 
 Status shutdown(virDomainPtr dom) { return virDomainShutdown(dom) == 0 ? Status::ok() : last_error("shutdown"); }
 
-Status undefine(virDomainPtr dom) {
+Status undefine(virDomainPtr dom, Nvram nvram) {
+  unsigned int files = nvram == Nvram::Remove ? VIR_DOMAIN_UNDEFINE_NVRAM : VIR_DOMAIN_UNDEFINE_KEEP_NVRAM;
   // Drivers refuse flags they do not know (the test driver has no NVRAM): fewer each time.
   const unsigned int kFlagSets[] = {VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                                        VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM,
+                                        VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | files,
                                     VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA, 0};
   for (unsigned int flags : kFlagSets) {
     if (virDomainUndefineFlags(dom, flags) == 0) return Status::ok();

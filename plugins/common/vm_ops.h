@@ -106,9 +106,12 @@ Status start(virDomainPtr dom);
 Status destroy(virDomainPtr dom);
 // Asks the guest to shut down (ACPI); returns at once.
 Status shutdown(virDomainPtr dom);
-// Removes the definition, with its managed-save image, snapshot and checkpoint metadata and NVRAM
-// where the driver has them. The domain must not run.
-Status undefine(virDomainPtr dom);
+// Whether undefine removes the domain's NVRAM file (a stale copy's) or leaves it (the source of a
+// finished migration: libvirt's own VIR_MIGRATE_UNDEFINE_SOURCE leaves it too).
+enum class Nvram { Remove, Keep };
+// Removes the definition, with its managed-save image, snapshot and checkpoint metadata, and NVRAM
+// as asked, where the driver has them. The domain must not run.
+Status undefine(virDomainPtr dom, Nvram nvram = Nvram::Remove);
 Result<std::string> define(virConnectPtr conn, const std::string& xml);  // returns the uuid
 
 }  // namespace nodeha::vm_ops

@@ -60,17 +60,29 @@ std::optional<JobSample> read_job(virDomainPtr dom, unsigned int flags = 0) {
   return s;
 }
 
-// The finished migration's counters as the destination keeps them (the source's copy of the
-// domain is gone with it). The memory transfer of a small guest takes a fraction of a second at
-// the very end of the migration, between two readings of the source's job: only the destination
-// knows the memory totals for sure. Not the disks': the NBD mirror's counters stay with the source
-// (completed_sample). Empty when it cannot be asked.
+// The finished migration's counters as the destination keeps them, for when the source cannot
+// tell: the destination QEMU's own, without the NBD mirror's (completed_sample). Empty when it
+// cannot be asked.
 std::optional<JobSample> completed_at(const std::string& dest_uri, const std::string& uuid) {
   libvirt::Connection conn(virConnectOpen(dest_uri.c_str()));
   if (!conn) return std::nullopt;
   libvirt::Domain dom(virDomainLookupByUUIDString(conn.get(), uuid.c_str()));
   if (!dom) return std::nullopt;
   return read_job(dom.get(), VIR_DOMAIN_JOB_STATS_COMPLETED);
+}
+
+// The source's copy after a successful migration, shut off by it: undefined as libvirt's
+// VIR_MIGRATE_UNDEFINE_SOURCE would, the definition only (NVRAM files stay, as libvirt leaves
+// them). Not used: libvirt drops the finished job's figures with the domain, and a small disk's
+// copy ends between two readings of the running job. Empty when done, else what was kept and why.
+std::string undefine_left_copy(virDomainPtr dom) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0)
+    return "its definition here is kept: cannot read its state: " + libvirt::last_error();
+  if (state != VIR_DOMAIN_SHUTOFF)
+    return std::string("its definition here is kept: it is ") + libvirt::state_name(state) + " here";
+  Status s = vm_ops::undefine(dom, vm_ops::Nvram::Keep);
+  return s ? "" : "its shut-off definition here is kept: " + s.message();
 }
 
 int64_t since(Clock::time_point start) {
@@ -242,7 +254,9 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
   }
 
   TypedParams params;
-  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+  // Not VIR_MIGRATE_UNDEFINE_SOURCE: the source's domain is undefined here once its finished job's
+  // figures are read (undefine_left_copy); libvirt drops them with the domain.
+  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST;
   bool built = params.add(VIR_MIGRATE_PARAM_URI, spec.migrate_uri);
   // The destination QEMU listens on every address unless told; the stream is meant for the
   // chosen network only.
@@ -270,8 +284,14 @@ MigrationOutcome run_migration(const Host& host, const MigrationSpec& spec, Acti
   out.last = watch.last();
   out.disks = images.copies();
   if (rc == 0) {
-    out.last = completed_sample(out.last, completed_at(spec.dest_uri, spec.uuid).value_or(JobSample{}));
+    // The source's figures of the whole job, NBD mirror included; read before the domain goes.
+    std::optional<JobSample> whole = read_job(dom.get(), VIR_DOMAIN_JOB_STATS_COMPLETED);
+    if (!whole || whole->data_total == 0) whole = completed_at(spec.dest_uri, spec.uuid);
+    out.last = completed_sample(out.last, whole.value_or(JobSample{}));
+    std::string kept = undefine_left_copy(dom.get());
+    if (!kept.empty()) host.warn("VM " + spec.uuid + " migrated, but " + kept);
     out.images = images.after_success(conn.get());
+    if (!kept.empty()) out.images = kept + (out.images.empty() ? "" : "; " + out.images);
     return out;
   }
   out.images = images.after_failure();

@@ -51,8 +51,8 @@ JobSample sample_from_json(const nlohmann::json& j) {
   return s;
 }
 
-JobSample completed_sample(const JobSample& source_last, const JobSample& destination) {
-  JobSample out = destination.data_total > 0 ? destination : source_last;
+JobSample completed_sample(const JobSample& source_last, const JobSample& completed) {
+  JobSample out = completed.data_total > 0 ? completed : source_last;
   if (out.disk_total == 0 && source_last.disk_total > 0) {
     out.disk_total = source_last.disk_total;
     // The migration ends only once the mirror has caught up with every write: all of it went.

@@ -36,10 +36,11 @@ nlohmann::json to_json(const JobSample& s);
 // an integer reads as 0; a time_remaining_ms that is not a non-negative integer as unknown.
 JobSample sample_from_json(const nlohmann::json& j);
 
-// The figures of a successful migration: the destination's completed-job statistics (the source's
-// domain is gone) where they say more. libvirt hands the destination QEMU's own counters only, not
-// the NBD mirror's, so the disks' figures come from the source's last reading. Nothing remains.
-JobSample completed_sample(const JobSample& source_last, const JobSample& destination);
+// The figures of a successful migration: the finished job's statistics where they say more than
+// the last reading (the memory of a small guest moves between two readings). The source's figures
+// count the NBD mirror; when only the destination's could be read, which count its QEMU's own
+// transfer only, the disks' figures come from the source's last reading. Nothing remains.
+JobSample completed_sample(const JobSample& source_last, const JobSample& completed);
 
 // One point of the transfer: data_processed at a time.
 struct RateReading {
