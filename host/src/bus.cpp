@@ -451,6 +451,15 @@ void Bus::close(std::chrono::milliseconds timeout) {
   if (c) natsConnection_Close(c.get());
   c.reset();
   {
+    // Closed: their consumers' deletions fail at once.
+    std::vector<Impl::Reaper> reapers;
+    {
+      std::lock_guard lock(impl_->reap_mu);
+      reapers.swap(impl_->reapers);
+    }
+    for (auto& r : reapers) r.thread.join();
+  }
+  {
     // Destroyed outside mu, as cnats may call back into the Bus meanwhile.
     std::map<std::string, KvRef> buckets;
     std::map<uint64_t, ReplyHandler> pending;

@@ -43,6 +43,9 @@ struct Bus::Watch {
   std::mutex mu;
   kvWatcher* current = nullptr;  // guarded by mu; for kvWatcher_Stop from other threads
   std::thread thread;
+  // Held while `fn` runs; `dead` (set by kv_unwatch) means never again.
+  std::mutex fn_mu;
+  bool dead = false;
 };
 
 struct Bus::Impl {
@@ -66,6 +69,13 @@ struct Bus::Impl {
   std::map<std::string, KvRef> buckets;
   std::map<uint64_t, Sub> subs;
   std::map<uint64_t, std::unique_ptr<Watch>> watches;
+  // Watches being ended off the caller's time (kv_unwatch), joined by close().
+  std::mutex reap_mu;
+  struct Reaper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Reaper> reapers;
   std::string inbox;                 // <_INBOX.nuid>: replies to async requests arrive below it
   SubscriptionPtr inbox_sub;
   std::map<uint64_t, ReplyHandler> pending;

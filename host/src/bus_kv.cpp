@@ -90,6 +90,8 @@ void Bus::Impl::run_watch(Watch* w) {
       EntryPtr entry(e);
       if (kvEntry_Revision(e) <= last) continue;
       last = kvEntry_Revision(e);
+      std::lock_guard deliver(w->fn_mu);
+      if (w->dead) break;
       w->fn(to_entry(e));
     }
     std::lock_guard lock(w->mu);
@@ -208,11 +210,33 @@ void Bus::kv_unwatch(uint64_t id) {
   }
   w->stop = true;
   {
-    std::lock_guard lock(w->mu);
-    if (w->current) kvWatcher_Stop(w->current);
+    std::lock_guard deliver(w->fn_mu);  // waits for a delivery under way, never for the network
+    w->dead = true;
   }
   impl_->state_cv.notify_all();
-  if (w->thread.joinable()) w->thread.join();
+  // Stopping the watcher asks the server to delete its consumer: a round trip that a silent link
+  // holds for the whole JetStream timeout, once per watch. A controller stepping down while cut
+  // off must not wait for that: a reaper does it, and close() joins the reapers.
+  std::lock_guard lock(impl_->reap_mu);
+  auto& reapers = impl_->reapers;
+  for (auto it = reapers.begin(); it != reapers.end();) {  // those that finished
+    if (!*it->done) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = reapers.erase(it);
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  reapers.push_back({std::thread([w = std::move(w), done] {
+                       {
+                         std::lock_guard lock(w->mu);
+                         if (w->current) kvWatcher_Stop(w->current);
+                       }
+                       if (w->thread.joinable()) w->thread.join();
+                       *done = true;
+                     }),
+                     done});
 }
 
 Status Bus::ensure_stream(const std::string& name, const std::string& subjects, int64_t max_age_s) {

@@ -26,6 +26,8 @@ const std::vector<KeyDecl>& host_keys() {
       {"local_socket", NODEHA_CONFIG_STRING, "\"\"", "", "unix socket for `nodeha local`; empty: <state_dir>/local.sock"},
       {"log_level", NODEHA_CONFIG_STRING, "\"info\"", "", "debug, info, warn or error"},
       {"workers", NODEHA_CONFIG_INTEGER, "8", "threads", "worker threads for blocking plugin work"},
+      {"lease", NODEHA_CONFIG_DURATION, "\"2s\"", "",
+       "controllers: the leader lease; a follower takes over this long after the leader's last renewal"},
   };
   return k;
 }
@@ -385,6 +387,9 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
   h.workers = hj["workers"];
   if (h.workers < 1 || h.workers > 256)
     return bad(fmt::format("{}: [host] key 'workers' must be between 1 and 256", file));
+  h.lease_ms = hj["lease"];
+  if (h.lease_ms < 200 || h.lease_ms > 60000)
+    return bad(fmt::format("{}: [host] key 'lease' must be between 200ms and 60s", file));
 
   const auto& nj = ns.value();
   h.nats.servers = nj["servers"].get<std::vector<std::string>>();

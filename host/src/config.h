@@ -66,6 +66,7 @@ struct HostConfig {
   std::string local_socket;
   std::string log_level;
   int64_t workers = 8;
+  int64_t lease_ms = 2000;  // controllers: the leader lease (lease.h)
   NatsSettings nats;
   std::string metrics_listen;
   std::string libvirt_uri;

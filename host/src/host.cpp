@@ -62,6 +62,11 @@ void Host::set_up(const std::string& plugin, bool up) {
 
 Status Host::start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out) {
   auto inst = std::make_unique<PluginInstance>(services_, p.name, p.library, p.config_json, p.where);
+  if (!plugins_run_) {  // a following controller: checked now, started when it leads
+    if (auto s = inst->create(); !s) return s;
+    *out = std::move(inst);
+    return Status::ok();
+  }
   if (auto s = inst->start(); !s) {
     set_up(p.name, false);
     return s;
@@ -164,7 +169,29 @@ int Host::start() {
     }
     plugins_.push_back(std::move(inst));
   }
-  for (size_t i = 0; i < plugins_.size(); ++i) {
+  if (h.role == NODEHA_ROLE_CONTROLLER) {
+    plugins_run_ = false;
+    leadership_ = std::make_unique<Leadership>(*bus_, h.node_id, h.lease_ms, *metrics_,
+                                               [this](bool leads, uint64_t epoch, const std::string& why) {
+                                                 {
+                                                   std::lock_guard lock(role_mu_);
+                                                   want_lead_ = leads;
+                                                   want_epoch_ = epoch;
+                                                   role_dirty_ = true;
+                                                 }
+                                                 spdlog::info("leadership: this controller {} (epoch {})", why, epoch);
+                                                 role_cv_.notify_all();
+                                               });
+    services_.may_act = [l = leadership_.get()] { return l->acting(); };
+    for (const auto& inst : plugins_) set_up(inst->name(), false);  // until it leads
+    leadership_->start();  // one round now: a lone controller leads before it says it is up
+    if (auto s = apply_role(); !s) {
+      stop();
+      return kExitFailed;
+    }
+    role_thread_ = std::thread([this] { role_loop(); });
+  }
+  for (size_t i = 0; plugins_run_ && h.role == NODEHA_ROLE_AGENT && i < plugins_.size(); ++i) {
     PluginInstance& inst = *plugins_[i];
     if (auto s = inst.start(); !s) {
       spdlog::error("{}", s.message());
@@ -181,9 +208,59 @@ int Host::start() {
   // Written last: whoever finds the file finds the plugins started and their subscriptions at
   // the server (when connected), the local socket open.
   std::ofstream(fs::path(h.state_dir) / "metrics.address") << metrics_->address() << "\n";
-  spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s)", NODEHA_VERSION, h.node_id, role_name(h.role),
-               plugins_.size());
+  spdlog::info("nodeha-host {} up: node {}, role {}, {} plugin(s){}", NODEHA_VERSION, h.node_id, role_name(h.role),
+               plugins_.size(), leadership_ ? (plugins_run_ ? ", leading" : ", following") : "");
   return 0;
+}
+
+Status Host::apply_role() {
+  bool lead;
+  uint64_t epoch;
+  {
+    std::lock_guard lock(role_mu_);
+    role_dirty_ = false;
+    lead = want_lead_;
+    epoch = want_epoch_;
+  }
+  std::lock_guard lock(plugins_mu_);
+  if (lead == plugins_run_) return Status::ok();
+  plugins_run_ = lead;
+  if (!lead) {
+    // Its time is up already (acting() said no before this was asked): this only ends the work.
+    for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
+      (*it)->stop();
+      set_up((*it)->name(), false);
+    }
+    spdlog::info("following: every plugin stopped");
+    return Status::ok();
+  }
+  // Each resumes from the buckets as after a restart: unfinished tasks, the nodes' full windows.
+  Status result = Status::ok();
+  for (auto& inst : plugins_) {
+    if (auto s = inst->start(); !s) {
+      spdlog::error("{}", s.message());
+      set_up(inst->name(), false);
+      result = s;
+      continue;
+    }
+    set_up(inst->name(), true);
+    const nodeha_plugin& d = inst->library()->descriptor();
+    spdlog::info("plugin {} started ({} {}, {})", inst->name(), d.name, d.version ? d.version : "?", inst->library()->path());
+  }
+  spdlog::info("leading (epoch {}): {} plugin(s) started", epoch, plugins_.size());
+  return result;
+}
+
+void Host::role_loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(role_mu_);
+      role_cv_.wait(lock, [&] { return role_stop_ || role_dirty_; });
+      if (role_stop_) return;
+      role_dirty_ = false;
+    }
+    (void)apply_role();
+  }
 }
 
 Status Host::reload() {
@@ -201,7 +278,7 @@ Status Host::reload() {
   const HostConfig& now = doc_.host();
   const HostConfig& next = doc.value().host();
   auto host_sections = [](const HostConfig& c) {
-    return std::tie(c.node_id, c.role, c.state_dir, c.local_socket, c.log_level, c.workers, c.nats.servers,
+    return std::tie(c.node_id, c.role, c.state_dir, c.local_socket, c.log_level, c.workers, c.lease_ms, c.nats.servers,
                     c.nats.credentials, c.nats.tls_ca, c.nats.tls_cert, c.nats.tls_key, c.nats.prefix, c.nats.kv_replicas,
                     c.nats.kv_history, c.nats.reconnect_wait_ms, c.nats.connect_timeout_ms, c.nats.ping_interval_ms, c.nats.reconnect_buffer_bytes,
                     c.nats.max_control_line,
@@ -211,6 +288,7 @@ Status Host::reload() {
     spdlog::warn("reload: changes to [host], [nats], [metrics] or [libvirt] take effect at the next restart "
                  "(plugin_path applies now)");
 
+  std::lock_guard plugins_lock(plugins_mu_);
   std::map<std::string, std::unique_ptr<PluginInstance>> running;
   std::vector<std::string> old_order;
   for (auto& p : plugins_) {
@@ -292,12 +370,24 @@ void Host::stop() {
   }
   stop_cv_.notify_all();
   if (workers_) workers_->wait_owner(this);
-  for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
-    spdlog::info("stopping plugin {}", (*it)->name());
-    (*it)->stop();
-    if (metrics_) set_up((*it)->name(), false);
+  {
+    std::lock_guard lock(role_mu_);
+    role_stop_ = true;
   }
-  plugins_.clear();
+  role_cv_.notify_all();
+  if (role_thread_.joinable()) role_thread_.join();
+  {
+    std::lock_guard lock(plugins_mu_);
+    for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
+      spdlog::info("stopping plugin {}", (*it)->name());
+      (*it)->stop();
+      if (metrics_) set_up((*it)->name(), false);
+    }
+    plugins_.clear();
+  }
+  // After the plugins: they may act until they stopped. Then the next controller need not wait.
+  if (leadership_) leadership_->stop();
+  leadership_.reset();
   local_.reset();  // after the plugins: their unanswered local requests were told already
   if (bus_) bus_->close(std::chrono::milliseconds(2000));
   bus_.reset();

@@ -5,6 +5,7 @@
 #include "bus.h"
 #include "config.h"
 #include "executor.h"
+#include "leadership.h"
 #include "libvirt_provider.h"
 #include "local_socket.h"
 #include "metrics.h"
@@ -14,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace nodeha::host {
@@ -51,6 +53,10 @@ class Host {
 
  private:
   Status start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out);
+  // Controllers: the plugins run while this controller leads and stop when it no longer does.
+  // Brings them to what the lease last said; called on the role thread (and once by start).
+  Status apply_role();
+  void role_loop();
   void set_up(const std::string& plugin, bool up);
   void keep_event_stream();
 
@@ -63,7 +69,17 @@ class Host {
   std::unique_ptr<LibvirtProvider> libvirt_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<LocalSocket> local_;  // outlives the plugins that serve on it
+  std::mutex plugins_mu_;  // plugins_ and plugins_run_: reload, role changes and stop take turns
   std::vector<std::unique_ptr<PluginInstance>> plugins_;
+  bool plugins_run_ = true;  // agents: always; controllers: while leading
+  std::unique_ptr<Leadership> leadership_;  // controllers
+  std::mutex role_mu_;
+  std::condition_variable role_cv_;
+  bool want_lead_ = false;
+  uint64_t want_epoch_ = 0;
+  bool role_dirty_ = false;  // the lease said something since the role thread last looked
+  bool role_stop_ = false;
+  std::thread role_thread_;
   nodeha_metric* bus_connected_ = nullptr;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -58,8 +58,16 @@ struct PluginInstance::Access {
     spdlog::log(lvl, "[{}] {}", of(h).name_, std::string_view(text, size));
   }
 
+  // A controller that does not lead (or whose lease time is up) does nothing others can see:
+  // replies only, so that a requester hears why.
+  static bool fenced(nodeha_host* h) {
+    const auto& may_act = of(h).services_.may_act;
+    return may_act && !may_act();
+  }
+
   static nodeha_status publish(nodeha_host* h, const char* subject, const char* data, size_t size) {
     if (!valid(subject)) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     return of(h).services_.bus->publish(subject, std::string_view(data, size)).code();
   }
 
@@ -131,6 +139,7 @@ struct PluginInstance::Access {
   static nodeha_status request(nodeha_host* h, const char* subject, const char* data, size_t size, int64_t timeout_ms,
                                nodeha_bytes_fn sink, void* sink_ctx) {
     if (!valid(subject) || timeout_ms <= 0) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     auto r = of(h).services_.bus->request(subject, std::string_view(data, size), std::chrono::milliseconds(timeout_ms));
     if (!r) return r.status().code();
     if (sink) sink(sink_ctx, r.value().data(), r.value().size());
@@ -140,9 +149,9 @@ struct PluginInstance::Access {
   static nodeha_status request_async(nodeha_host* h, const char* subject, const char* data, size_t size,
                                      int64_t timeout_ms, nodeha_reply_fn fn, void* ctx, nodeha_release_fn release) {
     auto& self = of(h);
-    if (!valid(subject) || !fn || timeout_ms <= 0 || self.stopping_) {
+    if (!valid(subject) || !fn || timeout_ms <= 0 || self.stopping_ || fenced(h)) {
       if (release) release(ctx);
-      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
+      return self.stopping_ || fenced(h) ? NODEHA_ERR_UNAVAILABLE : NODEHA_ERR_INVALID;
     }
     // Whichever comes first, the reply or the timeout, answers; the other does nothing.
     auto done = std::make_shared<std::atomic<bool>>(false);
@@ -205,6 +214,7 @@ struct PluginInstance::Access {
   static nodeha_status kv_create(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
                                  uint64_t* rev) {
     if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     auto r = of(h).services_.bus->kv_create(bucket, key, std::string_view(data, size));
     if (r && rev) *rev = r.value();
     return r.status().code();
@@ -212,6 +222,7 @@ struct PluginInstance::Access {
   static nodeha_status kv_update(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
                                  uint64_t expected, uint64_t* rev) {
     if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     auto r = of(h).services_.bus->kv_update(bucket, key, std::string_view(data, size), expected);
     if (r && rev) *rev = r.value();
     return r.status().code();
@@ -219,12 +230,14 @@ struct PluginInstance::Access {
   static nodeha_status kv_put(nodeha_host* h, const char* bucket, const char* key, const char* data, size_t size,
                               uint64_t* rev) {
     if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     auto r = of(h).services_.bus->kv_put(bucket, key, std::string_view(data, size));
     if (r && rev) *rev = r.value();
     return r.status().code();
   }
   static nodeha_status kv_delete(nodeha_host* h, const char* bucket, const char* key) {
     if (!valid(bucket) || !valid(key)) return NODEHA_ERR_INVALID;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     return of(h).services_.bus->kv_delete(bucket, key).code();
   }
   static nodeha_status kv_list(nodeha_host* h, const char* bucket, nodeha_kv_fn fn, void* ctx) {

@@ -10,6 +10,7 @@
 #include <nodeha/plugin.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,9 @@ struct Services {
   WorkerPool* workers = nullptr;
   LibvirtProvider* libvirt = nullptr;
   LocalSocket* local = nullptr;  // agents: serves NODEHA_SUB_LOCAL subscriptions; null elsewhere
+  // Controllers: whether this one may act now (it leads, its lease time is not up). Until then
+  // the plugins' publishes, requests and KV writes are refused UNAVAILABLE. Empty: always.
+  std::function<bool()> may_act;
 };
 
 class PluginInstance {

@@ -34,9 +34,6 @@ ControllerSide::ControllerSide(const Host& host)
 
 Status ControllerSide::start() {
   received_ = host_.counter("nodeha_heartbeats_received_total", "heartbeats received by the controller");
-  // One controller leads while leader election (a lease in KV) is not built yet; the alert rules
-  // read node states only from the leader.
-  host_.gauge("nodeha_controller_leader", "1 on the controller that leads").set(1);
   bad_heartbeats_ = host_.counter("nodeha_heartbeats_rejected_total", "heartbeats refused as malformed");
   suspended_ = host_.gauge("nodeha_monitor_suspended",
                            "1 while the monitor holds its verdicts: the controller's own link to NATS is down or in doubt");
