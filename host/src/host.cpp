@@ -1,8 +1,10 @@
 #include "host.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -283,6 +285,31 @@ void Host::keep_event_stream() {
       if (stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
     }
   });
+}
+
+Status Host::event_threads_answer(std::chrono::milliseconds bound) {
+  // Shared with the probes: one that runs after the deadline finds it still alive.
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<bool> done;
+  };
+  auto answers = std::make_shared<Answers>();
+  answers->done.assign(plugins_.size(), false);
+  for (size_t i = 0; i < plugins_.size(); ++i)
+    plugins_[i]->post([answers, i] {
+      std::lock_guard lock(answers->mu);
+      answers->done[i] = true;
+      answers->cv.notify_all();
+    });
+  std::unique_lock lock(answers->mu);
+  auto all = [&] { return std::all_of(answers->done.begin(), answers->done.end(), [](bool d) { return d; }); };
+  if (answers->cv.wait_for(lock, bound, all)) return Status::ok();
+  std::vector<std::string> silent;
+  for (size_t i = 0; i < plugins_.size(); ++i)
+    if (!answers->done[i]) silent.push_back(plugins_[i]->name());
+  return Status(NODEHA_ERR_TIMEOUT, fmt::format("the event thread of plugin(s) {} did not answer within {} ms",
+                                                fmt::join(silent, ", "), bound.count()));
 }
 
 void Host::stop() {
