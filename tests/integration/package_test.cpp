@@ -168,6 +168,27 @@ TEST_F(Package, InstallsIntoAFreshRootAndItsConfigsCheck) {
   EXPECT_EQ(query("${Status}", "nodeha"), "deinstall ok config-files");
 }
 
+// nodeha-dev is enough to build a plugin out of tree (the example echo plugin, against the root's
+// /usr alone), and the installed host loads it.
+TEST_F(Package, DevPackageBuildsAPluginTheInstalledHostLoads) {
+  std::string build = dir_.file("echo-build");
+  auto configured = run({"cmake", "-S", NODEHA_SOURCE_DIR "/examples/echo-plugin", "-B", build, "-G", "Ninja",
+                         "-DCMAKE_PREFIX_PATH=" + in_root("/usr"), "-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF"},
+                        dir_);
+  ASSERT_EQ(configured.status, 0) << configured.output;
+  // The SDK found is the package's, not this build tree's or one under /usr/local.
+  std::string cache = read_file(build + "/CMakeCache.txt");
+  EXPECT_NE(cache.find("nodeha_DIR:PATH=" + in_root("/usr/lib/cmake/nodeha")), std::string::npos) << cache;
+  auto built = run({"cmake", "--build", build}, dir_);
+  ASSERT_EQ(built.status, 0) << built.output;
+
+  std::string config = dir_.write("echo.toml", "[host]\nrole = \"agent\"\nnode_id = \"node-x\"\n[[plugin]]\nlibrary = \"" +
+                                                   build + "/nodeha_echo.so\"\n");
+  auto check = run({in_root("/usr/bin/nodeha-host"), "--check", "--config", config}, dir_);
+  EXPECT_EQ(check.status, 0) << check.output;
+  EXPECT_NE(check.output.find("valid, 1 plugin(s)"), std::string::npos) << check.output;
+}
+
 // The installed units as systemd reads them. systemd does not run here, so its checks of the
 // ExecStart binary look at the real /usr/bin: each unit is verified as a copy whose
 // ExecStart names the installed root's binary and config, after checking that the path it
