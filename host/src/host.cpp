@@ -1,8 +1,10 @@
 #include "host.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -361,6 +363,42 @@ void Host::keep_event_stream() {
       if (stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
     }
   });
+}
+
+Status Host::event_threads_answer(std::chrono::milliseconds bound) {
+  // Shared with the probes: one that runs after the deadline finds it still alive.
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<bool> done;
+  };
+  // A reload or a change of leadership holds the plugins while it starts or stops them: that is
+  // the host at work, on its own thread, and the plugins' threads come and go meanwhile.
+  std::unique_lock plugins_lock(plugins_mu_, std::try_to_lock);
+  if (!plugins_lock.owns_lock()) return Status::ok();
+  std::vector<std::string> names;  // the running ones: a follower's plugins have no thread
+  auto answers = std::make_shared<Answers>();
+  for (const auto& p : plugins_) {
+    if (!p->running()) continue;
+    size_t i = names.size();
+    names.push_back(p->name());
+    answers->done.push_back(false);
+    bool posted = p->post([answers, i] {
+      std::lock_guard lock(answers->mu);
+      answers->done[i] = true;
+      answers->cv.notify_all();
+    });
+    if (!posted) answers->done[i] = true;  // stopped meanwhile: nothing of it left to hang
+  }
+  plugins_lock.unlock();
+  std::unique_lock lock(answers->mu);
+  auto all = [&] { return std::all_of(answers->done.begin(), answers->done.end(), [](bool d) { return d; }); };
+  if (answers->cv.wait_for(lock, bound, all)) return Status::ok();
+  std::vector<std::string> silent;
+  for (size_t i = 0; i < names.size(); ++i)
+    if (!answers->done[i]) silent.push_back(names[i]);
+  return Status(NODEHA_ERR_TIMEOUT, fmt::format("the event thread of plugin(s) {} did not answer within {} ms",
+                                                fmt::join(silent, ", "), bound.count()));
 }
 
 void Host::stop() {

@@ -48,7 +48,14 @@ class Host {
   // Stops plugins in reverse order, flushes and closes NATS.
   void stop();
 
+  // Whether every running plugin's event thread runs a task within `bound`: the host's proof of
+  // life for systemd's watchdog (a plugin callback stuck there blocks everything that plugin
+  // does: its messages, timers and replies). The message names the plugins that did not answer.
+  // The thread that calls start/reload/stop.
+  Status event_threads_answer(std::chrono::milliseconds bound);
+
   const HostConfig& config() const { return doc_.host(); }
+  size_t plugin_count() const { return plugins_.size(); }
   const std::string& metrics_address() const { return metrics_->address(); }
 
  private:

@@ -60,6 +60,9 @@ class PluginInstance {
   const std::string& config_json() const { return config_json_; }
   const std::string& where() const { return where_; }
   bool running() const { return running_; }
+  // Queues `task` on its event thread, behind what is queued there; false when that thread is
+  // gone (never created, or stopped). Any thread.
+  bool post(Task task) { return loop_ && loop_->post(std::move(task)); }
 
   static const nodeha_host_api* api();
 
