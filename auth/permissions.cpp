@@ -84,6 +84,10 @@ Permissions permissions_for(const Identity& id, const std::string& prefix) {
         kv_write(out, b);
         kv_create(out, b);
       }
+      // The leader lease (host/src/lease.h): controllers only.
+      kv_read(out, "controllers");
+      kv_write(out, "controllers");
+      kv_create(out, "controllers");
       // The audit stream of evt.> (host.cpp, keep_event_stream): <PREFIX>_EVENTS.
       for (const char* op : {"INFO", "CREATE"}) out.publish.push_back(fmt::format("$JS.API.STREAM.{}.{}", op, events_stream(prefix)));
       out.allow_responses = true;
