@@ -185,6 +185,7 @@ int Host::start() {
                                                  role_cv_.notify_all();
                                                });
     services_.may_act = [l = leadership_.get()] { return l->acting(); };
+    services_.epoch = [l = leadership_.get()] { return l->epoch(); };
     for (const auto& inst : plugins_) set_up(inst->name(), false);  // until it leads
     leadership_->start();  // one round now: a lone controller leads before it says it is up
     if (auto s = apply_role(); !s) {

@@ -182,6 +182,14 @@ struct PluginInstance::Access {
     return NODEHA_OK;
   }
 
+  static nodeha_status leadership(nodeha_host* h, uint64_t* out_epoch) {
+    const auto& services = of(h).services_;
+    if (!services.may_act || !services.epoch) return NODEHA_ERR_NOT_FOUND;
+    if (!services.may_act()) return NODEHA_ERR_UNAVAILABLE;
+    if (out_epoch) *out_epoch = services.epoch();
+    return NODEHA_OK;
+  }
+
   static nodeha_status bus_status(nodeha_host* h, int64_t probe_timeout_ms, uint64_t* out_connects) {
     Bus* bus = of(h).services_.bus;
     if (out_connects) *out_connects = bus->connects();
@@ -385,7 +393,7 @@ const nodeha_host_api* PluginInstance::api() {
       &Access::kv_unwatch,     &Access::metric,     &Access::metric_add,  &Access::metric_set,
       &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
       &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
-      &Access::request_async,  &Access::bus_status,
+      &Access::request_async,  &Access::bus_status,  &Access::leadership,
   };
   return &table;
 }

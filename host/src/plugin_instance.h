@@ -36,6 +36,7 @@ struct Services {
   // Controllers: whether this one may act now (it leads, its lease time is not up). Until then
   // the plugins' publishes, requests and KV writes are refused UNAVAILABLE. Empty: always.
   std::function<bool()> may_act;
+  std::function<uint64_t()> epoch;  // controllers: the lease's epoch (plugin.h `leadership`)
 };
 
 class PluginInstance {

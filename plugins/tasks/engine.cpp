@@ -52,7 +52,8 @@ std::optional<command::Error> lock_node(const Host& host, const std::string& nod
     if (record.contains("lock") && record["lock"].is_object())
       return command::Error{kNodeLocked, task_record::locked_message(node, record["lock"])};
     if (auto e = check(record)) return e;
-    record["lock"] = {{"task", task["id"]}, {"kind", task["kind"]}, {"since", unix_ms()}, {"owner", task["owner"]}};
+    record["lock"] = {{"task", task["id"]}, {"kind", task["kind"]}, {"since", unix_ms()}, {"owner", task["owner"]},
+                      {"epoch", host.epoch().value_or(0)}};
     auto w = host.kv_update(kNodesBucket, node, record.dump(), cur->revision);
     if (w) return std::nullopt;
     if (w.status().code() != NODEHA_ERR_CONFLICT)
@@ -127,6 +128,7 @@ Status Engine::start() {
       if (!task_record::step_final(s.value("state", ""))) s["state"] = "pending";  // steps are idempotent: run again
     task["state"] = "running";
     task["owner"] = host_.node_id();
+    task["epoch"] = host_.epoch().value_or(0);  // taken over: later writes under older epochs lose
     run->parallel = std::max(1, task["params"].value("max_parallel", kind_.parallel));
     run->cancel_known = task.value("cancel_requested", false);
     run->header = header_of(task);
@@ -158,6 +160,7 @@ Status Engine::submit(nlohmann::json task, int parallel) {
   std::string id = task["id"];
   task["state"] = "running";
   task["started"] = unix_ms();
+  task["epoch"] = host_.epoch().value_or(0);
   run->parallel = std::max(1, parallel);
   run->header = header_of(task);
   run->task = std::move(task);
@@ -338,6 +341,14 @@ bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when)
     auto cur = host_.kv_get(task_record::kBucket, id);
     if (!cur) break;
     auto stored = nlohmann::json::parse(cur->value, nullptr, false);
+    // A newer leader runs it now (its epoch is written at takeover): this one's write must not
+    // win by retrying over it. The host refuses a deposed leader's writes already; this holds
+    // even for one whose deadline has not come on its own clock.
+    if (stored.is_object() && stored.value("epoch", uint64_t{0}) > run->task.value("epoch", uint64_t{0})) {
+      host_.warn("task " + id + " is run under epoch " + std::to_string(stored.value("epoch", uint64_t{0})) +
+                 " now; this controller's epoch " + std::to_string(run->task.value("epoch", uint64_t{0})) + " writes it no more");
+      return false;
+    }
     if (stored.is_object() && stored.value("cancel_requested", false)) {
       run->task["cancel_requested"] = true;
       run->cancel_known = true;

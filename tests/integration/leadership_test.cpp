@@ -77,6 +77,7 @@ TEST_F(Leadership, ALeaderKilledInTheMiddleOfARebuildIsReplacedAndTheRebuildEnds
   EXPECT_EQ(epoch(*two), 2);
   ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 60s)) << task(id).dump(2) << two->log();
   EXPECT_THAT(two->log(), HasSubstr("resuming rebuild task " + id));
+  EXPECT_EQ(task(id)["epoch"], 2) << "the task is written under the new leader's epoch";
   auto on_b = domains("node-b");
   EXPECT_EQ(on_b.size(), vms.size());
   for (const auto& v : vms) {

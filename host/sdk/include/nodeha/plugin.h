@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 3
+#define NODEHA_PLUGIN_API_MINOR 4
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -237,6 +237,13 @@ typedef struct nodeha_host_api {
    * connected since it started: a change means the connection was lost and made again in
    * between. Blocks up to probe_timeout_ms: probe from a worker (spawn), not the event thread. */
   nodeha_status (*bus_status)(nodeha_host* h, int64_t probe_timeout_ms, uint64_t* out_connects);
+
+  /* --- 1.4 --- check struct_size before use */
+  /* Controllers: NODEHA_OK while this controller leads and its lease time is not up, with the
+   * lease's epoch (it grows with every new leader: a fencing token for records written under
+   * it); NODEHA_ERR_UNAVAILABLE when it does not lead (its publishes, requests and KV writes are
+   * refused then). Agents: NODEHA_ERR_NOT_FOUND. */
+  nodeha_status (*leadership)(nodeha_host* h, uint64_t* out_epoch);
 } nodeha_host_api;
 
 /* What a plugin hands back when something fails: its message, copied by the host. */

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -220,6 +221,14 @@ class Host {
     if (api_->struct_size < offsetof(nodeha_host_api, bus_status) + sizeof(api_->bus_status))
       return Status(NODEHA_ERR_INTERNAL, "bus_status needs a host with plugin interface 1.3 or later");
     return wrap(api_->bus_status(h_, probe_timeout.count(), connects), "bus status");
+  }
+  // This controller's lease epoch while it leads (1.4); empty when it does not lead, on an agent,
+  // or on an older host.
+  std::optional<uint64_t> epoch() const {
+    if (api_->struct_size < offsetof(nodeha_host_api, leadership) + sizeof(api_->leadership)) return std::nullopt;
+    uint64_t e = 0;
+    if (api_->leadership(h_, &e) != NODEHA_OK) return std::nullopt;
+    return e;
   }
   Status respond(const std::string& reply, std::string_view data) const {
     if (reply.empty()) return Status::ok();
