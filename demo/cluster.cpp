@@ -17,7 +17,8 @@ using json = nlohmann::json;
 
 const char* const kNodes[] = {"node-a", "node-b", "node-c"};
 const char* const kRoles[] = {"web", "db", "app"};  // guests' names on node-a, node-b, node-c
-const char* const kController = "controller";  // its node_id and its bus identity
+// Their node_ids and bus identities: one leads (the lease), the other waits to take over.
+const char* const kControllers[] = {"controller-1", "controller-2"};
 const char* const kAdmin = "admin";  // the operator's CLI and this program's own reads
 const char* const kViewer = "viewer";  // an operator who may list and show only: scripts/demo shows a refusal
 
@@ -42,11 +43,13 @@ Cluster::~Cluster() {
   for (auto& n : nodes_) stopping.emplace_back([&n] { n.reset(); });
   for (auto& t : stopping) t.join();
   nodes_.clear();
-  if (controller_ && controller_->running()) {
-    controller_->signal(SIGTERM);
-    if (!controller_->wait_exit(10s)) controller_->signal(SIGKILL);
+  for (auto& c : controllers_) {
+    if (c && c->running()) {
+      c->signal(SIGTERM);
+      if (!c->wait_exit(10s)) c->signal(SIGKILL);
+    }
+    c.reset();
   }
-  controller_.reset();
   nats_.reset();
 }
 
@@ -96,25 +99,61 @@ bool Cluster::start_nodes(Backend backend) {
   return true;
 }
 
-bool Cluster::start_controller() {
-  controller_port_ = test::free_port();
-  std::filesystem::create_directories(options_.dir + "/controller");
-  std::ofstream(options_.dir + "/controller/controller.toml")
-      << "[host]\nrole = \"controller\"\nnode_id = \"controller\"\nplugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\n"
-         "state_dir = \"" + options_.dir + "/controller/state\"\n"
-         "[nats]\n" + nats_keys(kController) +
-         "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(controller_port_) + "\"\n" +
+bool Cluster::start_controller(size_t i) {
+  const std::string name = kControllers[i];
+  if (controller_ports_[i] == 0) controller_ports_[i] = test::free_port();  // the same after a restart
+  const std::string dir = options_.dir + "/" + name;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/controller.toml")
+      << "[host]\nrole = \"controller\"\nnode_id = \"" + name + "\"\nplugin_path = [\"" NODEHA_PLUGIN_DIR "\"]\n"
+         "state_dir = \"" + dir + "/state\"\n"
+         "[nats]\n" + nats_keys(name) +
+         "[metrics]\nlisten = \"" + controller_address(i) + "\"\n" +
          test::controller_plugin_tables();
-  controller_ = std::make_unique<test::Process>(
-      std::vector<std::string>{NODEHA_HOST_BIN, "--config", options_.dir + "/controller/controller.toml"},
-      options_.dir + "/controller/controller.log");
-  const std::string address = "127.0.0.1:" + std::to_string(controller_port_);
-  if (wait([&] { return !controller_->running() || test::http_fetch(address, "/metrics").status == 200; }, 15) &&
-      controller_->running())
+  auto& c = controllers_[i];
+  c = std::make_unique<test::Process>(std::vector<std::string>{NODEHA_HOST_BIN, "--config", dir + "/controller.toml"},
+                                      dir + "/controller.log");
+  if (wait([&] { return !c->running() || test::http_fetch(controller_address(i), "/metrics").status == 200; }, 15) &&
+      c->running())
     return true;
-  say_(std::string("the controller ") + (controller_->running() ? "did not serve /metrics within 15 s" : "exited") +
-       "; its log: " + controller_->log_path());
+  say_(name + (c->running() ? " did not serve /metrics within 15 s" : " exited") + "; its log: " + c->log_path());
   return false;
+}
+
+std::string Cluster::controller_address(size_t i) const { return "127.0.0.1:" + std::to_string(controller_ports_[i]); }
+
+int Cluster::leader() {
+  for (size_t i = 0; i < std::size(controllers_); ++i) {
+    if (!controllers_[i] || !controllers_[i]->running()) continue;
+    auto r = test::http_fetch(controller_address(i), "/metrics");
+    if (r.status == 200 && test::metric_value(r.body, "nodeha_controller_leader") == 1) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool Cluster::kill_leader() {
+  int was = leader();
+  if (was < 0) {
+    say_("no controller leads now");
+    return false;
+  }
+  controllers_[was]->signal(SIGKILL);
+  auto killed = std::chrono::steady_clock::now();
+  controllers_[was]->wait_exit(5s);
+  int now = -1;
+  if (!wait([&] { return (now = leader()) >= 0; }, 15)) {
+    say_(std::string(kControllers[was]) + " killed; no other controller leads within 15 s");
+    return false;
+  }
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  auto m = test::http_fetch(controller_address(now), "/metrics");
+  char line[256];
+  std::snprintf(line, sizeof line, "%s killed (kill -9); %s leads %.1f s later, epoch %.0f, and resumes the unfinished tasks from the bucket",
+                kControllers[was], kControllers[now], took, test::metric_value(m.body, "nodeha_controller_epoch"));
+  say_(line);
+  if (!start_controller(static_cast<size_t>(was))) return false;
+  say_(std::string(kControllers[was]) + " started again: it follows (log " + controllers_[was]->log_path() + ")");
+  return true;
 }
 
 std::string Cluster::nats_keys(const std::string& identity) const {
@@ -123,7 +162,7 @@ std::string Cluster::nats_keys(const std::string& identity) const {
 
 bool Cluster::start() {
   std::filesystem::create_directories(options_.dir);
-  test::BusIdentities ids{.controllers = {kController}, .admins = {kAdmin}, .viewers = {kViewer}};
+  test::BusIdentities ids{.controllers = {kControllers[0], kControllers[1]}, .admins = {kAdmin}, .viewers = {kViewer}};
   for (const char* n : kNodes) ids.nodes.push_back(n);
   security_ = std::make_unique<test::BusSecurity>(options_.dir + "/bus", ids);
   if (!security_->ok()) {
@@ -159,9 +198,10 @@ bool Cluster::start() {
          ", guests " + join(names) + (backend_ == Backend::Qemu ? " (QEMU, 64 MiB, diskless)" : ""));
   }
 
-  if (interrupted_() || !start_controller()) return false;
-  say_("controller: heartbeat, scheduler, vms, tasks, migrate, drain, rebuild; log " + options_.dir +
-       "/controller/controller.log");
+  // The first leads (it finds no lease), the second waits to take over.
+  if (interrupted_() || !start_controller(0) || !start_controller(1)) return false;
+  say_("controllers controller-1 (leads) and controller-2 (follows, ready to take over): heartbeat, scheduler, vms, "
+       "tasks, migrate, drain, rebuild; logs " + options_.dir + "/controller-*/controller.log");
   bus_->subscribe("nodeha.evt.vm.>", "", [this](Message m) {
     auto event = json::parse(m.data, nullptr, false);
     if (!event.is_object()) return;
@@ -197,12 +237,12 @@ bool Cluster::start() {
   std::vector<std::string> agents;
   for (auto& n : nodes_) agents.push_back(n->metrics_address());
   std::string error;
-  if (!monitoring_->start("127.0.0.1:" + std::to_string(controller_port_), agents, &error)) {
+  if (!monitoring_->start({controller_address(0), controller_address(1)}, agents, &error)) {
     say_(error);
     return false;
   }
-  if (!wait([&] { return monitoring_->targets_up(1 + nodes_.size()); }, 30)) {
-    if (!interrupted_()) say_("Prometheus did not scrape all " + std::to_string(1 + nodes_.size()) + " hosts within 30 s");
+  if (!wait([&] { return monitoring_->targets_up(2 + nodes_.size()); }, 30)) {
+    if (!interrupted_()) say_("Prometheus did not scrape all " + std::to_string(2 + nodes_.size()) + " hosts within 30 s");
     return false;
   }
   say_("Prometheus on http://" + monitoring_->prometheus_address() + " (shipped rules), Alertmanager on http://" +

@@ -1,4 +1,4 @@
-// The demo cluster: nats-server (JetStream), a controller, three agents (node-a, node-b, node-c)
+// The demo cluster: nats-server (JetStream), two controllers (one leads), three agents (node-a, node-b, node-c)
 // each on its own hypervisor with small guests, Prometheus and Alertmanager. scripts/demo tells
 // the story with the `nodeha` CLI; this class builds the cluster, breaks and repairs nodes, and
 // checks, independently of the CLI, that each step reached the state it should (reading the
@@ -62,12 +62,18 @@ class Cluster {
   bool wait_stale(const std::string& node, int seconds);
   // Every guest runs on exactly one node, the one its record names (read from the hypervisors).
   bool check();
+  // Which controller leads (its /metrics says so), -1: none.
+  int leader();
+  // kill -9 of the leading controller; holds once the other leads, then starts it again (it
+  // follows).
+  bool kill_leader();
 
  private:
   Node* node(const std::string& name);
   bool wait(const std::function<bool()>& cond, int seconds);
   bool start_nodes(Backend backend);
-  bool start_controller();
+  bool start_controller(size_t i);
+  std::string controller_address(size_t i) const;  // its /metrics
   // The `[nats]` keys of a host logged in as `identity`: the server, a fast reconnect, TLS.
   std::string nats_keys(const std::string& identity) const;
   nlohmann::json record(const std::string& bucket, const std::string& key);
@@ -82,8 +88,8 @@ class Cluster {
   std::unique_ptr<test::BusSecurity> security_;
   std::unique_ptr<test::NatsServer> nats_;
   std::unique_ptr<host::Bus> bus_;
-  std::unique_ptr<test::Process> controller_;
-  int controller_port_ = 0;
+  std::unique_ptr<test::Process> controllers_[2];
+  int controller_ports_[2] = {0, 0};
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<std::string, std::vector<Guest>> lost_;  // node -> the guests it ran at its power loss
   std::unique_ptr<Monitoring> monitoring_;

@@ -14,6 +14,8 @@
 //   wait-stale NODE SECS             NODE removed the stale copy of every guest it ran at its
 //                                    power loss (they were rebuilt elsewhere meanwhile)
 //   check                            every guest runs on exactly one node, its recorded one
+//   kill-leader                      kill -9 of the leading controller; holds once the other
+//                                    leads, then starts the killed one again (it follows)
 //   quit                             stops everything (so do EOF, SIGINT, SIGTERM, SIGHUP)
 // Exit status: 0 after quit or EOF, 1 when the cluster did not start, 2 usage, 130 on a signal.
 #include "cluster.h"
@@ -70,6 +72,7 @@ bool run(nodeha::demo::Cluster& cluster, const std::string& line) {
   else if (w[0] == "wait-running" && w.size() == 2) ok = cluster.wait_running(secs(1));
   else if (w[0] == "wait-stale" && w.size() == 3) ok = cluster.wait_stale(w[1], secs(2));
   else if (w[0] == "check" && w.size() == 1) ok = cluster.check();
+  else if (w[0] == "kill-leader" && w.size() == 1) ok = cluster.kill_leader();
   else reply("unknown command: " + line);
   reply(g_interrupted ? "interrupted" : ok ? "ok" : "error");
   return true;

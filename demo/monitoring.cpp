@@ -50,7 +50,7 @@ Monitoring::~Monitoring() {
   if (webhook_fd_ >= 0) close(webhook_fd_);
 }
 
-bool Monitoring::start(const std::string& controller, const std::vector<std::string>& agents, std::string* error) {
+bool Monitoring::start(const std::vector<std::string>& controllers, const std::vector<std::string>& agents, std::string* error) {
   // The receiver: a loopback socket served by a thread, one request per connection.
   webhook_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -82,7 +82,7 @@ bool Monitoring::start(const std::string& controller, const std::vector<std::str
          "rule_files:\n  - \"" + shipped + "nodeha-rules.yml\"\n"
          "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"" + alertmanager_address() + "\"]\n"
          "scrape_configs:\n"
-         "  - job_name: nodeha-controller\n    static_configs:\n      - targets: [\"" + controller + "\"]\n"
+         "  - job_name: nodeha-controller\n    static_configs:\n      - targets: [" + quoted_list(controllers) + "]\n"
          "  - job_name: nodeha-agent\n    static_configs:\n      - targets: [" + quoted_list(agents) + "]\n";
   prometheus_ = std::make_unique<test::Process>(
       std::vector<std::string>{"prometheus", "--config.file=" + dir_ + "/prometheus.yml",

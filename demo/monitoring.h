@@ -26,7 +26,7 @@ class Monitoring {
   Monitoring& operator=(const Monitoring&) = delete;
 
   // Starts both and waits until they are ready (30 s each); false with the reason in `error`.
-  bool start(const std::string& controller, const std::vector<std::string>& agents, std::string* error);
+  bool start(const std::vector<std::string>& controllers, const std::vector<std::string>& agents, std::string* error);
   // True once every scrape target is up (the caller waits on it).
   bool targets_up(size_t expected) const;
 
