@@ -226,7 +226,8 @@ Status Host::apply_role() {
     epoch = want_epoch_;
   }
   std::lock_guard lock(plugins_mu_);
-  if (lead == plugins_run_) return Status::ok();
+  bool all_up = std::all_of(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  if (lead == plugins_run_ && (!lead || all_up)) return Status::ok();
   plugins_run_ = lead;
   if (!lead) {
     // Its time is up already (acting() said no before this was asked): this only ends the work.
@@ -240,6 +241,7 @@ Status Host::apply_role() {
   // Each resumes from the buckets as after a restart: unfinished tasks, the nodes' full windows.
   Status result = Status::ok();
   for (auto& inst : plugins_) {
+    if (inst->running()) continue;  // started before; this round retries the others
     if (auto s = inst->start(); !s) {
       spdlog::error("{}", s.message());
       set_up(inst->name(), false);
@@ -250,19 +252,26 @@ Status Host::apply_role() {
     const nodeha_plugin& d = inst->library()->descriptor();
     spdlog::info("plugin {} started ({} {}, {})", inst->name(), d.name, d.version ? d.version : "?", inst->library()->path());
   }
-  spdlog::info("leading (epoch {}): {} plugin(s) started", epoch, plugins_.size());
+  size_t up = std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  if (result) spdlog::info("leading (epoch {}): {} plugin(s) started", epoch, up);
+  else spdlog::warn("leading (epoch {}): {} of {} plugin(s) running; the others are tried again in 1 s", epoch, up, plugins_.size());
   return result;
 }
 
 void Host::role_loop() {
+  bool retry = false;
   for (;;) {
     {
       std::unique_lock lock(role_mu_);
-      role_cv_.wait(lock, [&] { return role_stop_ || role_dirty_; });
+      // A plugin that failed to start when this controller took the lead (its bus was not back
+      // yet, say) is tried again every second: a leader without its monitor would be no leader.
+      auto ready = [&] { return role_stop_ || role_dirty_; };
+      if (retry) role_cv_.wait_for(lock, std::chrono::seconds(1), ready);
+      else role_cv_.wait(lock, ready);
       if (role_stop_) return;
       role_dirty_ = false;
     }
-    (void)apply_role();
+    retry = !apply_role();
   }
 }
 

@@ -453,6 +453,7 @@ Status PluginInstance::create() {
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
   loop_ = std::make_unique<EventLoop>("p:" + name_);
+  stopping_ = false;  // made again after a stop (a controller that leads again)
   nodeha_error err{sizeof(nodeha_error), {}};
   self_ = d.create(api(), ctx_.get(), &err);
   if (!self_) {
