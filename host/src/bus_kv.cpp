@@ -18,6 +18,18 @@ KvEntry to_entry(kvEntry* e) {
   return out;
 }
 
+// A KV operation's failure. No responders: no server serves the bucket's stream, which on a
+// cluster means its Raft group has no leader: UNAVAILABLE. A timeout may hide a write that was
+// applied: it stays TIMEOUT. Both say the likely cause, no quorum.
+Status kv_fail(natsStatus s, const std::string& what) {
+  constexpr const char* kQuorum = "is a majority of the NATS servers up? (2 of 3 for kv_replicas 3)";
+  if (s == NATS_NO_RESPONDERS)
+    return Status(NODEHA_ERR_UNAVAILABLE, fmt::format("{}: no JetStream server answered: {}", what, kQuorum));
+  Status st = fail(s, what);
+  if (s != NATS_TIMEOUT) return st;
+  return Status(st.code(), fmt::format("{} (JetStream did not confirm in time: {})", st.message(), kQuorum));
+}
+
 // A bucket (stream KV_<bucket>) or stream made with fewer replicas than [nats] kv_replicas is
 // raised to it: JetStream copies the data to the new peers itself. One with more is left alone,
 // with a warning: lowering replication is the operator's decision, and agents, whose kv_replicas
@@ -156,7 +168,7 @@ Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
   if (!kv) return kv.status();
   kvEntry* raw = nullptr;
   natsStatus s = kvStore_Get(&raw, kv.value().get(), key.c_str());
-  if (s != NATS_OK) return fail(s, fmt::format("kv get {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv get {}/{}", bucket, key));
   EntryPtr e(raw);
   return to_entry(raw);
 }
@@ -166,7 +178,7 @@ Result<uint64_t> Bus::kv_create(const std::string& bucket, const std::string& ke
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Create(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv create {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv create {}/{}", bucket, key));
   return rev;
 }
 
@@ -175,7 +187,7 @@ Result<uint64_t> Bus::kv_update(const std::string& bucket, const std::string& ke
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Update(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()), expected);
-  if (s != NATS_OK) return fail(s, fmt::format("kv update {}/{} (expected revision {})", bucket, key, expected));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv update {}/{} (expected revision {})", bucket, key, expected));
   return rev;
 }
 
@@ -184,7 +196,7 @@ Result<uint64_t> Bus::kv_put(const std::string& bucket, const std::string& key, 
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Put(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv put {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv put {}/{}", bucket, key));
   return rev;
 }
 
@@ -192,7 +204,7 @@ Status Bus::kv_delete(const std::string& bucket, const std::string& key) {
   auto kv = open_kv(*impl_, bucket, key, false, 0);
   if (!kv) return kv.status();
   natsStatus s = kvStore_Delete(kv.value().get(), key.c_str());
-  return s == NATS_OK ? Status::ok() : fail(s, fmt::format("kv delete {}/{}", bucket, key));
+  return s == NATS_OK ? Status::ok() : kv_fail(s, fmt::format("kv delete {}/{}", bucket, key));
 }
 
 Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
@@ -203,13 +215,13 @@ Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
   o.IgnoreDeletes = true;
   kvWatcher* raw = nullptr;
   natsStatus s = kvStore_WatchAll(&raw, kv.value().get(), &o);
-  if (s != NATS_OK) return fail(s, "kv list " + bucket);
+  if (s != NATS_OK) return kv_fail(s, "kv list " + bucket);
   WatcherPtr w(raw);
   std::vector<KvEntry> out;
   for (;;) {
     kvEntry* e = nullptr;
     s = kvWatcher_Next(&e, raw, impl_->settings.connect_timeout_ms);
-    if (s != NATS_OK) return fail(s, "kv list " + bucket);
+    if (s != NATS_OK) return kv_fail(s, "kv list " + bucket);
     if (!e) break;  // initial values done
     EntryPtr entry(e);
     if (kvEntry_Operation(e) == kvOp_Put) out.push_back(to_entry(e));

@@ -16,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -34,6 +35,9 @@ class NatsClusterOps : public ::testing::Test {
   void SetUp() override {
     bus_ = cluster_.client();
     ASSERT_TRUE(bus_);
+  }
+
+  void watch_alarms() {
     // Every change of a node record, read again after any reconnect: a node that went anything
     // but normal once it was normal is a false alarm in these tests.
     ASSERT_TRUE(bus_->kv_watch("nodes", ">", [this](KvEntry e) {
@@ -124,6 +128,7 @@ class NatsClusterOps : public ::testing::Test {
   // A controller, node-b empty, node-a with `vms` recorded, then lost and drained: the rebuild of
   // node-a may start. The agents are kept in a_ (null once lost) and b_.
   void lose_and_drain_node_a(const std::vector<Vm>& vms) {
+    ASSERT_NO_FATAL_FAILURE(watch_alarms());
     ctl_ = start_controller();
     a_ = start_agent("node-a", vms);
     b_ = start_agent("node-b");
@@ -140,21 +145,50 @@ class NatsClusterOps : public ::testing::Test {
     ASSERT_TRUE(wait_until([&] { return record("nodes", "node-a")["lock"].is_null(); }));
   }
 
+  // After a rebuild of `vms` to node-b: each record names node-b, moved once (generation 2); each
+  // VM ran on one node at a time and runs once now; no node was taken for unreachable.
+  void expect_rebuilt_once(const std::vector<Vm>& vms, InvariantMonitor& monitor) {
+    std::set<std::string> uuids;
+    for (const auto& v : vms) {
+      uuids.insert(v.uuid);
+      auto rec = record("vms", v.uuid);
+      EXPECT_EQ(rec["node"], "node-b") << v.name;
+      EXPECT_EQ(rec["generation"], 2) << v.name << ": moved once";
+    }
+    ASSERT_TRUE(monitor.wait_rounds(2));
+    monitor.stop();
+    EXPECT_EQ(monitor.violations_text(), "");
+    monitor.expect_all_running(uuids);
+    EXPECT_THAT(alarms(), IsEmpty());
+  }
+
+  // A rebuild step first asks the drained node whether it runs the VM again: a listener on
+  // node-a's subject that never answers makes each step take that question's 2 s, so that the
+  // rebuild (4 steps at a time) is still going when servers stop.
+  void slow_steps() {
+    ASSERT_TRUE(bus_->subscribe("nodeha.agent.node-a.vm.list", "", [](Message) {}).is_ok());
+  }
+
   NatsCluster cluster_;
-  std::unique_ptr<host::Bus> bus_;
   TempDir files_;
   std::set<std::string> written_;
-  std::unique_ptr<HostProcess> ctl_, a_, b_;
   std::mutex mu_;
   std::set<std::string> was_normal_;
   std::vector<std::string> alarms_;
+  std::unique_ptr<HostProcess> ctl_, a_, b_;
+  std::unique_ptr<host::Bus> bus_;  // last: gone first, with the watch that writes the alarms
 };
 
 // A bucket a host made with 1 replica before kv_replicas was 3 is raised to 3, its records kept;
 // the other buckets and the event stream are made with 3. A host whose kv_replicas is lower
 // (an agent left at the default 1) leaves them at 3 and says how to lower them.
 TEST_F(NatsClusterOps, BucketsAndTheEventStreamHaveThreeReplicasAnOlderBucketIsRaised) {
-  ASSERT_TRUE(bus_->kv_put("nodes", "old-node", R"({"node":"old-node","management":"drained"})").is_ok());
+  // Written before the cluster was known: a client with kv_replicas 1.
+  host::NatsSettings single = cluster_.settings();
+  single.kv_replicas = 1;
+  auto old = cluster_.server(0).client(single);
+  ASSERT_TRUE(old);
+  ASSERT_TRUE(old->kv_put("nodes", "old-node", R"({"node":"old-node","management":"drained"})").is_ok());
   ASSERT_EQ(replicas("KV_nodes"), 1);
 
   ctl_ = start_controller();
@@ -179,6 +213,7 @@ TEST_F(NatsClusterOps, BucketsAndTheEventStreamHaveThreeReplicasAnOlderBucketIsR
 // writes and the CLI (given the three URLs, the dead one first) keep working; no node is taken
 // for unreachable.
 TEST_F(NatsClusterOps, AHostWhoseServerIsKilledGoesOnThroughAnother) {
+  ASSERT_NO_FATAL_FAILURE(watch_alarms());
   ctl_ = start_controller();
   a_ = start_agent("node-a");
   b_ = start_agent("node-b");
@@ -214,6 +249,74 @@ TEST_F(NatsClusterOps, AHostWhoseServerIsKilledGoesOnThroughAnother) {
   EXPECT_TRUE(normal("node-a") && normal("node-b"));
   EXPECT_THAT(alarms(), IsEmpty());
   cluster_.start(*before);
+}
+
+// The leader of the tasks bucket's Raft group is stopped in the middle of a rebuild: another
+// server leads it, the rebuild finishes, every VM runs once, no node is taken for unreachable.
+TEST_F(NatsClusterOps, OneServerStoppedDuringARebuildChangesNothingTheOperatorSees) {
+  auto vms = vms_of(1, 16);
+  ASSERT_NO_FATAL_FAILURE(lose_and_drain_node_a(vms));
+  ASSERT_NO_FATAL_FAILURE(slow_steps());
+  auto monitor = invariant({"node-b"});  // node-a is powered off
+  auto r = command("node.rebuild", {{"node", "node-a"}, {"target", "node-b"}});
+  ASSERT_EQ(r.value("ok", false), true) << r;
+  std::string id = r["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return steps_done(id) >= 1; }, 20s)) << record("tasks", id).dump(2);
+
+  size_t stopped = index_of(leader_of("KV_tasks"));
+  cluster_.stop(stopped);
+  ASSERT_EQ(task_state(id), "running") << "the rebuild ended before the server stopped: nothing to go on with";
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 40s)) << record("tasks", id).dump(2) << ctl_->log();
+  EXPECT_NE(leader_of("KV_tasks"), NatsCluster::name(stopped));
+  ASSERT_NO_FATAL_FAILURE(expect_rebuilt_once(vms, *monitor));
+  cluster_.start(stopped);
+}
+
+// Two of three servers stopped in the middle of a rebuild: no JetStream quorum. KV writes fail
+// with a clear error, commands that write are answered `unavailable` saying why, the rebuild
+// starts no VM; heartbeats (core NATS, on the server left) keep every node normal. One server
+// back: the rebuild finishes, each VM moved once, no record lost.
+TEST_F(NatsClusterOps, TwoServersStoppedNothingActsAndAllGoesOnOnceOneIsBack) {
+  auto vms = vms_of(1, 16);
+  ASSERT_NO_FATAL_FAILURE(lose_and_drain_node_a(vms));
+  ASSERT_NO_FATAL_FAILURE(slow_steps());
+  auto monitor = invariant({"node-b"});
+  auto r = command("node.rebuild", {{"node", "node-a"}, {"target", "node-b"}});
+  ASSERT_EQ(r.value("ok", false), true) << r;
+  std::string id = r["result"]["task"];
+  ASSERT_TRUE(wait_until([&] { return steps_done(id) >= 1; }, 20s)) << record("tasks", id).dump(2);
+
+  size_t kept = (index_of(leader_of("KV_tasks")) + 1) % cluster_.size();
+  std::vector<size_t> stopped;
+  for (size_t i = 0; i < cluster_.size(); ++i)
+    if (i != kept) stopped.push_back(i);
+  for (size_t i : stopped) cluster_.stop(i);
+  ASSERT_EQ(task_state(id), "running") << "the rebuild ended before the servers stopped";
+  // Every VM a rebuild makes is a vm.define then a vm.start to node-b: the test hears them too.
+  std::atomic<int> asked{0};
+  for (const char* op : {"vm.define", "vm.start"})
+    ASSERT_TRUE(bus_->subscribe(std::string("nodeha.agent.node-b.") + op, "", [&](Message) { ++asked; }).is_ok());
+
+  // A write with no quorum: the stream's leader stepped down (a timeout) or none is left (no
+  // responders); either way refused, and said why.
+  auto put = bus_->kv_put("nodes", "probe", "{}");
+  EXPECT_TRUE(put.status().code() == NODEHA_ERR_UNAVAILABLE || put.status().code() == NODEHA_ERR_TIMEOUT)
+      << put.status().message();
+  EXPECT_THAT(put.status().message(), HasSubstr("is a majority of the NATS servers up? (2 of 3 for kv_replicas 3)"));
+  auto refused = command("node.disable", {{"node", "node-b"}}, 30s);
+  EXPECT_EQ(refused.value("/error/code"_json_pointer, std::string()), "unavailable") << refused;
+  EXPECT_THAT(refused.value("/error/message"_json_pointer, std::string()),
+              HasSubstr("could not update the node record of node-b (kv update nodes/node-b: "));
+  EXPECT_THAT(refused.dump(), HasSubstr("JetStream did not answer: is a majority of the NATS servers up?"));
+  // The rebuild moves a record before it makes the VM: with no store, it asks for none.
+  const int before = asked;
+  EXPECT_FALSE(wait_until([&] { return asked > before; }, 3s)) << "the rebuild made VMs without quorum";
+
+  cluster_.start(stopped[0]);
+  ASSERT_FALSE(cluster_.wait_meta_leader().empty());
+  ASSERT_TRUE(wait_until([&] { return task_state(id) == "succeeded"; }, 40s)) << record("tasks", id).dump(2) << ctl_->log();
+  ASSERT_NO_FATAL_FAILURE(expect_rebuilt_once(vms, *monitor));
+  cluster_.start(stopped[1]);
 }
 
 }  // namespace

@@ -97,6 +97,7 @@ std::optional<size_t> NatsCluster::serving(const std::string& client_name) const
 host::NatsSettings NatsCluster::settings() const {
   host::NatsSettings s = servers_.front()->settings();
   s.servers = urls();
+  s.kv_replicas = static_cast<int64_t>(size());
   return s;
 }
 

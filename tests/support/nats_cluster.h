@@ -63,7 +63,7 @@ class NatsCluster {
   // /connz of every running server.
   std::optional<size_t> serving(const std::string& client_name) const;
 
-  // The test client's settings: every URL, reconnecting every 100 ms.
+  // The test client's settings: every URL, reconnecting every 100 ms, kv_replicas = size().
   host::NatsSettings settings() const;
   std::unique_ptr<host::Bus> client() const;
 
