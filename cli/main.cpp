@@ -67,8 +67,9 @@ int main(int argc, char** argv) {
   std::string timeout;
   std::vector<std::string> servers;
   app.add_option("--server", servers,
-                 std::string("a NATS server of the cluster (repeatable; default $") + kServerEnv + ", else " +
-                     kDefaultServer + ")");
+                 std::string("the NATS servers of the cluster: repeatable, or comma-separated (default $") + kServerEnv +
+                     ", else " + kDefaultServer + "); tried in the order given")
+      ->delimiter(',');
   app.add_option("--creds", globals.creds, "credential file of your identity (from `nodeha auth init`, or a NATS .creds)")
       ->envname(kCredsEnv)
       ->check(CLI::ExistingFile);

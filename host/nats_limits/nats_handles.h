@@ -24,5 +24,6 @@ using SubscriptionPtr = Owned<natsSubscription, natsSubscription_Destroy>;
 using MsgPtr = Owned<natsMsg, natsMsg_Destroy>;
 using EntryPtr = Owned<kvEntry, kvEntry_Destroy>;
 using WatcherPtr = Owned<kvWatcher, kvWatcher_Destroy>;
+using StreamInfoPtr = Owned<jsStreamInfo, jsStreamInfo_Destroy>;
 
 }  // namespace nodeha::nats

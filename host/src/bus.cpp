@@ -276,6 +276,10 @@ Result<std::unique_ptr<Bus>> Bus::create(const NatsSettings& settings, const std
   auto check = [](natsStatus s, const std::string& what) -> Status {
     return s == NATS_OK ? Status::ok() : fail(s, what);
   };
+  // Several servers (a cluster): cnats shuffles them (hosts spread over the servers) and, when
+  // the connection drops, tries every other one at once; reconnect_wait (plus a jitter of 100 ms,
+  // 1 s with TLS) only paces a round in which none answered. A server that dies silently (its
+  // machine gone) is noticed by the pings: after 2-3 ping_interval.
   Status st = check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())), "[nats] servers");
   if (st) st = check(natsOptions_SetName(o, client_name.c_str()), "name");
   if (st) st = check(natsOptions_SetMaxReconnect(o, -1), "max reconnect");

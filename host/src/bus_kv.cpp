@@ -2,6 +2,7 @@
 #include "bus_impl.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace nodeha::host {
 namespace {
@@ -15,6 +16,53 @@ KvEntry to_entry(kvEntry* e) {
   out.deleted = kvEntry_Operation(e) != kvOp_Put;
   out.created_unix_ns = kvEntry_Created(e);
   return out;
+}
+
+// A KV operation's failure. No responders: no server serves the bucket's stream, which on a
+// cluster means its Raft group has no leader: UNAVAILABLE. A timeout may hide a write that was
+// applied: it stays TIMEOUT. Both say the likely cause, no quorum.
+Status kv_fail(natsStatus s, const std::string& what) {
+  constexpr const char* kQuorum = "is a majority of the NATS servers up? (2 of 3 for kv_replicas 3)";
+  if (s == NATS_NO_RESPONDERS)
+    return Status(NODEHA_ERR_UNAVAILABLE, fmt::format("{}: no JetStream server answered: {}", what, kQuorum));
+  Status st = fail(s, what);
+  if (s != NATS_TIMEOUT) return st;
+  return Status(st.code(), fmt::format("{} (JetStream did not confirm in time: {})", st.message(), kQuorum));
+}
+
+// A bucket (stream KV_<bucket>) or stream made with fewer replicas than [nats] kv_replicas is
+// raised to it: JetStream copies the data to the new peers itself. One with more is left alone,
+// with a warning: lowering replication is the operator's decision, and agents, whose kv_replicas
+// is 1 unless set, would otherwise undo the controllers' 3. A failed raise is a warning too: the
+// stream works as it is, with the replicas it has.
+void follow_replicas(jsCtx* js, const std::string& stream, int64_t wanted) {
+  jsStreamInfo* raw = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&raw, js, stream.c_str(), nullptr, &err);
+  if (s != NATS_OK) {
+    spdlog::warn("NATS: cannot read the replicas of stream {}: {}", stream, fail(s, "stream info").message());
+    return;
+  }
+  nats::StreamInfoPtr info(raw);
+  const int64_t has = std::max<int64_t>(info->Config->Replicas, 1);
+  if (has == wanted) return;
+  if (has > wanted) {
+    spdlog::warn("NATS: stream {} has {} replicas, more than [nats] kv_replicas = {}: left as it is. To lower it, "
+                 "`nats stream edit {} --replicas {}`",
+                 stream, has, wanted, stream, wanted);
+    return;
+  }
+  info->Config->Replicas = wanted;
+  jsStreamInfo* updated = nullptr;
+  s = js_UpdateStream(&updated, js, info->Config, nullptr, &err);
+  nats::StreamInfoPtr owned(updated);
+  if (s != NATS_OK) {
+    spdlog::warn("NATS: cannot raise stream {} from {} to {} replicas ([nats] kv_replicas), it keeps {}: {}. "
+                 "kv_replicas > 1 needs a JetStream cluster with at least that many servers up",
+                 stream, has, wanted, has, fail(s, "stream update").message());
+    return;
+  }
+  spdlog::info("NATS: raised stream {} from {} to {} replicas ([nats] kv_replicas)", stream, has, wanted);
 }
 
 }  // namespace
@@ -48,6 +96,8 @@ Result<KvRef> Bus::Impl::bucket(const std::string& name) {
     cfg.StorageType = js_FileStorage;
     s = js_CreateKeyValue(&kv, j.value().get(), &cfg);
     if (s != NATS_OK) s = js_KeyValue(&kv, j.value().get(), name.c_str());  // another host won the race
+  } else if (s == NATS_OK) {
+    follow_replicas(j.value().get(), "KV_" + name, settings.kv_replicas);
   }
   if (s != NATS_OK) return fail(s, "kv bucket " + name);
   KvRef ref(kv, [j = j.value()](kvStore* k) { kvStore_Destroy(k); });
@@ -120,7 +170,7 @@ Result<KvEntry> Bus::kv_get(const std::string& bucket, const std::string& key) {
   if (!kv) return kv.status();
   kvEntry* raw = nullptr;
   natsStatus s = kvStore_Get(&raw, kv.value().get(), key.c_str());
-  if (s != NATS_OK) return fail(s, fmt::format("kv get {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv get {}/{}", bucket, key));
   EntryPtr e(raw);
   return to_entry(raw);
 }
@@ -130,7 +180,7 @@ Result<uint64_t> Bus::kv_create(const std::string& bucket, const std::string& ke
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Create(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv create {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv create {}/{}", bucket, key));
   return rev;
 }
 
@@ -139,7 +189,7 @@ Result<uint64_t> Bus::kv_update(const std::string& bucket, const std::string& ke
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Update(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()), expected);
-  if (s != NATS_OK) return fail(s, fmt::format("kv update {}/{} (expected revision {})", bucket, key, expected));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv update {}/{} (expected revision {})", bucket, key, expected));
   return rev;
 }
 
@@ -148,7 +198,7 @@ Result<uint64_t> Bus::kv_put(const std::string& bucket, const std::string& key, 
   if (!kv) return kv.status();
   uint64_t rev = 0;
   natsStatus s = kvStore_Put(&rev, kv.value().get(), key.c_str(), value.data(), static_cast<int>(value.size()));
-  if (s != NATS_OK) return fail(s, fmt::format("kv put {}/{}", bucket, key));
+  if (s != NATS_OK) return kv_fail(s, fmt::format("kv put {}/{}", bucket, key));
   return rev;
 }
 
@@ -156,7 +206,7 @@ Status Bus::kv_delete(const std::string& bucket, const std::string& key) {
   auto kv = open_kv(*impl_, bucket, key, false, 0);
   if (!kv) return kv.status();
   natsStatus s = kvStore_Delete(kv.value().get(), key.c_str());
-  return s == NATS_OK ? Status::ok() : fail(s, fmt::format("kv delete {}/{}", bucket, key));
+  return s == NATS_OK ? Status::ok() : kv_fail(s, fmt::format("kv delete {}/{}", bucket, key));
 }
 
 Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
@@ -167,13 +217,13 @@ Result<std::vector<KvEntry>> Bus::kv_list(const std::string& bucket) {
   o.IgnoreDeletes = true;
   kvWatcher* raw = nullptr;
   natsStatus s = kvStore_WatchAll(&raw, kv.value().get(), &o);
-  if (s != NATS_OK) return fail(s, "kv list " + bucket);
+  if (s != NATS_OK) return kv_fail(s, "kv list " + bucket);
   WatcherPtr w(raw);
   std::vector<KvEntry> out;
   for (;;) {
     kvEntry* e = nullptr;
     s = kvWatcher_Next(&e, raw, impl_->settings.connect_timeout_ms);
-    if (s != NATS_OK) return fail(s, "kv list " + bucket);
+    if (s != NATS_OK) return kv_fail(s, "kv list " + bucket);
     if (!e) break;  // initial values done
     EntryPtr entry(e);
     if (kvEntry_Operation(e) == kvOp_Put) out.push_back(to_entry(e));
@@ -248,6 +298,7 @@ Status Bus::ensure_stream(const std::string& name, const std::string& subjects, 
   natsStatus s = js_GetStreamInfo(&info, js.value().get(), name.c_str(), nullptr, &err);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(info);
+    follow_replicas(js.value().get(), name, impl_->settings.kv_replicas);
     return Status::ok();
   }
   jsStreamConfig cfg;

@@ -349,9 +349,13 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
     return;
   }
   host_.spawn([this, id, command, reply = m.reply] {
+    std::string why = "it kept changing under us";  // the store's words when it failed
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto cur = host_.kv_get(kNodesBucket, id);
-      if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) break;
+      if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) {
+        why = cur.status().message();
+        break;
+      }
       nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json::object();
       if (record.contains("lock") && record["lock"].is_object()) {
         host_.respond(reply, command::fail("node_locked", task_record::locked_message(id, record["lock"])));
@@ -364,7 +368,10 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
         auto r = cur ? host_.kv_update(kNodesBucket, id, record.dump(), cur->revision)
                      : host_.kv_create(kNodesBucket, id, record.dump());
         if (!r && r.status().code() == NODEHA_ERR_CONFLICT) continue;  // someone else wrote: read again
-        if (!r) break;
+        if (!r) {
+          why = r.status().message();
+          break;
+        }
       }
       host_.post([this, id, before, after, changed, reply] {
         if (changed) {
@@ -377,7 +384,7 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
       });
       return;
     }
-    host_.respond(reply, command::fail(command::kUnavailable, "could not update the node record of " + id + "; try again"));
+    host_.respond(reply, command::fail(command::kUnavailable, "could not update the node record of " + id + " (" + why + "); try again"));
   });
 }
 

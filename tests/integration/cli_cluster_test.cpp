@@ -10,6 +10,7 @@
 #include "cli_run.h"
 #include "host_process.h"
 #include "nats_server.h"
+#include "test_nodes.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -27,34 +28,6 @@ using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using json = nlohmann::json;
-
-struct Vm {
-  std::string name, uuid;
-};
-
-std::vector<Vm> vms_of(int node, int count) {
-  std::vector<Vm> out;
-  for (int i = 0; i < count; ++i) {
-    char uuid[40];
-    std::snprintf(uuid, sizeof uuid, "%08d-0000-4000-8000-%012d", node, i);
-    out.push_back({"vm-" + std::to_string(node) + "-" + std::to_string(i), uuid});
-  }
-  return out;
-}
-
-// A test-driver node file: 8 CPUs, `memory_mib`, and the given domains (running, 64 MiB, 1 vCPU,
-// a shared rbd disk each).
-std::string node_xml(const std::vector<Vm>& vms, int memory_mib) {
-  std::string x = "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
-                  "<cores>8</cores><threads>1</threads><active>8</active></cpu><memory>" +
-                  std::to_string(memory_mib * 1024) + "</memory>\n";
-  for (const auto& v : vms)
-    x += "<domain type='test'><name>" + v.name + "</name><uuid>" + v.uuid + "</uuid><memory unit='MiB'>64</memory>"
-         "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices><disk type='network' device='disk'>"
-         "<source protocol='rbd' name='pool/" + v.name + "'><host name='10.0.0.1' port='6789'/></source>"
-         "<target dev='vda' bus='virtio'/></disk></devices></domain>\n";
-  return x + "</node>\n";
-}
 
 // A pseudo-terminal: a tmux server of its own (socket in a temp dir, no user config) running
 // one shell command in a detached 200x50 session.
@@ -120,10 +93,7 @@ class CliCluster : public ::testing::Test {
       std::ofstream(path) << node_xml(vms, memory_mib);
       written_.insert(node);
     }
-    auto a = std::make_unique<HostProcess>(host_tables("agent", node, nats_.url()) + "[libvirt]\nuri = \"test://" + path +
-                                           "\"\n"
-                                           "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
-                                           "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\nstop_timeout = \"0s\"\n");
+    auto a = std::make_unique<HostProcess>(test_agent_config(node, path, {nats_.url()}));
     EXPECT_TRUE(a->wait_ready()) << a->log();
     return a;
   }

@@ -3,15 +3,14 @@
 // tests share (commands, records, where each VM runs, a sampled invariant). Used by
 // operations_test.cpp and leadership_test.cpp.
 //
-// The test driver keeps a node's domains in the agent's process: killing the agent is the
-// node's power loss, and starting it again brings back the domains of its node file, running,
-// as a node that returns with its old VMs would.
+// The test-driver nodes themselves are tests/support/test_nodes.h.
 #pragma once
 
 #include "bus.h"
 #include "cli_run.h"
 #include "host_process.h"
 #include "nats_server.h"
+#include "test_nodes.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -27,37 +26,6 @@
 namespace nodeha::test {
 
 using json = nlohmann::json;
-
-struct Vm {
-  std::string name, uuid;
-  bool local_disk = false;
-  std::string devices;  // more of them, after the disk
-};
-
-inline std::string uuid_for(int node, int i) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%08d-0000-4000-8000-%012d", node, i);
-  return buf;
-}
-
-// A test-driver node file: 8 CPUs, 16 GiB, and the given domains (running), 64 MiB each.
-inline std::string node_xml(const std::vector<Vm>& vms, int memory_mib = 16384) {
-  std::string x = "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
-                  "<cores>8</cores><threads>1</threads><active>8</active></cpu><memory>" +
-                  std::to_string(memory_mib * 1024) + "</memory>\n";
-  for (const auto& v : vms) {
-    x += "<domain type='test'><name>" + v.name + "</name><uuid>" + v.uuid + "</uuid><memory unit='MiB'>64</memory>"
-         "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>";
-    if (v.local_disk)
-      x += "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/" + v.name +
-           ".qcow2'/><target dev='vda' bus='virtio'/></disk>";
-    else
-      x += "<disk type='network' device='disk'><source protocol='rbd' name='pool/" + v.name +
-           "'><host name='10.0.0.1' port='6789'/></source><target dev='vda' bus='virtio'/></disk>";
-    x += v.devices + "</devices></domain>\n";
-  }
-  return x + "</node>\n";
-}
 
 class Operations : public ::testing::Test {
  protected:
@@ -91,11 +59,7 @@ class Operations : public ::testing::Test {
       std::ofstream(path) << node_xml(vms, memory_mib);
       written_.insert(node);
     }
-    auto a = std::make_unique<HostProcess>(
-        host_tables("agent", node, nats_.url()) +
-        "[libvirt]\nuri = \"test://" + path + "\"\n"
-        "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n"
-        "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"300ms\"\nstop_timeout = \"0s\"\n");
+    auto a = std::make_unique<HostProcess>(test_agent_config(node, path, {nats_.url()}));
     EXPECT_TRUE(a->wait_ready()) << a->log();
     return a;
   }
@@ -228,10 +192,5 @@ class Operations : public ::testing::Test {
   std::vector<json> events_;
 };
 
-inline std::vector<Vm> vms_of(int node, int count, int local = 0) {
-  std::vector<Vm> out;
-  for (int i = 0; i < count; ++i) out.push_back({"vm-" + std::to_string(node) + "-" + std::to_string(i), uuid_for(node, i), i < local});
-  return out;
-}
 
 }  // namespace nodeha::test

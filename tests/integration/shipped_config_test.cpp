@@ -1,9 +1,14 @@
 // The configs shipped in config/ load with the shipped plugins (only the plugin path changed),
-// and a plugin that refuses its configuration is a refusal (exit 2) before anything starts.
+// and a plugin that refuses its configuration is a refusal (exit 2) before anything starts. The
+// example nats-server configs (config/nats/) pass `nats-server -t` beside a real nats-auth.conf.
+#include "bus_security.h"
 #include "host_process.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace nodeha::test {
 namespace {
@@ -22,6 +27,35 @@ int check(const std::string& file, const std::string& log) {
 TEST(ShippedConfig, ControllerAndAgentAreValid) {
   EXPECT_EQ(check(NODEHA_SOURCE_DIR "/config/controller.toml", "c.log"), 0);
   EXPECT_EQ(check(NODEHA_SOURCE_DIR "/config/agent.toml", "a.log"), 0);
+}
+
+// `nats-server -t -c file`: its exit status, and its words in *out.
+int nats_check(const std::string& file, std::string* out) {
+  Process p({"nats-server", "-t", "-c", file}, file + ".check.log");
+  auto status = p.wait_exit(20s);
+  *out = p.output();
+  return status.value_or(-1);
+}
+
+TEST(ShippedConfig, TheNatsClusterExampleIsValid) {
+  TempDir dir;
+  BusSecurity bus(dir.file("bus"), {{"node-a"}, {"controller"}, {"admin"}, {}, {}});
+  ASSERT_TRUE(bus.ok()) << bus.error();
+  for (const auto& f : std::filesystem::directory_iterator(NODEHA_SOURCE_DIR "/config/nats/cluster"))
+    std::filesystem::copy_file(f.path(), dir.file("bus/" + f.path().filename().string()));
+  std::string out;
+  for (const char* server : {"nats-1.conf", "nats-2.conf", "nats-3.conf"}) {
+    EXPECT_EQ(nats_check(dir.file(std::string("bus/") + server), &out), 0) << server << ": " << out;
+    EXPECT_THAT(out, HasSubstr("is valid"));
+  }
+  EXPECT_EQ(nats_check(bus.server_config(), &out), 0) << "nats-server.conf: " << out;
+
+  // The check can fail: a cluster block with a misspelt key is refused.
+  std::string shared = read_file(dir.file("bus/cluster.conf"));
+  shared.replace(shared.find("routes:"), 7, "roots:");
+  std::ofstream(dir.file("bus/cluster.conf")) << shared;
+  EXPECT_NE(nats_check(dir.file("bus/nats-1.conf"), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("roots"));
 }
 
 TEST(ShippedConfig, PluginRefusingItsConfigIsARefusal) {

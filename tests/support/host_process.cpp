@@ -66,8 +66,14 @@ std::string HostProcess::metrics() const {
 void HostProcess::rewrite(const std::string& config) { dir_.write("host.toml", expand(config)); }
 
 std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url) {
+  return host_tables(role, node_id, std::vector<std::string>{nats_url});
+}
+
+std::string host_tables(const std::string& role, const std::string& node_id, const std::vector<std::string>& nats_urls) {
+  std::string servers;
+  for (const auto& u : nats_urls) servers += (servers.empty() ? "\"" : ", \"") + u + "\"";
   return "[host]\nrole = \"" + role + "\"\nnode_id = \"" + node_id + "\"\nplugin_path = [\"{plugins}\"]\n"
-         "[nats]\nservers = [\"" + nats_url + "\"]\nreconnect_wait = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+         "[nats]\nservers = [" + servers + "]\nreconnect_wait = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
 }
 
 std::string controller_plugin_tables() {

@@ -62,6 +62,8 @@ HostRun run_host(const std::string& config, std::vector<std::string> overrides =
 // this build, NATS at `nats_url` with a fast reconnect, /metrics on a free port. Plugin tables
 // follow.
 std::string host_tables(const std::string& role, const std::string& node_id, const std::string& nats_url);
+// The same with several servers (a NATS cluster, nats_cluster.h).
+std::string host_tables(const std::string& role, const std::string& node_id, const std::vector<std::string>& nats_urls);
 
 // Every plugin table of a whole controller with short intervals: heartbeat every second (a dead
 // node is unreachable in 3-3.5 s), a scheduler with room for tiny guests on a small machine

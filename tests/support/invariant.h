@@ -33,8 +33,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -44,9 +46,15 @@ namespace nodeha::test {
 
 class InvariantMonitor {
  public:
+  // The uuids of the VMs running on a node (libvirt RUNNING or BLOCKED); nullopt when it cannot
+  // be read. Called on the sampler's thread.
+  using Reader = std::function<std::optional<std::vector<std::string>>()>;
   struct Node {
     std::string name;  // node id, as the test calls it
     std::string uri;   // its libvirtd
+    // When set, read instead of `uri`: a node whose libvirt only its agent can reach (the test
+    // driver lives in the agent's process), asked through the agent.
+    Reader read;
   };
   struct Violation {
     std::string uuid;

@@ -108,9 +108,9 @@ void NatsServer::signal(int sig) const {
   if (proc_) proc_->signal(sig);
 }
 
-void NatsServer::stop() {
+void NatsServer::stop(int sig) {
   if (!proc_) return;
-  proc_->signal(SIGTERM);
+  proc_->signal(sig);
   if (!proc_->wait_exit(10s)) proc_->signal(SIGKILL);
   proc_.reset();
 }

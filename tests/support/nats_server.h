@@ -6,6 +6,7 @@
 #include "process.h"
 #include "wait.h"
 
+#include <csignal>
 #include <memory>
 #include <string>
 
@@ -30,8 +31,10 @@ class NatsServer {
   int port() const { return port_; }
   const std::string& address() const { return options_.address; }
   std::string url() const { return "nats://" + options_.address + ":" + std::to_string(port_); }
-  // Stops the server (SIGTERM, waits), keeping its store; start() brings it back on the same port.
-  void stop();
+  // Stops the server (`sig`, SIGTERM or SIGKILL, then waits), keeping its store; start() brings
+  // it back on the same port.
+  void stop(int sig = SIGTERM);
+  bool running() const { return proc_ != nullptr; }
   void start();
   // Signals the running server: SIGSTOP freezes it with every connection left open, which is how
   // a cut link looks to a client (nothing answers, nothing is closed); SIGCONT thaws it.

@@ -238,35 +238,35 @@ class Host {
   Result<KvEntry> kv_get(const std::string& bucket, const std::string& key) const {
     KvEntry entry;
     auto s = api_->kv_get(h_, bucket.c_str(), key.c_str(), &Host::store_entry, &entry);
-    if (s != NODEHA_OK) return wrap(s, "kv get " + bucket + "/" + key);
+    if (s != NODEHA_OK) return wrap_kv(s, "kv get " + bucket + "/" + key);
     return entry;
   }
   Result<uint64_t> kv_create(const std::string& bucket, const std::string& key, std::string_view v) const {
     uint64_t rev = 0;
     auto s = api_->kv_create(h_, bucket.c_str(), key.c_str(), v.data(), v.size(), &rev);
-    if (s != NODEHA_OK) return wrap(s, "kv create " + bucket + "/" + key);
+    if (s != NODEHA_OK) return wrap_kv(s, "kv create " + bucket + "/" + key);
     return rev;
   }
   Result<uint64_t> kv_update(const std::string& bucket, const std::string& key, std::string_view v,
                              uint64_t expected_revision) const {
     uint64_t rev = 0;
     auto s = api_->kv_update(h_, bucket.c_str(), key.c_str(), v.data(), v.size(), expected_revision, &rev);
-    if (s != NODEHA_OK) return wrap(s, "kv update " + bucket + "/" + key);
+    if (s != NODEHA_OK) return wrap_kv(s, "kv update " + bucket + "/" + key);
     return rev;
   }
   Result<uint64_t> kv_put(const std::string& bucket, const std::string& key, std::string_view v) const {
     uint64_t rev = 0;
     auto s = api_->kv_put(h_, bucket.c_str(), key.c_str(), v.data(), v.size(), &rev);
-    if (s != NODEHA_OK) return wrap(s, "kv put " + bucket + "/" + key);
+    if (s != NODEHA_OK) return wrap_kv(s, "kv put " + bucket + "/" + key);
     return rev;
   }
   Status kv_delete(const std::string& bucket, const std::string& key) const {
-    return wrap(api_->kv_delete(h_, bucket.c_str(), key.c_str()), "kv delete " + bucket + "/" + key);
+    return wrap_kv(api_->kv_delete(h_, bucket.c_str(), key.c_str()), "kv delete " + bucket + "/" + key);
   }
   Result<std::vector<KvEntry>> kv_list(const std::string& bucket) const {
     std::vector<KvEntry> out;
     auto s = api_->kv_list(h_, bucket.c_str(), &Host::push_entry, &out);
-    if (s != NODEHA_OK) return wrap(s, "kv list " + bucket);
+    if (s != NODEHA_OK) return wrap_kv(s, "kv list " + bucket);
     return out;
   }
   Result<uint64_t> kv_watch(const std::string& bucket, const std::string& keys, detail::KvFn fn) const {
@@ -324,6 +324,12 @@ class Host {
   Status wrap(nodeha_status s, const std::string& what) const {
     if (s == NODEHA_OK) return Status::ok();
     return Status(s, what + ": " + status_name(s));
+  }
+  // Only the code crosses the boundary: a store that did not answer is said plainly (on a
+  // cluster, most often no JetStream quorum).
+  Status wrap_kv(nodeha_status s, const std::string& what) const {
+    if (s != NODEHA_ERR_TIMEOUT && s != NODEHA_ERR_UNAVAILABLE && s != NODEHA_ERR_NO_RESPONDERS) return wrap(s, what);
+    return Status(s, what + ": " + status_name(s) + " (JetStream did not answer: is a majority of the NATS servers up?)");
   }
   Metric metric(nodeha_metric_kind kind, const std::string& name, const std::string& help,
                 const Labels& labels, const std::vector<double>& buckets) const {

@@ -1,0 +1,111 @@
+#include "nats_cluster.h"
+
+#include <gtest/gtest.h>
+
+namespace nodeha::test {
+
+namespace {
+const char* kClusterName = "nodeha-test";
+}
+
+NatsCluster::NatsCluster(NatsClusterOptions options) {
+  // Every port first: each server's routes name the others' route ports.
+  std::vector<int> client_ports, route_ports;
+  for (size_t i = 0; i < options.servers; ++i) {
+    client_ports.push_back(free_port());
+    route_ports.push_back(free_port());
+    monitor_ports_.push_back(free_port());
+  }
+  for (size_t i = 0; i < options.servers; ++i) {
+    std::string routes;
+    for (size_t j = 0; j < options.servers; ++j)
+      if (j != i) routes += (routes.empty() ? "" : ", ") + std::string("nats-route://127.0.0.1:") + std::to_string(route_ports[j]);
+    NatsServerOptions o;
+    o.port = client_ports[i];
+    o.include = options.include;
+    o.config = "server_name: " + name(i) + "\nhttp: 127.0.0.1:" + std::to_string(monitor_ports_[i]) +
+               "\ncluster {\n  name: " + kClusterName + "\n  listen: 127.0.0.1:" + std::to_string(route_ports[i]) +
+               "\n  routes: [" + routes + "]\n}\n" + options.config;
+    servers_.push_back(std::make_unique<NatsServer>(std::move(o)));
+  }
+  if (wait_meta_leader().empty()) {
+    std::string logs;
+    for (size_t i = 0; i < size(); ++i) logs += "--- " + name(i) + ":\n" + servers_[i]->log();
+    ADD_FAILURE() << "the NATS cluster elected no JetStream meta leader within 20 s\n" << logs;
+  }
+}
+
+std::vector<std::string> NatsCluster::urls() const {
+  std::vector<std::string> out;
+  for (const auto& s : servers_) out.push_back(s->url());
+  return out;
+}
+
+std::string NatsCluster::urls_csv() const {
+  std::string out;
+  for (const auto& u : urls()) out += (out.empty() ? "" : ",") + u;
+  return out;
+}
+
+nlohmann::json NatsCluster::monitor(size_t i, const std::string& path) const {
+  if (!servers_.at(i)->running()) return nullptr;
+  auto reply = http_fetch("127.0.0.1:" + std::to_string(monitor_ports_.at(i)), path);
+  if (reply.status != 200) return nullptr;
+  return nlohmann::json::parse(reply.body, nullptr, false);
+}
+
+std::string NatsCluster::wait_meta_leader(std::chrono::milliseconds timeout) const {
+  std::string leader;
+  bool agreed = wait_until(
+      [&] {
+        leader.clear();
+        for (size_t i = 0; i < size(); ++i) {
+          if (!servers_[i]->running()) continue;
+          auto jsz = monitor(i, "/jsz");
+          if (!jsz.is_object()) return false;
+          std::string named = jsz.value("/meta_cluster/leader"_json_pointer, std::string());
+          if (named.empty() || (!leader.empty() && named != leader)) return false;
+          leader = named;
+        }
+        return !leader.empty();
+      },
+      timeout);
+  return agreed ? leader : "";
+}
+
+nlohmann::json NatsCluster::stream_info(const std::string& name) const {
+  for (size_t i = 0; i < size(); ++i) {
+    auto jsz = monitor(i, "/jsz?accounts=true&streams=true&config=true");
+    if (!jsz.is_object()) continue;
+    for (const auto& account : jsz.value("account_details", nlohmann::json::array()))
+      for (const auto& stream : account.value("stream_detail", nlohmann::json::array()))
+        if (stream.value("name", "") == name) return stream;
+  }
+  return nullptr;
+}
+
+std::optional<size_t> NatsCluster::serving(const std::string& client_name) const {
+  for (size_t i = 0; i < size(); ++i) {
+    auto connz = monitor(i, "/connz?limit=1024");
+    if (!connz.is_object()) continue;
+    for (const auto& c : connz.value("connections", nlohmann::json::array()))
+      if (c.value("name", "") == client_name) return i;
+  }
+  return std::nullopt;
+}
+
+host::NatsSettings NatsCluster::settings() const {
+  host::NatsSettings s = servers_.front()->settings();
+  s.servers = urls();
+  s.kv_replicas = static_cast<int64_t>(size());
+  return s;
+}
+
+std::unique_ptr<host::Bus> NatsCluster::client() const {
+  for (const auto& s : servers_)
+    if (s->running()) return s->client(settings());
+  ADD_FAILURE() << "no server of the NATS cluster runs: no test client";
+  return nullptr;
+}
+
+}  // namespace nodeha::test

@@ -1,0 +1,75 @@
+// Three real nats-servers (NatsServer each) with JetStream, clustered as config/nats/cluster/
+// deploys them: one cluster name, routes from every server to the two others, a server name and
+// a store dir of its own each, loopback ports picked free (client, route, monitoring). Made
+// once JetStream has a meta leader that every server agrees on, or the test fails.
+//
+// Any one server can be stopped (SIGTERM) or killed (SIGKILL) and started again on the same
+// ports with the same store: the others keep their routes to it and it rejoins. Clients are
+// given every URL (urls()), also of a stopped server, as an operator's config would.
+//
+// Auth/TLS: `include` is passed to every server (the nats-auth.conf of `nodeha auth init`, see
+// bus_security.h); it secures the client port only, the routes stay plain loopback. The cluster's
+// own checks (wait_meta_leader, stream_info) read the monitoring port and need no login; client()
+// cannot log in to such a cluster: the test brings its own settings.
+//
+// Thread contract: made and driven from the test's thread; the getters are const.
+#pragma once
+
+#include "nats_server.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nodeha::test {
+
+struct NatsClusterOptions {
+  size_t servers = 3;
+  std::string config;   // more config lines for every server; empty: none
+  std::string include;  // as NatsServerOptions::include
+};
+
+class NatsCluster {
+ public:
+  NatsCluster() : NatsCluster(NatsClusterOptions{}) {}
+  explicit NatsCluster(NatsClusterOptions options);
+
+  size_t size() const { return servers_.size(); }
+  NatsServer& server(size_t i) { return *servers_.at(i); }
+  // Every server's client URL, in order, stopped ones included.
+  std::vector<std::string> urls() const;
+  // The same, comma-separated: `nodeha --server` and $NODEHA_SERVER.
+  std::string urls_csv() const;
+  // "s1", "s2", ...: the server_name of server i, as /jsz and stream infos name it.
+  static std::string name(size_t i) { return "s" + std::to_string(i + 1); }
+
+  // Stops server i (SIGTERM: a clean shutdown; SIGKILL: a crash), keeping its store.
+  void stop(size_t i, int sig = SIGTERM) { servers_.at(i)->stop(sig); }
+  // Starts server i again on its ports and store; returns once it accepts clients.
+  void start(size_t i) { servers_.at(i)->start(); }
+
+  // The meta leader every running server names, once they agree (within `timeout`); empty when
+  // they did not (no quorum, or still electing).
+  std::string wait_meta_leader(std::chrono::milliseconds timeout = 20s) const;
+  // GET /<path> from server i's monitoring port, as JSON (null when it does not answer).
+  nlohmann::json monitor(size_t i, const std::string& path) const;
+  // Stream `name` as the running servers' /jsz reports it: the first report that has it, with
+  // "config" and "cluster" (leader, replicas); null when none has it.
+  nlohmann::json stream_info(const std::string& name) const;
+  // The index of the server client `client_name` (natsOptions_SetName) is connected to, from
+  // /connz of every running server.
+  std::optional<size_t> serving(const std::string& client_name) const;
+
+  // The test client's settings: every URL, reconnecting every 100 ms, kv_replicas = size().
+  host::NatsSettings settings() const;
+  std::unique_ptr<host::Bus> client() const;
+
+ private:
+  std::vector<int> monitor_ports_;
+  std::vector<std::unique_ptr<NatsServer>> servers_;
+};
+
+}  // namespace nodeha::test
