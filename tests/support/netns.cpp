@@ -33,6 +33,8 @@ std::string random_tag() {
 }
 
 std::string role_of(int node) { return "n" + std::to_string(node); }
+// The first controller keeps the name it had before there could be several.
+std::string controller_role(int controller) { return controller == 1 ? "ctl" : "ctl" + std::to_string(controller); }
 
 bool process_alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -60,10 +62,16 @@ const NetworkNames& names(Network net) { return kNames[static_cast<size_t>(net)]
 
 const char* name(Network net) { return names(net).name; }
 
-TestNetwork::TestNetwork(int nodes) : nodes_(nodes), tag_(random_tag()) {
+TestNetwork::TestNetwork(int nodes, int controllers) : nodes_(nodes), controllers_(controllers), tag_(random_tag()) {
   prefix_ = std::string(kNamePrefix) + std::to_string(getpid()) + "-" + tag_ + "-";
   if (nodes < 1 || nodes > kMaxNodes) {
     error_ = "TestNetwork: " + std::to_string(nodes) + " nodes, expected 1.." + std::to_string(kMaxNodes);
+    return;
+  }
+  if (controllers < 1 || controllers > kMaxControllers) {
+    error_ = "TestNetwork: " + std::to_string(controllers) + " controllers, expected 1.." +
+             std::to_string(kMaxControllers);
+    controllers_ = 0;
     return;
   }
   if (geteuid() != 0) {
@@ -90,7 +98,7 @@ TestNetwork::~TestNetwork() {
 }
 
 std::string TestNetwork::control_ns() const { return prefix_ + "cp"; }
-std::string TestNetwork::controller_ns() const { return prefix_ + "ctl"; }
+std::string TestNetwork::controller_ns(int controller) const { return prefix_ + controller_role(controller); }
 std::string TestNetwork::node_ns(int node) const { return prefix_ + role_of(node); }
 std::string TestNetwork::bridge_ns(Network net) const { return prefix_ + names(net).bridge; }
 std::string TestNetwork::bridge_port(const std::string& role) const { return "nh" + tag_ + "-" + role; }
@@ -98,14 +106,17 @@ std::string TestNetwork::bridge_port(const std::string& role) const { return "nh
 std::vector<std::string> TestNetwork::namespaces() const {
   std::vector<std::string> all;
   for (Network net : kNodeNetworks) all.push_back(bridge_ns(net));
-  all.insert(all.end(), {control_ns(), controller_ns()});
+  all.push_back(control_ns());
+  for (int c = 1; c <= controllers_; ++c) all.push_back(controller_ns(c));
   for (int i = 1; i <= nodes_; ++i) all.push_back(node_ns(i));
   return all;
 }
 
 std::string TestNetwork::interface(Network net) { return names(net).interface; }
 std::string TestNetwork::control_address() const { return "10.88.1.254"; }
-std::string TestNetwork::controller_address() const { return "10.88.1.253"; }
+std::string TestNetwork::controller_address(int controller) const {
+  return "10.88.1." + std::to_string(254 - controller);
+}
 std::string TestNetwork::node_address(int node, Network net) const {
   return names(net).subnet + std::to_string(node);
 }
@@ -138,8 +149,12 @@ std::optional<LinkCounters> TestNetwork::counters(int node, Network net) {
 
 bool TestNetwork::cut(int node, Network net) { return set_port(node, net, "down"); }
 bool TestNetwork::restore(int node, Network net) { return set_port(node, net, "up"); }
-bool TestNetwork::cut_controller() { return set_role_port("ctl", Network::kManagement, "down"); }
-bool TestNetwork::restore_controller() { return set_role_port("ctl", Network::kManagement, "up"); }
+bool TestNetwork::cut_controller(int controller) {
+  return set_role_port(controller_role(controller), Network::kManagement, "down");
+}
+bool TestNetwork::restore_controller(int controller) {
+  return set_role_port(controller_role(controller), Network::kManagement, "up");
+}
 bool TestNetwork::cut_all(int node) {
   for (Network net : kNodeNetworks)
     if (!cut(node, net)) return false;
@@ -168,7 +183,8 @@ bool TestNetwork::build() {
       return false;
   }
   if (!attach(control_ns(), "cp", Network::kManagement, control_address())) return false;
-  if (!attach(controller_ns(), "ctl", Network::kManagement, controller_address())) return false;
+  for (int c = 1; c <= controllers_; ++c)
+    if (!attach(controller_ns(c), controller_role(c), Network::kManagement, controller_address(c))) return false;
   for (int i = 1; i <= nodes_; ++i) {
     for (Network net : kNodeNetworks) {
       if (!attach(node_ns(i), role_of(i), net, node_address(i, net))) return false;

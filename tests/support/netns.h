@@ -45,11 +45,13 @@ struct LinkCounters {
 class TestNetwork {
  public:
   static constexpr int kMaxNodes = 8;
+  static constexpr int kMaxControllers = 3;
   static constexpr const char* kNamePrefix = "nhnet-";
 
   // Builds everything; on failure (not root, no `ip`, a kernel refusal) ready() is false,
   // error() says why, and whatever was built is already gone.
-  explicit TestNetwork(int nodes);
+  // `controllers` (1..kMaxControllers): controller c has its own namespace and address.
+  explicit TestNetwork(int nodes, int controllers = 1);
   // Kills the processes left in its namespaces and deletes them (links and bridges go with them);
   // the test fails (ADD_FAILURE) if something cannot be removed.
   ~TestNetwork();
@@ -61,10 +63,11 @@ class TestNetwork {
   const std::string& error() const { return error_; }
 
   int nodes() const { return nodes_; }
+  int controllers() const { return controllers_; }
   // The random tag in every name this object creates (namespaces and interfaces).
   const std::string& tag() const { return tag_; }
   std::string control_ns() const;
-  std::string controller_ns() const;
+  std::string controller_ns(int controller = 1) const;  // controller: 1..controllers()
   std::string node_ns(int node) const;  // node: 1..nodes()
   // Every namespace this object created (control plane, nodes, bridges).
   std::vector<std::string> namespaces() const;
@@ -72,7 +75,7 @@ class TestNetwork {
   // The interface's name inside a node's namespace ("mgmt0", "biz0", "stor0").
   static std::string interface(Network net);
   std::string control_address() const;     // on management
-  std::string controller_address() const;  // on management
+  std::string controller_address(int controller = 1) const;  // on management: .253, .252, ...
   std::string node_address(int node, Network net) const;
 
   // Node i's interface on `net`, its byte counters as its own namespace counts them (`ip -s -j
@@ -86,9 +89,9 @@ class TestNetwork {
   bool restore(int node, Network net);
   bool cut_all(int node);  // every network of kNodeNetworks
   bool restore_all(int node);
-  // The controller's one link (management), cut at the bridge or restored.
-  bool cut_controller();
-  bool restore_controller();
+  // A controller's one link (management), cut at the bridge or restored.
+  bool cut_controller(int controller = 1);
+  bool restore_controller(int controller = 1);
 
   // `ip netns exec <ns> argv...`: the argv for a Process that runs inside `ns`.
   static std::vector<std::string> argv_in(const std::string& ns, std::vector<std::string> argv);
@@ -110,6 +113,7 @@ class TestNetwork {
 
   TempDir dir_;  // logs of the `ip` commands
   int nodes_ = 0;
+  int controllers_ = 1;
   std::string tag_;
   std::string prefix_;  // nhnet-<pid>-<tag>-
   std::vector<std::string> created_;

@@ -16,7 +16,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int kNatsPort = 4222;
-constexpr const char* kController = "ctl";  // its node_id and its bus identity
 constexpr const char* kAdmin = "admin";     // the operator: the CLI and the test's own reads
 
 bool finished(const std::string& state) {
@@ -35,7 +34,8 @@ std::vector<pid_t> pids_in(const std::string& ns, const TempDir& dir) {
 
 }  // namespace
 
-Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), net_(options_.nodes) {}
+Cluster::Cluster(ClusterOptions options)
+    : options_(std::move(options)), net_(options_.nodes, options_.controllers) {}
 
 std::set<std::string> Cluster::all_guests() const {
   std::set<std::string> out;
@@ -49,11 +49,17 @@ std::string Cluster::agent_metrics(int i) const {
   return net_.node_address(i, Network::kManagement) + ":" + std::to_string(kMetricsPort);
 }
 
-std::string Cluster::controller_config() const {
-  return "[host]\nrole = \"controller\"\nnode_id = \"ctl\"\nplugin_path = [\"{plugins}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(kController) +
-         "[metrics]\nlisten = \"" + net_.controller_address() + ":" + std::to_string(kMetricsPort) + "\"\n" +
-         controller_plugin_tables();
+std::string Cluster::controller_metrics(int c) const {
+  return net_.controller_address(c) + ":" + std::to_string(kMetricsPort);
+}
+
+std::string Cluster::controller_config(int c) const {
+  std::string plugins = controller_plugin_tables();
+  const std::string drain = "library = \"drain\"\n";
+  plugins.insert(plugins.find(drain) + drain.size(), options_.drain_extra);
+  return "[host]\nrole = \"controller\"\nnode_id = \"" + controller_id(c) + "\"\nplugin_path = [\"{plugins}\"]\n"
+         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(controller_id(c)) +
+         "[metrics]\nlisten = \"" + controller_metrics(c) + "\"\n" + plugins;
 }
 
 std::string Cluster::agent_config(int i) const {
@@ -82,7 +88,8 @@ void Cluster::start() {
                             << net_.error();
   // The bus as deployed: TLS with the cluster's own CA, every process logged in with its own
   // credential and held to its role's permissions (docs/security.md).
-  BusIdentities ids{.controllers = {kController}, .admins = {kAdmin}, .ips = {net_.control_address()}};
+  BusIdentities ids{.admins = {kAdmin}, .ips = {net_.control_address()}};
+  for (int c = 1; c <= options_.controllers; ++c) ids.controllers.push_back(controller_id(c));
   for (int i = 1; i <= options_.nodes; ++i) ids.nodes.push_back(node(i));
   security_ = std::make_unique<BusSecurity>(dir_.file("bus"), ids);
   ASSERT_TRUE(security_->ok()) << security_->error();
@@ -138,8 +145,17 @@ void Cluster::start() {
   }
   monitor_ = std::make_unique<InvariantMonitor>(watched);
 
-  start_controller();
-  ASSERT_TRUE(controller_->process().running()) << controller_->log();
+  controllers_.resize(static_cast<size_t>(options_.controllers));
+  start_controller(1);
+  ASSERT_TRUE(controller(1)->process().running()) << controller(1)->log();
+  if (options_.controllers > 1) {
+    // Controller 1 leads before the others start: every test begins from the same leader.
+    ASSERT_TRUE(wait_leader(1, 15s)) << "controller 1 did not lead\n" << logs();
+    for (int c = 2; c <= options_.controllers; ++c) {
+      start_controller(c);
+      ASSERT_TRUE(controller(c)->process().running()) << controller(c)->log();
+    }
+  }
   agents_.resize(static_cast<size_t>(options_.nodes));
   for (int i = 1; i <= options_.nodes; ++i) start_agent(i);
   for (int i = 1; i <= options_.nodes; ++i) ASSERT_TRUE(agent(i)->process().running()) << agent(i)->log();
@@ -157,14 +173,15 @@ void Cluster::start() {
     for (int i = 1; i <= options_.nodes; ++i) agent_targets.push_back(agent_metrics(i));
     AlertStackOptions o;
     o.netns = net_.control_ns();
-    o.jobs = {{"nodeha-controller", {net_.controller_address() + ":" + std::to_string(kMetricsPort)}},
-              {"nodeha-agent", agent_targets}};
+    std::vector<std::string> controller_targets;
+    for (int c = 1; c <= options_.controllers; ++c) controller_targets.push_back(controller_metrics(c));
+    o.jobs = {{"nodeha-controller", controller_targets}, {"nodeha-agent", agent_targets}};
     alerts_ = std::make_unique<AlertStack>(o);
     ASSERT_TRUE(alerts_->ready()) << alerts_->error();
     // Every target scraped and the rules evaluated for every node: from here on an alarm can fire.
     ASSERT_TRUE(wait_until([&] {
       auto up = alerts_->query("up == 1");
-      if (up.size() != static_cast<size_t>(options_.nodes) + 1) return false;
+      if (up.size() != static_cast<size_t>(options_.nodes + options_.controllers)) return false;
       for (int i = 1; i <= options_.nodes; ++i)
         if (alerts_->query_value("nodeha:node_unreachable:in_service{node=\"" + node(i) + "\"}") != 0.0) return false;
       return true;
@@ -178,7 +195,7 @@ Cluster::~Cluster() {
   alerts_.reset();
   // Agents and controller first (they would act on what follows), then the daemons and guests.
   agents_.clear();
-  controller_.reset();
+  controllers_.clear();
   if (bus_) bus_->close(2s);
   bus_.reset();
   daemons_.clear();
@@ -280,18 +297,54 @@ void Cluster::start_agent(int i) {
   EXPECT_TRUE(agents_[i - 1]->wait_ready()) << agents_[i - 1]->log();
 }
 
-void Cluster::kill_controller() {
-  if (!controller_) return;
-  controller_->process().signal(SIGKILL);
-  controller_->process().wait_exit(10s);
-  old_hosts_.push_back(std::move(controller_));
+void Cluster::kill_controller(int c) {
+  auto& ctl = controllers_.at(c - 1);
+  if (!ctl) return;
+  ctl->process().signal(SIGKILL);
+  ctl->process().wait_exit(10s);
+  old_hosts_.push_back(std::move(ctl));
 }
 
-void Cluster::start_controller() {
-  std::filesystem::create_directories(dir_.file("ctl/state"));
-  controller_ = std::make_unique<HostProcess>(controller_config(), std::vector<std::string>{}, net_.controller_ns(),
-                                              dir_.file("ctl/state"));
-  EXPECT_TRUE(controller_->wait_ready()) << controller_->log();
+void Cluster::start_controller(int c) {
+  const std::string state = controller_id(c) + "/state";
+  std::filesystem::create_directories(dir_.file(state));
+  auto& ctl = controllers_.at(c - 1);
+  ctl = std::make_unique<HostProcess>(controller_config(c), std::vector<std::string>{}, net_.controller_ns(c),
+                                      dir_.file(state));
+  EXPECT_TRUE(ctl->wait_ready()) << ctl->log();
+}
+
+bool Cluster::cut_controller(int c) { return net_.cut_controller(c); }
+bool Cluster::restore_controller(int c) { return net_.restore_controller(c); }
+
+double Cluster::leader_gauge(int c) const {
+  const auto& ctl = controllers_.at(c - 1);
+  if (!ctl) return -1;
+  const std::string text = ctl->metrics();
+  return text.empty() ? -1 : metric_value(text, "nodeha_controller_leader");
+}
+
+double Cluster::epoch_gauge(int c) const {
+  const auto& ctl = controllers_.at(c - 1);
+  if (!ctl) return -1;
+  const std::string text = ctl->metrics();
+  return text.empty() ? -1 : metric_value(text, "nodeha_controller_epoch");
+}
+
+int Cluster::leader() const {
+  int found = -1;
+  for (int c = 1; c <= options_.controllers; ++c)
+    if (leader_gauge(c) == 1) {
+      if (found != -1) return -1;  // two gauges at 1 for a moment: no single leader to name
+      found = c;
+    }
+  return found;
+}
+
+std::optional<std::chrono::milliseconds> Cluster::wait_leader(int c, std::chrono::milliseconds timeout) {
+  auto started = Clock::now();
+  if (!wait_until([&] { return leader() == c; }, timeout)) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
 }
 
 void Cluster::set_storage_ok(int i, bool ok) {
@@ -341,7 +394,8 @@ std::string Cluster::logs() const {
     out += "---------- " + name + " ----------\n" + t + "\n";
   };
   for (const auto& old : old_hosts_) add("earlier host " + old->config_path(), old->log());
-  if (controller_) add("controller", controller_->log());
+  for (int c = 1; c <= static_cast<int>(controllers_.size()); ++c)
+    if (controllers_[c - 1]) add("controller " + controller_id(c), controllers_[c - 1]->log());
   for (int i = 1; i <= static_cast<int>(agents_.size()); ++i)
     if (agents_[i - 1]) add(node(i) + " agent", agents_[i - 1]->log());
   if (alerts_) add("webhook", alerts_->webhook().text());

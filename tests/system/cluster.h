@@ -8,9 +8,11 @@
 //                             operator `admin`), each held to its role's permissions; Prometheus +
 //                             Alertmanager with the shipped rules and a webhook receiver
 //                             (tests/support/alert_stack.h)
-//   controller namespace      the controller on 10.88.1.253 (heartbeat 1 s / 3 misses,
+//   controller namespace(s)   the controller on 10.88.1.253 (heartbeat 1 s / 3 misses,
 //                             scheduler, vms, tasks, migrate, drain, rebuild): its link can be
-//                             cut apart from nats-server's
+//                             cut apart from nats-server's. With `controllers` = 2 a second one
+//                             on 10.88.1.252 in a namespace of its own, with its own credential;
+//                             one leads (the lease in KV, 2 s), the other follows
 //   node-i namespace          an isolated libvirtd (QEMU, TCP on 16509 for its peers) with tiny
 //                             diskless guests, and node-i's agent (heartbeat 1 s, netcheck 1 s on
 //                             biz0, vms, migrate, file_check "storage")
@@ -63,6 +65,10 @@ struct ClusterOptions {
   std::map<int, int> disk_guests;
   bool alerting = true;  // Prometheus + Alertmanager + webhook receiver
   std::string migrate_extra;  // more keys for every agent's migrate plugin table
+  // Controllers, each in its own namespace with its own credential; controller 1 starts first
+  // and leads (start() waits for it), then the others follow.
+  int controllers = 1;
+  std::string drain_extra;  // more keys for every controller's drain plugin table
 };
 
 class Cluster {
@@ -89,7 +95,10 @@ class Cluster {
   NatsServer& nats() { return *nats_; }
   Libvirtd& libvirtd(int i) const { return *daemons_.at(i - 1); }
   HostProcess* agent(int i) { return agents_.at(i - 1).get(); }
-  HostProcess* controller() { return controller_.get(); }
+  // Controller c (1-based); nullptr while it is killed.
+  HostProcess* controller(int c = 1) { return controllers_.at(c - 1).get(); }
+  int controllers() const { return options_.controllers; }
+  static std::string controller_id(int c) { return c == 1 ? "ctl" : "ctl-" + std::to_string(c); }
   AlertStack& alerts() { return *alerts_; }
   InvariantMonitor& monitor() { return *monitor_; }
   // Where a disk guest's image is, on every node (each node's /var is its own).
@@ -123,8 +132,21 @@ class Cluster {
   void power_on(int i);
   void kill_agent(int i);   // SIGKILL, as a crash
   void start_agent(int i);  // as systemd would restart it
-  void kill_controller();
-  void start_controller();
+  void kill_controller(int c = 1);   // SIGKILL, as a crash
+  void start_controller(int c = 1);  // as systemd would restart it
+  // Controller c's link (management) cut at the bridge, or restored (netns.h).
+  bool cut_controller(int c = 1);
+  bool restore_controller(int c = 1);
+
+  // ---- leadership
+  // The controller whose /metrics (read inside its namespace) says nodeha_controller_leader 1,
+  // or -1 when none does (a killed or unreadable controller counts as not leading).
+  int leader() const;
+  // Controller c's gauge (-1 when unreadable): nodeha_controller_leader, nodeha_controller_epoch.
+  double leader_gauge(int c) const;
+  double epoch_gauge(int c) const;
+  // Waits until controller c leads (and no other does); the time it took, or nullopt.
+  std::optional<std::chrono::milliseconds> wait_leader(int c, std::chrono::milliseconds timeout);
   // Node i's "storage" health check (file_check) passes or fails from its next round on.
   void set_storage_ok(int i, bool ok);
 
@@ -145,7 +167,8 @@ class Cluster {
   std::string agent_metrics(int i) const;  // host:port on the management network
 
  private:
-  std::string controller_config() const;
+  std::string controller_config(int c) const;
+  std::string controller_metrics(int c) const;  // host:port on the management network
   std::string agent_config(int i) const;
   std::string storage_marker(int i) const;
 
@@ -156,7 +179,7 @@ class Cluster {
   std::unique_ptr<NatsServer> nats_;
   std::vector<std::unique_ptr<Libvirtd>> daemons_;
   std::map<int, std::vector<std::string>> guests_;
-  std::unique_ptr<HostProcess> controller_;
+  std::vector<std::unique_ptr<HostProcess>> controllers_;
   std::vector<std::unique_ptr<HostProcess>> agents_;
   std::vector<std::unique_ptr<HostProcess>> old_hosts_;  // dead incarnations, kept for their logs
   std::unique_ptr<AlertStack> alerts_;

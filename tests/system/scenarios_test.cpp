@@ -8,7 +8,7 @@
 //
 // Each test prints its figures as `[ figure   ] <scenario>: <what> <seconds> s` (detection,
 // alarm delivery, migration, rebuild); docs/performance.md quotes them.
-#include "cluster.h"
+#include "cluster_test.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -28,43 +28,8 @@ using ::testing::Not;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-class Scenario : public ::testing::Test {
+class Scenario : public ClusterTest {
  protected:
-  void start(ClusterOptions options = {}) {
-    cluster_ = std::make_unique<Cluster>(std::move(options));
-    ASSERT_NO_FATAL_FAILURE(cluster_->start());
-  }
-  void TearDown() override {
-    if (!cluster_) return;
-    // Every process ran on its own credential with the permissions `nodeha auth init` gave its
-    // role, and needed no more: the server refused none of them anything. Except, where a test
-    // restarts nats-server, a reply to a request the server forgot (docs/security.md): an agent's
-    // to the controller, or the controller's to an agent's desk request; both are asked again,
-    // and the test checks that the work got done.
-    auto refused = cluster_->auth_violations();
-    if (replies_lost_in_restart_)
-      std::erase_if(refused, [](const std::string& line) { return line.find("Subject \"_INBOX_") != std::string::npos; });
-    EXPECT_THAT(refused, IsEmpty());
-    if (HasFailure()) std::printf("%s\n", cluster_->logs().c_str());
-    // Nothing of the cluster outlives it, also after a failure: no namespace, no guest process.
-    std::string tag = cluster_->net().tag();
-    auto guests = cluster_->all_guests();
-    cluster_.reset();
-    for (const auto& entry : std::filesystem::directory_iterator("/run/netns"))
-      EXPECT_EQ(entry.path().filename().string().find(tag), std::string::npos) << "left behind: " << entry.path();
-    for (const auto& uuid : guests) EXPECT_THAT(Libvirtd::processes_with(uuid), IsEmpty()) << "a QEMU of " << uuid << " survived";
-  }
-  Cluster& c() { return *cluster_; }
-  bool replies_lost_in_restart_ = false;
-
-  void figure(const std::string& what, double seconds) {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::printf("[ figure   ] %s: %s %.2f s\n", name.c_str(), what.c_str(), seconds);
-    RecordProperty(what, std::to_string(seconds));
-  }
-
   // Waits until the webhook got `alertname` for node i with `status`; the time from `since` to
   // its delivery, or a test failure.
   std::optional<double> delivered(const std::string& status, const std::string& alertname, int i,
@@ -132,16 +97,6 @@ class Scenario : public ::testing::Test {
     EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
   }
 
-  // `nodeha <args> --yes --no-wait`: the task id.
-  std::string begin(const std::vector<std::string>& args) {
-    std::vector<std::string> a = args;
-    a.insert(a.end(), {"--yes", "--no-wait"});
-    auto r = c().cli(a);
-    EXPECT_EQ(r.status, 0) << "nodeha " << ::testing::PrintToString(args) << ": " << r.out << r.err;
-    auto doc = r.doc();
-    return doc.is_object() ? doc.value("task", "") : "";
-  }
-
   // The invariant monitor's timelines reach the present: it took two complete rounds since now
   // (a change enters a timeline from complete rounds only).
   void expect_monitor_current() {
@@ -195,8 +150,6 @@ class Scenario : public ::testing::Test {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     return doc.is_object() && doc["tasks"].is_array() ? doc["tasks"].size() : 0;
   }
-
-  std::unique_ptr<Cluster> cluster_;
 };
 
 // 2. The agent process dies and comes back: the guests run on untouched, nothing moves.
@@ -666,13 +619,7 @@ TEST_F(Scenario, NatsRestartDuringMigration) {
   auto moving = Clock::now();
   std::string id = begin({"node", "migrate", Cluster::node(1)});
   ASSERT_FALSE(id.empty());
-  // Inside a migration: a guest is paused on its destination (the incoming copy).
-  ASSERT_TRUE(wait_until([&] {
-    for (int i = 2; i <= 3; ++i)
-      for (const auto& d : c().libvirtd(i).domains())
-        if (d.state == "paused") return true;
-    return false;
-  }, 30s)) << c().record("tasks", id).dump(2);
+  ASSERT_NO_FATAL_FAILURE(wait_inside_migration(id));
   c().nats().stop();
   c().nats().start();
   auto final = c().wait_task(id, 180s);
