@@ -100,6 +100,7 @@ Permissions permissions_for(const Identity& id, const std::string& prefix) {
         out.publish = {p + "cmd.node.list", p + "cmd.node.show", p + "cmd.task.list", p + "cmd.task.show", p + "cmd.vm.list"};
       out.subscribe.push_back(p + "evt.>");
       for (const char* b : kBuckets) kv_read(out, b);
+      kv_read(out, "controllers");  // who leads, under which epoch
       break;
   }
   return out;
