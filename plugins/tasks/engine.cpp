@@ -114,15 +114,30 @@ Status Engine::start() {
   if (!w) return w.status();
   watch_ = w.value();
 
+  resume_unfinished();
+  return Status::ok();
+}
+
+// Until the bucket can be read (a controller that leads again while the tasks stream still elects
+// its leader, or has no quorum), tried again every retry_every: a task nobody resumes would never
+// end.
+void Engine::resume_unfinished() {
+  if (stopping_) return;
   auto all = host_.kv_list(task_record::kBucket);
   if (!all) {
-    host_.warn("cannot read the tasks bucket to resume unfinished " + kind_.name + " tasks: " + all.status().message());
-    return Status::ok();
+    host_.warn("cannot read the tasks bucket to resume unfinished " + kind_.name + " tasks: " + all.status().message() +
+               "; trying again");
+    (void)host_.timer(kind_.retry_every, Millis(0), [this] { host_.spawn([this] { resume_unfinished(); }); });
+    return;
   }
   for (const auto& e : all.value()) {
     auto task = nlohmann::json::parse(e.value, nullptr, false);
     if (!task.is_object() || task.value("kind", "") != kind_.name || task_record::task_final(task.value("state", "")))
       continue;
+    {
+      std::lock_guard lock(mu_);
+      if (runs_.count(e.key)) continue;  // submitted here while the bucket could not be listed: runs already
+    }
     auto run = std::make_shared<Run>();
     for (auto& s : task["steps"])
       if (!task_record::step_final(s.value("state", ""))) s["state"] = "pending";  // steps are idempotent: run again
@@ -150,7 +165,6 @@ Status Engine::start() {
       pump(run);
     });
   }
-  return Status::ok();
 }
 
 void Engine::stop() { stopping_ = true; }

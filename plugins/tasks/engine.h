@@ -110,6 +110,7 @@ class Engine {
 
  private:
   struct Run;
+  void resume_unfinished();
   void pump(const std::shared_ptr<Run>& run);
   void run_step(const std::shared_ptr<Run>& run, size_t index);
   void finish(const std::shared_ptr<Run>& run);
