@@ -1,4 +1,5 @@
 #include "config.h"
+#include "lease.h"
 
 #include <toml++/toml.h>
 
@@ -388,7 +389,7 @@ Result<ConfigDocument> ConfigDocument::parse(std::string_view text, const std::s
   if (h.workers < 1 || h.workers > 256)
     return bad(fmt::format("{}: [host] key 'workers' must be between 1 and 256", file));
   h.lease_ms = hj["lease"];
-  if (h.lease_ms < 200 || h.lease_ms > 60000)
+  if (h.lease_ms < kMinLeaseMs || h.lease_ms > kMaxLeaseMs)
     return bad(fmt::format("{}: [host] key 'lease' must be between 200ms and 60s", file));
 
   const auto& nj = ns.value();

@@ -69,15 +69,18 @@ Status Host::start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstanc
     *out = std::move(inst);
     return Status::ok();
   }
-  if (auto s = inst->start(); !s) {
-    set_up(p.name, false);
-    return s;
-  }
-  set_up(p.name, true);
-  spdlog::info("plugin {} started ({} {}, {})", p.name, p.library->descriptor().name,
-               p.library->descriptor().version ? p.library->descriptor().version : "?", p.library->path());
+  if (auto s = start_instance(*inst); !s) return s;
   *out = std::move(inst);
   return Status::ok();
+}
+
+Status Host::start_instance(PluginInstance& inst) {
+  Status s = inst.start();
+  set_up(inst.name(), static_cast<bool>(s));
+  if (!s) return s;
+  const nodeha_plugin& d = inst.library()->descriptor();
+  spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
+  return s;
 }
 
 int Host::start() {
@@ -181,7 +184,8 @@ int Host::start() {
                                                    want_epoch_ = epoch;
                                                    role_dirty_ = true;
                                                  }
-                                                 spdlog::info("leadership: this controller {} (epoch {})", why, epoch);
+                                                 spdlog::info("leadership: this controller {}: {} (epoch {})",
+                                                              leads ? "leads" : "follows", why, epoch);
                                                  role_cv_.notify_all();
                                                });
     services_.may_act = [l = leadership_.get()] { return l->acting(); };
@@ -193,20 +197,15 @@ int Host::start() {
       return kExitFailed;
     }
     role_thread_ = std::thread([this] { role_loop(); });
-  }
-  for (size_t i = 0; plugins_run_ && h.role == NODEHA_ROLE_AGENT && i < plugins_.size(); ++i) {
-    PluginInstance& inst = *plugins_[i];
-    if (auto s = inst.start(); !s) {
-      spdlog::error("{}", s.message());
-      set_up(inst.name(), false);
-      plugins_.resize(i + 1);  // the ones after it were never started: destroyed without stop
-      plugins_.pop_back();
-      stop();
-      return kExitFailed;
+  } else {
+    for (size_t i = 0; i < plugins_.size(); ++i) {
+      if (auto s = start_instance(*plugins_[i]); !s) {
+        spdlog::error("{}", s.message());
+        plugins_.resize(i);  // it and the ones after it never started: destroyed without stop
+        stop();
+        return kExitFailed;
+      }
     }
-    set_up(inst.name(), true);
-    const nodeha_plugin& d = inst.library()->descriptor();
-    spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
   }
   // Written last: whoever finds the file finds the plugins started and their subscriptions at
   // the server (when connected), the local socket open.
@@ -226,7 +225,7 @@ Status Host::apply_role() {
     epoch = want_epoch_;
   }
   std::lock_guard lock(plugins_mu_);
-  bool all_up = std::all_of(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  bool all_up = running_plugins_locked() == plugins_.size();
   if (lead == plugins_run_ && (!lead || all_up)) return Status::ok();
   plugins_run_ = lead;
   if (!lead) {
@@ -242,17 +241,12 @@ Status Host::apply_role() {
   Status result = Status::ok();
   for (auto& inst : plugins_) {
     if (inst->running()) continue;  // started before; this round retries the others
-    if (auto s = inst->start(); !s) {
+    if (auto s = start_instance(*inst); !s) {
       spdlog::error("{}", s.message());
-      set_up(inst->name(), false);
       result = s;
-      continue;
     }
-    set_up(inst->name(), true);
-    const nodeha_plugin& d = inst->library()->descriptor();
-    spdlog::info("plugin {} started ({} {}, {})", inst->name(), d.name, d.version ? d.version : "?", inst->library()->path());
   }
-  size_t up = std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  size_t up = running_plugins_locked();
   if (result) spdlog::info("leading (epoch {}): {} plugin(s) started", epoch, up);
   else spdlog::warn("leading (epoch {}): {} of {} plugin(s) running; the others are tried again in 1 s", epoch, up, plugins_.size());
   return result;
@@ -269,9 +263,8 @@ void Host::role_loop() {
       if (retry) role_cv_.wait_for(lock, std::chrono::seconds(1), ready);
       else role_cv_.wait(lock, ready);
       if (role_stop_) return;
-      role_dirty_ = false;
     }
-    retry = !apply_role();
+    retry = !apply_role();  // it takes role_dirty_
   }
 }
 
@@ -373,6 +366,15 @@ void Host::keep_event_stream() {
       if (stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
     }
   });
+}
+
+size_t Host::running_plugins_locked() const {
+  return std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+}
+
+size_t Host::running_plugins() {
+  std::lock_guard lock(plugins_mu_);
+  return running_plugins_locked();
 }
 
 Status Host::event_threads_answer(std::chrono::milliseconds bound) {

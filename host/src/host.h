@@ -55,11 +55,15 @@ class Host {
   Status event_threads_answer(std::chrono::milliseconds bound);
 
   const HostConfig& config() const { return doc_.host(); }
-  size_t plugin_count() const { return plugins_.size(); }
+  // How many plugins run now (a following controller's: none).
+  size_t running_plugins();
   const std::string& metrics_address() const { return metrics_->address(); }
 
  private:
   Status start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out);
+  // Starts one instance; its up metric and the log say how it went.
+  Status start_instance(PluginInstance& inst);
+  size_t running_plugins_locked() const;  // plugins_mu_ held
   // Controllers: the plugins run while this controller leads and stop when it no longer does.
   // Brings them to what the lease last said; called on the role thread (and once by start).
   Status apply_role();

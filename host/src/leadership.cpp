@@ -13,7 +13,7 @@ int64_t unix_ms() {
 }  // namespace
 
 Leadership::Leadership(Bus& bus, std::string me, int64_t lease_ms, Metrics& metrics, ChangeFn on_change)
-    : bus_(bus), me_(me), metrics_(metrics), on_change_(std::move(on_change)), keeper_(std::move(me), lease_ms) {
+    : bus_(bus), metrics_(metrics), on_change_(std::move(on_change)), keeper_(std::move(me), lease_ms) {
   leader_gauge_ = metrics_.series(NODEHA_METRIC_GAUGE, "nodeha_controller_leader", "1 on the controller that holds the leader lease",
                                   {}, {}, nullptr);
   epoch_gauge_ = metrics_.series(NODEHA_METRIC_GAUGE, "nodeha_controller_epoch",
@@ -43,16 +43,14 @@ void Leadership::watch_deadline() {
   while (!stop_) {
     int64_t until = acting_until_.load();
     int64_t now = now_ms();
-    if (told_leads_ && now >= until) {
-      spdlog::warn("stepping down: the lease could not be renewed in time");
-      tell(false, "stops leading: its lease time is up");
-    }
+    if (told_leads_ && now >= until) tell(false, "the lease could not be renewed in time");
     int64_t wait = told_leads_ && until > now ? until - now : kReadEveryMs;
     cv_.wait_for(lock, std::chrono::milliseconds(wait));
   }
 }
 
 void Leadership::tell(bool leads, const std::string& why) {
+  if (!leads) spdlog::warn("stepping down: {}", why);
   told_leads_ = leads;
   if (leader_gauge_) Metrics::set(leader_gauge_, leads ? 1 : 0);
   on_change_(leads, epoch_, why);
@@ -78,7 +76,7 @@ void Leadership::stop() {
 
 void Leadership::run() {
   for (;;) {
-    int64_t wait = keeper_.leads() ? std::max<int64_t>(10, std::min(keeper_.renew_every_ms(), kReadEveryMs)) : kReadEveryMs;
+    int64_t wait = keeper_.leads() ? std::min(keeper_.renew_every_ms(), kReadEveryMs) : kReadEveryMs;
     {
       std::unique_lock lock(mu_);
       if (cv_.wait_for(lock, std::chrono::milliseconds(wait), [&] { return stop_; })) return;
@@ -104,7 +102,7 @@ void Leadership::round() {
     LeaseStep step = keeper_.on_tick(now_ms());
     if (step.kind == LeaseStep::kRenew) write(step);
     if (step.kind == LeaseStep::kStepDown) {
-      spdlog::warn("stepping down: {}", step.reason);
+      spdlog::debug("lease: {}", step.reason);  // watch_deadline said so on time
       keeper_.stepped_down();
     }
   } else {
@@ -135,7 +133,7 @@ void Leadership::publish_state() {
   if (epoch_gauge_) Metrics::set(epoch_gauge_, static_cast<double>(keeper_.epoch()));
   cv_.notify_all();  // the deadline moved
   if (leads == told_leads_) return;
-  tell(leads, leads ? "leads: it holds the lease" : (keeper_.leader().empty() ? "stops leading: it lost the lease" : "follows " + keeper_.leader()));
+  tell(leads, leads ? "it holds the lease" : keeper_.leader().empty() ? "it lost the lease" : keeper_.leader() + " holds the lease");
 }
 
 }  // namespace nodeha::host

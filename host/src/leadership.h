@@ -18,8 +18,8 @@ namespace nodeha::host {
 
 class Leadership {
  public:
-  // `on_change(leads, epoch, why)` runs on the lease thread after each change; it must not block
-  // (the host hands it to its own thread): renewals wait for it.
+  // `on_change(leads, epoch, why)` runs on the lease or the deadline thread after each change; it
+  // must not block (the host hands it to its own thread): renewals wait for it.
   using ChangeFn = std::function<void(bool leads, uint64_t epoch, const std::string& why)>;
   Leadership(Bus& bus, std::string me, int64_t lease_ms, Metrics& metrics, ChangeFn on_change);
   ~Leadership();
@@ -47,7 +47,6 @@ class Leadership {
   void tell(bool leads, const std::string& why);  // under mu_
 
   Bus& bus_;
-  std::string me_;
   Metrics& metrics_;
   ChangeFn on_change_;
   LeaseKeeper keeper_;  // the lease thread's (and start's, before it runs)

@@ -1,5 +1,6 @@
 #include "lease.h"
 
+#include <nodeha/ids.hpp>
 #include <nlohmann/json.hpp>
 
 namespace nodeha::host {
@@ -16,11 +17,14 @@ Result<LeaseRecord> decode_lease(std::string_view bytes) {
   auto holder = j.find("holder");
   auto epoch = j.find("epoch");
   auto lease = j.find("lease_ms");
-  if (holder == j.end() || !holder->is_string() || holder->get_ref<const std::string&>().size() > 256)
-    return Status(NODEHA_ERR_INVALID, "the leader lease has no holder string");
-  if (epoch == j.end() || !epoch->is_number_unsigned()) return Status(NODEHA_ERR_INVALID, "the leader lease has no epoch");
-  if (lease == j.end() || !lease->is_number_integer() || lease->get<int64_t>() <= 0)
-    return Status(NODEHA_ERR_INVALID, "the leader lease has no positive lease_ms");
+  if (holder == j.end() || !holder->is_string()) return Status(NODEHA_ERR_INVALID, "the leader lease has no holder string");
+  if (const auto& h = holder->get_ref<const std::string&>(); !h.empty() && !NodeId::parse(h))
+    return Status(NODEHA_ERR_INVALID, "the leader lease's holder " + NodeId::parse(h).status().message());
+  if (epoch == j.end() || !epoch->is_number_unsigned() || epoch->get<uint64_t>() == UINT64_MAX)
+    return Status(NODEHA_ERR_INVALID, "the leader lease has no epoch below 2^64-1");
+  if (lease == j.end() || !lease->is_number_integer() || lease->get<int64_t>() < kMinLeaseMs || lease->get<int64_t>() > kMaxLeaseMs)
+    return Status(NODEHA_ERR_INVALID, "the leader lease has no lease_ms between " + std::to_string(kMinLeaseMs) + " and " +
+                                          std::to_string(kMaxLeaseMs));
   r.holder = holder->get<std::string>();
   r.epoch = epoch->get<uint64_t>();
   r.lease_ms = lease->get<int64_t>();

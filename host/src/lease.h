@@ -24,6 +24,8 @@ namespace nodeha::host {
 
 inline constexpr const char* kLeaseBucket = "controllers";
 inline constexpr const char* kLeaseKey = "leader";
+inline constexpr int64_t kMinLeaseMs = 200;    // [host] lease, and what a record may say
+inline constexpr int64_t kMaxLeaseMs = 60000;
 
 struct LeaseRecord {
   std::string holder;  // a controller's node_id; empty: released (its holder stopped)
@@ -33,7 +35,9 @@ struct LeaseRecord {
 };
 
 std::string encode_lease(const LeaseRecord& r);
-// Someone else's bytes: INVALID with why when it is not a lease record.
+// Someone else's bytes: INVALID with why when it is not a lease record (a holder that is not a
+// node id, an epoch at its end, a lease outside kMinLeaseMs..kMaxLeaseMs: a record nobody could
+// outwait or outnumber is taken for unreadable, and waited out like a silent holder).
 Result<LeaseRecord> decode_lease(std::string_view bytes);
 
 // What the key holds, as last read.

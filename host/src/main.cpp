@@ -20,10 +20,10 @@ namespace {
 using nodeha::host::Host;
 using nodeha::host::SystemdNotifier;
 
-std::string status_line(const Host& host, const std::string& note = "") {
+std::string status_line(Host& host, const std::string& note = "") {
   const auto& h = host.config();
   std::string line = fmt::format("STATUS=node {}, role {}: {} plugin(s) running", h.node_id,
-                                 h.role == NODEHA_ROLE_CONTROLLER ? "controller" : "agent", host.plugin_count());
+                                 h.role == NODEHA_ROLE_CONTROLLER ? "controller" : "agent", host.running_plugins());
   if (!note.empty()) line += "; " + note.substr(0, note.find('\n'));
   return line;
 }

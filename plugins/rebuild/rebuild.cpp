@@ -160,12 +160,6 @@ class RebuildPlugin : public Plugin {
                                               record::text(s, "reason")});
   }
 
-  // The bucket did not answer (no JetStream quorum, NATS reconnecting): nothing was said about
-  // the record, so the step is tried again later.
-  static bool store_down(const Status& s) {
-    return s.code() == NODEHA_ERR_UNAVAILABLE || s.code() == NODEHA_ERR_TIMEOUT || s.code() == NODEHA_ERR_NO_RESPONDERS;
-  }
-
   // Idempotent: run again after a controller restart, each part finds its work done.
   StepResult recreate(const nlohmann::json& task, const nlohmann::json& step) {
     std::string node = task["node"], uuid = step["vm"], target = step["target"];
@@ -175,7 +169,7 @@ class RebuildPlugin : public Plugin {
       return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
 
     auto rec = host().kv_get("vms", uuid);
-    if (!rec && store_down(rec.status())) return StepResult::retry("cannot read the record of the VM: " + rec.status().message());
+    if (!rec && store_unreachable(rec.status().code())) return StepResult::retry("cannot read the record of the VM: " + rec.status().message());
     if (!rec) return StepResult::failed("cannot read the record of the VM: " + rec.status().message());
     auto record = nlohmann::json::parse(rec->value, nullptr, false);
     if (!record.is_object() || !record.contains("xml") || !record["xml"].is_string() || record["xml"].get<std::string>().empty())
@@ -186,7 +180,7 @@ class RebuildPlugin : public Plugin {
     // The record moves before the VM is made: without a store (no JetStream quorum) nothing is
     // made, and the step waits for the store rather than fail.
     if (auto moved = vm_record::move(host(), uuid, target, desired); !moved)
-      return store_down(moved.status()) ? StepResult::retry("cannot move its record to " + target + ": " + moved.status().message())
+      return store_unreachable(moved.status().code()) ? StepResult::retry("cannot move its record to " + target + ": " + moved.status().message())
                                         : StepResult::failed("cannot move its record to " + target + ": " + moved.status().message());
 
     // An agent answers `unavailable` while it cannot keep its records (its inventory out of

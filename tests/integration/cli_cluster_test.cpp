@@ -88,11 +88,7 @@ class CliCluster : public ::testing::Test {
 
   // Writes the node's file once; later starts reuse it (the node "returns" with its domains).
   std::unique_ptr<HostProcess> start_agent(const std::string& node, const std::vector<Vm>& vms = {}, int memory_mib = 16384) {
-    std::string path = files_.file(node + ".xml");
-    if (!written_.count(node)) {
-      std::ofstream(path) << node_xml(vms, memory_mib);
-      written_.insert(node);
-    }
+    std::string path = nodes_.path(node, vms, memory_mib);
     auto a = std::make_unique<HostProcess>(test_agent_config(node, path, {nats_.url()}));
     EXPECT_TRUE(a->wait_ready()) << a->log();
     return a;
@@ -149,7 +145,7 @@ class CliCluster : public ::testing::Test {
   std::unique_ptr<HostProcess> controller_;
   std::unique_ptr<HostProcess> a_, b_;  // agents of node-a and node-b (start_two_nodes)
   TempDir files_;
-  std::set<std::string> written_;
+  NodeFiles nodes_{files_};
 };
 
 TEST_F(CliCluster, NodeVmAndHelpInTableAndJson) {

@@ -60,11 +60,7 @@ class NatsClusterOps : public ::testing::Test {
     return c;
   }
   std::unique_ptr<HostProcess> start_agent(const std::string& node, const std::vector<Vm>& vms = {}) {
-    std::string path = files_.file(node + ".xml");
-    if (!written_.count(node)) {
-      std::ofstream(path) << node_xml(vms);
-      written_.insert(node);
-    }
+    std::string path = nodes_.path(node, vms);
     auto a = std::make_unique<HostProcess>(test_agent_config(node, path, cluster_.urls()), replicated());
     EXPECT_TRUE(a->wait_ready()) << a->log();
     return a;
@@ -172,7 +168,7 @@ class NatsClusterOps : public ::testing::Test {
 
   NatsCluster cluster_;
   TempDir files_;
-  std::set<std::string> written_;
+  NodeFiles nodes_{files_};
   std::mutex mu_;
   std::set<std::string> was_normal_;
   std::vector<std::string> alarms_;

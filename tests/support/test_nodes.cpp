@@ -3,6 +3,7 @@
 #include "host_process.h"
 
 #include <cstdio>
+#include <fstream>
 
 namespace nodeha::test {
 
@@ -35,6 +36,12 @@ std::string node_xml(const std::vector<Vm>& vms, int memory_mib) {
     x += v.devices + "</devices></domain>\n";
   }
   return x + "</node>\n";
+}
+
+std::string NodeFiles::path(const std::string& node, const std::vector<Vm>& vms, int memory_mib) {
+  std::string file = dir_.file(node + ".xml");
+  if (written_.insert(node).second) std::ofstream(file) << node_xml(vms, memory_mib);
+  return file;
 }
 
 std::string test_agent_config(const std::string& node, const std::string& node_file,

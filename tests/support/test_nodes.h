@@ -4,6 +4,9 @@
 // on the same file brings its domains back, running, as a node that returns with its old VMs.
 #pragma once
 
+#include "wait.h"
+
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,19 @@ std::string uuid_for(int node, int i);
 std::vector<Vm> vms_of(int node, int count, int local = 0);
 // A test-driver node file: 8 CPUs, `memory_mib`, and the given domains (running, 64 MiB, 1 vCPU).
 std::string node_xml(const std::vector<Vm>& vms, int memory_mib = 16384);
+
+// A test's node files in `dir`, each written once: a node started again finds its file and
+// "returns" with the domains it had.
+class NodeFiles {
+ public:
+  explicit NodeFiles(const TempDir& dir) : dir_(dir) {}
+  // The path of the file of `node`; written with `vms` and `memory_mib` the first time only.
+  std::string path(const std::string& node, const std::vector<Vm>& vms = {}, int memory_mib = 16384);
+
+ private:
+  const TempDir& dir_;
+  std::set<std::string> written_;
+};
 
 // An agent of node `node` on the node file `node_file`, NATS at `nats_urls`: heartbeat every
 // second, vms syncing every 300 ms and destroying at once (stop_timeout 0s).

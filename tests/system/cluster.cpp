@@ -317,18 +317,11 @@ void Cluster::start_controller(int c) {
 bool Cluster::cut_controller(int c) { return net_.cut_controller(c); }
 bool Cluster::restore_controller(int c) { return net_.restore_controller(c); }
 
-double Cluster::leader_gauge(int c) const {
+double Cluster::controller_gauge(int c, const std::string& series) const {
   const auto& ctl = controllers_.at(c - 1);
   if (!ctl) return -1;
   const std::string text = ctl->metrics();
-  return text.empty() ? -1 : metric_value(text, "nodeha_controller_leader");
-}
-
-double Cluster::epoch_gauge(int c) const {
-  const auto& ctl = controllers_.at(c - 1);
-  if (!ctl) return -1;
-  const std::string text = ctl->metrics();
-  return text.empty() ? -1 : metric_value(text, "nodeha_controller_epoch");
+  return text.empty() ? -1 : metric_value(text, series);
 }
 
 int Cluster::leader() const {

@@ -142,9 +142,10 @@ class Cluster {
   // The controller whose /metrics (read inside its namespace) says nodeha_controller_leader 1,
   // or -1 when none does (a killed or unreadable controller counts as not leading).
   int leader() const;
-  // Controller c's gauge (-1 when unreadable): nodeha_controller_leader, nodeha_controller_epoch.
-  double leader_gauge(int c) const;
-  double epoch_gauge(int c) const;
+  // Controller c's gauge `series` (-1 when unreadable), and the two of the lease.
+  double controller_gauge(int c, const std::string& series) const;
+  double leader_gauge(int c) const { return controller_gauge(c, "nodeha_controller_leader"); }
+  double epoch_gauge(int c) const { return controller_gauge(c, "nodeha_controller_epoch"); }
   // Waits until controller c leads (and no other does); the time it took, or nullopt.
   std::optional<std::chrono::milliseconds> wait_leader(int c, std::chrono::milliseconds timeout);
   // Node i's "storage" health check (file_check) passes or fails from its next round on.

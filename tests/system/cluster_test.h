@@ -19,6 +19,22 @@ class ClusterTest : public ::testing::Test {
   using Clock = std::chrono::steady_clock;
   static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+  // How many steps of `task` are in `state`.
+  static int steps(const nlohmann::json& task, const std::string& state) {
+    int n = 0;
+    for (const auto& s : task.value("steps", nlohmann::json::array())) n += s.value("state", "") == state;
+    return n;
+  }
+  // Waits until task `id` has a step running or done; the record then.
+  nlohmann::json wait_started(const std::string& id, std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    nlohmann::json t;
+    EXPECT_TRUE(wait_until([&] {
+      t = c().record("tasks", id);
+      return steps(t, "running") + steps(t, "succeeded") > 0;
+    }, timeout)) << t.dump(2);
+    return t;
+  }
+
   void start(ClusterOptions options = {}) {
     cluster_ = std::make_unique<Cluster>(std::move(options));
     ASSERT_NO_FATAL_FAILURE(cluster_->start());

@@ -24,22 +24,6 @@ class ControlPlane : public ClusterTest {
     ASSERT_EQ(c().leader(), 1);
   }
 
-  static int steps(const json& task, const std::string& state) {
-    int n = 0;
-    for (const auto& s : task.value("steps", json::array())) n += s.value("state", "") == state;
-    return n;
-  }
-
-  // Waits until task `id` has a step running or done; the record then.
-  json wait_started(const std::string& id) {
-    json t;
-    EXPECT_TRUE(wait_until([&] {
-      t = c().record("tasks", id);
-      return steps(t, "running") + steps(t, "succeeded") > 0;
-    }, 60s)) << t.dump(2);
-    return t;
-  }
-
   // SIGKILL to the leader (controller 1); controller 2 must lead: the takeover figure.
   void kill_leader_and_take_over() {
     auto killed = Clock::now();

@@ -584,21 +584,13 @@ TEST_F(Scenario, ControllerRestartDuringRebuild) {
   std::string id = begin({"node", "rebuild", Cluster::node(1)});
   ASSERT_FALSE(id.empty());
   // Killed once the first step is under way (or done), before the last one is done.
-  auto count = [&](const json& t, const std::string& state) {
-    int n = 0;
-    for (const auto& s : t.value("steps", json::array())) n += s.value("state", "") == state;
-    return n;
-  };
-  json t;
-  ASSERT_TRUE(wait_until([&] {
-    t = c().record("tasks", id);
-    return count(t, "running") + count(t, "succeeded") > 0;
-  }, 30s)) << t.dump(2);
+  wait_started(id, 30s);
+  ASSERT_FALSE(HasFailure()) << "no step of the rebuild started";
   c().kill_controller();
-  t = c().record("tasks", id);
+  json t = c().record("tasks", id);
   std::printf("controller killed with the rebuild %s: %d of 4 steps running, %d done\n", t.value("state", "?").c_str(),
-              count(t, "running"), count(t, "succeeded"));
-  ASSERT_LT(count(t, "succeeded"), 4) << "the rebuild ended before the controller was killed: " << t.dump(2);
+              steps(t, "running"), steps(t, "succeeded"));
+  ASSERT_LT(steps(t, "succeeded"), 4) << "the rebuild ended before the controller was killed: " << t.dump(2);
   c().start_controller();
   auto final = c().wait_task(id, 120s);
   figure("rebuild of 4 guests across a controller restart", seconds_since(rebuilding));

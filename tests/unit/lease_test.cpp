@@ -148,9 +148,21 @@ TEST(Lease, TheRecordsCodecRefusesWhatIsNotALease) {
   EXPECT_EQ(ok.value().holder, "ctl-1");
   EXPECT_EQ(ok.value().epoch, 3u);
   EXPECT_EQ(ok.value().lease_ms, 2000);
-  for (const char* bad : {"", "[]", "{\"holder\":1,\"epoch\":1,\"lease_ms\":1}", "{\"holder\":\"a\",\"epoch\":-1,\"lease_ms\":1}",
-                          "{\"holder\":\"a\",\"epoch\":1,\"lease_ms\":0}", "{\"holder\":\"a\",\"epoch\":1}"})
-    EXPECT_FALSE(decode_lease(bad)) << bad;
+  EXPECT_TRUE(decode_lease(encode_lease({"", 3, 2000, 0}))) << "released: no holder";
+  const std::string long_id(5000, 'a');
+  for (const std::string bad :
+       {std::string(), std::string("[]"), std::string("{\"holder\":1,\"epoch\":1,\"lease_ms\":2000}"),
+        std::string("{\"holder\":\"a\",\"epoch\":-1,\"lease_ms\":2000}"),
+        std::string("{\"holder\":\"a\",\"epoch\":1,\"lease_ms\":0}"), std::string("{\"holder\":\"a\",\"epoch\":1}"),
+        std::string("{\"holder\":\"a\",\"epoch\":\"1\",\"lease_ms\":2000}"),
+        // nobody could outwait it, nor outnumber it
+        std::string("{\"holder\":\"a\",\"epoch\":1,\"lease_ms\":9223372036854775807}"),
+        std::string("{\"holder\":\"a\",\"epoch\":18446744073709551615,\"lease_ms\":2000}"),
+        // not a node id: too long, a space, bytes that are not UTF-8
+        "{\"holder\":\"" + long_id + "\",\"epoch\":1,\"lease_ms\":2000}",
+        std::string("{\"holder\":\"ctl 1\",\"epoch\":1,\"lease_ms\":2000}"),
+        std::string("{\"holder\":\"ctl-\xff\",\"epoch\":1,\"lease_ms\":2000}")})
+    EXPECT_FALSE(decode_lease(bad)) << bad.substr(0, 80);
   LeaseKeeper k("ctl-2", kLease);
   LeaseView junk;
   junk.present = true;

@@ -142,6 +142,12 @@ inline void append_bytes(void* ctx, const char* data, size_t size) {
 }  // namespace detail
 
 // What the host gives a plugin instance. Thread-safe; see plugin.h for which thread calls what.
+// A store (KV) that did not answer: nothing is known of the key, the call may be tried again (no
+// JetStream quorum, NATS away, a controller that does not lead).
+inline bool store_unreachable(nodeha_status s) {
+  return s == NODEHA_ERR_TIMEOUT || s == NODEHA_ERR_UNAVAILABLE || s == NODEHA_ERR_NO_RESPONDERS;
+}
+
 class Host {
  public:
   Host(const nodeha_host_api* api, nodeha_host* h) : api_(api), h_(h) {
@@ -325,10 +331,14 @@ class Host {
     if (s == NODEHA_OK) return Status::ok();
     return Status(s, what + ": " + status_name(s));
   }
-  // Only the code crosses the boundary: a store that did not answer is said plainly (on a
-  // cluster, most often no JetStream quorum).
+  // Only the code crosses the boundary: a store that did not answer is said plainly. A controller
+  // that does not lead has its writes refused by its own host; else, on a cluster, most often
+  // there is no JetStream quorum.
   Status wrap_kv(nodeha_status s, const std::string& what) const {
-    if (s != NODEHA_ERR_TIMEOUT && s != NODEHA_ERR_UNAVAILABLE && s != NODEHA_ERR_NO_RESPONDERS) return wrap(s, what);
+    if (!store_unreachable(s)) return wrap(s, what);
+    bool has_leadership = api_->struct_size >= offsetof(nodeha_host_api, leadership) + sizeof(api_->leadership);
+    if (s == NODEHA_ERR_UNAVAILABLE && has_leadership && api_->leadership(h_, nullptr) == NODEHA_ERR_UNAVAILABLE)
+      return Status(s, what + ": " + status_name(s) + " (this controller does not lead: its host refuses its writes)");
     return Status(s, what + ": " + status_name(s) + " (JetStream did not answer: is a majority of the NATS servers up?)");
   }
   Metric metric(nodeha_metric_kind kind, const std::string& name, const std::string& help,
