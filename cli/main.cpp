@@ -8,6 +8,7 @@
 #include "task.h"
 
 #include <CLI/CLI.hpp>
+#include <nats/nats.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -101,7 +102,13 @@ int main(int argc, char** argv) {
   }
   globals.servers = servers_or_default(servers);
   if (!timeout.empty()) globals.timeout = globals.request_timeout = *parse_duration(timeout);
-  for (const auto& c : commands)
-    if (c.app->parsed()) return c.run(globals);
+  for (const auto& c : commands) {
+    if (!c.app->parsed()) continue;
+    int code = c.run(globals);
+    // cnats' threads (a reconnect's TLS handshake, say) may outlive the destroyed connection; one
+    // still using OpenSSL while exit() tears OpenSSL down crashes the CLI after its answer.
+    nats_CloseAndWait(2000);
+    return code;
+  }
   return kExitRefused;  // not reached: parse() refuses a command line without a leaf command
 }

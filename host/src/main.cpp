@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
     }
     host.stop();
   }
-  nats_Close();
+  // Waits for cnats' own threads: one still in OpenSSL while exit() tears it down crashes the host.
+  nats_CloseAndWait(5000);
   spdlog::shutdown();
   return code;
 }
