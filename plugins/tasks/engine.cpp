@@ -114,7 +114,9 @@ Status Engine::start() {
   if (!w) return w.status();
   watch_ = w.value();
 
-  resume_unfinished();
+  // Off the start: a bucket whose stream still elects its leader (a takeover after a server's
+  // death) holds a listing for the JetStream timeout, and the host starts its plugins one by one.
+  host_.spawn([this] { resume_unfinished(); });
   return Status::ok();
 }
 

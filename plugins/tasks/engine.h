@@ -94,8 +94,8 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Watches the tasks bucket for cancellations and resumes every unfinished task of this kind
-  // (steps that were running are run again: steps are idempotent).
+  // Watches the tasks bucket for cancellations and resumes, on a worker, every unfinished task of
+  // this kind (steps that were running are run again: steps are idempotent).
   Status start();
   // No new steps start; steps already running go on to their end.
   void stop();
