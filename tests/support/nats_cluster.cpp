@@ -8,23 +8,28 @@ namespace {
 const char* kClusterName = "nodeha-test";
 }
 
-NatsCluster::NatsCluster(NatsClusterOptions options) {
+NatsCluster::NatsCluster(NatsClusterOptions options) : netns_(options.netns), address_(options.address) {
   // Every port first: each server's routes name the others' route ports.
   std::vector<int> client_ports, route_ports;
+  auto port = [&](int offset, size_t i) {
+    return options.first_port == 0 ? free_port() : options.first_port + offset + static_cast<int>(i);
+  };
   for (size_t i = 0; i < options.servers; ++i) {
-    client_ports.push_back(free_port());
-    route_ports.push_back(free_port());
-    monitor_ports_.push_back(free_port());
+    client_ports.push_back(port(0, i));
+    route_ports.push_back(port(10, i));
+    monitor_ports_.push_back(port(20, i));
   }
   for (size_t i = 0; i < options.servers; ++i) {
     std::string routes;
     for (size_t j = 0; j < options.servers; ++j)
-      if (j != i) routes += (routes.empty() ? "" : ", ") + std::string("nats-route://127.0.0.1:") + std::to_string(route_ports[j]);
+      if (j != i) routes += std::string(routes.empty() ? "" : ", ") + "nats-route://" + address_ + ":" + std::to_string(route_ports[j]);
     NatsServerOptions o;
+    o.netns = netns_;
+    o.address = address_;
     o.port = client_ports[i];
     o.include = options.include;
-    o.config = "server_name: " + name(i) + "\nhttp: 127.0.0.1:" + std::to_string(monitor_ports_[i]) +
-               "\ncluster {\n  name: " + kClusterName + "\n  listen: 127.0.0.1:" + std::to_string(route_ports[i]) +
+    o.config = "server_name: " + name(i) + "\nhttp: " + address_ + ":" + std::to_string(monitor_ports_[i]) +
+               "\ncluster {\n  name: " + kClusterName + "\n  listen: " + address_ + ":" + std::to_string(route_ports[i]) +
                "\n  routes: [" + routes + "]\n}\n" + options.config;
     servers_.push_back(std::make_unique<NatsServer>(std::move(o)));
   }
@@ -49,7 +54,7 @@ std::string NatsCluster::urls_csv() const {
 
 nlohmann::json NatsCluster::monitor(size_t i, const std::string& path) const {
   if (!servers_.at(i)->running()) return nullptr;
-  auto reply = http_fetch("127.0.0.1:" + std::to_string(monitor_ports_.at(i)), path);
+  auto reply = http_fetch(address_ + ":" + std::to_string(monitor_ports_.at(i)), path, netns_);
   if (reply.status != 200) return nullptr;
   return nlohmann::json::parse(reply.body, nullptr, false);
 }
@@ -82,6 +87,15 @@ nlohmann::json NatsCluster::stream_info(const std::string& name) const {
         if (stream.value("name", "") == name) return stream;
   }
   return nullptr;
+}
+
+std::optional<size_t> NatsCluster::stream_leader(const std::string& stream) const {
+  auto info = stream_info(stream);
+  if (!info.is_object()) return std::nullopt;
+  std::string leader = info.value("/cluster/leader"_json_pointer, std::string());
+  for (size_t i = 0; i < size(); ++i)
+    if (name(i) == leader) return i;
+  return std::nullopt;
 }
 
 std::optional<size_t> NatsCluster::serving(const std::string& client_name) const {

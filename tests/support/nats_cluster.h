@@ -7,6 +7,8 @@
 // ports with the same store: the others keep their routes to it and it rejoins. Clients are
 // given every URL (urls()), also of a stopped server, as an operator's config would.
 //
+// With `netns` the servers run inside a test network's namespace (tests/system/cluster.h).
+//
 // Auth/TLS: `include` is passed to every server (the nats-auth.conf of `nodeha auth init`, see
 // bus_security.h); it secures the client port only, the routes stay plain loopback. The cluster's
 // own checks (wait_meta_leader, stream_info) read the monitoring port and need no login; client()
@@ -30,6 +32,15 @@ struct NatsClusterOptions {
   size_t servers = 3;
   std::string config;   // more config lines for every server; empty: none
   std::string include;  // as NatsServerOptions::include
+  // Where the servers run (NatsServerOptions::netns, ::address): all in one namespace on one
+  // address, told apart by their ports. The cluster's own checks read the monitoring ports from
+  // inside that namespace.
+  std::string netns;
+  std::string address = "127.0.0.1";
+  // 0: free loopback ports. Otherwise server i's client port is first_port + i, its route port
+  // first_port + 10 + i and its monitoring port first_port + 20 + i (a namespace of the test's
+  // own has every port free).
+  int first_port = 0;
 };
 
 class NatsCluster {
@@ -59,6 +70,8 @@ class NatsCluster {
   // Stream `name` as the running servers' /jsz reports it: the first report that has it, with
   // "config" and "cluster" (leader, replicas); null when none has it.
   nlohmann::json stream_info(const std::string& name) const;
+  // The index of the server that leads stream `name` (its Raft group), by stream_info().
+  std::optional<size_t> stream_leader(const std::string& name) const;
   // The index of the server client `client_name` (natsOptions_SetName) is connected to, from
   // /connz of every running server.
   std::optional<size_t> serving(const std::string& client_name) const;
@@ -68,6 +81,8 @@ class NatsCluster {
   std::unique_ptr<host::Bus> client() const;
 
  private:
+  std::string netns_;
+  std::string address_;
   std::vector<int> monitor_ports_;
   std::vector<std::unique_ptr<NatsServer>> servers_;
 };

@@ -53,12 +53,24 @@ std::string Cluster::controller_metrics(int c) const {
   return net_.controller_address(c) + ":" + std::to_string(kMetricsPort);
 }
 
+std::vector<std::string> Cluster::nats_urls() const {
+  return nats_cluster_ ? nats_cluster_->urls() : std::vector<std::string>{nats_->url()};
+}
+
+std::string Cluster::nats_keys() const {
+  std::string servers;
+  for (const auto& url : nats_urls()) servers += (servers.empty() ? "\"" : ", \"") + url + "\"";
+  std::string out = "servers = [" + servers + "]\nreconnect_wait = \"100ms\"\n";
+  if (nats_cluster_) out += "kv_replicas = " + std::to_string(nats_cluster_->size()) + "\n";
+  return out;
+}
+
 std::string Cluster::controller_config(int c) const {
   std::string plugins = controller_plugin_tables();
   const std::string drain = "library = \"drain\"\n";
   plugins.insert(plugins.find(drain) + drain.size(), options_.drain_extra);
   return "[host]\nrole = \"controller\"\nnode_id = \"" + controller_id(c) + "\"\nplugin_path = [\"{plugins}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(controller_id(c)) +
+         "[nats]\n" + nats_keys() + security_->host_keys(controller_id(c)) +
          "[metrics]\nlisten = \"" + controller_metrics(c) + "\"\n" + plugins;
 }
 
@@ -69,7 +81,7 @@ std::string Cluster::agent_config(int i) const {
   const std::string addresses = "addresses = { management = \"" + mgmt + "\", business = \"" + biz +
                                 "\", storage = \"" + stor + "\" }\n";
   return "[host]\nrole = \"agent\"\nnode_id = \"" + node(i) + "\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
-         "[nats]\nservers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\nping_interval = \"1s\"\n" +
+         "[nats]\n" + nats_keys() + "ping_interval = \"1s\"\n" +
          security_->host_keys(node(i)) + "[metrics]\nlisten = \"" + agent_metrics(i) + "\"\n"
          "[libvirt]\nuri = \"" + libvirtd(i).uri() + "\"\n"
          "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\ndisk_path = \"/\"\n" + addresses +
@@ -93,10 +105,20 @@ void Cluster::start() {
   for (int i = 1; i <= options_.nodes; ++i) ids.nodes.push_back(node(i));
   security_ = std::make_unique<BusSecurity>(dir_.file("bus"), ids);
   ASSERT_TRUE(security_->ok()) << security_->error();
-  nats_ = std::make_unique<NatsServer>(
-      NatsServerOptions{net_.control_ns(), net_.control_address(), kNatsPort, "", security_->server_config()});
   // The test reads records and events as the operator may; it writes nothing to KV.
-  bus_ = nats_->client(security_->settings(nats_->settings(), kAdmin));
+  if (options_.nats_servers == 1) {
+    nats_ = std::make_unique<NatsServer>(
+        NatsServerOptions{net_.control_ns(), net_.control_address(), kNatsPort, "", security_->server_config()});
+    bus_ = nats_->client(security_->settings(nats_->settings(), kAdmin));
+  } else {
+    ASSERT_EQ(options_.nats_servers, 3) << "a NATS cluster here has three servers";
+    nats_cluster_ = std::make_unique<NatsCluster>(NatsClusterOptions{.servers = 3,
+                                                                     .include = security_->server_config(),
+                                                                     .netns = net_.control_ns(),
+                                                                     .address = net_.control_address(),
+                                                                     .first_port = kNatsPort});
+    bus_ = nats(0).client(security_->settings(nats_cluster_->settings(), kAdmin));
+  }
   ASSERT_TRUE(bus_) << "no NATS client in the control plane";
   auto sub = bus_->subscribe("nodeha.evt.>", "", [this](Message m) {
     Event e{Clock::now(), m.subject, json::parse(m.data, nullptr, false)};
@@ -200,11 +222,14 @@ Cluster::~Cluster() {
   bus_.reset();
   daemons_.clear();
   nats_.reset();
+  nats_cluster_.reset();
 }
 
 CliRun Cluster::cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = security_->cli_args(kAdmin);
-  argv.insert(argv.end(), {"--server", nats_->url(), "--json"});
+  std::string servers;
+  for (const auto& url : nats_urls()) servers += (servers.empty() ? "" : ",") + url;
+  argv.insert(argv.end(), {"--server", servers, "--json"});
   argv.insert(argv.end(), args.begin(), args.end());
   return run_cli(argv, dir_, timeout, net_.control_ns());
 }
@@ -373,7 +398,10 @@ void Cluster::expect_invariants(const std::map<std::string, std::string>& allowe
 
 std::vector<std::string> Cluster::auth_violations() const {
   std::vector<std::string> out;
-  std::istringstream log(nats_ ? nats_->log() : "");
+  std::string text = nats_ ? nats_->log() : "";
+  if (nats_cluster_)
+    for (size_t i = 0; i < nats_cluster_->size(); ++i) text += nats_cluster_->server(i).log();
+  std::istringstream log(text);
   for (std::string line; std::getline(log, line);)
     if (line.find("Publish Violation") != std::string::npos || line.find("Subscription Violation") != std::string::npos)
       out.push_back(line);
@@ -394,6 +422,8 @@ std::string Cluster::logs() const {
   if (alerts_) add("webhook", alerts_->webhook().text());
   // Where a permission the cluster lacks shows: "Permissions Violation for Publish to ...".
   if (nats_) add("nats-server", nats_->log());
+  if (nats_cluster_)
+    for (size_t i = 0; i < nats_cluster_->size(); ++i) add("nats-server " + NatsCluster::name(i), nats_cluster_->server(i).log());
   return out;
 }
 

@@ -7,7 +7,10 @@
 //                             credential per process (controller `ctl`, agents node-i, the
 //                             operator `admin`), each held to its role's permissions; Prometheus +
 //                             Alertmanager with the shipped rules and a webhook receiver
-//                             (tests/support/alert_stack.h)
+//                             (tests/support/alert_stack.h). With `nats_servers` = 3 a
+//                             cluster of three (nats_cluster.h) on ports 4222..4224, every
+//                             bucket and stream replicated x3; every process is given the three
+//                             URLs
 //   controller namespace(s)   the controller on 10.88.1.253 (heartbeat 1 s / 3 misses,
 //                             scheduler, vms, tasks, migrate, drain, rebuild): its link can be
 //                             cut apart from nats-server's. With `controllers` = 2 a second one
@@ -41,6 +44,7 @@
 #include "host_process.h"
 #include "invariant.h"
 #include "libvirtd.h"
+#include "nats_cluster.h"
 #include "nats_server.h"
 #include "netns.h"
 
@@ -69,6 +73,7 @@ struct ClusterOptions {
   // and leads (start() waits for it), then the others follow.
   int controllers = 1;
   std::string drain_extra;  // more keys for every controller's drain plugin table
+  int nats_servers = 1;  // 1, or 3: a NATS cluster
 };
 
 class Cluster {
@@ -92,14 +97,18 @@ class Cluster {
   int nodes() const { return options_.nodes; }
   static std::string node(int i) { return "node-" + std::to_string(i); }
   TestNetwork& net() { return net_; }
-  NatsServer& nats() { return *nats_; }
+  // NATS server i (0-based; 0 when there is one), and how many there are.
+  NatsServer& nats(size_t i = 0) { return nats_cluster_ ? nats_cluster_->server(i) : *nats_; }
+  size_t nats_servers() const { return nats_cluster_ ? nats_cluster_->size() : 1; }
+  NatsCluster& nats_cluster() { return *nats_cluster_; }  // with `nats_servers` = 3 only
   Libvirtd& libvirtd(int i) const { return *daemons_.at(i - 1); }
   HostProcess* agent(int i) { return agents_.at(i - 1).get(); }
   // Controller c (1-based); nullptr while it is killed.
   HostProcess* controller(int c = 1) { return controllers_.at(c - 1).get(); }
   int controllers() const { return options_.controllers; }
   static std::string controller_id(int c) { return c == 1 ? "ctl" : "ctl-" + std::to_string(c); }
-  AlertStack& alerts() { return *alerts_; }
+  AlertStack& alerts() { return *alerts_; }  // with `alerting` only
+  bool alerting() const { return options_.alerting; }
   InvariantMonitor& monitor() { return *monitor_; }
   // Where a disk guest's image is, on every node (each node's /var is its own).
   static std::string disk_guest_path(const std::string& uuid) { return "/var/lib/libvirt/images/" + uuid + ".raw"; }
@@ -172,12 +181,16 @@ class Cluster {
   std::string controller_metrics(int c) const;  // host:port on the management network
   std::string agent_config(int i) const;
   std::string storage_marker(int i) const;
+  // The [nats] lines every host's config shares: the servers, and the replicas on a cluster.
+  std::string nats_keys() const;
+  std::vector<std::string> nats_urls() const;
 
   ClusterOptions options_;
   TempDir dir_;  // first: removed last
   TestNetwork net_;
   std::unique_ptr<BusSecurity> security_;  // the CA, the server's files and every credential
-  std::unique_ptr<NatsServer> nats_;
+  std::unique_ptr<NatsServer> nats_;            // one server, or
+  std::unique_ptr<NatsCluster> nats_cluster_;   // three
   std::vector<std::unique_ptr<Libvirtd>> daemons_;
   std::map<int, std::vector<std::string>> guests_;
   std::vector<std::unique_ptr<HostProcess>> controllers_;

@@ -70,6 +70,18 @@ class ClusterTest : public ::testing::Test {
     RecordProperty(what, std::to_string(seconds));
   }
 
+  // Waits until the webhook got `alertname` with `status` for the alert whose `node` label is
+  // `node` ("": an alert without one); the time from `since` to its delivery, or a test failure.
+  std::optional<double> delivered_for(const std::string& status, const std::string& alertname, const std::string& node,
+                                      Clock::time_point since, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+    std::optional<WebhookReceiver::Delivery> d;
+    wait_until([&] { return (d = c().alerts().webhook().find(status, alertname, node)).has_value(); }, timeout);
+    EXPECT_TRUE(d) << "no " << status << " " << alertname << (node.empty() ? "" : " for " + node) << " within "
+                   << timeout.count() << " ms; webhook got:\n" << c().alerts().webhook().text();
+    if (!d) return std::nullopt;
+    return std::chrono::duration<double>(d->at - since).count();
+  }
+
   // `nodeha <args> --yes --no-wait`: the task id.
   std::string begin(const std::vector<std::string>& args) {
     std::vector<std::string> a = args;

@@ -6,6 +6,11 @@
 // live node is called `unreachable`, and the agents keep their guests. docs/operations.md,
 // "The control plane fails", is the operator's side.
 //
+// On a 3-server NATS cluster (`nats_servers` = 3, every bucket and stream replicated x3) one
+// server stops in the middle of a rebuild, two stop (no quorum: nothing acts, nothing is lost,
+// all goes on when one is back), and the leader dies together with the NATS server it is
+// connected to, as when their machine loses power.
+//
 // Each test prints `[ figure   ] <test>: takeover <seconds> s` (from the kill or cut to the
 // other controller's nodeha_controller_leader 1).
 #include "cluster_test.h"
@@ -32,6 +37,38 @@ class ControlPlane : public ClusterTest {
     figure("takeover", seconds_since(killed));
   }
 
+  // Node 1 loses power, is judged unreachable (and paged for, with alerting) and drained; its
+  // rebuild begins and has a step under way but not all done. The rebuild's task id; empty when any of that failed.
+  std::string begin_rebuild_of_lost_node() {
+    auto lost = Clock::now();
+    c().power_off(1);
+    EXPECT_TRUE(c().wait_monitor(1, "unreachable", 20s));
+    // Paged while it is in service: the drain takes it out, and the alarm with it.
+    if (c().alerting()) delivered_for("firing", "NodehaNodeUnreachable", Cluster::node(1), lost);
+    if (begin({"node", "drain", Cluster::node(1)}).empty()) return "";
+    std::string id = begin({"node", "rebuild", Cluster::node(1)});
+    if (id.empty()) return "";
+    auto t = wait_started(id);
+    EXPECT_LT(steps(t, "succeeded"), static_cast<int>(c().guests_of(1).size()))
+        << "the rebuild ended before the fault: " << t.dump(2);
+    return HasFailure() ? "" : id;
+  }
+
+  // On a 3-server NATS cluster (with alerting), from began_: node 1 (4 guests) is lost and its
+  // rebuild under way (begin_rebuild_of_lost_node); node 3 runs a guest. The task id, and the
+  // server that leads the lease's stream (KV_controllers), the one whose loss costs the most.
+  void begin_rebuild_on_nats_cluster(std::string* id, size_t* lease_server) {
+    replies_lost_in_restart_ = true;  // answers to requests a stopped server had passed on
+    began_ = Clock::now();
+    ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}, {3, 1}}, .nats_servers = 3}));
+    *id = begin_rebuild_of_lost_node();
+    ASSERT_FALSE(id->empty());
+    auto server = c().nats_cluster().stream_leader("KV_controllers");
+    ASSERT_TRUE(server) << "no NATS server leads the lease's stream";
+    *lease_server = *server;
+  }
+  Clock::time_point began_;
+
   // Task `id` ended once, in `state`: its record says so and one `finished` event was published.
   void expect_ended_once(const std::string& id, const std::string& state) {
     auto final = c().wait_task(id, 120s);
@@ -57,6 +94,67 @@ class ControlPlane : public ClusterTest {
     }
   }
 
+  // Every guest of node i runs on exactly one node (a rebuild's or migration's result).
+  void expect_each_runs_once(int i) {
+    EXPECT_TRUE(wait_until([&] {
+      for (const auto& uuid : c().guests_of(i))
+        if (c().monitor().running_on(uuid).size() != 1) return false;
+      return true;
+    }, 30s));
+  }
+
+  enum class NoLeader { kNever, kAllowed, kExpected };
+  // The alarms (with alerting) of a test in which node `lost` (0: none) lost power:
+  // NodehaNodeUnreachable for it, for no other node. NodehaNoLeader: never fired; or, if it fired, resolved; or fired and
+  // resolved.
+  void expect_alarms(int lost, NoLeader no_leader, Clock::time_point since) {
+    if (!c().alerting()) return;
+    if (lost != 0) delivered_for("firing", "NodehaNodeUnreachable", Cluster::node(lost), since);
+    auto paged = [&] { return c().alerts().webhook().find("firing", "NodehaNoLeader", "").has_value(); };
+    if (no_leader == NoLeader::kExpected) delivered_for("firing", "NodehaNoLeader", "", since);
+    if (no_leader == NoLeader::kExpected || (no_leader == NoLeader::kAllowed && paged()))
+      delivered_for("resolved", "NodehaNoLeader", "", since);
+    // Alertmanager groups for 1 s: what fired late is delivered within a few.
+    EXPECT_FALSE(wait_until([&] {
+      if (no_leader == NoLeader::kNever && paged()) return true;
+      for (int i = 1; i <= c().nodes(); ++i)
+        if (i != lost && c().alerts().webhook().find("firing", "NodehaNodeUnreachable", Cluster::node(i))) return true;
+      return false;
+    }, 5s)) << c().alerts().webhook().text();
+  }
+
+  // The rebuild of begin_rebuild_of_lost_node ended once and well: each of node 1's guests runs
+  // once, no other node was unreachable, node 3's guest never stopped, the alarms as expected.
+  void expect_rebuild_ended_once(const std::string& id, NoLeader no_leader) {
+    ASSERT_NO_FATAL_FAILURE(expect_ended_once(id, "succeeded"));
+    expect_each_runs_once(1);
+    expect_no_false_unreachable(1);
+    ASSERT_NO_FATAL_FAILURE(expect_untouched(3));
+    expect_alarms(1, no_leader, began_);
+  }
+
+  // The drain of node 1 (3 guests, one at a time) begun and a step under way, not all done; the
+  // task id, empty when any of that failed.
+  std::string begin_drain() {
+    std::string id = begin({"node", "drain", Cluster::node(1)});
+    if (id.empty()) return "";
+    auto t = wait_started(id);
+    EXPECT_LT(steps(t, "succeeded"), 3) << "the drain ended before the fault: " << t.dump(2);
+    return HasFailure() ? "" : id;
+  }
+  // That drain ended once and well: node 1 drained, its guests stopped (`stopped` gets them, for
+  // expect_invariants), no node unreachable, node 2's guest never stopped.
+  void expect_drain_ended_once(const std::string& id, std::map<std::string, std::string>* stopped) {
+    ASSERT_NO_FATAL_FAILURE(expect_ended_once(id, "succeeded"));
+    EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "drained");
+    for (const auto& uuid : c().guests_of(1)) {
+      EXPECT_TRUE(wait_until([&] { return c().monitor().running_on(uuid).empty(); }, 15s)) << uuid;
+      (*stopped)[uuid] = "stopped by the drain";
+    }
+    expect_no_false_unreachable();
+    ASSERT_NO_FATAL_FAILURE(expect_untouched(2));
+  }
+
   // Node i's guests still run on it and never stopped; their records never moved.
   void expect_untouched(int i) {
     ASSERT_TRUE(c().monitor().wait_rounds(2));
@@ -71,22 +169,10 @@ class ControlPlane : public ClusterTest {
 // controller 2 takes over the lease and the task, which ends once; every guest runs once.
 TEST_F(ControlPlane, LeaderKilledMidRebuild) {
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}, {3, 1}}, .alerting = false}));
-  c().power_off(1);
-  ASSERT_TRUE(c().wait_monitor(1, "unreachable", 20s));
-  ASSERT_FALSE(begin({"node", "drain", Cluster::node(1)}).empty());
-  std::string id = begin({"node", "rebuild", Cluster::node(1)});
+  std::string id = begin_rebuild_of_lost_node();
   ASSERT_FALSE(id.empty());
-  auto t = wait_started(id);
-  ASSERT_LT(steps(t, "succeeded"), 4) << "the rebuild ended before the leader was killed: " << t.dump(2);
   ASSERT_NO_FATAL_FAILURE(kill_leader_and_take_over());
-  ASSERT_NO_FATAL_FAILURE(expect_ended_once(id, "succeeded"));
-  ASSERT_TRUE(wait_until([&] {
-    for (const auto& uuid : c().guests_of(1))
-      if (c().monitor().running_on(uuid).size() != 1) return false;
-    return true;
-  }, 30s));
-  expect_no_false_unreachable(1);
-  ASSERT_NO_FATAL_FAILURE(expect_untouched(3));
+  ASSERT_NO_FATAL_FAILURE(expect_rebuild_ended_once(id, NoLeader::kNever));
   c().expect_invariants();
 }
 
@@ -95,20 +181,11 @@ TEST_F(ControlPlane, LeaderKilledMidRebuild) {
 TEST_F(ControlPlane, LeaderKilledMidDrain) {
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 3}, {2, 1}}, .alerting = false,
                                                .drain_extra = "parallel = 1\n"}));
-  std::string id = begin({"node", "drain", Cluster::node(1)});
+  std::string id = begin_drain();
   ASSERT_FALSE(id.empty());
-  auto t = wait_started(id);
-  ASSERT_LT(steps(t, "succeeded"), 3) << "the drain ended before the leader was killed: " << t.dump(2);
   ASSERT_NO_FATAL_FAILURE(kill_leader_and_take_over());
-  ASSERT_NO_FATAL_FAILURE(expect_ended_once(id, "succeeded"));
-  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "drained");
   std::map<std::string, std::string> stopped;
-  for (const auto& uuid : c().guests_of(1)) {
-    EXPECT_TRUE(wait_until([&] { return c().monitor().running_on(uuid).empty(); }, 15s)) << uuid;
-    stopped[uuid] = "stopped by the drain";
-  }
-  expect_no_false_unreachable();
-  ASSERT_NO_FATAL_FAILURE(expect_untouched(2));
+  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped));
   c().expect_invariants(stopped);
 }
 
@@ -155,6 +232,85 @@ TEST_F(ControlPlane, LeaderCutOffStepsDownAndFollows) {
   expect_no_false_unreachable();
   for (int i : {1, 2}) ASSERT_NO_FATAL_FAILURE(expect_untouched(i));
   c().expect_invariants();
+}
+
+// e. One of three NATS servers stops (SIGTERM, as for maintenance) in the middle of a rebuild: the
+// one that leads the lease's stream (KV_controllers), the hardest for the leader. Its clients
+// reconnect to another, its streams hand their leadership over, and the rebuild ends once.
+// Nobody is paged for it: no NodehaNoLeader, no live node unreachable.
+TEST_F(ControlPlane, NatsServerStoppedMidRebuild) {
+  std::string id;
+  size_t server = 0;
+  ASSERT_NO_FATAL_FAILURE(begin_rebuild_on_nats_cluster(&id, &server));
+  auto stopped = Clock::now();
+  c().nats(server).stop();
+  ASSERT_NO_FATAL_FAILURE(expect_rebuild_ended_once(id, NoLeader::kNever));
+  figure("rebuild ended after a NATS server stopped", seconds_since(stopped));
+  c().nats(server).start();
+  c().expect_invariants();
+}
+
+// f. Two of three NATS servers stop in the middle of a rebuild: no quorum. The leader cannot
+// renew its lease and steps down; nobody leads, nothing is started or stopped, no record is
+// lost, and NodehaNoLeader pages. One server back: a controller leads, the rebuild ends once.
+TEST_F(ControlPlane, TwoNatsServersStoppedMidRebuild) {
+  std::string id;
+  size_t server = 0;
+  ASSERT_NO_FATAL_FAILURE(begin_rebuild_on_nats_cluster(&id, &server));
+  // The lease's stream leader first: whichever server is left, it is not the one that led.
+  const size_t first = server, second = (server + 1) % 3;
+  auto stopped = Clock::now();
+  c().nats(first).stop();
+  c().nats(second).stop();
+  ASSERT_TRUE(wait_until([&] { return c().leader_gauge(1) == 0 && c().leader_gauge(2) == 0; }, 10s))
+      << "a controller still leads without quorum: " << c().leader_gauge(1) << ", " << c().leader_gauge(2);
+  figure("no leader after quorum was lost", seconds_since(stopped));
+  // Nothing acts without a leader: what runs where stays as it is (a start asked before the loss
+  // has had a lease's time to end).
+  ASSERT_TRUE(c().monitor().wait_rounds(2));
+  std::map<std::string, std::vector<std::string>> where;
+  for (const auto& uuid : c().all_guests()) where[uuid] = c().monitor().running_on(uuid);
+  EXPECT_FALSE(wait_until([&] {
+    if (c().leader() != -1) return true;
+    for (const auto& [uuid, on] : where)
+      if (c().monitor().running_on(uuid) != on) return true;
+    return false;
+  }, 8s)) << "something acted without quorum";
+  auto back = Clock::now();
+  c().nats(first).start();
+  ASSERT_TRUE(wait_until([&] { return c().leader() != -1; }, 60s)) << "no controller leads with quorum back";
+  figure("a leader again after one server returned", seconds_since(back));
+  ASSERT_NO_FATAL_FAILURE(expect_rebuild_ended_once(id, NoLeader::kExpected));
+  c().nats(second).start();
+  c().expect_invariants();
+}
+
+// g. The leader and a NATS server die together (SIGKILL both, as when their machine loses power)
+// in the middle of a drain: the server that leads the lease's stream, the worst case, for its
+// Raft group elects a new leader only after 4-9 s (nats-server's election timeout) and nobody can
+// take the lease before. Controller 2 takes over on the two servers left, the drain ends once,
+// no node is called unreachable. NodehaNoLeader pages when the takeover took longer than twice
+// the lease (4 s, its `for`), and is resolved; it must not page after a takeover under 3 s.
+TEST_F(ControlPlane, LeaderAndNatsServerKilledMidDrain) {
+  replies_lost_in_restart_ = true;  // answers to requests a stopped server had passed on
+  auto began = Clock::now();
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 3}, {2, 1}}, .drain_extra = "parallel = 1\n",
+                                               .nats_servers = 3}));
+  std::string id = begin_drain();
+  ASSERT_FALSE(id.empty());
+  auto server = c().nats_cluster().stream_leader("KV_controllers");
+  ASSERT_TRUE(server) << "no NATS server leads the lease's stream";
+  auto killed = Clock::now();
+  c().kill_controller(1);
+  c().nats(*server).stop(SIGKILL);
+  ASSERT_TRUE(c().wait_leader(2, 30s)) << "controller 2 did not take over";
+  const double takeover = seconds_since(killed);
+  figure("takeover", takeover);
+  std::map<std::string, std::string> stopped;
+  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped));
+  expect_alarms(0, takeover < 3.0 ? NoLeader::kNever : NoLeader::kAllowed, began);
+  c().nats(*server).start();
+  c().expect_invariants(stopped);
 }
 
 }  // namespace

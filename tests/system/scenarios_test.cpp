@@ -36,16 +36,6 @@ class Scenario : public ClusterTest {
                                   Clock::time_point since, std::chrono::milliseconds timeout = 60s) {
     return delivered_for(status, alertname, Cluster::node(i), since, timeout);
   }
-  // The same for the alert whose `node` label is `node` ("": an alert without one).
-  std::optional<double> delivered_for(const std::string& status, const std::string& alertname, const std::string& node,
-                                      Clock::time_point since, std::chrono::milliseconds timeout = 60s) {
-    std::optional<WebhookReceiver::Delivery> d;
-    wait_until([&] { return (d = c().alerts().webhook().find(status, alertname, node)).has_value(); }, timeout);
-    EXPECT_TRUE(d) << "no " << status << " " << alertname << (node.empty() ? "" : " for " + node) << " within "
-                   << timeout.count() << " ms; webhook got:\n" << c().alerts().webhook().text();
-    if (!d) return std::nullopt;
-    return std::chrono::duration<double>(d->at - since).count();
-  }
 
   // Waits until node i is `state`, printing how long that took from `since` as `what`.
   void expect_monitor(int i, const std::string& state, Clock::time_point since, const std::string& what,
@@ -428,7 +418,9 @@ TEST_F(Scenario, ManagementNetworkDown) {
   auto plan = c().local(1, {"migrate", "--interface", iface, "--dest", dest, "--all"});
   EXPECT_EQ(plan.status, 0) << plan.out << plan.err;
   for (const auto& p : plan.doc().value("plan", json::array()))
-    if (p.value("vm", "") == disky) EXPECT_EQ(p.value("action", ""), "skip") << "local disks need --with-local-disks: " << p;
+    if (p.value("vm", "") == disky) {
+      EXPECT_EQ(p.value("action", ""), "skip") << "local disks need --with-local-disks: " << p;
+    }
   for (const auto& uuid : c().guests_of(1)) EXPECT_EQ(c().libvirtd(1).domain_state(uuid), "running") << "a plan moves nothing";
   uint64_t written_before = 0;
   ASSERT_TRUE(wait_until([&] {
