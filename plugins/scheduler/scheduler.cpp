@@ -69,16 +69,22 @@ class Scheduler : public Plugin {
                                  {0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
     for (const char* r : {"vcpus", "memory_mib", "disk_gib"})
       reserved_[r] = host().gauge("nodeha_scheduler_reserved", "room held by placements in flight", {{"resource", r}});
-    auto nodes = host().kv_watch("nodes", ">", [this](const KvEntry& e) {
-      auto j = nlohmann::json::parse(e.value, nullptr, false);
-      view_.on_node(e.key, e.deleted || j.is_discarded() ? nullptr : &j);
-    });
-    if (!nodes) return nodes.status();
-    auto vms = host().kv_watch("vms", ">", [this](const KvEntry& e) {
-      auto j = nlohmann::json::parse(e.value, nullptr, false);
-      view_.on_vm(e.key, e.deleted || j.is_discarded() ? nullptr : &j);
-    });
-    if (!vms) return vms.status();
+    // The view is read whole before the first request is taken. A watch delivers the current
+    // values when its stream lets it: after a NATS server's death that can be seconds later (the
+    // stream elects its leader), and a scheduler answering meanwhile would see no nodes, or nodes
+    // without their VMs (room that is not there). A bucket that cannot be listed fails the start;
+    // the host tries it again every second. The watches deliver the same values again: harmless.
+    for (const char* bucket : {"nodes", "vms"}) {
+      auto all = host().kv_list(bucket);
+      if (!all)
+        return Status(all.status().code(), std::string("cannot read the ") + bucket + " bucket for the cluster view: " +
+                                               all.status().message());
+      for (const auto& e : all.value()) on_entry(bucket, e);
+    }
+    for (const char* bucket : {"nodes", "vms"}) {
+      auto w = host().kv_watch(bucket, ">", [this, bucket](const KvEntry& e) { on_entry(bucket, e); });
+      if (!w) return w.status();
+    }
     for (auto [op, fn] : {std::pair<const char*, void (Scheduler::*)(const Message&)>{"cmd.sched.place", &Scheduler::place_cmd},
                           {"cmd.sched.release", &Scheduler::release_cmd},
                           {"cmd.sched.hold", &Scheduler::hold_cmd}}) {
@@ -93,6 +99,13 @@ class Scheduler : public Plugin {
   }
 
  private:
+  void on_entry(std::string_view bucket, const KvEntry& e) {
+    auto j = nlohmann::json::parse(e.value, nullptr, false);
+    const nlohmann::json* record = e.deleted || j.is_discarded() ? nullptr : &j;
+    if (bucket == "nodes") view_.on_node(e.key, record);
+    else view_.on_vm(e.key, record);
+  }
+
   void count(const char* result) {
     host().counter("nodeha_scheduler_requests_total", "placement requests by result", {{"result", result}}).inc();
   }
