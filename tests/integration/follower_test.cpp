@@ -141,6 +141,11 @@ TEST_F(Followers, WithTheLeaderDeadAndItsLeaseRunningTheFollowerAnswersReadsAndN
   EXPECT_EQ(list.doc()["follower"], "ctl-2");
   EXPECT_LT(nodes[0]["heartbeat_age_s"].get<double>(), 5) << "the follower hears the heartbeats";
 
+  auto table = cli({"node", "list"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("node-b"));
+  EXPECT_THAT(table.err, HasSubstr("answered by ctl-2, a following controller"));
+
   auto show = cli({"--json", "node", "show", "node-a"});
   ASSERT_EQ(show.status, 0) << show.err;
   EXPECT_EQ(show.doc()["node"], "node-a");
