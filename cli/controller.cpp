@@ -26,6 +26,19 @@ std::string hint_for(const std::string& code, const std::string& message) {
   return "";
 }
 
+bool read_only(const std::string& op) {
+  for (const char* r : {"node.list", "node.show", "task.list", "task.show", "vm.list"})
+    if (op == r) return true;
+  return false;
+}
+
+// Followers answer node.list too (docs/architecture.md, "Leadership"): an answer means that
+// controllers run, none leads, and a command that changes something has nobody to take it.
+bool Controller::followers_answer() {
+  auto probe = std::min(g_.request_timeout, std::chrono::milliseconds(2000));
+  return bus_->request(g_.prefix + ".cmd.node.list", "{}", probe).outcome == BusReply::kAnswered;
+}
+
 std::string Controller::servers_text() const { return fmt::format("{}", fmt::join(g_.servers, ", ")); }
 
 int Controller::fail(const std::string& code, const std::string& message, int exit_code, const std::string& hint,
@@ -59,6 +72,15 @@ Controller::Outcome Controller::call(const std::string& op, const json& request,
   BusReply reply = bus_->request(subject, request.dump(), g_.request_timeout);
   switch (reply.outcome) {
     case BusReply::kNoResponders:
+      if (!read_only(op) && followers_answer())
+        return failed("no_leader",
+                      fmt::format("no controller leads now, so nobody took {}: nothing was done. Controllers run (a "
+                                  "follower answers), but none holds the leader lease: a takeover waits until the "
+                                  "last leader's lease ([host] lease) has run out",
+                                  subject),
+                      kExitUnreachable,
+                      "try again in a moment; `nodeha node list`, `node show`, `task list`, `task show` and `vm list` "
+                      "answer meanwhile, from a following controller");
       return failed("unreachable",
                     fmt::format("no controller answers {} on {}: is nodeha-host (controller) running, with the plugin "
                                 "that serves it?", subject, servers_text()),

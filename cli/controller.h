@@ -41,6 +41,8 @@ class Controller {
 
  private:
   bool connect();
+  // Whether a controller answers node.list, which followers serve too.
+  bool followers_answer();
   std::string servers_text() const;
 
   const Globals& g_;
@@ -51,6 +53,9 @@ class Controller {
 // as one JSON document (--json). Returns the exit code.
 int query(const Globals& g, const std::string& op, const nlohmann::json& request,
           const std::function<void(const nlohmann::json& result)>& print);
+
+// Whether `op` only reads: a following controller answers it too. Pure.
+bool read_only(const std::string& op);
 
 // Advice after a refusal with `code`, or "" when its message says it all. Pure.
 std::string hint_for(const std::string& code, const std::string& message);

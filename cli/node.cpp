@@ -51,7 +51,16 @@ std::string vms_text(const json& n) {
   return stranded > 0 ? running + " (" + coloured(std::to_string(stranded) + " stranded", "failed") + ")" : running;
 }
 
+// A following controller answered (docs/architecture.md, "Leadership"): it runs no monitor.
+void note_follower(const json& result) {
+  if (std::string by = str(result, "follower"); !by.empty())
+    std::cerr << fmt::format("note: answered by {}, a following controller: monitor states are those the leader last "
+                             "recorded\n",
+                             by);
+}
+
 void print_list(const json& result) {
+  note_follower(result);
   const json listed = result.value("nodes", json::array());
   std::vector<json> nodes(listed.begin(), listed.end());
   std::sort(nodes.begin(), nodes.end(), [](const json& a, const json& b) { return str(a, "node") < str(b, "node"); });
@@ -69,6 +78,7 @@ void print_list(const json& result) {
 }
 
 void print_node(const json& n) {
+  note_follower(n);
   Table facts({"node", str(n, "node")});
   facts.add({"management", coloured(or_dash(str(n, "management")), str(n, "management"))});
   facts.add({"monitor", monitor_text(n)});

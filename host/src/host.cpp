@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -62,25 +63,48 @@ void Host::set_up(const std::string& plugin, bool up) {
   if (m) Metrics::set(m, up ? 1 : 0);
 }
 
+void Host::set_running(const PluginInstance& inst, bool up) {
+  if (inst.mode() == NODEHA_MODE_ACTIVE) return set_up(inst.name(), up);
+  auto* m = metrics_->series(NODEHA_METRIC_GAUGE, "nodeha_plugin_following",
+                             "1 while the plugin's follower instance runs on this following controller (it answers "
+                             "read-only commands)",
+                             {{"plugin", inst.name()}}, {}, nullptr);
+  if (m) Metrics::set(m, up ? 1 : 0);
+}
+
+std::optional<nodeha_mode> Host::wanted_mode(const PluginInstance& inst) const {
+  if (plugins_run_) return NODEHA_MODE_ACTIVE;
+  if (inst.library()->serves_followers()) return NODEHA_MODE_FOLLOWER;
+  return std::nullopt;
+}
+
 Status Host::start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out) {
   auto inst = std::make_unique<PluginInstance>(services_, p.name, p.library, p.config_json, p.where);
-  if (!plugins_run_) {  // a following controller: checked now, started when it leads
+  auto mode = wanted_mode(*inst);
+  if (!mode) {  // a following controller that does not run it: checked now, started when it leads
     if (auto s = inst->create(); !s) return s;
     *out = std::move(inst);
     return Status::ok();
   }
-  if (auto s = start_instance(*inst); !s) return s;
+  if (auto s = start_instance(*inst, *mode); !s) return s;
   *out = std::move(inst);
   return Status::ok();
 }
 
-Status Host::start_instance(PluginInstance& inst) {
-  Status s = inst.start();
-  set_up(inst.name(), static_cast<bool>(s));
+Status Host::start_instance(PluginInstance& inst, nodeha_mode mode) {
+  Status s = inst.start(mode);
+  set_running(inst, static_cast<bool>(s));
   if (!s) return s;
   const nodeha_plugin& d = inst.library()->descriptor();
-  spdlog::info("plugin {} started ({} {}, {})", inst.name(), d.name, d.version ? d.version : "?", inst.library()->path());
+  spdlog::info("plugin {} {} ({} {}, {})", inst.name(),
+               mode == NODEHA_MODE_ACTIVE ? "started" : "answers read-only commands as a follower", d.name,
+               d.version ? d.version : "?", inst.library()->path());
   return s;
+}
+
+void Host::stop_instance(PluginInstance& inst) {
+  inst.stop();
+  if (metrics_) set_running(inst, false);
 }
 
 int Host::start() {
@@ -199,7 +223,7 @@ int Host::start() {
     role_thread_ = std::thread([this] { role_loop(); });
   } else {
     for (size_t i = 0; i < plugins_.size(); ++i) {
-      if (auto s = start_instance(*plugins_[i]); !s) {
+      if (auto s = start_instance(*plugins_[i], NODEHA_MODE_ACTIVE); !s) {
         spdlog::error("{}", s.message());
         plugins_.resize(i);  // it and the ones after it never started: destroyed without stop
         stop();
@@ -225,30 +249,41 @@ Status Host::apply_role() {
     epoch = want_epoch_;
   }
   std::lock_guard lock(plugins_mu_);
-  bool all_up = running_plugins_locked() == plugins_.size();
-  if (lead == plugins_run_ && (!lead || all_up)) return Status::ok();
   plugins_run_ = lead;
-  if (!lead) {
-    // Its time is up already (acting() said no before this was asked): this only ends the work.
-    for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
-      (*it)->stop();
-      set_up((*it)->name(), false);
+  auto settled = [&](const PluginInstance& i) {
+    auto want = wanted_mode(i);
+    return want ? i.running() && i.mode() == *want : !i.running();
+  };
+  if (std::all_of(plugins_.begin(), plugins_.end(), [&](const auto& p) { return settled(*p); })) return Status::ok();
+  // First what runs in the other mode goes, in reverse order: a leader's instances stop when its
+  // time is up already (acting() said no before this was asked), so this only ends their work; a
+  // follower's stop before the leader's start, so that no moment has both.
+  size_t stopped = 0;
+  for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it)
+    if ((*it)->running() && !settled(**it)) {
+      stop_instance(**it);
+      ++stopped;
     }
-    spdlog::info("following: every plugin stopped");
-    return Status::ok();
-  }
-  // Each resumes from the buckets as after a restart: unfinished tasks, the nodes' full windows.
+  // Each leader's instance resumes from the buckets as after a restart: unfinished tasks, the
+  // nodes' full windows. A follower's reads them afresh.
   Status result = Status::ok();
+  size_t wanted = 0;
   for (auto& inst : plugins_) {
+    auto want = wanted_mode(*inst);
+    if (!want) continue;
+    ++wanted;
     if (inst->running()) continue;  // started before; this round retries the others
-    if (auto s = start_instance(*inst); !s) {
+    if (auto s = start_instance(*inst, *want); !s) {
       spdlog::error("{}", s.message());
       result = s;
     }
   }
-  size_t up = running_plugins_locked();
-  if (result) spdlog::info("leading (epoch {}): {} plugin(s) started", epoch, up);
-  else spdlog::warn("leading (epoch {}): {} of {} plugin(s) running; the others are tried again in 1 s", epoch, up, plugins_.size());
+  size_t up = std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  std::string what = lead      ? fmt::format("leading (epoch {})", epoch)
+                     : stopped ? fmt::format("following, the leader's {} plugin instance(s) stopped", stopped)
+                               : std::string("following");
+  if (result) spdlog::info("{}: {} plugin(s) {}", what, up, lead ? "started" : "answer read-only commands as followers");
+  else spdlog::warn("{}: {} of {} plugin(s) running; the others are tried again in 1 s", what, up, wanted);
   return result;
 }
 
@@ -313,8 +348,7 @@ Status Host::reload() {
   for (auto it = old_order.rbegin(); it != old_order.rend(); ++it) {
     if (keep.count(*it)) continue;
     spdlog::info("reload: stopping plugin {}", *it);
-    running[*it]->stop();
-    set_up(*it, false);
+    stop_instance(*running[*it]);
     stopped[*it] = std::move(running[*it]);
     running.erase(*it);
   }
@@ -369,7 +403,8 @@ void Host::keep_event_stream() {
 }
 
 size_t Host::running_plugins_locked() const {
-  return std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
+  return std::count_if(plugins_.begin(), plugins_.end(),
+                       [](const auto& p) { return p->running() && p->mode() == NODEHA_MODE_ACTIVE; });
 }
 
 size_t Host::running_plugins() {
@@ -388,7 +423,7 @@ Status Host::event_threads_answer(std::chrono::milliseconds bound) {
   // the host at work, on its own thread, and the plugins' threads come and go meanwhile.
   std::unique_lock plugins_lock(plugins_mu_, std::try_to_lock);
   if (!plugins_lock.owns_lock()) return Status::ok();
-  std::vector<std::string> names;  // the running ones: a follower's plugins have no thread
+  std::vector<std::string> names;  // the running ones, a follower's instances too
   auto answers = std::make_shared<Answers>();
   for (const auto& p : plugins_) {
     if (!p->running()) continue;
@@ -430,8 +465,7 @@ void Host::stop() {
     std::lock_guard lock(plugins_mu_);
     for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) {
       spdlog::info("stopping plugin {}", (*it)->name());
-      (*it)->stop();
-      if (metrics_) set_up((*it)->name(), false);
+      stop_instance(**it);
     }
     plugins_.clear();
   }

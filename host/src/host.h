@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,20 +56,28 @@ class Host {
   Status event_threads_answer(std::chrono::milliseconds bound);
 
   const HostConfig& config() const { return doc_.host(); }
-  // How many plugins run now (a following controller's: none).
+  // How many plugins do their work now: a following controller's follower instances, which only
+  // answer read-only commands, are not counted.
   size_t running_plugins();
   const std::string& metrics_address() const { return metrics_->address(); }
 
  private:
   Status start_planned(const PlannedPlugin& p, std::unique_ptr<PluginInstance>* out);
-  // Starts one instance; its up metric and the log say how it went.
-  Status start_instance(PluginInstance& inst);
+  // Starts one instance in `mode`; its up metric and the log say how it went.
+  Status start_instance(PluginInstance& inst, nodeha_mode mode);
+  void stop_instance(PluginInstance& inst);
+  // How `inst` runs now: ACTIVE on agents and a leading controller; on a following controller
+  // FOLLOWER when it serves followers (NODEHA_PLUGIN_FOLLOWER), else not at all. plugins_mu_ held.
+  std::optional<nodeha_mode> wanted_mode(const PluginInstance& inst) const;
   size_t running_plugins_locked() const;  // plugins_mu_ held
-  // Controllers: the plugins run while this controller leads and stop when it no longer does.
-  // Brings them to what the lease last said; called on the role thread (and once by start).
+  // Controllers: the plugins run while this controller leads and stop when it no longer does;
+  // those that serve followers run as follower instances meanwhile. Brings them to what the
+  // lease last said; called on the role thread (and once by start).
   Status apply_role();
   void role_loop();
   void set_up(const std::string& plugin, bool up);
+  // nodeha_plugin_up for an active instance, nodeha_plugin_following for a follower's.
+  void set_running(const PluginInstance& inst, bool up);
   void keep_event_stream();
 
   std::string file_;

@@ -5,6 +5,7 @@
 #include <nodeha/plugin.h>
 #include <nodeha/plugin.hpp>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,12 @@ class Library {
   const std::string& path() const { return path_; }
   const FileIdentity& identity() const { return identity_; }
   const nodeha_plugin& descriptor() const { return *descriptor_; }
+  // Whether a following controller runs it too (1.5, NODEHA_PLUGIN_FOLLOWER); an older
+  // descriptor has no flags and says no.
+  bool serves_followers() const {
+    const nodeha_plugin& d = *descriptor_;
+    return d.struct_size >= offsetof(nodeha_plugin, flags) + sizeof(d.flags) && (d.flags & NODEHA_PLUGIN_FOLLOWER);
+  }
 
  private:
   friend Result<std::shared_ptr<Library>> load_library(const std::string&, const std::vector<std::string>&,

@@ -59,11 +59,15 @@ struct PluginInstance::Access {
   }
 
   // A controller that does not lead (or whose lease time is up) does nothing others can see:
-  // replies only, so that a requester hears why.
+  // replies only, so that a requester hears why. A follower instance never acts, also in the
+  // moment between its controller taking the lead and the host stopping it.
   static bool fenced(nodeha_host* h) {
+    if (of(h).mode_ == NODEHA_MODE_FOLLOWER) return true;
     const auto& may_act = of(h).services_.may_act;
     return may_act && !may_act();
   }
+
+  static nodeha_mode mode(nodeha_host* h) { return of(h).mode_; }
 
   static nodeha_status publish(nodeha_host* h, const char* subject, const char* data, size_t size) {
     if (!valid(subject)) return NODEHA_ERR_INVALID;
@@ -185,7 +189,7 @@ struct PluginInstance::Access {
   static nodeha_status leadership(nodeha_host* h, uint64_t* out_epoch) {
     const auto& services = of(h).services_;
     if (!services.may_act || !services.epoch) return NODEHA_ERR_NOT_FOUND;
-    if (!services.may_act()) return NODEHA_ERR_UNAVAILABLE;
+    if (fenced(h)) return NODEHA_ERR_UNAVAILABLE;
     if (out_epoch) *out_epoch = services.epoch();
     return NODEHA_OK;
   }
@@ -393,7 +397,7 @@ const nodeha_host_api* PluginInstance::api() {
       &Access::kv_unwatch,     &Access::metric,     &Access::metric_add,  &Access::metric_set,
       &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
       &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
-      &Access::request_async,  &Access::bus_status,  &Access::leadership,
+      &Access::request_async,  &Access::bus_status,  &Access::leadership,    &Access::mode,
   };
   return &table;
 }
@@ -464,8 +468,10 @@ Status PluginInstance::create() {
   return Status::ok();
 }
 
-Status PluginInstance::start() {
+Status PluginInstance::start(nodeha_mode mode) {
   const nodeha_plugin& d = library_->descriptor();
+  if (self_ && !running_ && mode != mode_) teardown(false);  // created (to check its config) for the other mode
+  mode_ = mode;
   if (!self_)
     if (auto s = create(); !s) return s;
   nodeha_error err{sizeof(nodeha_error), {}};

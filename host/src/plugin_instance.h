@@ -50,9 +50,9 @@ class PluginInstance {
   // Builds the plugin object: it reads and checks its config, starts nothing. A refusal here is
   // a configuration error.
   Status create();
-  // Starts it on its event thread (creating it first if needed). On failure nothing it
-  // registered is left behind and the message says why.
-  Status start();
+  // Starts it on its event thread (creating it first if needed, and again when it was created
+  // for the other mode). On failure nothing it registered is left behind and the message says why.
+  Status start(nodeha_mode mode = NODEHA_MODE_ACTIVE);
   // Stops it (see plugin.h for the order). Idempotent.
   void stop();
 
@@ -61,6 +61,8 @@ class PluginInstance {
   const std::string& config_json() const { return config_json_; }
   const std::string& where() const { return where_; }
   bool running() const { return running_; }
+  // What it was created for (plugin.h `mode`): a follower instance is always fenced.
+  nodeha_mode mode() const { return mode_; }
   // Queues `task` on its event thread, behind what is queued there; false when that thread is
   // gone (never created, or stopped). Any thread.
   bool post(Task task) { return loop_ && loop_->post(std::move(task)); }
@@ -95,6 +97,7 @@ class PluginInstance {
   std::unique_ptr<EventLoop> loop_;
   void* self_ = nullptr;
   bool running_ = false;
+  nodeha_mode mode_ = NODEHA_MODE_ACTIVE;
   std::atomic<bool> stopping_{false};  // after stop(): nothing new is accepted
   std::mutex mu_;
   std::set<nodeha_metric*> metrics_;  // series it created, removed when it stops

@@ -30,7 +30,24 @@ MonitorConfig monitor_config(const Host& host) {
 }  // namespace
 
 ControllerSide::ControllerSide(const Host& host)
-    : host_(host), monitor_(monitor_config(host)), refresh_ms_(host.duration("record_every").count()) {}
+    : host_(host),
+      monitor_(monitor_config(host)),
+      refresh_ms_(host.duration("record_every").count()),
+      book_(host, [this](const std::string& id) { return live(id); },
+            [this] {
+              std::vector<std::string> ids;
+              for (const auto* n : monitor_.list()) ids.push_back(n->id);
+              return ids;
+            }) {}
+
+std::optional<NodeLive> ControllerSide::live(const std::string& id) const {
+  const NodeState* n = monitor_.find(id);
+  if (!n) return std::nullopt;
+  auto last = last_heartbeat_unix_.find(id);
+  NodeLive l{monitor_fields(*n, last != last_heartbeat_unix_.end() ? last->second : 0), n->heartbeat ? &*n->heartbeat : nullptr};
+  l.fields["management"] = to_string(n->management);
+  return l;
+}
 
 Status ControllerSide::start() {
   received_ = host_.counter("nodeha_heartbeats_received_total", "heartbeats received by the controller");
@@ -52,7 +69,7 @@ Status ControllerSide::start() {
     auto j = nlohmann::json::parse(e.value, nullptr, false);
     if (!j.is_object()) continue;
     restored.push_back(known_node(e.key, j));
-    records_[e.key] = e.value;
+    book_.keep(e);
     written_[e.key] = Written{e.value, record::integer(j, "last_heartbeat")};
     last_heartbeat_unix_[e.key] = record::integer(j, "last_heartbeat");
   }
@@ -68,8 +85,8 @@ Status ControllerSide::start() {
   std::vector<Sub> subs = {
       {host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }, ""},
       {host_.subject("check.*.*"), [this](const Message& m) { on_check(m); }, ""},
-      {host_.subject("cmd.node.list"), [this](const Message& m) { cmd_list(m); }, "nodeha-controller"},
-      {host_.subject("cmd.node.show"), [this](const Message& m) { cmd_show(m); }, "nodeha-controller"},
+      {host_.subject("cmd.node.list"), [this](const Message& m) { book_.cmd_list(m); }, "nodeha-controller"},
+      {host_.subject("cmd.node.show"), [this](const Message& m) { book_.cmd_show(m); }, "nodeha-controller"},
       {host_.subject("cmd.node.enable"), [this](const Message& m) { cmd_management(m, ManagementCommand::Enable); }, "nodeha-controller"},
       {host_.subject("cmd.node.disable"), [this](const Message& m) { cmd_management(m, ManagementCommand::Disable); }, "nodeha-controller"},
   };
@@ -82,11 +99,10 @@ Status ControllerSide::start() {
 }
 
 void ControllerSide::on_heartbeat(const Message& m) {
-  auto hb = decode_heartbeat(m.data);
-  if (!hb || m.subject != host_.subject("hb." + hb->node)) {
+  auto hb = heartbeat_of(host_, m);
+  if (!hb) {
     bad_heartbeats_.inc();
-    host_.warn("refused a heartbeat on " + m.subject + ": " +
-               (hb ? "its node field names another node (" + hb->node + ")" : hb.status().message()));
+    host_.warn("refused a heartbeat on " + m.subject + ": " + hb.status().message());
     return;
   }
   received_.inc();
@@ -120,13 +136,8 @@ void ControllerSide::on_check(const Message& m) {
 }
 
 void ControllerSide::on_record(const KvEntry& e) {
-  if (e.deleted) {
-    records_.erase(e.key);
-    return;
-  }
-  auto j = nlohmann::json::parse(e.value, nullptr, false);
-  if (!j.is_object()) return;
-  records_[e.key] = e.value;
+  auto j = book_.keep(e);
+  if (j.is_discarded()) return;
   // Management is changed by commands, here or in other plugins (drain): follow the record.
   const NodeState* n = monitor_.find(e.key);
   if (n && n->management != management_of(j)) {
@@ -276,78 +287,11 @@ void ControllerSide::flush() {
   });
 }
 
-nlohmann::json ControllerSide::describe(const NodeState* n, const std::string& id) const {
-  auto rec = records_.find(id);
-  nlohmann::json out = rec != records_.end() ? nlohmann::json::parse(rec->second, nullptr, false) : nlohmann::json::object();
-  if (!out.is_object()) out = nlohmann::json::object();
-  out["node"] = id;
-  if (n) {
-    // The live view beats the stored one: records are written lazily.
-    auto live = monitor_fields(*n, last_heartbeat_unix_.count(id) ? last_heartbeat_unix_.at(id) : 0);
-    for (auto it = live.begin(); it != live.end(); ++it) out[it.key()] = it.value();
-    out["management"] = to_string(n->management);
-    out["vms"] = nlohmann::json::array();
-    if (n->heartbeat)
-      for (const auto& v : n->heartbeat->vms) out["vms"].push_back({{"uuid", v.uuid}, {"name", v.name}, {"state", v.state}});
-  }
-  if (!out.contains("lock")) out["lock"] = nullptr;
-  int64_t last = out.value("last_heartbeat", int64_t{0});
-  out["heartbeat_age_s"] = last > 0 ? nlohmann::json((unix_ms() - last) / 1000.0) : nlohmann::json();
-  return out;
-}
-
-void ControllerSide::cmd_list(const Message& m) {
-  nlohmann::json req;
-  if (auto e = command::decode(m.data, {}, &req)) {
-    host_.respond(m.reply, command::fail(*e));
-    return;
-  }
-  std::set<std::string> ids;
-  for (const auto* n : monitor_.list()) ids.insert(n->id);
-  for (const auto& [id, r] : records_) ids.insert(id);
-  nlohmann::json nodes = nlohmann::json::array();
-  for (const auto& id : ids) nodes.push_back(describe(monitor_.find(id), id));
-  host_.respond(m.reply, command::ok({{"nodes", nodes}}));
-}
-
-void ControllerSide::cmd_show(const Message& m) {
-  nlohmann::json req;
-  if (auto e = command::decode(m.data, {{"node", command::Type::String, true}}, &req)) {
-    host_.respond(m.reply, command::fail(*e));
-    return;
-  }
-  std::optional<NodeId> node;
-  if (auto e = command::parse_id("node", req["node"], &node)) {
-    host_.respond(m.reply, command::fail(*e));
-    return;
-  }
-  const std::string& id = node->str();
-  const NodeState* n = monitor_.find(id);
-  if (!n && !records_.count(id)) {
-    host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
-    return;
-  }
-  auto out = describe(n, id);
-  if (n && n->heartbeat) out["heartbeat"] = nlohmann::json::parse(encode_heartbeat(*n->heartbeat));
-  host_.respond(m.reply, command::ok(out));
-}
-
 void ControllerSide::cmd_management(const Message& m, ManagementCommand command) {
-  nlohmann::json req;
-  if (auto e = command::decode(m.data, {{"node", command::Type::String, true}}, &req)) {
-    host_.respond(m.reply, command::fail(*e));
-    return;
-  }
-  std::optional<NodeId> node;
-  if (auto e = command::parse_id("node", req["node"], &node)) {
-    host_.respond(m.reply, command::fail(*e));
-    return;
-  }
+  auto node = requested_node(host_, m);
+  if (!node) return;
   std::string id = node->str();
-  if (!monitor_.find(id) && !records_.count(id)) {
-    host_.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
-    return;
-  }
+  if (!monitor_.find(id) && !book_.knows(id)) return refuse_unknown_node(host_, m, id);
   host_.spawn([this, id, command, reply = m.reply] {
     std::string why = "it kept changing under us";  // the store's words when it failed
     for (int attempt = 0; attempt < 5; ++attempt) {

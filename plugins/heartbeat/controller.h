@@ -13,6 +13,7 @@
 #pragma once
 
 #include "monitor.h"
+#include "node_book.h"
 #include "node_record.h"
 
 #include <nodeha/plugin.hpp>
@@ -22,8 +23,6 @@
 #include <unordered_map>
 
 namespace nodeha::heartbeat {
-
-inline constexpr const char* kNodesBucket = "nodes";
 
 class ControllerSide {
  public:
@@ -54,17 +53,13 @@ class ControllerSide {
   void flush();
   void refresh_ages();
 
-  void cmd_list(const Message& m);
-  void cmd_show(const Message& m);
   void cmd_management(const Message& m, ManagementCommand command);
-  nlohmann::json describe(const NodeState* n, const std::string& id) const;
+  std::optional<NodeLive> live(const std::string& id) const;
 
   const Host& host_;
   Monitor monitor_;
   int64_t refresh_ms_;
-  // Kept as text: parsed JSON costs several KiB per node, and both are read rarely (list/show,
-  // and when a record is about to be written).
-  std::unordered_map<std::string, std::string> records_;  // last seen in KV, by node
+  NodeBook book_;  // the records last seen in KV; node.list and node.show
   struct Written {
     std::string fields;          // the fields last written by us
     int64_t last_heartbeat = 0;  // their last_heartbeat

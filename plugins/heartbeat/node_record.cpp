@@ -16,14 +16,18 @@ nlohmann::json monitor_fields(const NodeState& n, int64_t last_heartbeat_unix_ms
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& c : n.checks) checks.push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
   f["checks"] = checks;
-  if (n.heartbeat) {
-    const auto& hb = *n.heartbeat;
-    f["capacity"] = {{"vcpus", hb.capacity.vcpus}, {"memory_mib", hb.capacity.memory_mib}, {"disk_gib", hb.capacity.disk_gib}};
-    f["use"] = {{"vcpus", hb.use.vcpus}, {"memory_mib", hb.use.memory_mib}, {"disk_gib", hb.use.disk_gib},
-                {"vms_running", hb.use.vms_running}};
-    f["addresses"] = hb.addresses;
-  }
+  if (n.heartbeat) f.update(heartbeat_fields(*n.heartbeat));
   return f;
+}
+
+nlohmann::json heartbeat_fields(const Heartbeat& hb) {
+  return {{"capacity", {{"vcpus", hb.capacity.vcpus}, {"memory_mib", hb.capacity.memory_mib}, {"disk_gib", hb.capacity.disk_gib}}},
+          {"use",
+           {{"vcpus", hb.use.vcpus},
+            {"memory_mib", hb.use.memory_mib},
+            {"disk_gib", hb.use.disk_gib},
+            {"vms_running", hb.use.vms_running}}},
+          {"addresses", hb.addresses}};
 }
 
 nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& fields) {

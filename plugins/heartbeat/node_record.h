@@ -12,8 +12,13 @@
 
 namespace nodeha::heartbeat {
 
+inline constexpr const char* kNodesBucket = "nodes";
+
 // The fields this plugin owns, from the monitor's view of the node.
 nlohmann::json monitor_fields(const NodeState& n, int64_t last_heartbeat_unix_ms);
+
+// The fields a heartbeat alone says: capacity, use, addresses.
+nlohmann::json heartbeat_fields(const Heartbeat& hb);
 
 // `record` with `fields` laid over it; a missing record becomes a new one, management enabled.
 nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& fields);

@@ -1,7 +1,9 @@
 // heartbeat: the agent side publishes heartbeats and answers pings; the controller side tracks
-// every node. One library, the side chosen by the host's role.
+// every node; a following controller's instance answers node.list and node.show (follower.h).
+// One library, the side chosen by the host's role and the instance's mode.
 #include "agent.h"
 #include "controller.h"
+#include "follower.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -26,17 +28,22 @@ class HeartbeatPlugin : public Plugin {
  public:
   explicit HeartbeatPlugin(Host h) : Plugin(std::move(h)) {
     if (host().is_agent()) agent_ = std::make_unique<AgentSide>(host());
+    else if (host().following()) follower_ = std::make_unique<FollowerSide>(host());
     else controller_ = std::make_unique<ControllerSide>(host());
   }
-  Status start() override { return agent_ ? agent_->start() : controller_->start(); }
+  Status start() override {
+    return agent_ ? agent_->start() : follower_ ? follower_->start() : controller_->start();
+  }
 
  private:
   std::unique_ptr<AgentSide> agent_;
   std::unique_ptr<ControllerSide> controller_;
+  std::unique_ptr<FollowerSide> follower_;  // a following controller's instance
 };
 
 }  // namespace
 }  // namespace nodeha::heartbeat
 
-NODEHA_PLUGIN(nodeha::heartbeat::HeartbeatPlugin, "heartbeat", "0.1.0",
-              "heartbeats (agent) and node monitoring (controller)", nodeha::kAnyRole, nodeha::heartbeat::kKeys)
+NODEHA_PLUGIN_WITH_FLAGS(nodeha::heartbeat::HeartbeatPlugin, "heartbeat", "0.1.0",
+                         "heartbeats (agent) and node monitoring (controller)", nodeha::kAnyRole, nodeha::heartbeat::kKeys,
+                         nodeha::kServesFollowers)

@@ -22,6 +22,7 @@ class TasksPlugin : public Plugin {
   explicit TasksPlugin(Host h) : Plugin(std::move(h)) {}
 
   Status start() override {
+    if (host().following()) return follow();
     if (Status s = desk::ensure_bucket(host(), task_record::kBucket); !s)
       host().warn("cannot bind the tasks bucket yet: " + s.message());
     clear_stale_locks();
@@ -30,18 +31,28 @@ class TasksPlugin : public Plugin {
         {"cmd.task.show", &TasksPlugin::show},
         {"cmd.task.cancel", &TasksPlugin::cancel},
         {"ctl.*.task.report", &TasksPlugin::report}};
-    for (auto [subject, fn] : cmds) {
-      auto r = host().subscribe(host().subject(subject), [this, fn](const Message& m) {
-        host().spawn([this, fn, m] { (this->*fn)(m); });  // KV reads: off the event thread
-      }, "nodeha-controller");
-      if (!r) return r.status();
-    }
+    for (auto [subject, fn] : cmds)
+      if (auto r = serve(subject, fn); !r) return r.status();
     if (auto w = host().kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); }); !w) return w.status();
     if (auto t = host().timer(Millis(1000), Millis(1000), [this] { lock_ages(); }); !t) return t.status();
     return Status::ok();
   }
 
  private:
+  // A following controller's instance: task.list and task.show from the bucket, in the same
+  // queue group as the leader's (one of them answers each); nothing that writes.
+  Status follow() {
+    for (auto [subject, fn] : {std::pair{"cmd.task.list", &TasksPlugin::list}, std::pair{"cmd.task.show", &TasksPlugin::show}})
+      if (auto r = serve(subject, fn); !r) return r.status();
+    return Status::ok();
+  }
+
+  Result<uint64_t> serve(const char* subject, void (TasksPlugin::*fn)(const Message&)) {
+    return host().subscribe(host().subject(subject), [this, fn](const Message& m) {
+      host().spawn([this, fn, m] { (this->*fn)(m); });  // KV reads: off the event thread
+    }, "nodeha-controller");
+  }
+
   void list(const Message& m) {
     nlohmann::json req;
     if (auto e = command::decode(m.data, {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}, &req)) {
@@ -219,5 +230,5 @@ class TasksPlugin : public Plugin {
 }  // namespace
 }  // namespace nodeha::tasks
 
-NODEHA_PLUGIN(nodeha::tasks::TasksPlugin, "tasks", "0.1.0", "task.list, task.show, task.cancel; node locks",
-              nodeha::kControllerRole, NODEHA_NO_KEYS)
+NODEHA_PLUGIN_WITH_FLAGS(nodeha::tasks::TasksPlugin, "tasks", "0.1.0", "task.list, task.show, task.cancel; node locks",
+                         nodeha::kControllerRole, NODEHA_NO_KEYS, nodeha::kServesFollowers)

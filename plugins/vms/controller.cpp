@@ -11,6 +11,9 @@
 namespace nodeha::vms {
 
 Status ControllerSide::start() {
+  // A following controller's instance answers vm.list from the bucket, in the same queue group
+  // as the leader's; the desk and the relay write and publish: the leader's alone.
+  if (host_.following()) return serve(host_.subject("cmd.vm.list"), &ControllerSide::list);
   if (Status s = desk::ensure_bucket(host_, vm_record::kBucket); !s)
     host_.warn("cannot bind the vms bucket yet (agents wait for it): " + s.message());
   refused_ = host_.counter("nodeha_record_desk_refused_total",
@@ -18,18 +21,21 @@ Status ControllerSide::start() {
                            "its node's, a claim the recorded node contradicts, malformed): a stolen agent credential "
                            "shows here");
   for (auto [subject, fn] : {std::pair{host_.subject("cmd.vm.list"), &ControllerSide::list},
-                             std::pair{host_.subject("ctl.*.vm.write"), &ControllerSide::write}}) {
-    auto id = host_.subscribe(
-        subject,
-        [this, fn](const Message& m) {
-          if (Status s = host_.spawn([this, fn, m] { (this->*fn)(m); }); !s)
-            host_.respond(m.reply, command::fail(command::kUnavailable, s.message()));
-        },
-        "nodeha-controller");
-    if (!id) return id.status();
-  }
+                             std::pair{host_.subject("ctl.*.vm.write"), &ControllerSide::write}})
+    if (Status s = serve(subject, fn); !s) return s;
   auto events = host_.subscribe(host_.subject("ctl.*.vm.event"), [this](const Message& m) { relay(m); }, "nodeha-controller");
   return events ? Status::ok() : events.status();
+}
+
+Status ControllerSide::serve(const std::string& subject, void (ControllerSide::*fn)(const Message&) const) {
+  auto id = host_.subscribe(
+      subject,
+      [this, fn](const Message& m) {
+        if (Status s = host_.spawn([this, fn, m] { (this->*fn)(m); }); !s)
+          host_.respond(m.reply, command::fail(command::kUnavailable, s.message()));
+      },
+      "nodeha-controller");
+  return id ? Status::ok() : id.status();
 }
 
 void ControllerSide::relay(const Message& m) const {

@@ -1,4 +1,5 @@
-// The controller side of the vms plugin, in the queue group "nodeha-controller", on workers:
+// The controller side of the vms plugin, in the queue group "nodeha-controller", on workers (a
+// following controller's instance serves cmd.vm.list alone):
 //   <prefix>.cmd.vm.list {node?, stranded?} -> {vms:[record without xml]} sorted by node, then
 //   name; stranded: true lists only the VMs a rebuild left behind (docs/node-operations.md,
 //   "Controller commands");
@@ -18,9 +19,12 @@ namespace nodeha::vms {
 class ControllerSide {
  public:
   explicit ControllerSide(const Host& host) : host_(host) {}
-  Status start();  // event thread
+  // Event thread. A following controller's instance (Host::following) serves cmd.vm.list only.
+  Status start();
 
  private:
+  // Runs `fn` on a worker for each message on `subject`, in the queue group.
+  Status serve(const std::string& subject, void (ControllerSide::*fn)(const Message&) const);
   void list(const Message& m) const;   // worker
   void write(const Message& m) const;  // worker
   void relay(const Message& m) const;  // event thread

@@ -66,6 +66,6 @@ class VmsPlugin : public Plugin {
 }  // namespace
 }  // namespace nodeha::vms
 
-NODEHA_PLUGIN(nodeha::vms::VmsPlugin, "vms", "0.1.0",
-              "VM records, stale copies, supervision and VM operations (agent); cmd.vm.list (controller)",
-              nodeha::kAnyRole, nodeha::vms::kKeys)
+NODEHA_PLUGIN_WITH_FLAGS(nodeha::vms::VmsPlugin, "vms", "0.1.0",
+                         "VM records, stale copies, supervision and VM operations (agent); cmd.vm.list (controller)",
+                         nodeha::kAnyRole, nodeha::vms::kKeys, nodeha::kServesFollowers)

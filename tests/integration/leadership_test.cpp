@@ -1,5 +1,6 @@
 // Two controllers and one leader lease (host/src/lease.h) on a real nats-server, with agents on
-// the libvirt test driver: one leads and alone runs the plugins; a leader killed in the middle of
+// the libvirt test driver: one leads and alone runs the plugins (the follower only those that answer
+// read-only commands: follower_test.cpp); a leader killed in the middle of
 // a rebuild is replaced and the rebuild ends once, every VM moved once, no node unreachable; a
 // leader cut off from NATS steps down and follows on its return; a leader that stops hands over
 // at once.
@@ -46,7 +47,9 @@ TEST_F(Leadership, OneOfTwoControllersLeadsAndOnlyItRunsThePlugins) {
   EXPECT_TRUE(leads(*one));
   EXPECT_FALSE(leads(*two));
   EXPECT_EQ(one->metric("nodeha_plugin_up{plugin=\"heartbeat\"}"), 1);
-  EXPECT_EQ(two->metric("nodeha_plugin_up{plugin=\"heartbeat\"}"), 0) << "a follower's plugins do not run";
+  EXPECT_EQ(two->metric("nodeha_plugin_up{plugin=\"heartbeat\"}"), 0) << "a follower runs no leader's instance";
+  EXPECT_EQ(two->metric("nodeha_plugin_following{plugin=\"heartbeat\"}"), 1) << "it answers node.list and node.show";
+  EXPECT_EQ(two->metric("nodeha_plugin_up{plugin=\"rebuild\"}"), 0);
   auto lease = json::parse(bus_->kv_get("controllers", "leader").value().value);
   EXPECT_EQ(lease["holder"], "ctl-1");
   EXPECT_EQ(lease["epoch"], 1);
@@ -103,8 +106,11 @@ TEST_F(Leadership, ALeaderCutOffFromNatsStepsDownAnotherLeadsAndOnItsReturnItFol
   EXPECT_THAT(one->log(), HasSubstr("stepping down"));
   ASSERT_TRUE(wait_until([&] { return leads(*two); }, 10s)) << two->log();
   EXPECT_EQ(epoch(*two), 2);
-  // Its plugins end their work (fenced since the step-down: nothing they do reaches anyone).
+  // Its plugins end their work (fenced since the step-down: nothing they do reaches anyone), and
+  // those that serve followers run again as follower instances.
   EXPECT_TRUE(wait_until([&] { return one->metric("nodeha_plugin_up{plugin=\"heartbeat\"}") == 0; }, 30s)) << one->log();
+  EXPECT_TRUE(wait_until([&] { return one->metric("nodeha_plugin_following{plugin=\"heartbeat\"}") == 1; }, 30s))
+      << one->log();
 
   relay.release();
   ASSERT_TRUE(wait_until([&] { return epoch(*one) == 2; }, 20s)) << "it reads the new epoch once back\n" << one->log();

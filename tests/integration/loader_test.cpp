@@ -49,7 +49,7 @@ TEST(Loader, WrongMajorIsRefusedNamingBothVersions) {
   auto r = run_host(agent_with("[[plugin]]\nlibrary = \"wrong_major\"\n"));
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("plugin 'wrong_major': "));
-  EXPECT_THAT(r.output, HasSubstr("built for plugin interface 2.3, this host speaks 1.4"));
+  EXPECT_THAT(r.output, HasSubstr("built for plugin interface 2.3, this host speaks 1.5"));
 }
 
 TEST(Loader, DuplicateNamesAreRefused) {

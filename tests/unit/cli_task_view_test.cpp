@@ -1,6 +1,7 @@
 // What the nodeha CLI shows of plans and tasks, from records alone: tables, the live view, the
 // lines a log gets, the summary, and the advice after a refusal.
 #include "controller.h"
+#include "permissions.h"
 #include "table.h"
 #include "task_view.h"
 
@@ -134,6 +135,21 @@ TEST(CliAdvice, ALockedNodeNamesTheCommandsForItsTask) {
             "wait for it (`nodeha task watch 7f3c000000000001`) or cancel it (`nodeha task cancel 7f3c000000000001`)");
   EXPECT_THAT(hint_for("no_room", "1 of 2 VM(s) cannot be placed"), HasSubstr("--target"));
   EXPECT_EQ(hint_for("unknown_node", "no node named \"x\"; `nodeha node list` shows the known nodes"), "");
+}
+
+// Followers answer exactly what a viewer may ask (auth/permissions.cpp): the CLI asks a follower
+// whether controllers run only for the commands that change something.
+TEST(CliAdvice, TheReadOnlyCommandsAreTheViewers) {
+  const std::string cmd = "nodeha.cmd.";
+  int commands = 0;
+  for (const auto& subject : auth::permissions_for({"vic", auth::Role::kViewer}, "nodeha").publish) {
+    if (subject.rfind(cmd, 0) != 0) continue;  // its KV reads
+    ++commands;
+    EXPECT_TRUE(read_only(subject.substr(cmd.size()))) << subject;
+  }
+  EXPECT_EQ(commands, 5);
+  for (const char* op : {"node.enable", "node.disable", "node.drain", "node.migrate", "node.rebuild", "task.cancel", "vm.list.x", ""})
+    EXPECT_FALSE(read_only(op)) << op;
 }
 
 // Found by fuzz/task_record_fuzz.cpp: a task that is not an object made value() throw, a

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 4
+#define NODEHA_PLUGIN_API_MINOR 5
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -58,6 +58,12 @@ typedef enum nodeha_status {
 } nodeha_status;
 
 typedef enum nodeha_role { NODEHA_ROLE_AGENT = 1, NODEHA_ROLE_CONTROLLER = 2 } nodeha_role;
+
+/* (1.5) What an instance was started for; fixed for its life. */
+typedef enum nodeha_mode {
+  NODEHA_MODE_ACTIVE = 1,  /* an agent's, or a leading controller's: it does the plugin's work */
+  NODEHA_MODE_FOLLOWER = 2 /* a following controller's (NODEHA_PLUGIN_FOLLOWER): it reads and answers */
+} nodeha_mode;
 
 typedef enum nodeha_log_level {
   NODEHA_LOG_DEBUG = 1,
@@ -244,6 +250,14 @@ typedef struct nodeha_host_api {
    * it); NODEHA_ERR_UNAVAILABLE when it does not lead (its publishes, requests and KV writes are
    * refused then). Agents: NODEHA_ERR_NOT_FOUND. */
   nodeha_status (*leadership)(nodeha_host* h, uint64_t* out_epoch);
+
+  /* --- 1.5 --- check struct_size before use */
+  /* NODEHA_MODE_FOLLOWER for an instance a following controller runs (only plugins whose
+   * descriptor has NODEHA_PLUGIN_FOLLOWER get one): it may subscribe, respond, read and watch
+   * KV, but its publishes, requests and KV writes are always refused UNAVAILABLE, and the host
+   * stops it before this controller leads (then the leader's instance starts, a new object).
+   * NODEHA_MODE_ACTIVE otherwise. Known from create on. */
+  nodeha_mode (*mode)(nodeha_host* h);
 } nodeha_host_api;
 
 /* What a plugin hands back when something fails: its message, copied by the host. */
@@ -274,7 +288,15 @@ typedef struct nodeha_plugin {
    * for its workers and drains its event thread. */
   void (*stop)(void* self);
   void (*destroy)(void* self);
+
+  /* --- 1.5 --- read by the host only when struct_size covers it */
+  uint32_t flags; /* NODEHA_PLUGIN_* */
 } nodeha_plugin;
+
+/* (1.5) Descriptor flag: a following controller runs this plugin too, as a follower instance
+ * (nodeha_host_api.mode), to answer read-only commands from what it reads. Without it (and in
+ * plugins older than 1.5) a following controller does not run the plugin at all. */
+#define NODEHA_PLUGIN_FOLLOWER 0x1u
 
 typedef const nodeha_plugin* (*nodeha_plugin_entry_fn)(void);
 

@@ -33,6 +33,8 @@ namespace nodeha {
 inline constexpr uint32_t kAgentRole = NODEHA_ROLE_BIT(NODEHA_ROLE_AGENT);
 inline constexpr uint32_t kControllerRole = NODEHA_ROLE_BIT(NODEHA_ROLE_CONTROLLER);
 inline constexpr uint32_t kAnyRole = kAgentRole | kControllerRole;
+// Descriptor flags (NODEHA_PLUGIN_WITH_FLAGS).
+inline constexpr uint32_t kServesFollowers = NODEHA_PLUGIN_FOLLOWER;
 
 inline const char* status_name(nodeha_status s) {
   switch (s) {
@@ -235,6 +237,12 @@ class Host {
     uint64_t e = 0;
     if (api_->leadership(h_, &e) != NODEHA_OK) return std::nullopt;
     return e;
+  }
+  // Whether this is a following controller's instance (1.5, NODEHA_PLUGIN_FOLLOWER): it may
+  // only read and answer; the leader's instance does the work. False on an older host.
+  bool following() const {
+    if (api_->struct_size < offsetof(nodeha_host_api, mode) + sizeof(api_->mode)) return false;
+    return api_->mode(h_) == NODEHA_MODE_FOLLOWER;
   }
   Status respond(const std::string& reply, std::string_view data) const {
     if (reply.empty()) return Status::ok();
@@ -473,13 +481,18 @@ inline nodeha_config_key key(const char* name, nodeha_config_type type, const ch
 
 // Defines the plugin's descriptor and its exported entry symbol. KEYS is a static array of
 // nodeha_config_key (or use NODEHA_NO_KEYS).
-#define NODEHA_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, ROLES, KEYS)                              \
+#define NODEHA_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, ROLES, KEYS) \
+  NODEHA_PLUGIN_WITH_FLAGS(CLASS, NAME, VERSION, DESCRIPTION, ROLES, KEYS, 0u)
+
+// The same with descriptor flags (1.5), e.g. nodeha::kServesFollowers.
+#define NODEHA_PLUGIN_WITH_FLAGS(CLASS, NAME, VERSION, DESCRIPTION, ROLES, KEYS, FLAGS)              \
   extern "C" NODEHA_EXPORT const nodeha_plugin* nodeha_plugin_entry(void) {                        \
     static const nodeha_plugin descriptor = {                                                      \
         sizeof(nodeha_plugin), NODEHA_PLUGIN_API_MAJOR, NODEHA_PLUGIN_API_MINOR, NAME, VERSION,    \
         DESCRIPTION, ROLES, ::nodeha::detail::keys_data(KEYS), ::nodeha::detail::keys_size(KEYS),  \
         &::nodeha::detail::Trampolines<CLASS>::create, &::nodeha::detail::Trampolines<CLASS>::start, \
-        &::nodeha::detail::Trampolines<CLASS>::stop, &::nodeha::detail::Trampolines<CLASS>::destroy}; \
+        &::nodeha::detail::Trampolines<CLASS>::stop, &::nodeha::detail::Trampolines<CLASS>::destroy, \
+        FLAGS};                                                                                    \
     return &descriptor;                                                                            \
   }
 

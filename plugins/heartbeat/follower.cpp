@@ -1,0 +1,48 @@
+#include "follower.h"
+
+#include "node_record.h"
+
+#include <chrono>
+
+namespace nodeha::heartbeat {
+
+FollowerSide::FollowerSide(const Host& host)
+    : host_(host),
+      book_(host, [this](const std::string& id) { return live(id); },
+            [this] {
+              std::vector<std::string> ids;
+              for (const auto& [id, h] : heard_) ids.push_back(id);
+              return ids;
+            }) {}
+
+Status FollowerSide::start() {
+  // Every heartbeat (no queue group: each controller hears all), as the leader does.
+  if (auto r = host_.subscribe(host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }); !r) return r.status();
+  if (auto w = host_.kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { book_.keep(e); }); !w) return w.status();
+  for (auto [subject, fn] : {std::pair{"cmd.node.list", &NodeBook::cmd_list}, std::pair{"cmd.node.show", &NodeBook::cmd_show}})
+    if (auto r = host_.subscribe(host_.subject(subject), [this, fn](const Message& m) { (book_.*fn)(m); }, "nodeha-controller"); !r)
+      return r.status();
+  return Status::ok();
+}
+
+// A malformed one is the leader's to count and log; here it is only not heard.
+void FollowerSide::on_heartbeat(const Message& m) {
+  auto hb = heartbeat_of(host_, m);
+  if (!hb) return;
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string node = hb->node;
+  heard_[node] = Heard{std::move(hb.value()), now};
+}
+
+std::optional<NodeLive> FollowerSide::live(const std::string& id) const {
+  auto it = heard_.find(id);
+  if (it == heard_.end()) return std::nullopt;
+  const Heartbeat& hb = it->second.heartbeat;
+  NodeLive l{heartbeat_fields(hb), &hb};
+  l.fields["last_heartbeat"] = it->second.at_unix_ms;
+  l.fields["boot_id"] = hb.boot_id;
+  l.fields["interval_ms"] = hb.interval_ms;
+  return l;
+}
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,37 @@
+// The heartbeat plugin on a following controller (plugin interface 1.5, NODEHA_MODE_FOLLOWER):
+// it watches the `nodes` bucket and hears every heartbeat, and answers node.list and node.show
+// in the leader's queue group (node_book.h), from what it watched and heard. It runs no monitor,
+// pings no node and writes nothing: the leader judges, alone. A node's last heartbeat, its age,
+// capacity, use and VMs are as fresh as the leader's; its monitor state and reason are those the
+// leader last wrote.
+//
+// Threads: everything on the plugin's event thread.
+#pragma once
+
+#include "node_book.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <unordered_map>
+
+namespace nodeha::heartbeat {
+
+class FollowerSide {
+ public:
+  explicit FollowerSide(const Host& host);
+  Status start();
+
+ private:
+  void on_heartbeat(const Message& m);
+  std::optional<NodeLive> live(const std::string& id) const;
+
+  struct Heard {
+    Heartbeat heartbeat;
+    int64_t at_unix_ms = 0;  // when this controller heard it
+  };
+  const Host& host_;
+  std::unordered_map<std::string, Heard> heard_;
+  NodeBook book_;
+};
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,94 @@
+#include "node_book.h"
+
+#include "command.h"
+
+#include <chrono>
+#include <set>
+
+namespace nodeha::heartbeat {
+
+namespace {
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Result<Heartbeat> heartbeat_of(const Host& host, const Message& m) {
+  auto hb = decode_heartbeat(m.data);
+  if (!hb) return hb.status();
+  if (m.subject != host.subject("hb." + hb->node))
+    return Status(NODEHA_ERR_INVALID, "its node field names another node (" + hb->node + ")");
+  return hb;
+}
+
+nlohmann::json NodeBook::keep(const KvEntry& e) {
+  if (e.deleted) {
+    records_.erase(e.key);
+    return nlohmann::json(nlohmann::json::value_t::discarded);
+  }
+  auto j = nlohmann::json::parse(e.value, nullptr, false);
+  if (j.is_object()) records_[e.key] = e.value;
+  return j.is_object() ? j : nlohmann::json(nlohmann::json::value_t::discarded);
+}
+
+nlohmann::json NodeBook::describe(const std::string& id, const std::optional<NodeLive>& live) const {
+  auto rec = records_.find(id);
+  nlohmann::json out = rec != records_.end() ? nlohmann::json::parse(rec->second, nullptr, false) : nlohmann::json::object();
+  if (!out.is_object()) out = nlohmann::json::object();
+  out["node"] = id;
+  if (live) {
+    // The live view beats the stored one: records are written lazily.
+    for (auto it = live->fields.begin(); it != live->fields.end(); ++it) out[it.key()] = it.value();
+    out["vms"] = nlohmann::json::array();
+    if (live->heartbeat)
+      for (const auto& v : live->heartbeat->vms) out["vms"].push_back({{"uuid", v.uuid}, {"name", v.name}, {"state", v.state}});
+  }
+  if (!out.contains("lock")) out["lock"] = nullptr;
+  int64_t last = out.value("last_heartbeat", int64_t{0});
+  out["heartbeat_age_s"] = last > 0 ? nlohmann::json((unix_ms() - last) / 1000.0) : nlohmann::json();
+  return out;
+}
+
+void NodeBook::cmd_list(const Message& m) const {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data, {}, &req)) {
+    host_.respond(m.reply, command::fail(*e));
+    return;
+  }
+  std::set<std::string> ids;
+  for (auto& id : live_ids_()) ids.insert(std::move(id));
+  for (const auto& [id, r] : records_) ids.insert(id);
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& id : ids) nodes.push_back(describe(id, live_(id)));
+  nlohmann::json result = {{"nodes", nodes}};
+  if (host_.following()) result["follower"] = host_.node_id();
+  host_.respond(m.reply, command::ok(result));
+}
+
+std::optional<NodeId> requested_node(const Host& host, const Message& m) {
+  nlohmann::json req;
+  std::optional<NodeId> node;
+  auto e = command::decode(m.data, {{"node", command::Type::String, true}}, &req);
+  if (!e) e = command::parse_id("node", req["node"], &node);
+  if (!e) return node;
+  host.respond(m.reply, command::fail(*e));
+  return std::nullopt;
+}
+
+void refuse_unknown_node(const Host& host, const Message& m, const std::string& id) {
+  host.respond(m.reply, command::fail(command::kUnknownNode, "no node named \"" + id + "\"; `nodeha node list` shows the known nodes"));
+}
+
+void NodeBook::cmd_show(const Message& m) const {
+  auto node = requested_node(host_, m);
+  if (!node) return;
+  const std::string& id = node->str();
+  auto live = live_(id);
+  if (!live && !knows(id)) return refuse_unknown_node(host_, m, id);
+  auto out = describe(id, live);
+  if (live && live->heartbeat) out["heartbeat"] = nlohmann::json::parse(encode_heartbeat(*live->heartbeat));
+  if (host_.following()) out["follower"] = host_.node_id();
+  host_.respond(m.reply, command::ok(out));
+}
+
+}  // namespace nodeha::heartbeat

@@ -1,0 +1,67 @@
+// node.list and node.show, answered alike by the leader's instance and a following controller's
+// (plugin interface 1.5): the records of the `nodes` bucket as last watched, with what the
+// controller knows live laid over them. The leader knows from its monitor (states, checks, the
+// last heartbeat); a follower runs no monitor and knows only the heartbeats it hears, so its
+// states are those the leader last wrote (at once on every change), and its answers say
+// `"follower": "<controller>"`.
+//
+// Threads: everything on the plugin's event thread.
+#pragma once
+
+#include "heartbeat_codec.h"
+
+#include <nodeha/ids.hpp>
+#include <nodeha/plugin.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace nodeha::heartbeat {
+
+// What a controller knows of a node beyond its record.
+struct NodeLive {
+  nlohmann::json fields = nlohmann::json::object();  // laid over the stored record
+  const Heartbeat* heartbeat = nullptr;               // the last one heard: `vms`, and `heartbeat` in show
+};
+
+// The heartbeat a message on <prefix>.hb.<node> carries, refused (with the reason) when malformed
+// or when its node field names another node than the subject.
+Result<Heartbeat> heartbeat_of(const Host& host, const Message& m);
+
+// The node a {"node": "<id>"} command names; nullopt when the request is refused (and answered so).
+std::optional<NodeId> requested_node(const Host& host, const Message& m);
+// Answers unknown_node for `id`.
+void refuse_unknown_node(const Host& host, const Message& m, const std::string& id);
+
+class NodeBook {
+ public:
+  using Live = std::function<std::optional<NodeLive>(const std::string& id)>;
+  // `live`: what is known of node `id` now (nullopt: nothing beyond its record); `live_ids`: the
+  // nodes known so, whether recorded or not.
+  NodeBook(const Host& host, Live live, std::function<std::vector<std::string>()> live_ids)
+      : host_(host), live_(std::move(live)), live_ids_(std::move(live_ids)) {}
+
+  // A record as read from the bucket (a delete forgets it). Returns the record parsed, or a
+  // discarded value when it was deleted or is not a JSON object.
+  nlohmann::json keep(const KvEntry& e);
+  bool knows(const std::string& id) const { return records_.count(id) != 0; }
+
+  void cmd_list(const Message& m) const;
+  void cmd_show(const Message& m) const;
+
+ private:
+  nlohmann::json describe(const std::string& id, const std::optional<NodeLive>& live) const;
+
+  const Host& host_;
+  Live live_;
+  std::function<std::vector<std::string>()> live_ids_;
+  // Kept as text: parsed JSON costs several KiB per node, and records are read rarely.
+  std::unordered_map<std::string, std::string> records_;
+};
+
+}  // namespace nodeha::heartbeat
