@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -265,19 +266,26 @@ Status Host::apply_role() {
       ++stopped;
     }
   // Each leader's instance resumes from the buckets as after a restart: unfinished tasks, the
-  // nodes' full windows. A follower's reads them afresh.
-  Status result = Status::ok();
+  // nodes' full windows. A follower's reads them afresh. They start side by side: a start that
+  // reads a bucket whose stream still elects its leader (a NATS server died with the old leader)
+  // waits for the JetStream timeout, and one after the other those waits would add up.
   size_t wanted = 0;
+  std::vector<std::pair<PluginInstance*, std::future<Status>>> starting;
   for (auto& inst : plugins_) {
     auto want = wanted_mode(*inst);
     if (!want) continue;
     ++wanted;
     if (inst->running()) continue;  // started before; this round retries the others
-    if (auto s = start_instance(*inst, *want); !s) {
+    starting.emplace_back(inst.get(), std::async(std::launch::async, [this, i = inst.get(), m = *want] {
+                            return start_instance(*i, m);
+                          }));
+  }
+  Status result = Status::ok();
+  for (auto& [inst, started] : starting)
+    if (auto s = started.get(); !s) {
       spdlog::error("{}", s.message());
       result = s;
     }
-  }
   size_t up = std::count_if(plugins_.begin(), plugins_.end(), [](const auto& p) { return p->running(); });
   std::string what = lead      ? fmt::format("leading (epoch {})", epoch)
                      : stopped ? fmt::format("following, the leader's {} plugin instance(s) stopped", stopped)

@@ -535,8 +535,11 @@ void hold_again(const Host& host, const nlohmann::json& task, Millis reserve) {
   for (auto& [node, vms] : by_node) held.push_back({{"node", node}, {"vms", std::move(vms)}});
   if (held.empty()) return;
   std::string id = task.value("id", "");
-  Reply r = call(host, host.subject("cmd.sched.hold"),
-                 {{"task", id}, {"reserve", static_cast<double>(reserve.count()) / 1000.0}, {"held", held}}, Millis(5000));
+  // Asked again while nobody answers: a new leader starts its plugins side by side, and its
+  // scheduler may take its requests a moment after this resume (a hold replaces the task's own).
+  Reply r = call_until(host, host.subject("cmd.sched.hold"),
+                       {{"task", id}, {"reserve", static_cast<double>(reserve.count()) / 1000.0}, {"held", held}},
+                       Millis(15000), Millis(1000));
   if (!r.ok)
     host.warn("the room of task " + id + "'s unfinished steps is not held again: the scheduler " +
               (r.unreachable ? "did not answer" : "refused (" + r.code + "): " + r.message) +

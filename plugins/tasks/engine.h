@@ -169,8 +169,8 @@ void release(const Host& host, const std::string& task);
 // Holds again, for `reserve`, the room of the unfinished steps of `task` (a whole record) on
 // their targets: reservations live in the scheduler's process, and a resumed task must not find
 // its targets filled meanwhile. Steps whose VM's record names its target already are counted
-// there by the scheduler and are left out. A scheduler that does not answer is logged: the
-// steps run all the same.
+// there by the scheduler and are left out. A scheduler that does not answer is asked again for
+// 15 s (a new leader's starts at the same time), then logged: the steps run all the same.
 void hold_again(const Host& host, const nlohmann::json& task, Millis reserve);
 
 // A named target that cannot take every one of the `movable` VMs, or room nowhere for any:

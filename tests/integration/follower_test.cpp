@@ -98,7 +98,9 @@ TEST_F(Followers, WithTheLeaderAliveReadsAreSharedAChangeIsDoneOnceAndTheFollowe
     ASSERT_TRUE(node_a["heartbeat_age_s"].is_number()) << node_a;
     EXPECT_LT(node_a["heartbeat_age_s"].get<double>(), 5) << "heard, not read from the lazily written record";
     (r["result"].contains("follower") ? by_follower : by_leader)++;
-    if (r["result"].contains("follower")) EXPECT_EQ(r["result"]["follower"], "ctl-2");
+    if (r["result"].contains("follower")) {
+      EXPECT_EQ(r["result"]["follower"], "ctl-2");
+    }
   }
   EXPECT_GT(by_follower, 0);
   EXPECT_GT(by_leader, 0);

@@ -150,7 +150,7 @@ TEST(Lease, TheRecordsCodecRefusesWhatIsNotALease) {
   EXPECT_EQ(ok.value().lease_ms, 2000);
   EXPECT_TRUE(decode_lease(encode_lease({"", 3, 2000, 0}))) << "released: no holder";
   const std::string long_id(5000, 'a');
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string(), std::string("[]"), std::string("{\"holder\":1,\"epoch\":1,\"lease_ms\":2000}"),
         std::string("{\"holder\":\"a\",\"epoch\":-1,\"lease_ms\":2000}"),
         std::string("{\"holder\":\"a\",\"epoch\":1,\"lease_ms\":0}"), std::string("{\"holder\":\"a\",\"epoch\":1}"),
