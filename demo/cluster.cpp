@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace nodeha::demo {
@@ -131,33 +132,67 @@ int Cluster::leader() {
   return -1;
 }
 
+bool Cluster::plugins_running(size_t c) {
+  auto r = test::http_fetch(controller_address(c), "/metrics");
+  if (r.status != 200) return false;
+  std::istringstream lines(r.body);
+  int up = 0;
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("nodeha_plugin_up{", 0) != 0) continue;
+    if (l.substr(l.rfind(' ') + 1) != "1") return false;
+    ++up;
+  }
+  return up > 0;
+}
+
 bool Cluster::kill_leader() {
   int was = leader();
   if (was < 0) {
     say_("no controller leads now");
     return false;
   }
+  // As when the leader's machine loses power: the nats-server it is connected to dies with it.
+  auto server = nats_->serving("nodeha-controller-" + std::string(kControllers[was]));
   controllers_[was]->signal(SIGKILL);
   auto killed = std::chrono::steady_clock::now();
+  if (server) nats_->stop(*server, SIGKILL);
   controllers_[was]->wait_exit(5s);
+  auto since_kill = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count(); };
+  // When the dead server led the lease's stream, JetStream elects another leader for it first
+  // (4-9 s): nobody can take the lease before.
   int now = -1;
-  if (!wait([&] { return (now = leader()) >= 0; }, 15)) {
-    say_(std::string(kControllers[was]) + " killed; no other controller leads within 15 s");
+  if (!wait([&] { return (now = leader()) >= 0; }, 30)) {
+    say_(std::string(kControllers[was]) + " killed; no other controller leads within 30 s");
     return false;
   }
-  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  double led = since_kill();
+  // The new leader's plugins start once it leads; commands are answered from then on.
+  if (!wait([&] { return plugins_running(static_cast<size_t>(now)); }, 30)) {
+    say_(std::string(kControllers[now]) + " leads, but its plugins do not all run within 30 s");
+    return false;
+  }
   auto m = test::http_fetch(controller_address(now), "/metrics");
-  char line[256];
-  std::snprintf(line, sizeof line, "%s killed (kill -9); %s leads %.1f s later, epoch %.0f, and resumes the unfinished tasks from the bucket",
-                kControllers[was], kControllers[now], took, test::metric_value(m.body, "nodeha_controller_epoch"));
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "%s%s killed (kill -9); %s leads %.1f s later, epoch %.0f; its plugins run %.1f s after the kill and "
+                "resume the unfinished tasks from the bucket",
+                kControllers[was], server ? (" and the nats-server it was connected to, " + test::NatsCluster::name(*server) + ",").c_str() : "",
+                kControllers[now], led, test::metric_value(m.body, "nodeha_controller_epoch"), since_kill());
   say_(line);
+  if (server) {
+    nats_->start(*server);
+    say_("nats-server " + test::NatsCluster::name(*server) + " started again: it rejoins the cluster and catches up");
+  }
   if (!start_controller(static_cast<size_t>(was))) return false;
   say_(std::string(kControllers[was]) + " started again: it follows (log " + controllers_[was]->log_path() + ")");
   return true;
 }
 
 std::string Cluster::nats_keys(const std::string& identity) const {
-  return "servers = [\"" + nats_->url() + "\"]\nreconnect_wait = \"100ms\"\n" + security_->host_keys(identity);
+  std::string servers;
+  for (const auto& url : nats_->urls()) servers += (servers.empty() ? "\"" : ", \"") + url + "\"";
+  return "servers = [" + servers + "]\nkv_replicas = " + std::to_string(nats_->size()) +
+         "\nreconnect_wait = \"100ms\"\n" + security_->host_keys(identity);
 }
 
 bool Cluster::start() {
@@ -169,15 +204,20 @@ bool Cluster::start() {
     say_("the bus's CA and credentials could not be made: " + security_->error());
     return false;
   }
-  test::NatsServerOptions server;
-  server.include = security_->server_config();
-  nats_ = std::make_unique<test::NatsServer>(server);
-  bus_ = nats_->client(security_->settings(nats_->settings(), kAdmin));
-  if (!bus_) {
-    say_("nats-server did not start or take a connection (Debian package nats-server; its log: " + nats_->log() + ")");
+  // Three servers clustered as config/nats/cluster/ deploys them: one may die and nothing stops.
+  nats_ = std::make_unique<test::NatsCluster>(test::NatsClusterOptions{.include = security_->server_config()});
+  if (nats_->wait_meta_leader(5s).empty()) {
+    say_("the three nats-servers did not form a JetStream cluster (Debian package nats-server; first server's log: " +
+         nats_->server(0).log() + ")");
     return false;
   }
-  say_("nats-server -js on " + nats_->url() + " (JetStream store in a temp dir), config/nats/nats-server.conf as shipped");
+  bus_ = nats_->server(0).client(security_->settings(nats_->settings(), kAdmin));
+  if (!bus_) {
+    say_("nats-server did not take a connection (its log: " + nats_->server(0).log() + ")");
+    return false;
+  }
+  say_("3 nats-servers -js, clustered (JetStream, Raft; buckets and the event stream replicated x3) on " +
+       nats_->urls_csv() + " (stores in a temp dir), config/nats/nats-server.conf as shipped");
   say_("bus: TLS with a CA made by `" + security_->init_command() +
        "`; every process logs in with its own credential and is held to its role (agent node-a may speak only for "
        "node-a, hears only requests for node-a and writes no bucket; only the controller sends to agents and writes "
@@ -253,7 +293,7 @@ bool Cluster::start() {
 
 void Cluster::write_env() {
   std::ofstream env(options_.dir + "/cluster.env");
-  env << "NODEHA_SERVER=" << nats_->url() << "\n"
+  env << "NODEHA_SERVER=" << nats_->urls_csv() << "\n"
       << "NODEHA_CREDS=" << security_->credential(kAdmin) << "\n"
       << "NODEHA_TLS_CA=" << security_->ca() << "\n"
       << "DEMO_VIEWER_CREDS=" << security_->credential(kViewer) << "\n"

@@ -1,4 +1,4 @@
-// The demo cluster: nats-server (JetStream), two controllers (one leads), three agents (node-a, node-b, node-c)
+// The demo cluster: three nats-servers (a JetStream cluster), two controllers (one leads), three agents (node-a, node-b, node-c)
 // each on its own hypervisor with small guests, Prometheus and Alertmanager. scripts/demo tells
 // the story with the `nodeha` CLI; this class builds the cluster, breaks and repairs nodes, and
 // checks, independently of the CLI, that each step reached the state it should (reading the
@@ -14,7 +14,7 @@
 #include "bus.h"
 #include "bus_security.h"
 #include "monitoring.h"
-#include "nats_server.h"
+#include "nats_cluster.h"
 #include "node.h"
 
 #include <nlohmann/json.hpp>
@@ -64,9 +64,11 @@ class Cluster {
   bool check();
   // Which controller leads (its /metrics says so), -1: none.
   int leader();
-  // kill -9 of the leading controller; holds once the other leads, then starts it again (it
-  // follows).
+  // kill -9 of the leading controller and of the nats-server it is connected to; holds once the
+  // other leads and runs its plugins, then starts both again (the controller follows).
   bool kill_leader();
+  // Every plugin of controller c runs (its /metrics: each nodeha_plugin_up is 1).
+  bool plugins_running(size_t c);
 
  private:
   Node* node(const std::string& name);
@@ -74,7 +76,8 @@ class Cluster {
   bool start_nodes(Backend backend);
   bool start_controller(size_t i);
   std::string controller_address(size_t i) const;  // its /metrics
-  // The `[nats]` keys of a host logged in as `identity`: the server, a fast reconnect, TLS.
+  // The `[nats]` keys of a host logged in as `identity`: the three servers, buckets replicated x3,
+  // a fast reconnect, TLS.
   std::string nats_keys(const std::string& identity) const;
   nlohmann::json record(const std::string& bucket, const std::string& key);
   // uuid -> nodes running it; false when a node cannot be read.
@@ -86,7 +89,7 @@ class Cluster {
   std::function<bool()> interrupted_;
   Backend backend_ = Backend::Qemu;
   std::unique_ptr<test::BusSecurity> security_;
-  std::unique_ptr<test::NatsServer> nats_;
+  std::unique_ptr<test::NatsCluster> nats_;
   std::unique_ptr<host::Bus> bus_;
   std::unique_ptr<test::Process> controllers_[2];
   int controller_ports_[2] = {0, 0};

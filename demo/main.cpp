@@ -14,8 +14,9 @@
 //   wait-stale NODE SECS             NODE removed the stale copy of every guest it ran at its
 //                                    power loss (they were rebuilt elsewhere meanwhile)
 //   check                            every guest runs on exactly one node, its recorded one
-//   kill-leader                      kill -9 of the leading controller; holds once the other
-//                                    leads, then starts the killed one again (it follows)
+//   kill-leader                      kill -9 of the leading controller and of the nats-server
+//                                    it is connected to; holds once the other leads, then
+//                                    starts both again (the controller follows)
 //   quit                             stops everything (so do EOF, SIGINT, SIGTERM, SIGHUP)
 // Exit status: 0 after quit or EOF, 1 when the cluster did not start, 2 usage, 130 on a signal.
 #include "cluster.h"
