@@ -78,15 +78,21 @@ std::string NatsCluster::wait_meta_leader(std::chrono::milliseconds timeout) con
   return agreed ? leader : "";
 }
 
-nlohmann::json NatsCluster::stream_info(const std::string& name) const {
+nlohmann::json NatsCluster::stream_info(const std::string& stream_name) const {
+  // A follower's report of the group can be stale (an old leader, a replica long gone): the
+  // leader's own report wins, any other only when no server says it leads.
+  nlohmann::json any = nullptr;
   for (size_t i = 0; i < size(); ++i) {
     auto jsz = monitor(i, "/jsz?accounts=true&streams=true&config=true");
     if (!jsz.is_object()) continue;
     for (const auto& account : jsz.value("account_details", nlohmann::json::array()))
-      for (const auto& stream : account.value("stream_detail", nlohmann::json::array()))
-        if (stream.value("name", "") == name) return stream;
+      for (const auto& stream : account.value("stream_detail", nlohmann::json::array())) {
+        if (stream.value("name", "") != stream_name) continue;
+        if (stream.value("/cluster/leader"_json_pointer, std::string()) == name(i)) return stream;
+        if (any.is_null()) any = stream;
+      }
   }
-  return nullptr;
+  return any;
 }
 
 std::optional<size_t> NatsCluster::stream_leader(const std::string& stream) const {

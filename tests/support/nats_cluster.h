@@ -67,8 +67,9 @@ class NatsCluster {
   std::string wait_meta_leader(std::chrono::milliseconds timeout = 20s) const;
   // GET /<path> from server i's monitoring port, as JSON (null when it does not answer).
   nlohmann::json monitor(size_t i, const std::string& path) const;
-  // Stream `name` as the running servers' /jsz reports it: the first report that has it, with
-  // "config" and "cluster" (leader, replicas); null when none has it.
+  // Stream `name` as the running servers' /jsz reports it, with "config" and "cluster" (leader,
+  // replicas): the report of the server that leads it, else the first that has it; null when
+  // none has it.
   nlohmann::json stream_info(const std::string& name) const;
   // The index of the server that leads stream `name` (its Raft group), by stream_info().
   std::optional<size_t> stream_leader(const std::string& name) const;
