@@ -3,13 +3,14 @@
 // the middle of a rebuild, a drain and a node migration, or loses its link: the other takes
 // over without a restart. In every test each task ends exactly once (one `finished` event on
 // nodeha.evt.task.<id>), no VM ever runs twice (the invariant monitor, from start to end), no
-// live node is called `unreachable`, and the agents keep their guests. docs/operations.md,
-// "The control plane fails", is the operator's side.
+// live node is called `unreachable`, the other agents keep their guests and answer on their
+// node-local path during the fault, and Prometheus + Alertmanager page for exactly what they
+// should. docs/operations.md, "The control plane fails", is the operator's side.
 //
 // On a 3-server NATS cluster (`nats_servers` = 3, every bucket and stream replicated x3) one
 // server stops in the middle of a rebuild, two stop (no quorum: nothing acts, nothing is lost,
-// all goes on when one is back), and the leader dies together with the NATS server it is
-// connected to, as when their machine loses power.
+// all goes on when one is back), and the leader dies together with a NATS server, as when their
+// machine loses power.
 //
 // Each test prints `[ figure   ] <test>: takeover <seconds> s` (from the kill or cut to the
 // other controller's nodeha_controller_leader 1).
@@ -23,8 +24,13 @@ using Clock = std::chrono::steady_clock;
 
 class ControlPlane : public ClusterTest {
  protected:
+  // What NodehaNoLeader may do in a test: never fire; fire (then also be resolved) or not; fire
+  // and be resolved.
+  enum class NoLeader { kNever, kAllowed, kExpected };
+
   void start(ClusterOptions options) {
     options.controllers = 2;
+    began_ = Clock::now();
     ASSERT_NO_FATAL_FAILURE(ClusterTest::start(std::move(options)));
     ASSERT_EQ(c().leader(), 1);
   }
@@ -33,8 +39,22 @@ class ControlPlane : public ClusterTest {
   void kill_leader_and_take_over() {
     auto killed = Clock::now();
     c().kill_controller(1);
+    expect_local_paths();
     ASSERT_TRUE(c().wait_leader(2, 20s)) << "controller 2 did not take over";
     figure("takeover", seconds_since(killed));
+  }
+
+  // The node-local path of every node but node 1 (the one acted on) answers, whatever the control
+  // plane does: a dry-run `nodeha local drain` through the agent's socket plans every guest the
+  // node started with, and changes nothing.
+  void expect_local_paths() {
+    for (int i = 2; i <= c().nodes(); ++i) {
+      auto r = c().local(i, {"drain"});
+      EXPECT_EQ(r.status, 0) << Cluster::node(i) << ": " << r.out << r.err;
+      std::set<std::string> planned;
+      for (const auto& p : r.doc().value("plan", nlohmann::json::array())) planned.insert(p.value("vm", ""));
+      for (const auto& uuid : c().guests_of(i)) EXPECT_TRUE(planned.count(uuid)) << Cluster::node(i) << ": " << r.out;
+    }
   }
 
   // Node 1 loses power, is judged unreachable (and paged for, with alerting) and drained; its
@@ -59,7 +79,6 @@ class ControlPlane : public ClusterTest {
   // server that leads the lease's stream (KV_controllers), the one whose loss costs the most.
   void begin_rebuild_on_nats_cluster(std::string* id, size_t* lease_server) {
     replies_lost_in_restart_ = true;  // answers to requests a stopped server had passed on
-    began_ = Clock::now();
     ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}, {3, 1}}, .nats_servers = 3}));
     *id = begin_rebuild_of_lost_node();
     ASSERT_FALSE(id->empty());
@@ -67,7 +86,7 @@ class ControlPlane : public ClusterTest {
     ASSERT_TRUE(server) << "no NATS server leads the lease's stream";
     *lease_server = *server;
   }
-  Clock::time_point began_;
+  Clock::time_point began_;  // the test's start: alarms are looked for from here
 
   // Task `id` ended once, in `state`: its record says so and one `finished` event was published.
   void expect_ended_once(const std::string& id, const std::string& state) {
@@ -103,10 +122,8 @@ class ControlPlane : public ClusterTest {
     }, 30s));
   }
 
-  enum class NoLeader { kNever, kAllowed, kExpected };
-  // The alarms (with alerting) of a test in which node `lost` (0: none) lost power:
-  // NodehaNodeUnreachable for it, for no other node. NodehaNoLeader: never fired; or, if it fired, resolved; or fired and
-  // resolved.
+  // The alarms of a test (with alerting) in which node `lost` (0: none) lost power:
+  // NodehaNodeUnreachable for it and for no other node; NodehaNoLeader as `no_leader` says.
   void expect_alarms(int lost, NoLeader no_leader, Clock::time_point since) {
     if (!c().alerting()) return;
     if (lost != 0) delivered_for("firing", "NodehaNodeUnreachable", Cluster::node(lost), since);
@@ -143,8 +160,8 @@ class ControlPlane : public ClusterTest {
     return HasFailure() ? "" : id;
   }
   // That drain ended once and well: node 1 drained, its guests stopped (`stopped` gets them, for
-  // expect_invariants), no node unreachable, node 2's guest never stopped.
-  void expect_drain_ended_once(const std::string& id, std::map<std::string, std::string>* stopped) {
+  // expect_invariants), no node unreachable, node 2's guest never stopped, the alarms as expected.
+  void expect_drain_ended_once(const std::string& id, std::map<std::string, std::string>* stopped, NoLeader no_leader) {
     ASSERT_NO_FATAL_FAILURE(expect_ended_once(id, "succeeded"));
     EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "drained");
     for (const auto& uuid : c().guests_of(1)) {
@@ -153,6 +170,7 @@ class ControlPlane : public ClusterTest {
     }
     expect_no_false_unreachable();
     ASSERT_NO_FATAL_FAILURE(expect_untouched(2));
+    expect_alarms(0, no_leader, began_);
   }
 
   // Node i's guests still run on it and never stopped; their records never moved.
@@ -168,7 +186,7 @@ class ControlPlane : public ClusterTest {
 // a. The leader dies (SIGKILL) in the middle of a rebuild of a lost node; nobody restarts it:
 // controller 2 takes over the lease and the task, which ends once; every guest runs once.
 TEST_F(ControlPlane, LeaderKilledMidRebuild) {
-  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}, {3, 1}}, .alerting = false}));
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 4}, {3, 1}}}));
   std::string id = begin_rebuild_of_lost_node();
   ASSERT_FALSE(id.empty());
   ASSERT_NO_FATAL_FAILURE(kill_leader_and_take_over());
@@ -179,20 +197,20 @@ TEST_F(ControlPlane, LeaderKilledMidRebuild) {
 // b. The leader dies in the middle of a drain of a reachable node: one guest at a time, each
 // given 5 s to shut down (the test guests ignore ACPI), so the kill falls between guests.
 TEST_F(ControlPlane, LeaderKilledMidDrain) {
-  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 3}, {2, 1}}, .alerting = false,
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 3}, {2, 1}},
                                                .drain_extra = "parallel = 1\n"}));
   std::string id = begin_drain();
   ASSERT_FALSE(id.empty());
   ASSERT_NO_FATAL_FAILURE(kill_leader_and_take_over());
   std::map<std::string, std::string> stopped;
-  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped));
+  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped, NoLeader::kNever));
   c().expect_invariants(stopped);
 }
 
 // c. The leader dies in the middle of a live node migration (bandwidth-limited, so that the kill
 // falls inside a guest's copy): the task ends once, each guest runs once, on another node.
 TEST_F(ControlPlane, LeaderKilledMidMigration) {
-  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}}, .alerting = false,
+  ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}},
                                                .migrate_extra = "bandwidth_mib = 2\n"}));
   std::string id = begin({"node", "migrate", Cluster::node(1)});
   ASSERT_FALSE(id.empty());
@@ -206,6 +224,7 @@ TEST_F(ControlPlane, LeaderKilledMidMigration) {
     EXPECT_NE(on[0], Cluster::node(1)) << uuid;
   }
   expect_no_false_unreachable();
+  expect_alarms(0, NoLeader::kNever, began_);
   c().expect_invariants();
 }
 
@@ -215,6 +234,7 @@ TEST_F(ControlPlane, LeaderCutOffStepsDownAndFollows) {
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 1}, {2, 1}}}));
   auto cut = Clock::now();
   ASSERT_TRUE(c().cut_controller(1)) << c().net().error();
+  expect_local_paths();
   ASSERT_TRUE(c().wait_leader(2, 20s)) << "controller 2 did not take over";
   figure("takeover", seconds_since(cut));
   EXPECT_EQ(c().leader_gauge(1), 0) << "the cut-off controller still says it leads";
@@ -231,6 +251,7 @@ TEST_F(ControlPlane, LeaderCutOffStepsDownAndFollows) {
   EXPECT_TRUE(wait_until([&] { return c().alerts().query_value("sum(nodeha_controller_leader)") == 1.0; }, 20s));
   expect_no_false_unreachable();
   for (int i : {1, 2}) ASSERT_NO_FATAL_FAILURE(expect_untouched(i));
+  expect_alarms(0, NoLeader::kNever, began_);
   c().expect_invariants();
 }
 
@@ -244,6 +265,7 @@ TEST_F(ControlPlane, NatsServerStoppedMidRebuild) {
   ASSERT_NO_FATAL_FAILURE(begin_rebuild_on_nats_cluster(&id, &server));
   auto stopped = Clock::now();
   c().nats(server).stop();
+  expect_local_paths();
   ASSERT_NO_FATAL_FAILURE(expect_rebuild_ended_once(id, NoLeader::kNever));
   figure("rebuild ended after a NATS server stopped", seconds_since(stopped));
   c().nats(server).start();
@@ -265,6 +287,7 @@ TEST_F(ControlPlane, TwoNatsServersStoppedMidRebuild) {
   ASSERT_TRUE(wait_until([&] { return c().leader_gauge(1) == 0 && c().leader_gauge(2) == 0; }, 10s))
       << "a controller still leads without quorum: " << c().leader_gauge(1) << ", " << c().leader_gauge(2);
   figure("no leader after quorum was lost", seconds_since(stopped));
+  expect_local_paths();
   // Nothing acts without a leader: what runs where stays as it is (a start asked before the loss
   // has had a lease's time to end).
   ASSERT_TRUE(c().monitor().wait_rounds(2));
@@ -293,7 +316,6 @@ TEST_F(ControlPlane, TwoNatsServersStoppedMidRebuild) {
 // the lease (4 s, its `for`), and is resolved; it must not page after a takeover under 3 s.
 TEST_F(ControlPlane, LeaderAndNatsServerKilledMidDrain) {
   replies_lost_in_restart_ = true;  // answers to requests a stopped server had passed on
-  auto began = Clock::now();
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 3}, {2, 1}}, .drain_extra = "parallel = 1\n",
                                                .nats_servers = 3}));
   std::string id = begin_drain();
@@ -303,12 +325,12 @@ TEST_F(ControlPlane, LeaderAndNatsServerKilledMidDrain) {
   auto killed = Clock::now();
   c().kill_controller(1);
   c().nats(*server).stop(SIGKILL);
+  expect_local_paths();
   ASSERT_TRUE(c().wait_leader(2, 30s)) << "controller 2 did not take over";
   const double takeover = seconds_since(killed);
   figure("takeover", takeover);
   std::map<std::string, std::string> stopped;
-  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped));
-  expect_alarms(0, takeover < 3.0 ? NoLeader::kNever : NoLeader::kAllowed, began);
+  ASSERT_NO_FATAL_FAILURE(expect_drain_ended_once(id, &stopped, takeover < 3.0 ? NoLeader::kNever : NoLeader::kAllowed));
   c().nats(*server).start();
   c().expect_invariants(stopped);
 }
