@@ -270,18 +270,16 @@ Status Host::apply_role() {
   // reads a bucket whose stream still elects its leader (a NATS server died with the old leader)
   // waits for the JetStream timeout, and one after the other those waits would add up.
   size_t wanted = 0;
-  std::vector<std::pair<PluginInstance*, std::future<Status>>> starting;
+  std::vector<std::future<Status>> starting;
   for (auto& inst : plugins_) {
     auto want = wanted_mode(*inst);
     if (!want) continue;
     ++wanted;
     if (inst->running()) continue;  // started before; this round retries the others
-    starting.emplace_back(inst.get(), std::async(std::launch::async, [this, i = inst.get(), m = *want] {
-                            return start_instance(*i, m);
-                          }));
+    starting.push_back(std::async(std::launch::async, [this, i = inst.get(), m = *want] { return start_instance(*i, m); }));
   }
   Status result = Status::ok();
-  for (auto& [inst, started] : starting)
+  for (auto& started : starting)
     if (auto s = started.get(); !s) {
       spdlog::error("{}", s.message());
       result = s;

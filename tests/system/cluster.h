@@ -97,9 +97,8 @@ class Cluster {
   int nodes() const { return options_.nodes; }
   static std::string node(int i) { return "node-" + std::to_string(i); }
   TestNetwork& net() { return net_; }
-  // NATS server i (0-based; 0 when there is one), and how many there are.
+  // NATS server i (0-based; 0 when there is one).
   NatsServer& nats(size_t i = 0) { return nats_cluster_ ? nats_cluster_->server(i) : *nats_; }
-  size_t nats_servers() const { return nats_cluster_ ? nats_cluster_->size() : 1; }
   NatsCluster& nats_cluster() { return *nats_cluster_; }  // with `nats_servers` = 3 only
   Libvirtd& libvirtd(int i) const { return *daemons_.at(i - 1); }
   HostProcess* agent(int i) { return agents_.at(i - 1).get(); }
