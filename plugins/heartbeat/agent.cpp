@@ -5,17 +5,9 @@
 
 #include <sys/statvfs.h>
 
-#include <chrono>
 #include <fstream>
 
 namespace nodeha::heartbeat {
-
-namespace {
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 std::string read_boot_id() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");

@@ -8,10 +8,6 @@ namespace nodeha::heartbeat {
 
 namespace {
 
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 constexpr std::array<MonitorState, 3> kMonitorStates = {MonitorState::Normal, MonitorState::Unreachable, MonitorState::Error};
 constexpr std::array<ManagementState, 3> kManagementStates = {ManagementState::Enabled, ManagementState::Disabled,
                                                               ManagementState::Drained};

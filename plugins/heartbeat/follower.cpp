@@ -2,7 +2,6 @@
 
 #include "node_record.h"
 
-#include <chrono>
 
 namespace nodeha::heartbeat {
 
@@ -29,9 +28,8 @@ Status FollowerSide::start() {
 void FollowerSide::on_heartbeat(const Message& m) {
   auto hb = heartbeat_of(host_, m);
   if (!hb) return;
-  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::string node = hb->node;
-  heard_[node] = Heard{std::move(hb.value()), now};
+  heard_[node] = Heard{std::move(hb.value()), unix_ms()};
 }
 
 std::optional<NodeLive> FollowerSide::live(const std::string& id) const {

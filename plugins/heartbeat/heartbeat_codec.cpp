@@ -1,5 +1,6 @@
 #include "heartbeat_codec.h"
 
+#include <chrono>
 #include <nodeha/ids.hpp>
 
 #include <nlohmann/json.hpp>
@@ -250,6 +251,10 @@ Result<CheckMessage> decode_check_message(std::string_view text) {
     return invalid(std::string(e.what()).substr(std::string_view("heartbeat: ").size()));
   }
   return m;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace nodeha::heartbeat

@@ -97,4 +97,7 @@ Result<Heartbeat> decode_heartbeat(std::string_view json);
 
 std::string encode_heartbeat(const Heartbeat& hb);
 
+// Now on the wall clock, in ms since the epoch: the unit of a heartbeat's and a record's times.
+int64_t unix_ms();
+
 }  // namespace nodeha::heartbeat

@@ -2,16 +2,9 @@
 
 #include "command.h"
 
-#include <chrono>
 #include <set>
 
 namespace nodeha::heartbeat {
-
-namespace {
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 Result<Heartbeat> heartbeat_of(const Host& host, const Message& m) {
   auto hb = decode_heartbeat(m.data);
