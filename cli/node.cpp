@@ -1,6 +1,7 @@
 #include "node.h"
 
 #include "controller.h"
+#include "credential.h"
 #include "format.h"
 #include "table.h"
 #include "task_view.h"
@@ -11,7 +12,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <unistd.h>
@@ -96,6 +99,18 @@ void print_node(const json& n) {
   if (int64_t stranded = num(n, "stranded"); stranded > 0)
     facts.add({"stranded VMs", fmt::format("{} (left behind by a rebuild: `nodeha vm list --node {} --stranded`)", stranded,
                                            str(n, "node"))});
+  const json fence = n.value("fence", json());
+  if (fence.is_object())
+    facts.add({"fenced", coloured(fmt::format("by {} at {} UTC: {}", str(fence, "method"), format_time(num(fence, "at")),
+                                              or_dash(str(fence, "detail"))), "failed")});
+  const json recovery = n.value("recovery", json());
+  if (recovery.is_object()) {
+    std::string state = str(recovery, "state");
+    if (!str(recovery, "held").empty()) state += " (" + str(recovery, "held") + ")";
+    if (!str(recovery, "task").empty()) state += ", task " + str(recovery, "task");
+    facts.add({"recovery", fmt::format("{} since {} UTC: {}", state, format_time(num(recovery, "since")),
+                                       or_dash(str(recovery, "reason")))});
+  }
   facts.print(std::cout);
   if (!n.value("checks", json::array()).empty()) {
     std::cout << "\nChecks:\n";
@@ -126,6 +141,18 @@ std::optional<int> confirm(const Controller& c, bool yes, const std::string& tit
   std::getline(std::cin, answer);
   if (answer == "y" || answer == "Y" || answer == "yes") return std::nullopt;
   return c.fail("not_confirmed", "not confirmed: nothing was done", kExitRefused);
+}
+
+// Who confirms, as recorded with a fence-ack: the credential's identity, else the login and host.
+std::string operator_name(const Globals& g) {
+  std::ifstream in(g.creds);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (auto c = auth::parse_credential(text.str()); c && !c->identity.empty()) return c->identity;
+  char host[256] = {};
+  (void)gethostname(host, sizeof host - 1);
+  const char* user = std::getenv("USER");
+  return std::string(user ? user : "unknown") + "@" + host;
 }
 
 int set_management(const Globals& g, const std::string& node, bool enable, bool yes) {
@@ -298,6 +325,21 @@ void add_node_commands(CLI::App& root, std::vector<Command>* commands) {
   add_drain(*node, commands);
   add_migrate(*node, commands);
   add_rebuild(*node, commands);
+  auto* ack = node->add_subcommand(
+      "fence-ack", "confirm that an unreachable node is powered off (you checked): automatic recovery then recreates "
+                   "its HA VMs elsewhere. Wrong, this runs them twice");
+  ack->add_option("NODE", a->node, "the node")->required();
+  ack->add_flag("-y,--yes", a->yes, "do it without asking (needed when stdin is not a terminal)");
+  commands->push_back({ack, [a](const Globals& g) {
+                         if (auto refused = confirm(Controller(g), a->yes, "fence acknowledgement of " + a->node, [&] {
+                               return fmt::format("Is {} powered off, for certain? Its VMs will be started elsewhere", a->node);
+                             }))
+                           return *refused;
+                         return query(g, "node.fence_ack", {{"node", a->node}, {"by", operator_name(g)}}, [](const json& r) {
+                           std::cout << fmt::format("{} is recorded as fenced by {}: {}.\n", str(r, "node"),
+                                                    str(r.value("fence", json::object()), "by"), str(r, "recovery"));
+                         });
+                       }});
 }
 
 }  // namespace nodeha::cli

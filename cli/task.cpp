@@ -32,11 +32,13 @@ void print_tasks(const json& result, bool filtered) {
     std::cout << "No tasks" << (filtered ? " match" : "") << ".\n";
     return;
   }
-  Table table({"TASK", "KIND", "NODE", "STATE", "STEPS", "CREATED (UTC)", "ERROR"});
+  Table table({"TASK", "KIND", "NODE", "STATE", "STEPS", "CREATED (UTC)", "ERROR / CAUSE"});
   for (const auto& t : tasks) {
     std::string state = str(t, "state");
-    table.add({str(t, "id"), str(t, "kind"), str(t, "node"), coloured(state, state), counts_text(t),
-               format_time(num(t, "created")), or_dash(str(t, "error"))});
+    // Automatic tasks say why they were started.
+    std::string cause = str(t.value("params", json::object()), "cause");
+    table.add({str(t, "id"), str(t, "kind") + (cause.empty() ? "" : " (automatic)"), str(t, "node"), coloured(state, state),
+               counts_text(t), format_time(num(t, "created")), or_dash(str(t, "error").empty() ? cause : str(t, "error"))});
   }
   table.print(std::cout);
 }
@@ -78,17 +80,23 @@ std::string vm_state_text(const json& v) {
   return str(v, "state");
 }
 
+// "off", or the recovery priority.
+std::string ha_text(const json& v) {
+  const json ha = v.value("ha", json());
+  return ha.is_number_integer() ? std::to_string(ha.get<int64_t>()) : "off";
+}
+
 void print_vms(const json& result, const std::string& node, bool stranded) {
   const json vms = result.value("vms", json::array());
   if (vms.empty()) {
     std::cout << "No VMs " << (stranded ? "stranded" : "recorded") << (node.empty() ? "" : " on " + node) << ".\n";
     return;
   }
-  Table table({"VM", "NAME", "NODE", "STATE", "DESIRED", "VCPU", "MEMORY", "LOCAL DISK", "GEN"});
+  Table table({"VM", "NAME", "NODE", "STATE", "DESIRED", "HA", "VCPU", "MEMORY", "LOCAL DISK", "GEN"});
   for (const auto& v : vms)
     table.add({str(v, "uuid"), or_dash(str(v, "name")), or_dash(str(v, "node")), vm_state_text(v), str(v, "desired"),
-               std::to_string(num(v, "vcpus")), format_mib(num(v, "memory_mib")), v.value("local_disk", false) ? "yes" : "no",
-               std::to_string(num(v, "generation"))});
+               ha_text(v), std::to_string(num(v, "vcpus")), format_mib(num(v, "memory_mib")),
+               v.value("local_disk", false) ? "yes" : "no", std::to_string(num(v, "generation"))});
   table.print(std::cout);
 }
 
@@ -104,7 +112,7 @@ void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
   auto* list_cmd = task->add_subcommand("list", "the tasks, newest first");
   list_cmd->add_option("--node", a->node, "only the tasks of this node");
   list_cmd->add_option("--state", a->state, "only tasks in this state: pending, running, succeeded, failed, partial");
-  list_cmd->add_option("--kind", a->kind, "only tasks of this kind: migrate, drain, rebuild, local-migrate, local-drain");
+  list_cmd->add_option("--kind", a->kind, "only tasks of this kind: migrate, drain, rebuild, recover, local-migrate, local-drain");
   commands->push_back({list_cmd, [a](const Globals& g) {
                          json request = json::object();
                          if (!a->node.empty()) request["node"] = a->node;
@@ -128,7 +136,7 @@ void add_vm_commands(CLI::App& root, std::vector<Command>* commands) {
   auto* vm = root.add_subcommand("vm", "the VMs as the controller records them");
   vm->require_subcommand(1);
   struct Args {
-    std::string node;
+    std::string node, vm, ha;
     bool stranded = false;
   };
   auto a = std::make_shared<Args>();
@@ -142,6 +150,19 @@ void add_vm_commands(CLI::App& root, std::vector<Command>* commands) {
                          if (!a->node.empty()) request["node"] = a->node;
                          if (a->stranded) request["stranded"] = true;
                          return query(g, "vm.list", request, [&](const json& r) { print_vms(r, a->node, a->stranded); });
+                       }});
+  auto* ha_cmd = vm->add_subcommand(
+      "set-ha", "whether the VM is restarted elsewhere automatically when its node is fenced: off, or a priority "
+                "(0-1000, higher first); needs automatic recovery on in the controller's config");
+  ha_cmd->add_option("VM", a->vm, "the VM's uuid")->required();
+  ha_cmd->add_option("HA", a->ha, "off, or a priority from 0 to 1000")->required();
+  commands->push_back({ha_cmd, [a](const Globals& g) {
+                         json ha = a->ha;  // "off"; anything else the controller checks as a number
+                         if (!a->ha.empty() && a->ha.find_first_not_of("0123456789") == std::string::npos && a->ha.size() < 10)
+                           ha = std::stoi(a->ha);
+                         return query(g, "vm.set_ha", {{"vm", a->vm}, {"ha", ha}}, [](const json& r) {
+                           std::cout << fmt::format("VM {} ({}): ha {}\n", str(r, "uuid"), or_dash(str(r, "name")), ha_text(r));
+                         });
                        }});
 }
 

@@ -105,6 +105,7 @@ std::string task_title(const json& task) {
   if (kind == "migrate") kind = "migration";
   else if (kind == "local-migrate") kind = "local migration";
   else if (kind == "local-drain") kind = "local drain";
+  else if (kind == "recover") kind = "automatic recovery";
   return fmt::format("{} of {}", or_dash(kind), or_dash(str(task, "node")));
 }
 

@@ -11,6 +11,7 @@ const char* type_name(Type t) {
     case Type::Number: return "a number";
     case Type::Array: return "an array";
     case Type::Object: return "an object";
+    case Type::StringOrInteger: return "a string or an integer";
   }
   return "?";
 }
@@ -23,6 +24,7 @@ bool has_type(const nlohmann::json& v, Type t) {
     case Type::Number: return v.is_number();
     case Type::Array: return v.is_array();
     case Type::Object: return v.is_object();
+    case Type::StringOrInteger: return v.is_string() || v.is_number_integer();
   }
   return false;
 }

@@ -24,6 +24,7 @@ inline constexpr const char* kBadType = "bad_type";            // a field of the
 inline constexpr const char* kMissingField = "missing_field";  // a required field is absent
 inline constexpr const char* kBadValue = "bad_value";          // right type, impossible value
 inline constexpr const char* kUnknownNode = "unknown_node";    // no such node
+inline constexpr const char* kUnknownVm = "unknown_vm";        // no such VM
 inline constexpr const char* kUnavailable = "unavailable";     // the store or bus failed; retry
 inline constexpr const char* kInternal = "internal";
 
@@ -46,7 +47,7 @@ struct Envelope {
 };
 Envelope parse_envelope(std::string_view reply);
 
-enum class Type { String, Bool, Integer, Number, Array, Object };
+enum class Type { String, Bool, Integer, Number, Array, Object, StringOrInteger };
 
 struct Field {
   const char* name;

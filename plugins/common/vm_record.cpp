@@ -88,17 +88,36 @@ Result<bool> mark_stranded(const Host& host, const std::string& uuid, const Stra
   return marked;
 }
 
-Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired) {
+namespace {
+// Sets one field of an existing record when it differs. NOT_FOUND when there is no record.
+Result<nlohmann::json> set_field(const Host& host, const std::string& uuid, const char* field, const nlohmann::json& value) {
   bool missing = false;
   auto r = modify(host, uuid, [&](nlohmann::json& record) {
     missing = !record.is_object();
-    if (missing || record.value("desired", std::string()) == desired) return false;
-    record["desired"] = desired;
+    if (missing || (record.contains(field) && record[field] == value)) return false;
+    record[field] = value;
     record["updated"] = unix_ms();
     return true;
   });
   if (r && missing) return Status(NODEHA_ERR_NOT_FOUND, "no record of VM " + uuid);
   return r;
+}
+}  // namespace
+
+Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired) {
+  return set_field(host, uuid, "desired", desired);
+}
+
+std::optional<int> ha_priority(const nlohmann::json& record) {
+  const auto& v = record::field(record, kHa);
+  if (!v.is_number_integer()) return std::nullopt;
+  auto n = v.get<int64_t>();
+  if (n < 0 || n > kMaxHa) return std::nullopt;
+  return static_cast<int>(n);
+}
+
+Result<nlohmann::json> set_ha(const Host& host, const std::string& uuid, std::optional<int> priority) {
+  return set_field(host, uuid, kHa, priority ? nlohmann::json(*priority) : nlohmann::json("off"));
 }
 
 Status remove_own(const Host& host, const std::string& uuid) {

@@ -52,6 +52,17 @@ std::optional<Stranded> stranded_of(const nlohmann::json& record);
 // same node stays as it is (its first task and `since`). Returns whether the record carries it.
 Result<bool> mark_stranded(const Host& host, const std::string& uuid, const Stranded& s);
 
+// The VM's automatic-recovery priority, "ha" (docs/operations.md, "Automatic recovery"): absent or
+// "off", never recovered automatically; an integer 0..kMaxHa, recovered when its node is fenced,
+// higher first. Only controllers set it (`vm.set_ha`); an agent's write keeps the stored one (the
+// record desk, desk_rules.h).
+inline constexpr const char* kHa = "ha";
+inline constexpr int kMaxHa = 1000;
+// The priority of `record`; nullopt for off, and for anything that is not an integer in range.
+std::optional<int> ha_priority(const nlohmann::json& record);
+// Sets the priority (nullopt: off). NOT_FOUND when there is no record.
+Result<nlohmann::json> set_ha(const Host& host, const std::string& uuid, std::optional<int> priority);
+
 // Sets `desired` ("running" / "stopped") when it differs. NOT_FOUND when there is no record.
 Result<nlohmann::json> set_desired(const Host& host, const std::string& uuid, const std::string& desired);
 

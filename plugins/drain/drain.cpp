@@ -93,21 +93,10 @@ class DrainPlugin : public Plugin {
     nlohmann::json params = req;
     auto task = task_record::make(id, "drain", node, params, host().node_id(), tasks::unix_ms());
     for (const auto& v : vms.value()) task["steps"].push_back(task_record::make_step(v["uuid"], v.value("name", ""), nullptr));
-    std::string before;
-    auto refused = tasks::lock_node(host(), node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
-      before = r.value("management", "enabled");
-      r["management"] = "drained";
-      return std::nullopt;
-    });
-    if (refused) {
+    if (auto refused = tasks::lock_and_drain(host(), node, task, nullptr)) {
       host().respond(m.reply, command::fail(*refused));
       return;
     }
-    if (before != "drained")
-      (void)host().publish(host().subject("evt.node." + node),
-                           nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", "drained"},
-                                          {"task", id}, {"time", tasks::unix_ms()}}
-                               .dump());
     if (auto s = engine_->submit(task, parallel_); !s) {
       (void)tasks::unlock_node(host(), node, id);
       host().respond(m.reply, command::fail(command::kUnavailable, "the node is drained but its task could not be stored (" +

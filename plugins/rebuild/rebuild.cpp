@@ -6,6 +6,12 @@
 // (vm_record.h), which their node's record counts (stranded_counts.h) until the node is back; a VM
 // the scheduler has no room for fails its step, and the task can be run again for what is left
 // (the records of rebuilt VMs no longer name the node).
+//
+// `cmd.node.recover` {node, cause}: the same, asked by the recovery plugin (plugins/recovery/) for a
+// node confirmed off (its record carries `fence`), as a task of kind `recover`: the node is
+// drained in the write that locks it, and only its VMs with an `ha` priority are recreated, the
+// highest first (placed first too: when room runs out, the least important are left). The others
+// stay recorded on the node, which does not start them while it is drained.
 #include "engine.h"
 #include "record_fields.h"
 #include "stranded_counts.h"
@@ -41,18 +47,28 @@ class RebuildPlugin : public Plugin {
       tasks::hold_again(host(), task, reserve_);
       mark_skipped(task);
     };
-    engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
+    engine_ = std::make_unique<tasks::Engine>(host(), kind);
+    kind.name = "recover";
+    recover_engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 
   Status start() override {
     if (auto s = engine_->start(); !s) return s;
+    if (auto s = recover_engine_->start(); !s) return s;
     if (auto s = stranded_.start(); !s) return s;
     auto r = host().subscribe(host().subject("cmd.node.rebuild"), [this](const Message& m) {
       host().spawn([this, m] { rebuild(m); });
     }, "nodeha-controller");
+    if (!r) return r.status();
+    r = host().subscribe(host().subject("cmd.node.recover"), [this](const Message& m) {
+      host().spawn([this, m] { recover(m); });
+    }, "nodeha-controller");
     return r ? Status::ok() : r.status();
   }
-  void stop() override { engine_->stop(); }
+  void stop() override {
+    engine_->stop();
+    recover_engine_->stop();
+  }
 
  private:
   static std::optional<command::Error> not_drained(const std::string& node, const nlohmann::json& record) {
@@ -144,6 +160,88 @@ class RebuildPlugin : public Plugin {
     host().respond(m.reply, command::ok(result));
   }
 
+  static std::optional<command::Error> not_fenced(const std::string& node, const nlohmann::json& record) {
+    if (record::field(record, "fence").is_object()) return std::nullopt;
+    return command::Error{"node_not_fenced", node + " is not fenced: automatic recovery recreates only the VMs of a node "
+                                             "confirmed off (docs/operations.md, \"Automatic recovery\")"};
+  }
+
+  // Worker. The recovery plugin asks; it also says why (cause), which the task keeps.
+  void recover(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"cause", Type::String, true}}, &req)) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    std::optional<NodeId> node_id;
+    auto e = command::parse_id("node", req["node"], &node_id);
+    if (!e && req["cause"].get_ref<const std::string&>().size() > 1000)
+      e = command::Error{command::kBadValue, "field \"cause\" must be at most 1000 characters"};
+    nlohmann::json record;
+    if (!e) e = tasks::read_node(host(), *node_id, &record);
+    if (!e) e = not_fenced(node_id->str(), record);
+    if (!e && record.contains("lock") && record["lock"].is_object())
+      e = command::Error{tasks::kNodeLocked, task_record::locked_message(node_id->str(), record["lock"])};
+    if (e) {
+      host().respond(m.reply, command::fail(*e));
+      return;
+    }
+    const std::string node = node_id->str();
+    auto vms = tasks::vms_on(host(), node);
+    if (!vms) {
+      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
+      return;
+    }
+    // Highest priority first: steps run in this order.
+    std::stable_sort(vms.value().begin(), vms.value().end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+      return vm_record::ha_priority(a).value_or(-1) > vm_record::ha_priority(b).value_or(-1);
+    });
+    std::vector<nlohmann::json> movable;
+    for (const auto& v : vms.value())
+      if (vm_record::ha_priority(v) && !record::flag(v, "local_disk")) movable.push_back(v);
+    std::string id = task_record::new_id();
+    tasks::Placements placed;
+    if (!movable.empty()) {
+      auto p = tasks::place(host(), movable, node, "", reserve_.count() / 1000.0, id);
+      if (!p) {
+        host().respond(m.reply, command::fail(command::kUnavailable, p.status().message()));
+        return;
+      }
+      placed = std::move(p.value());
+      if (auto e = tasks::no_room(placed, movable.size(), node, "")) {
+        tasks::release(host(), id);
+        host().respond(m.reply, command::fail(e->code, e->message));
+        return;
+      }
+    }
+    auto task = task_record::make(id, "recover", node, req, host().node_id(), tasks::unix_ms());
+    nlohmann::json plan = nlohmann::json::array();
+    const std::string off = "ha off: stays on " + node + ", stopped; `nodeha node rebuild " + node + "` recreates it";
+    const std::string local = "has local disks: its data is on " + node + "; it stays there, stopped";
+    for (const auto& v : vms.value())
+      tasks::plan_vm(plan, task, v, placed, "rebuild",
+                     !vm_record::ha_priority(v) ? off : record::flag(v, "local_disk") ? local : "");
+    if (auto refused = tasks::lock_and_drain(host(), node, task, [&](nlohmann::json& r) { return not_fenced(node, r); })) {
+      tasks::release(host(), id);
+      host().respond(m.reply, command::fail(*refused));
+      return;
+    }
+    if (auto s = recover_engine_->submit(task, parallel_); !s) {
+      (void)tasks::unlock_node(host(), node, id);
+      tasks::release(host(), id);
+      host().respond(m.reply, command::fail(command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"));
+      return;
+    }
+    // What it leaves shows in `nodeha vm list` as stranded on the node, until the node reports it again.
+    for (const auto& v : vms.value())
+      if (!vm_record::ha_priority(v) || record::flag(v, "local_disk"))
+        mark_stranded(record::text(v, "uuid"),
+                      {node, id, tasks::unix_ms(), !vm_record::ha_priority(v) ? off : local});
+    host().info("recovering " + node + " (task " + id + ", " + std::to_string(movable.size()) + " HA VM(s)): " +
+                req["cause"].get<std::string>());
+    host().respond(m.reply, command::ok({{"node", node}, {"plan", plan}, {"task", id}}));
+  }
+
   // The record of a VM left behind says so, for `nodeha vm list` and the node's record. Worker.
   void mark_stranded(const std::string& uuid, const vm_record::Stranded& mark) {
     if (auto r = vm_record::mark_stranded(host(), uuid, mark); !r)
@@ -203,6 +301,7 @@ class RebuildPlugin : public Plugin {
   Millis reserve_;
   StrandedCounts stranded_;
   std::unique_ptr<tasks::Engine> engine_;
+  std::unique_ptr<tasks::Engine> recover_engine_;
 };
 
 }  // namespace

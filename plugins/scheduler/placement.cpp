@@ -295,8 +295,10 @@ class Planner {
   std::unordered_map<std::string, Group> groups_;  // the groups of the request's VMs
 };
 
-// Big VMs first, so they are not starved by small ones; uuid, then position, settle the rest.
+// Higher priority first (when room runs out, what is left is the least important); within one, big
+// VMs first, so they are not starved by small ones; uuid, then position, settle the rest.
 bool placed_before(const VmRequest& a, size_t a_index, const VmRequest& b, size_t b_index) {
+  if (a.priority != b.priority) return a.priority > b.priority;
   Amounts x = need_of(a), y = need_of(b);
   if (x[1] != y[1]) return x[1] > y[1];
   if (x[0] != y[0]) return x[0] > y[0];
@@ -452,7 +454,7 @@ class Reader {
 };
 
 VmRequest decode_vm(const Json& json, const std::string& path, Status& error) {
-  Reader in(json, path, {"uuid", "vcpus", "memory_mib", "disk_gib", "local_disk", "group"}, error);
+  Reader in(json, path, {"uuid", "vcpus", "memory_mib", "disk_gib", "local_disk", "group", "priority"}, error);
   VmRequest vm;
   vm.uuid = in.name("uuid");
   vm.vcpus = in.quantity("vcpus", 1);
@@ -460,6 +462,7 @@ VmRequest decode_vm(const Json& json, const std::string& path, Status& error) {
   vm.disk_gib = in.quantity("disk_gib", 0);
   vm.local_disk = in.boolean("local_disk");
   vm.group = in.name("group", false);
+  if (json.is_object() && json.contains("priority")) vm.priority = in.quantity("priority", 0);
   return vm;
 }
 
@@ -553,6 +556,7 @@ Json encode_request(const PlacementRequest& request) {
     Json j = {{"uuid", vm.uuid}, {"vcpus", vm.vcpus}, {"memory_mib", vm.memory_mib},
               {"disk_gib", vm.disk_gib}, {"local_disk", vm.local_disk}};
     if (!vm.group.empty()) j["group"] = vm.group;
+    if (vm.priority != 0) j["priority"] = vm.priority;
     vms.push_back(std::move(j));
   }
   Json groups = Json::object();

@@ -80,6 +80,7 @@ struct VmRequest {
   int64_t disk_gib = 0;
   bool local_disk = false;  // false: the disk lives on shared storage and takes no node disk
   std::string group;        // anti-affinity group; empty: none
+  int64_t priority = 0;     // placed before every VM of a lower one (automatic recovery's "ha")
   bool operator==(const VmRequest&) const = default;
 };
 

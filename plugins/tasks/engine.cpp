@@ -2,6 +2,7 @@
 
 #include "record_fields.h"
 #include "task_record.h"
+#include "vm_record.h"
 
 #include <algorithm>
 #include <chrono>
@@ -60,6 +61,24 @@ std::optional<command::Error> lock_node(const Host& host, const std::string& nod
       return command::Error{command::kUnavailable, "cannot lock " + node + ": " + w.status().message()};
   }
   return command::Error{command::kUnavailable, "the record of " + node + " kept changing; try again"};
+}
+
+std::optional<command::Error> lock_and_drain(const Host& host, const std::string& node, const nlohmann::json& task,
+                                             const std::function<std::optional<command::Error>(nlohmann::json&)>& check) {
+  std::string before;
+  auto refused = lock_node(host, node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
+    if (check)
+      if (auto e = check(r)) return e;
+    before = r.value("management", "enabled");
+    r["management"] = "drained";
+    return std::nullopt;
+  });
+  if (!refused && before != "drained")
+    (void)host.publish(host.subject("evt.node." + node),
+                       nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", "drained"},
+                                      {"task", task["id"]}, {"time", unix_ms()}}
+                           .dump());
+  return refused;
 }
 
 Status unlock_node(const Host& host, const std::string& node, const std::string& task_id) {
@@ -440,6 +459,7 @@ nlohmann::json placement_vm(const nlohmann::json& record) {
                        {"disk_gib", record::integer(record, "disk_gib", 0)},
                        {"local_disk", record::flag(record, "local_disk")}};
   if (!record::text(record, "group").empty()) vm["group"] = record["group"];
+  if (auto ha = vm_record::ha_priority(record); ha && *ha > 0) vm["priority"] = *ha;
   return vm;
 }
 

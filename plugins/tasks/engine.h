@@ -29,7 +29,7 @@ inline constexpr const char* kNodeNotDrained = "node_not_drained";
 inline constexpr const char* kNoRoom = "no_room";
 inline constexpr const char* kUnknownTask = "unknown_task";
 inline constexpr const char* kTaskFinished = "task_finished";
-inline constexpr const char* kUnknownVm = "unknown_vm";
+inline constexpr const char* kUnknownVm = command::kUnknownVm;
 inline constexpr const char* kUnknownNetwork = "unknown_network";
 
 inline constexpr const char* kNodesBucket = "nodes";
@@ -46,6 +46,11 @@ std::optional<command::Error> read_node(const Host& host, const NodeId& node, nl
 // command can slip in between the check and the lock.
 std::optional<command::Error> lock_node(const Host& host, const std::string& node, const nlohmann::json& task,
                                         const std::function<std::optional<command::Error>(nlohmann::json&)>& check);
+
+// lock_node that also makes the node drained in the same write (drain, recover), after `check`
+// (may be empty) let it; a node that was not drained yet gets its `management` event.
+std::optional<command::Error> lock_and_drain(const Host& host, const std::string& node, const nlohmann::json& task,
+                                             const std::function<std::optional<command::Error>(nlohmann::json&)>& check);
 
 // Releases the lock if it still names `task_id`.
 Status unlock_node(const Host& host, const std::string& node, const std::string& task_id);

@@ -21,6 +21,7 @@ Status ControllerSide::start() {
                            "its node's, a claim the recorded node contradicts, malformed): a stolen agent credential "
                            "shows here");
   for (auto [subject, fn] : {std::pair{host_.subject("cmd.vm.list"), &ControllerSide::list},
+                             std::pair{host_.subject("cmd.vm.set_ha"), &ControllerSide::set_ha},
                              std::pair{host_.subject("ctl.*.vm.write"), &ControllerSide::write}})
     if (Status s = serve(subject, fn); !s) return s;
   auto events = host_.subscribe(host_.subject("ctl.*.vm.event"), [this](const Message& m) { relay(m); }, "nodeha-controller");
@@ -96,6 +97,9 @@ void ControllerSide::write(const Message& m) const {
     w.record.erase("claim");  // a new record
   }
   if (!w.remove) {
+    // The recovery priority is the operator's (vm.set_ha): whatever the agent sent, the stored one stays.
+    w.record.erase(vm_record::kHa);
+    if (current.is_object() && current.contains(vm_record::kHa)) w.record[vm_record::kHa] = current[vm_record::kHa];
     // The stranded mark is the controller's too: kept, or ended by this write (desk_rules.h).
     auto mark = stranded_after(node, current, w);
     if (!mark.is_null()) {
@@ -131,6 +135,29 @@ std::optional<std::string> ControllerSide::owner_state(const std::string& owner,
   auto states = vm_record::listed_states(reply.result);
   auto it = states.find(uuid);
   return it == states.end() ? "" : it->second;
+}
+
+void ControllerSide::set_ha(const Message& m) const {
+  nlohmann::json req;
+  if (auto e = command::decode(m.data, {{"vm", command::Type::String, true}, {"ha", command::Type::StringOrInteger, true}}, &req))
+    return (void)host_.respond(m.reply, command::fail(*e));
+  std::optional<VmUuid> uuid;
+  if (auto e = command::parse_id("vm", req["vm"], &uuid)) return (void)host_.respond(m.reply, command::fail(*e));
+  std::optional<int> priority;
+  const auto& ha = req["ha"];
+  if (ha.is_number_integer() && ha.get<int64_t>() >= 0 && ha.get<int64_t>() <= vm_record::kMaxHa) {
+    priority = ha.get<int>();
+  } else if (!(ha.is_string() && ha.get<std::string>() == "off")) {
+    return (void)host_.respond(m.reply, command::fail(command::kBadValue, "field \"ha\" must be \"off\" or an integer "
+                                                                           "from 0 to " + std::to_string(vm_record::kMaxHa) +
+                                                                           " (higher recovers first)"));
+  }
+  auto r = vm_record::set_ha(host_, uuid->str(), priority);
+  if (!r && r.status().code() == NODEHA_ERR_NOT_FOUND)
+    return (void)host_.respond(m.reply, command::fail(command::kUnknownVm, "no VM " + uuid->str() + " is recorded (`nodeha vm list` shows them)"));
+  if (!r) return (void)host_.respond(m.reply, command::fail(command::kUnavailable, "cannot write the VM's record: " + r.status().message()));
+  host_.info("VM " + uuid->str() + ": ha " + (priority ? std::to_string(*priority) : std::string("off")));
+  host_.respond(m.reply, command::ok(vm_record::summary(r.value())));
 }
 
 void ControllerSide::list(const Message& m) const {

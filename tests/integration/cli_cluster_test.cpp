@@ -177,8 +177,8 @@ TEST_F(CliCluster, NodeVmAndHelpInTableAndJson) {
 
   auto vm_list = run({"vm", "list"});
   EXPECT_EQ(vm_list.status, 0) << vm_list.err;
-  EXPECT_THAT(vm_list.out, ContainsRegex("VM +NAME +NODE +STATE +DESIRED +VCPU +MEMORY +LOCAL DISK +GEN"));
-  EXPECT_THAT(vm_list.out, ContainsRegex(vms[0].uuid + " +vm-1-0 +node-a +running +running +1 +64M +no +1"));
+  EXPECT_THAT(vm_list.out, ContainsRegex("VM +NAME +NODE +STATE +DESIRED +HA +VCPU +MEMORY +LOCAL DISK +GEN"));
+  EXPECT_THAT(vm_list.out, ContainsRegex(vms[0].uuid + " +vm-1-0 +node-a +running +running +off +1 +64M +no +1"));
   EXPECT_THAT(run({"vm", "list", "--node", "node-b"}).out, HasSubstr("No VMs recorded on node-b."));
   auto vm_doc = run({"vm", "list", "--node", "node-a", "--json"}).doc();
   ASSERT_EQ(vm_doc["vms"].size(), 2u) << vm_doc;

@@ -293,6 +293,25 @@ TEST(SchedulerWeighing, BigVmsArePlacedFirstAndResultsKeepRequestOrder) {
   EXPECT_EQ(result.placements[1].node, "node-a");
 }
 
+// Automatic recovery's priorities: when room runs out, what is left is the least important, even
+// when it is the biggest; the priority crosses the codec.
+TEST(SchedulerWeighing, HigherPriorityIsPlacedFirstWhenRoomRunsOut) {
+  std::vector<NodeState> nodes = {node("node-a", {8, 8192, 0})};
+  VmRequest low = vm("low", 1, 8192), high = vm("high", 1, 4096), mid = vm("mid", 1, 4096);
+  high.priority = 100;
+  mid.priority = 5;
+  auto result = place(nodes, request_of({low, mid, high}), exact());
+  ASSERT_EQ(result.placements.size(), 3u);
+  EXPECT_FALSE(result.placements[0].placed());
+  EXPECT_EQ(result.placements[1].node, "node-a");
+  EXPECT_EQ(result.placements[2].node, "node-a");
+  auto decoded = decode_request(encode_request(request_of({high, low})));
+  ASSERT_TRUE(decoded) << decoded.status().message();
+  EXPECT_EQ(decoded->vms[0].priority, 100);
+  EXPECT_EQ(decoded->vms[1].priority, 0);
+  EXPECT_FALSE(decode_request(nlohmann::json::parse(R"({"vms":[{"uuid":"x","vcpus":1,"memory_mib":1,"priority":-1}]})")));
+}
+
 TEST(SchedulerWeighing, SpreadFillsNodesEvenly) {
   std::vector<NodeState> nodes = {node("a", {16, 16384, 0}), node("b", {16, 16384, 0}), node("c", {16, 16384, 0})};
   std::vector<VmRequest> vms;
@@ -442,7 +461,7 @@ TEST(SchedulerJson, ErrorsNameTheField) {
   EXPECT_EQ(vm_error(R"("uuid": "a", "vcpus": 1, "memory_mib": 1, "disk_gib": 0, "local_disk": false)"),
             "vms[3].uuid repeats vms[0].uuid");
   EXPECT_EQ(vm_error(ok + R"(, "colour": "red")"),
-            "vms[3].colour is not a known field (known: uuid, vcpus, memory_mib, disk_gib, local_disk, group)");
+            "vms[3].colour is not a known field (known: uuid, vcpus, memory_mib, disk_gib, local_disk, group, priority)");
 }
 
 TEST(SchedulerJson, RequestLevelErrors) {

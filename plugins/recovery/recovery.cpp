@@ -1,0 +1,432 @@
+// recovery (controller, the leader's only): automatic recovery (docs/operations.md, "Automatic
+// recovery"). A node the monitor finds unreachable is, when the budget allows it and the node has
+// VMs with an `ha` priority, fenced by the ladder of the config, method after method, and only then
+// recovered: a task of kind `recover` (the rebuild plugin's `cmd.node.recover`) drains the node in
+// the write that locks it and recreates its HA VMs elsewhere, highest priority first. Whatever it
+// decides, and why, is in the node record's `recovery` field, an event on evt.node.<node>, and
+// the gauge nodeha_recovery_held_nodes{reason} that NodehaRecoveryHeld reads.
+//
+// `cmd.node.fence_ack` {node, by?}: an operator confirms an unreachable node is off (the rung
+// "ack"); recorded in the node record's `fence` with who and when.
+//
+// Each node being recovered has a thread of the plugin's own (fence methods and the task take
+// seconds); its state is re-read from the node records, which a watch keeps in memory.
+#include "policy.h"
+
+#include "command.h"
+#include "engine.h"
+#include "record_fields.h"
+#include "task_record.h"
+#include "thread_set.h"
+#include "vm_record.h"
+
+#include <nodeha/plugin.hpp>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace nodeha::recovery {
+namespace {
+
+using command::Type;
+
+const nodeha_config_key kKeys[] = {
+    key("enabled", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
+        "recover the VMs with an ha priority of an unreachable node automatically, once it is fenced"),
+    key("fence", NODEHA_CONFIG_TABLE_ARRAY, "[{ method = \"ack\" }]", nullptr,
+        "the fence ladder, tried in order: [[plugin.fence]] method = \"ipmi\", timeout = \"10s\"; \"ack\" waits for "
+        "`nodeha node fence-ack`"),
+    key("max_auto_nodes", NODEHA_CONFIG_INTEGER, "1", "nodes",
+        "no automatic recovery while more nodes than this are unreachable at once"),
+    key("max_auto_share", NODEHA_CONFIG_FLOAT, "0.34", "share",
+        "nor while more than this share of the known nodes are unreachable"),
+    key("takeover_grace", NODEHA_CONFIG_DURATION, "\"60s\"", "duration",
+        "a node already unreachable when this controller comes to lead is acted on only after this long, so that "
+        "its own monitor has judged it: at least the heartbeat's misses x interval + ping_timeout"),
+};
+
+// A node as its record says, for the decisions.
+struct NodeView {
+  std::string monitor, management;
+  bool fenced = false;
+  std::string fence_method;
+  bool seen_fall = false;  // this controller saw it become unreachable (not only found it so)
+  std::string recovery_state, task;
+};
+
+bool final_state(const std::string& s) { return s == "recovered" || s == "partial" || s == "not_needed"; }
+
+const char* kHeldReasons[] = {"budget", "unfenced", "no_room", "failed"};
+
+class RecoveryPlugin : public Plugin {
+ public:
+  explicit RecoveryPlugin(Host h)
+      : Plugin(std::move(h)), enabled_(host().config().at("enabled").get<bool>()), grace_(host().duration("takeover_grace")) {
+    auto ladder = parse_ladder(host().config().at("fence"));
+    if (!ladder) throw ConfigError(ladder.status().message());
+    ladder_ = std::move(ladder.value());
+    budget_.max_nodes = host().config().at("max_auto_nodes").get<int>();
+    budget_.max_share = host().config().at("max_auto_share").get<double>();
+    if (budget_.max_nodes < 0) throw ConfigError("max_auto_nodes must not be negative");
+    if (budget_.max_share < 0 || budget_.max_share > 1) throw ConfigError("max_auto_share must be from 0 to 1");
+  }
+  ~RecoveryPlugin() override { threads_.join(); }
+
+  Status start() override {
+    started_ = std::chrono::steady_clock::now();
+    for (const auto& rung : ladder_)
+      for (const char* result : {"off", "failed"})
+        fence_attempts_[rung.method + result] =
+            host().counter("nodeha_recovery_fence_attempts_total", "fence methods tried by automatic recovery",
+                           {{"method", rung.method}, {"result", result}});
+    for (const char* result : {"succeeded", "partial", "failed"})
+      recoveries_[result] = host().counter("nodeha_recoveries_total", "recover tasks ended, by result", {{"result", result}});
+    for (const char* reason : kHeldReasons)
+      held_gauge_[reason] = host().gauge("nodeha_recovery_held_nodes",
+                                         "unreachable nodes whose automatic recovery waits, by why: budget (too many "
+                                         "unreachable at once), unfenced (no fence method succeeded), no_room, failed",
+                                         {{"reason", reason}});
+    enabled_gauge_ = host().gauge("nodeha_recovery_enabled", "1 when automatic recovery is on in this controller's config");
+    enabled_gauge_.set(enabled_ ? 1 : 0);
+    auto s = host().subscribe(host().subject("cmd.node.fence_ack"), [this](const Message& m) {
+      if (Status s = host().spawn([this, m] { fence_ack(m); }); !s)
+        host().respond(m.reply, command::fail(command::kUnavailable, s.message()));
+    }, "nodeha-controller");
+    if (!s) return s.status();
+    auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
+    return w ? Status::ok() : w.status();
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  // Event thread: the record of every node, as it changes.
+  void on_node(const KvEntry& e) {
+    if (e.deleted) return;
+    auto r = nlohmann::json::parse(e.value, nullptr, false);
+    if (!r.is_object()) return;
+    NodeView v;
+    v.monitor = record::text(r, "monitor");
+    v.seen_fall = v.monitor == "unreachable";
+    v.management = record::text(r, "management", "enabled");
+    v.fenced = record::field(r, "fence").is_object();
+    v.fence_method = record::text(record::field(r, "fence"), "method");
+    const auto& rec = record::field(r, "recovery");
+    v.recovery_state = record::text(rec, "state");
+    v.task = record::text(rec, "task");
+    bool start = false, clear = false;
+    {
+      std::lock_guard lock(mu_);
+      auto it = nodes_.find(e.key);
+      if (v.seen_fall) v.seen_fall = it != nodes_.end() && (it->second.seen_fall || it->second.monitor != "unreachable");
+      nodes_[e.key] = v;
+      if (v.monitor == "unreachable") {
+        start = enabled_ && !final_state(v.recovery_state) && active_.insert(e.key).second;
+      } else if (v.management == "enabled" && (v.fenced || !v.recovery_state.empty()) && !active_.count(e.key)) {
+        clear = true;  // back and in service: the fence and the recovery are history
+      }
+    }
+    changed_.notify_all();
+    if (start && !threads_.start([this, node = e.key] { run(node); })) {
+      std::lock_guard lock(mu_);
+      active_.erase(e.key);
+    }
+    if (clear) (void)host().spawn([this, node = e.key] { forget(node); });
+  }
+
+  // The node's recovery, from wherever its record says it is, to its end. A thread of the set.
+  void run(const std::string& node) {
+    bool tried = false;    // the ladder's automatic methods: each tried once
+    std::string failures;  // and why they failed
+    for (bool first = true;; first = false) {
+      NodeView v;
+      size_t unreachable = 0, known = 0;
+      {
+        std::unique_lock lock(mu_);
+        if (!first) changed_.wait_for(lock, Millis(2000));
+        if (stopping_) break;
+        v = nodes_[node];
+        for (const auto& [id, n] : nodes_) {
+          ++known;
+          // A node whose recovery is over no longer says anything about a partition.
+          if (n.monitor == "unreachable" && !final_state(n.recovery_state)) ++unreachable;
+        }
+      }
+      if (v.monitor != "unreachable" && !v.fenced) {
+        if (!v.recovery_state.empty())
+          set_state(node, {{"state", "returned"}, {"reason", "it answers again; it was not fenced and nothing was done"}});
+        break;
+      }
+      if (final_state(v.recovery_state)) break;
+      // Found unreachable when this controller came to lead: its monitor judges it first (the
+      // record is the last leader's word); a recovery that leader began goes on.
+      if (!v.seen_fall && v.recovery_state.empty() && std::chrono::steady_clock::now() < started_ + grace_) continue;
+      // An operator's ack is a person's decision about this node: the budget, which guards against
+      // acting on many nodes by ourselves, does not hold it.
+      if (v.fence_method != kAck)
+        if (auto why = budget_refusal(unreachable, known, budget_)) {
+          hold(node, "budget", *why);
+          continue;
+        }
+      if (!v.fenced) {
+        auto vms = tasks::vms_on(host(), node);
+        if (!vms) {
+          hold(node, "failed", "cannot read the vms bucket: " + vms.status().message());
+          continue;
+        }
+        size_t ha = 0;
+        for (const auto& vm : vms.value()) ha += vm_record::ha_priority(vm) ? 1 : 0;
+        if (ha == 0) {
+          set_state(node, {{"state", "not_needed"}, {"reason", "no VM recorded on it has an ha priority"}});
+          break;
+        }
+        if (!tried) {
+          tried = true;
+          if (fence(node, ha, &failures)) continue;
+        }
+        std::string why = failures.empty() ? "" : " (" + failures + ")";
+        if (ladder_.back().method == kAck) {
+          unhold(node);
+          set_state(node, {{"state", "fencing"}, {"method", kAck},
+                           {"reason", "waiting for an operator to confirm it off: `nodeha node fence-ack " + node + "`" + why}});
+        } else {
+          hold(node, "unfenced", "no fence method confirmed it off" + why + "; its VMs stay where they are. Confirm it "
+                                 "off yourself with `nodeha node fence-ack " + node + "`");
+        }
+        continue;
+      }
+      if (recover(node, v)) break;
+    }
+    unhold(node);
+    std::lock_guard lock(mu_);
+    active_.erase(node);
+  }
+
+  // The ladder's methods but ack, in order, while the node stays unreachable. True once one
+  // confirmed it off (the record says so); `failures` says why the others did not.
+  bool fence(const std::string& node, size_t ha, std::string* failures) {
+    for (const auto& rung : ladder_) {
+      if (rung.method == kAck) break;
+      {
+        std::lock_guard lock(mu_);
+        const NodeView& v = nodes_[node];
+        if (stopping_ || v.monitor != "unreachable" || v.fenced) return false;
+      }
+      unhold(node);
+      set_state(node, {{"state", "fencing"},
+                       {"method", rung.method},
+                       {"reason", std::to_string(ha) + " VM(s) with an ha priority; fencing by " + rung.method}});
+      auto started = std::chrono::steady_clock::now();
+      auto r = tasks::call(host(), host().subject("cmd.fence." + rung.method),
+                           {{"node", node}, {"timeout_ms", rung.timeout.count()}}, rung.timeout + Millis(2000));
+      bool off = r.ok && record::field(r.result, "off") == true;
+      fence_attempts_[rung.method + (off ? "off" : "failed")].inc();
+      if (off) {
+        auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started).count();
+        return record_fence(node, {{"method", rung.method}, {"at", tasks::unix_ms()}, {"by", host().node_id()},
+                                   {"detail", record::text(r.result, "detail")}, {"took_ms", took}});
+      }
+      std::string why = r.unreachable ? "no fence plugin answered on " + host().subject("cmd.fence." + rung.method)
+                                      : r.code + ": " + r.message;
+      *failures += std::string(failures->empty() ? "" : "; ") + rung.method + ": " + why;
+      host().warn("could not fence " + node + " by " + rung.method + ": " + why);
+    }
+    return false;
+  }
+
+  // The recover task, asked for once (a record naming a task is that task), then followed to its
+  // end. True when this recovery is over, for better or worse.
+  bool recover(const std::string& node, const NodeView& v) {
+    std::string id = v.task;
+    if (id.empty()) {
+      auto r = tasks::call(host(), host().subject("cmd.node.recover"),
+                           {{"node", node}, {"cause", node + " is unreachable and was fenced; automatic recovery"}},
+                           Millis(30000));
+      if (!r.ok) {
+        bool room = r.code == tasks::kNoRoom;
+        hold(node, room ? "no_room" : "failed",
+             (room ? "no room elsewhere for its HA VMs: " : "the recover task could not start: ") + r.code + ": " + r.message);
+        return false;
+      }
+      id = record::text(r.result, "task");
+      unhold(node);
+      set_state(node, {{"state", "recovering"}, {"task", id}, {"reason", "recreating its HA VMs elsewhere"}});
+    }
+    for (;;) {
+      auto t = host().kv_get(task_record::kBucket, id);
+      auto task = t ? nlohmann::json::parse(t->value, nullptr, false) : nlohmann::json();
+      std::string state = record::text(task, "state");
+      if (state == "succeeded" || state == "failed" || state == "partial") {
+        std::string left;
+        for (const auto& s : record::field(task, "steps"))
+          if (record::text(s, "state") == "failed")
+            left += std::string(left.empty() ? "" : "; ") + record::text(s, "name") + " (" + record::text(s, "vm") +
+                    "): " + record::text(s, "error");
+        recoveries_[state].inc();
+        set_state(node, {{"state", state == "succeeded" ? "recovered" : "partial"},
+                         {"task", id},
+                         {"reason", left.empty() ? "its HA VMs run elsewhere" : "left: " + left}});
+        return true;
+      }
+      std::unique_lock lock(mu_);
+      changed_.wait_for(lock, Millis(250), [&] { return stopping_; });
+      if (stopping_) return true;
+    }
+  }
+
+  // Worker: an operator says the node is off.
+  void fence_ack(const Message& m) {
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"by", Type::String}}, &req))
+      return (void)host().respond(m.reply, command::fail(*e));
+    std::optional<NodeId> id;
+    if (auto e = command::parse_id("node", req["node"], &id)) return (void)host().respond(m.reply, command::fail(*e));
+    std::string by = req.value("by", "");
+    if (by.size() > 128 || std::any_of(by.begin(), by.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+      return (void)host().respond(m.reply, command::fail(command::kBadValue, "field \"by\" must be at most 128 printable characters"));
+    nlohmann::json record;
+    if (auto e = tasks::read_node(host(), *id, &record)) return (void)host().respond(m.reply, command::fail(*e));
+    const std::string node = id->str();
+    if (record::text(record, "monitor") != "unreachable")
+      return (void)host().respond(
+          m.reply, command::fail("node_reachable", node + " is " + record::text(record, "monitor", "not judged yet") +
+                                                       ", not unreachable: it answers, so it is not off. fence-ack is "
+                                                       "for a node you confirmed powered off"));
+    nlohmann::json fence = {{"method", kAck}, {"at", tasks::unix_ms()}, {"by", by.empty() ? "an operator" : by},
+                            {"detail", "confirmed off by " + (by.empty() ? std::string("an operator") : by)}};
+    if (!record_fence(node, fence))
+      return (void)host().respond(m.reply, command::fail(command::kUnavailable, "could not record the fence; try again"));
+    host().respond(m.reply, command::ok({{"node", node},
+                                         {"fence", fence},
+                                         {"recovery", enabled_ ? "automatic recovery of its HA VMs starts now"
+                                                               : "automatic recovery is off: drain and rebuild it yourself"}}));
+  }
+
+  // Writes the node record's `fence` (only while the node is unreachable: a node that answers was
+  // not off), with an event. True when stored.
+  bool record_fence(const std::string& node, const nlohmann::json& fence) {
+    bool written = patch(node, [&](nlohmann::json& r) {
+      if (record::text(r, "monitor") != "unreachable") return false;
+      r["fence"] = fence;
+      return true;
+    });
+    if (!written) return false;
+    host().warn(node + " is fenced by " + record::text(fence, "method") + ": " + record::text(fence, "detail"));
+    nlohmann::json event = fence;
+    event.update({{"event", "fenced"}, {"node", node}, {"time", tasks::unix_ms()}});
+    (void)host().publish(host().subject("evt.node." + node), event.dump());
+    std::lock_guard lock(mu_);
+    nodes_[node].fenced = true;  // before the watch says so: the thread goes on at once
+    nodes_[node].fence_method = record::text(fence, "method");
+    changed_.notify_all();
+    return true;
+  }
+
+  void hold(const std::string& node, const std::string& reason, const std::string& why) {
+    {
+      std::lock_guard lock(mu_);
+      auto& was = held_[node];
+      if (was == reason + why) return;
+      was = reason + why;
+    }
+    set_state(node, {{"state", "held"}, {"held", reason}, {"reason", why}});
+    update_gauges(node, reason);
+  }
+  void unhold(const std::string& node) {
+    {
+      std::lock_guard lock(mu_);
+      held_.erase(node);
+    }
+    update_gauges(node, "");
+  }
+  void update_gauges(const std::string& node, const std::string& reason) {
+    std::lock_guard lock(mu_);
+    if (reason.empty()) held_reason_.erase(node);
+    else held_reason_[node] = reason;
+    std::map<std::string, int> n;
+    for (const auto& [_, r] : held_reason_) ++n[r];
+    for (auto& [r, g] : held_gauge_) g.set(n[r]);
+  }
+
+  // The record's `recovery`, with an event; written only when it changes.
+  void set_state(const std::string& node, nlohmann::json state) {
+    state["since"] = tasks::unix_ms();
+    bool changed = false;
+    (void)patch(node, [&](nlohmann::json& r) {
+      nlohmann::json old = record::field(r, "recovery");
+      if (old.is_object()) old.erase("since");
+      nlohmann::json now = state;
+      now.erase("since");
+      changed = old != now;
+      if (changed) r["recovery"] = state;
+      return changed;
+    });
+    if (!changed) return;
+    host().info(node + ": recovery " + record::text(state, "state") + ": " + record::text(state, "reason"));
+    nlohmann::json event = state;
+    event.update({{"event", "recovery"}, {"node", node}, {"time", tasks::unix_ms()}});
+    (void)host().publish(host().subject("evt.node." + node), event.dump());
+  }
+
+  // Worker: a node back in service loses its fence and its recovery state.
+  void forget(const std::string& node) {
+    (void)patch(node, [&](nlohmann::json& r) {
+      if (record::text(r, "monitor") == "unreachable" || record::text(r, "management", "enabled") != "enabled") return false;
+      bool had = r.contains("fence") || r.contains("recovery");
+      r.erase("fence");
+      r.erase("recovery");
+      return had;
+    });
+  }
+
+  // A revision-checked change of the node record that keeps every other writer's fields. True when
+  // `change` changed it and it was stored.
+  bool patch(const std::string& node, const std::function<bool(nlohmann::json&)>& change) {
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      auto cur = host().kv_get(tasks::kNodesBucket, node);
+      if (!cur) return false;
+      auto r = nlohmann::json::parse(cur->value, nullptr, false);
+      if (!r.is_object() || !change(r)) return false;
+      auto w = host().kv_update(tasks::kNodesBucket, node, r.dump(), cur->revision);
+      if (w) return true;
+      if (w.status().code() != NODEHA_ERR_CONFLICT) {
+        host().warn("could not write " + node + "'s record: " + w.status().message());
+        return false;
+      }
+    }
+    return false;
+  }
+
+  const bool enabled_;
+  const Millis grace_;
+  std::chrono::steady_clock::time_point started_;
+  std::map<std::string, Metric> fence_attempts_;  // method + result
+  std::map<std::string, Metric> recoveries_;      // result
+  std::vector<Rung> ladder_;
+  Budget budget_;
+  std::map<std::string, Metric> held_gauge_;
+  Metric enabled_gauge_;
+  std::mutex mu_;
+  std::condition_variable changed_;  // a node record changed, or stopping
+  bool stopping_ = false;
+  std::map<std::string, NodeView> nodes_;
+  std::set<std::string> active_;                    // nodes with a recovery thread
+  std::map<std::string, std::string> held_;         // node -> what it was last held for (written once)
+  std::map<std::string, std::string> held_reason_;  // node -> reason, for the gauges
+  ThreadSet threads_;                               // last: joined before the rest goes
+};
+
+}  // namespace
+}  // namespace nodeha::recovery
+
+NODEHA_PLUGIN(nodeha::recovery::RecoveryPlugin, "recovery", "0.1.0",
+              "automatic recovery: an unreachable node fenced, then its HA VMs recreated elsewhere",
+              nodeha::kControllerRole, nodeha::recovery::kKeys)

@@ -1,0 +1,201 @@
+// Automatic recovery on test-driver agents (plugins/recovery/): the `ha` priority and its command,
+// the fence ladder's operator rung (ack), the recover task, and the budget. Power fencing through
+// a BMC simulator and real QEMU guests: tests/integration/fence_ipmi_test.cpp and
+// tests/system/recovery_test.cpp.
+#include "operations_fixture.h"
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class Recovery : public Operations {
+ protected:
+  // A controller with automatic recovery on, fenced by the operator's ack only.
+  std::string recovery_config(const std::string& settings = "") const {
+    return controller_config("[[plugin]]\nlibrary = \"rebuild\"\nparallel = 2\n"
+                             "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\nmax_auto_share = 0.5\n" +
+                             settings + "[[plugin.fence]]\nmethod = \"ack\"\n");
+  }
+  CliRun cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--server", nats_.url()});
+    return run_cli(args, files_);
+  }
+  json recovery(const std::string& node) { return node_record(node).value("recovery", json::object()); }
+  bool all_on(const std::vector<Vm>& vms, const std::string& node) { return recorded(vms, node); }
+};
+
+TEST_F(Recovery, TheHaPriorityIsSetByCommandAndCheckedAndAgentsCannotChangeIt) {
+  auto vms = vms_of(1, 2);
+  HostProcess ctl(recovery_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && recorded(vms, "node-a"); })) << ctl.log();
+
+  auto set = cli({"vm", "set-ha", vms[0].uuid, "700"});
+  EXPECT_EQ(set.status, 0) << set.err;
+  EXPECT_THAT(set.out, HasSubstr("ha 700"));
+  EXPECT_EQ(vm_record(vms[0].uuid)["ha"], 700);
+  auto list = cli({"vm", "list"});
+  EXPECT_THAT(list.out, HasSubstr(" HA "));
+  EXPECT_THAT(list.out, HasSubstr("700"));
+
+  for (const char* bad : {R"({"vm":"%s","ha":1001})", R"({"vm":"%s","ha":-1})", R"({"vm":"%s","ha":"on"})",
+                          R"({"vm":"%s","ha":1.5})", R"({"vm":"%s"})", R"({"vm":"%s","ha":1,"x":1})"}) {
+    char body[256];
+    std::snprintf(body, sizeof body, bad, vms[0].uuid.c_str());
+    std::string code = refusal("vm.set_ha", body);
+    EXPECT_THAT(code, ::testing::AnyOf("bad_value", "bad_type", "missing_field", "unknown_field")) << body;
+  }
+  EXPECT_EQ(refusal("vm.set_ha", R"({"vm":"00000009-0000-4000-8000-000000000009","ha":1})"), "unknown_vm");
+  EXPECT_EQ(refusal("vm.set_ha", R"({"vm":"not-a-uuid","ha":1})"), "bad_value");
+  EXPECT_EQ(vm_record(vms[0].uuid)["ha"], 700);  // the refusals changed nothing
+
+  // The agent rewrites its VMs' records (here: the VM stopped); the priority stays.
+  ASSERT_TRUE(command("vm.set_ha", {{"vm", vms[1].uuid}, {"ha", "off"}})["ok"]);
+  auto stop = bus_->request("nodeha.agent.node-a.vm.stop", json{{"uuid", vms[0].uuid}, {"force", true}}.dump(), 10s);
+  ASSERT_TRUE(stop.is_ok());
+  ASSERT_TRUE(wait_until([&] { return vm_record(vms[0].uuid).value("state", "") == "shutoff"; })) << a->log();
+  EXPECT_EQ(vm_record(vms[0].uuid)["ha"], 700);
+  EXPECT_EQ(vm_record(vms[1].uuid)["ha"], "off");
+}
+
+// Power loss of node-a, fenced by the operator: its HA VMs run elsewhere, highest priority first;
+// the one with ha off and the one with a local disk stay, stopped, on node-a, which stays drained
+// when it returns and removes its stale copies.
+TEST_F(Recovery, AFencedNodesHaVmsRunElsewhereAndTheOthersStayDown) {
+  auto vms = vms_of(1, 4, /*local=*/1);  // vm-1-0 has a local disk
+  HostProcess ctl(recovery_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  auto b = start_agent("node-b");
+  auto c = start_agent("node-c");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && normal("node-c") && recorded(vms, "node-a"); }))
+      << ctl.log();
+  for (auto [i, ha] : std::vector<std::pair<int, json>>{{0, 10}, {1, 5}, {2, 100}, {3, "off"}})
+    ASSERT_TRUE(command("vm.set_ha", {{"vm", vms[i].uuid}, {"ha", ha}})["ok"]);
+  Invariant invariant(this, {"node-a", "node-b", "node-c"});
+
+  // A reachable node is not off: no ack.
+  EXPECT_EQ(refusal("node.fence_ack", R"({"node":"node-a"})"), "node_reachable");
+  EXPECT_EQ(refusal("node.fence_ack", R"({"node":"node-a","by":"x\u0001"})"), "bad_value");
+  EXPECT_FALSE(node_record("node-a").contains("fence"));
+
+  a.reset();  // power loss
+  ASSERT_TRUE(wait_until([&] { return recovery("node-a").value("state", "") == "fencing"; }, 15s)) << ctl.log();
+  EXPECT_EQ(recovery("node-a")["method"], "ack");
+  EXPECT_THAT(recovery("node-a")["reason"].get<std::string>(), HasSubstr("fence-ack node-a"));
+  // Not fenced: nothing moves, the node is not even drained.
+  EXPECT_TRUE(recorded(vms, "node-a"));
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+  auto show = cli({"node", "show", "node-a"});
+  EXPECT_THAT(show.out, HasSubstr("recovery"));
+  EXPECT_THAT(show.out, HasSubstr("waiting for an operator"));
+
+  auto no_yes = cli({"node", "fence-ack", "node-a"});
+  EXPECT_EQ(no_yes.status, 2) << no_yes.out << no_yes.err;  // no terminal to confirm on: nothing done
+  EXPECT_FALSE(node_record("node-a").contains("fence"));
+  auto ack = cli({"node", "fence-ack", "node-a", "--yes"});
+  ASSERT_EQ(ack.status, 0) << ack.out << ack.err;
+  EXPECT_THAT(ack.out, HasSubstr("recovery of its HA VMs starts now"));
+
+  ASSERT_TRUE(wait_until([&] { return recovery("node-a").value("state", "") == "recovered"; }, 20s))
+      << node_record("node-a").dump(2) << ctl.log();
+  json rec = node_record("node-a");
+  EXPECT_EQ(rec["management"], "drained");
+  EXPECT_EQ(rec["fence"]["method"], "ack");
+  EXPECT_FALSE(rec["fence"]["by"].get<std::string>().empty());
+  std::string id = rec["recovery"]["task"];
+  json t = task(id);
+  EXPECT_EQ(t["kind"], "recover");
+  EXPECT_THAT(t["params"]["cause"].get<std::string>(), HasSubstr("fenced"));
+  // Highest priority first; the others skipped with why.
+  ASSERT_EQ(t["steps"].size(), 4u) << t.dump(2);
+  EXPECT_EQ(t["steps"][0]["vm"], vms[2].uuid);
+  EXPECT_EQ(t["steps"][1]["vm"], vms[0].uuid);
+  EXPECT_EQ(t["steps"][1]["state"], "skipped");
+  EXPECT_EQ(t["steps"][2]["vm"], vms[1].uuid);
+  EXPECT_EQ(t["steps"][3]["vm"], vms[3].uuid);
+  EXPECT_EQ(t["steps"][3]["state"], "skipped");
+  EXPECT_THAT(t["steps"][3]["reason"].get<std::string>(), HasSubstr("ha off"));
+  auto where = running_on({"node-b", "node-c"});
+  for (int i : {1, 2}) {
+    auto v = vm_record(vms[i].uuid);
+    EXPECT_NE(v["node"], "node-a");
+    EXPECT_EQ(v["generation"], 2);
+    EXPECT_EQ(where[vms[i].uuid], std::set<std::string>{v["node"].get<std::string>()});
+  }
+  for (int i : {0, 3}) {
+    EXPECT_EQ(vm_record(vms[i].uuid)["node"], "node-a");
+    EXPECT_EQ(vm_record(vms[i].uuid)["stranded"]["node"], "node-a");
+    EXPECT_FALSE(where.count(vms[i].uuid));
+  }
+  auto tasks = cli({"task", "list"});
+  EXPECT_THAT(tasks.out, HasSubstr("recover (automatic)"));
+  EXPECT_THAT(cli({"node", "show", "node-a"}).out, HasSubstr("fenced"));
+  EXPECT_EQ(ctl.metric("nodeha_recoveries_total{result=\"succeeded\"}"), 1);
+
+  // node-a returns with its domains running (the test driver's node file: as if the ack had been
+  // wrong): the moved ones are stale copies, removed at once; the two others are their only copies
+  // and are left as they are, on a node that stays drained; the priorities are kept.
+  a = start_agent("node-a");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && a->metric("nodeha_stale_copies_removed_total") == 2; }))
+      << a->log();
+  EXPECT_EQ(node_record("node-a")["management"], "drained");
+  auto back = domains("node-a");
+  EXPECT_EQ(back.size(), 2u);
+  EXPECT_TRUE(back.count(vms[0].uuid) && back.count(vms[3].uuid));
+  EXPECT_EQ(vm_record(vms[0].uuid)["ha"], 10);
+  EXPECT_EQ(vm_record(vms[3].uuid)["ha"], "off");
+  for (const auto& [uuid, nodes] : running_on({"node-a", "node-b", "node-c"})) EXPECT_EQ(nodes.size(), 1u) << uuid;
+  EXPECT_THAT(invariant.finish(), IsEmpty());
+
+  // Back in service: the fence and the recovery are history.
+  ASSERT_TRUE(command("node.enable", {{"node", "node-a"}})["ok"]);
+  EXPECT_TRUE(wait_until([&] { auto r = node_record("node-a"); return !r.contains("fence") && !r.contains("recovery"); }))
+      << node_record("node-a").dump(2);
+}
+
+// Two of three nodes lost at once: more than the budget, so neither is fenced or recovered, and
+// the gauge the alarm reads says why. An operator's ack recovers the one acknowledged.
+TEST_F(Recovery, TheBudgetHoldsWhenManyNodesAreLostAtOnceAndAnAckRecoversOne) {
+  auto va = vms_of(1, 2), vb = vms_of(2, 2);
+  HostProcess ctl(recovery_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", va);
+  auto b = start_agent("node-b", vb);
+  auto c = start_agent("node-c");
+  ASSERT_TRUE(wait_until([&] {
+    return normal("node-a") && normal("node-b") && normal("node-c") && recorded(va, "node-a") && recorded(vb, "node-b");
+  })) << ctl.log();
+  for (const auto& v : va) ASSERT_TRUE(command("vm.set_ha", {{"vm", v.uuid}, {"ha", 1}})["ok"]);
+  for (const auto& v : vb) ASSERT_TRUE(command("vm.set_ha", {{"vm", v.uuid}, {"ha", 1}})["ok"]);
+
+  a.reset();
+  b.reset();
+  ASSERT_TRUE(wait_until([&] {
+    return recovery("node-a").value("held", "") == "budget" && recovery("node-b").value("held", "") == "budget";
+  }, 15s)) << node_record("node-a").dump(2) << node_record("node-b").dump(2) << ctl.log();
+  EXPECT_THAT(recovery("node-a")["reason"].get<std::string>(), HasSubstr("2 of 3 nodes are unreachable"));
+  EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_recovery_held_nodes{reason=\"budget\"}") == 2; })) << ctl.log();
+  EXPECT_TRUE(recorded(va, "node-a"));
+  EXPECT_TRUE(recorded(vb, "node-b"));
+  EXPECT_FALSE(node_record("node-a").contains("fence"));
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+
+  ASSERT_TRUE(command("node.fence_ack", {{"node", "node-a"}, {"by", "alice"}})["ok"]);
+  ASSERT_TRUE(wait_until([&] { return recovery("node-a").value("state", "") == "recovered"; }, 20s))
+      << node_record("node-a").dump(2) << ctl.log();
+  EXPECT_EQ(node_record("node-a")["fence"]["by"], "alice");
+  for (const auto& v : va) EXPECT_EQ(vm_record(v.uuid)["node"], "node-c");
+  // node-a's recovery is over; node-b alone is unreachable, within the budget: it now waits for
+  // its fence (ack), and nothing of it moved.
+  ASSERT_TRUE(wait_until([&] { return recovery("node-b").value("state", "") == "fencing"; }, 10s))
+      << node_record("node-b").dump(2);
+  EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_recovery_held_nodes{reason=\"budget\"}") == 0; }));
+  EXPECT_TRUE(recorded(vb, "node-b"));
+}
+
+}  // namespace
+}  // namespace nodeha::test
