@@ -179,7 +179,8 @@ class FenceIpmiPlugin : public Plugin {
       const char* action = sent ? "status" : "off";
       auto r = run_child(ipmitool_argv(ipmitool_, b, action), deadline, &stopping_);
       if (!r.ok()) {
-        why = failure(b, action, r);
+        // Cut short by the deadline: the try before says more.
+        if (!r.killed || why.empty()) why = failure(b, action, r);
         if (!r.started || (!r.killed && classify(r.err) == Failure::kRefused)) return {false, "", why};
       } else if (!sent) {
         sent = true;
