@@ -2,6 +2,9 @@
 
 #include "netns.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <arpa/inet.h>
 #include <csignal>
 #include <fstream>
@@ -141,10 +144,16 @@ void BmcSim::stop() {
   if (!sim_) return;
   // Every machine ever started leads its own process group: the group goes whole (its sleep, an
   // on_power_off command still running), then the simulator.
+  std::vector<pid_t> groups;
   std::ifstream machines(dir_.file("machines"));
   for (pid_t pid = 0; machines >> pid;)
-    if (pid > 0) kill(-pid, SIGKILL);
+    if (pid > 0 && kill(-pid, SIGKILL) == 0) groups.push_back(pid);
   sim_.reset();
+  // Killed is not yet gone: an orphan stays until it is reaped.
+  bool gone = wait_until([&] {
+    return std::none_of(groups.begin(), groups.end(), [](pid_t g) { return kill(-g, 0) == 0; });
+  }, 5s);
+  if (!gone) ADD_FAILURE() << "the simulated machine's processes outlived the BMC simulator";
 }
 
 std::string BmcSim::log() const {
