@@ -9,6 +9,7 @@
 #include "bmc_table.h"
 #include "child_run.h"
 #include "command.h"
+#include "fence_loop.h"
 #include "ipmitool.h"
 
 #include <nodeha/plugin.hpp>
@@ -64,18 +65,6 @@ bool runnable(const std::string& program) {
   }
   return false;
 }
-
-// The first line of what ipmitool printed.
-std::string first_line(const std::string& out) {
-  std::string line = out.substr(0, out.find('\n'));
-  return line.size() > 200 ? line.substr(0, 200) : line;
-}
-
-struct Outcome {
-  bool off = false;
-  std::string detail;  // what ipmitool said (confirmed off)
-  std::string why;     // why not
-};
 
 class FenceIpmiPlugin : public Plugin {
  public:
@@ -170,33 +159,31 @@ class FenceIpmiPlugin : public Plugin {
                                          {"took_ms", took.count()}}));
   }
 
-  // Power off, then the power state until it says off; another try after a call the BMC did not
-  // answer, while time is left. A refused login ends it at once: no retry would change it.
+  // The loop of fence_loop.h over ipmitool calls on this worker, each killed at the deadline.
   Outcome power_off(const Bmc& b, Clock::time_point deadline) {
-    std::string said, why;
-    bool sent = false;
-    while (!stopping_ && Clock::now() < deadline) {
-      const char* action = sent ? "status" : "off";
-      auto r = run_child(ipmitool_argv(ipmitool_, b, action), deadline, &stopping_);
-      if (!r.ok()) {
-        // Cut short by the deadline: the try before says more.
-        if (!r.killed || why.empty()) why = failure(b, action, r);
-        if (!r.started || (!r.killed && classify(r.err) == Failure::kRefused)) return {false, "", why};
-      } else if (!sent) {
-        sent = true;
-        said = first_line(r.out);
-        continue;  // look at once: most BMCs are off by the time they answer
-      } else if (auto p = parse_power(r.out); p == Power::kOff) {
-        return {true, said + "; " + first_line(r.out), ""};
-      } else {
-        why = p == Power::kOn ? "the BMC took `chassis power off` (\"" + said + "\") but the chassis still says on"
-                              : "`chassis power status` said \"" + first_line(r.out) + "\"";
-      }
+    FenceSteps steps;
+    steps.time_left = [&] { return !stopping_ && Clock::now() < deadline; };
+    steps.pause = [&] {
       auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
       if (left.count() > 0) std::this_thread::sleep_for(std::min(left, kPause));
-    }
-    if (stopping_) return {false, "", "the fence plugin stopped before the power was confirmed off" + (why.empty() ? "" : " (" + why + ")")};
-    return {false, "", "no confirmed power off before the deadline" + (why.empty() ? "" : ": " + why)};
+    };
+    steps.call = [&](const char* action) {
+      auto r = run_child(ipmitool_argv(ipmitool_, b, action), deadline, &stopping_);
+      if (r.ok()) return Try{Try::kAnswered, r.out, ""};
+      std::string why = failure(b, action, r);
+      if (!r.started) return Try{Try::kRefused, "", why};
+      if (r.killed) return Try{Try::kNoAnswer, "", why};
+      switch (classify(r.err)) {
+        case Failure::kRefused: return Try{Try::kRefused, "", why};
+        case Failure::kNoAnswer: return Try{Try::kNoAnswer, "", why};
+        case Failure::kOther: break;
+      }
+      return Try{Try::kFailed, "", why};
+    };
+    auto out = confirm_off(steps);
+    if (!out.off && stopping_) out.why = "the fence plugin stopped before the power was confirmed off (" + out.why + ")";
+    else if (!out.off && Clock::now() >= deadline) out.why = "no confirmed power off before the deadline: " + out.why;
+    return out;
   }
 
   std::string failure(const Bmc& b, const char* action, const ChildResult& r) const {
@@ -204,7 +191,9 @@ class FenceIpmiPlugin : public Plugin {
     std::string said = trim_stderr(r.err);
     std::string tail = said.empty() ? "" : " (ipmitool: " + said + ")";
     if (!r.started) return r.err;
-    if (r.killed) return "`chassis power " + std::string(action) + "` on the BMC at " + at + " did not end before the deadline" + tail;
+    if (r.killed)
+      return "the BMC at " + at + " did not answer `chassis power " + std::string(action) + "` before the deadline (ipmitool "
+             "was killed while it waited)" + tail;
     switch (classify(r.err)) {
       case Failure::kRefused:
         return "the BMC at " + at + " refused the login of user " + b.user + " (wrong user, password or cipher suite)" + tail;

@@ -1,6 +1,7 @@
 // The fence_ipmi plugin's pure parts: its bmc table, the argv it gives ipmitool, and how it reads
 // ipmitool's answers (the stderr texts below are ipmitool 1.8.19's against ipmi_sim).
 #include "bmc_table.h"
+#include "fence_loop.h"
 #include "ipmitool.h"
 
 #include <gmock/gmock.h>
@@ -103,6 +104,89 @@ TEST(Ipmitool, ToldARefusedLoginFromASilentBmc) {
   EXPECT_EQ(classify("Invalid chassis power command: x"), Failure::kOther);
   EXPECT_EQ(trim_stderr(wrong_password), "RAKP 2 HMAC is invalid; Error: Unable to establish IPMI v2 / RMCP+ session");
   EXPECT_EQ(trim_stderr(std::string(1000, 'x'), 10), "xxxxxxxxxx...");
+}
+
+// A BMC that answers from a script: each call takes the next answer; the deadline is a number of
+// calls.
+struct ScriptedBmc {
+  std::vector<Try> answers;
+  size_t budget = 100;  // calls before the deadline
+  std::vector<std::string> calls;
+  int pauses = 0;
+
+  Outcome fence() {
+    FenceSteps steps;
+    steps.call = [&](const char* action) {
+      calls.push_back(action);
+      Try t = calls.size() <= answers.size() ? answers[calls.size() - 1] : answers.back();
+      return t;
+    };
+    steps.time_left = [&] { return calls.size() < budget; };
+    steps.pause = [&] { ++pauses; };
+    return confirm_off(steps);
+  }
+};
+
+Try answered(const char* out) { return {Try::kAnswered, out, ""}; }
+Try silent() { return {Try::kNoAnswer, "", "did not answer"}; }
+
+TEST(ConfirmOff, OffOnlyOnceTheStatusSaysOff) {
+  ScriptedBmc bmc{{answered("Chassis Power Control: Down/Off\n"), answered("Chassis Power is on\n"),
+                   answered("Chassis Power is off\n")}};
+  auto out = bmc.fence();
+  EXPECT_TRUE(out.off);
+  EXPECT_EQ(out.detail, "Chassis Power Control: Down/Off; Chassis Power is off");
+  EXPECT_THAT(bmc.calls, ElementsAre("off", "status", "status"));
+  EXPECT_EQ(bmc.pauses, 1);  // none between off and the first look
+}
+
+TEST(ConfirmOff, StillOnAtTheDeadlineIsNotOff) {
+  ScriptedBmc bmc{{answered("Chassis Power Control: Down/Off\n"), answered("Chassis Power is on\n")}, 5};
+  auto out = bmc.fence();
+  EXPECT_FALSE(out.off);
+  EXPECT_THAT(out.why, HasSubstr("but the chassis still says on"));
+  EXPECT_EQ(bmc.calls.size(), 5u);
+}
+
+TEST(ConfirmOff, ASilentBmcIsTriedAgainUntilTheDeadline) {
+  ScriptedBmc bmc{{silent(), silent(), answered("Chassis Power Control: Down/Off\n"), answered("Chassis Power is off\n")}};
+  EXPECT_TRUE(bmc.fence().off);
+  EXPECT_THAT(bmc.calls, ElementsAre("off", "off", "off", "status"));
+
+  ScriptedBmc never{{silent()}, 3};
+  auto out = never.fence();
+  EXPECT_FALSE(out.off);
+  EXPECT_EQ(out.why, "did not answer");
+  // The call the deadline cut short says less than the one before it.
+  ScriptedBmc cut{{silent(), {Try::kNoAnswer, "", "cut short"}}, 2};
+  EXPECT_EQ(cut.fence().why, "did not answer");
+}
+
+TEST(ConfirmOff, ARefusedLoginEndsAtOnce) {
+  ScriptedBmc bmc{{{Try::kRefused, "", "RAKP 2 HMAC is invalid"}}};
+  auto out = bmc.fence();
+  EXPECT_FALSE(out.off);
+  EXPECT_EQ(out.why, "RAKP 2 HMAC is invalid");
+  EXPECT_EQ(bmc.calls.size(), 1u);
+}
+
+TEST(ConfirmOff, ARefusedPowerOffOfWhatIsOffIsOff) {
+  ScriptedBmc bmc{{{Try::kFailed, "", "Unable to set Chassis Power Control to Down/Off"}, answered("Chassis Power is off\n")}};
+  auto out = bmc.fence();
+  EXPECT_TRUE(out.off);
+  EXPECT_EQ(out.detail, "Chassis Power is off");
+  // Refused while on: off again after the look, never a confirmation.
+  Try refused{Try::kFailed, "", "refused"}, still_on = answered("Chassis Power is on\n");
+  ScriptedBmc on{{refused, still_on, refused, still_on, refused, still_on}, 6};
+  out = on.fence();
+  EXPECT_FALSE(out.off);
+  EXPECT_THAT(on.calls, ElementsAre("off", "status", "off", "status", "off", "status"));
+}
+
+TEST(ConfirmOff, NoTimeForAFirstTry) {
+  ScriptedBmc bmc{{silent()}, 0};
+  EXPECT_EQ(bmc.fence().why, "no time left for a first try");
+  EXPECT_TRUE(bmc.calls.empty());
 }
 
 }  // namespace
