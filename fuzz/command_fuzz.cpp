@@ -56,6 +56,7 @@ const Handler kHandlers[] = {
     {"local.migrate",
      {{"interface", Type::String, true}, {"dest", Type::String, true}, {"all", Type::Bool}, {"vms", Type::Array},
       {"confirm", Type::Bool}, {"include_local_disk", Type::Bool}}},
+    {"cmd.fence.ipmi", {{"node", Type::String, true}, {"timeout_ms", Type::Integer}}},
 };
 
 // command::decode keeps its promise: an object with only the declared fields, each of its type

@@ -31,7 +31,7 @@ set(CPACK_DEBIAN_HOST_DESCRIPTION "node high availability for KVM clouds
  nodeha-host (agent and controller roles), its plugins, the nodeha CLI, the
  systemd units nodeha-agent and nodeha-controller, and Prometheus alert rules.")
 set(CPACK_DEBIAN_HOST_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_HOST_PACKAGE_SUGGESTS "nats-server, libvirt-daemon-system, prometheus, prometheus-alertmanager")
+set(CPACK_DEBIAN_HOST_PACKAGE_SUGGESTS "nats-server, libvirt-daemon-system, prometheus, prometheus-alertmanager, ipmitool")
 set(CPACK_DEBIAN_HOST_PACKAGE_CONTROL_EXTRA
     "${CMAKE_CURRENT_LIST_DIR}/deb/conffiles;${CMAKE_CURRENT_LIST_DIR}/deb/postinst;${CMAKE_CURRENT_LIST_DIR}/deb/prerm")
 # Package `nodeha-dev`: header-only, so its one dependency is the JSON library the headers use.
