@@ -120,7 +120,6 @@ class FenceIpmiPlugin : public Plugin {
       host().respond(m.reply, command::fail(*e));
       return;
     }
-    Millis timeout = req.timeout;
     const std::string& node = req.node->str();
     auto it = bmcs_.find(node);
     if (it == bmcs_.end()) {
@@ -129,7 +128,7 @@ class FenceIpmiPlugin : public Plugin {
                                                                       method_ + "): add a [[plugin.bmc]] table for it"));
       return;
     }
-    auto out = power_off(it->second, started + timeout);
+    auto out = power_off(it->second, started + req.timeout);
     auto took = std::chrono::duration_cast<Millis>(Clock::now() - started);
     if (!out.off) {
       failed_.inc();
