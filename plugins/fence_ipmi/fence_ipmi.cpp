@@ -10,6 +10,7 @@
 #include "child_run.h"
 #include "command.h"
 #include "fence_loop.h"
+#include "fence_request.h"
 #include "ipmitool.h"
 
 #include <nodeha/plugin.hpp>
@@ -26,11 +27,9 @@
 namespace nodeha::fence_ipmi {
 namespace {
 
-using command::Type;
 using Clock = std::chrono::steady_clock;
 
 inline constexpr const char* kFenceFailed = "fence_failed";
-constexpr int64_t kMaxTimeoutMs = 600000;
 // Between two tries, and between two looks at the power state.
 constexpr Millis kPause(250);
 
@@ -74,7 +73,7 @@ class FenceIpmiPlugin : public Plugin {
     if (!valid_method(method_))
       throw ConfigError("method \"" + method_.substr(0, 40) + "\": must be 1-32 lowercase letters, digits, '-' or '_' "
                         "(it is a subject token: cmd.fence.<method>)");
-    if (timeout_.count() < 1 || timeout_.count() > kMaxTimeoutMs) throw ConfigError("timeout must be from 1ms to 10m");
+    if (timeout_.count() < 1 || timeout_.count() > kMaxFenceTimeoutMs) throw ConfigError("timeout must be from 1ms to 10m");
     auto bmcs = parse_bmcs(host().config().at("bmc"));
     if (!bmcs) throw ConfigError(bmcs.status().message());
     bmcs_ = std::move(bmcs.value());
@@ -116,27 +115,12 @@ class FenceIpmiPlugin : public Plugin {
 
   void fence(const Message& m) {
     auto started = Clock::now();
-    nlohmann::json req;
-    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"timeout_ms", Type::Integer}}, &req)) {
+    FenceRequest req;
+    if (auto e = decode_fence_request(m.data, timeout_, &req)) {
       host().respond(m.reply, command::fail(*e));
       return;
     }
-    std::optional<NodeId> node_id;
-    if (auto e = command::parse_id("node", req["node"], &node_id)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
-    Millis timeout = timeout_;
-    if (req.contains("timeout_ms")) {
-      int64_t t = req["timeout_ms"].get<int64_t>();
-      if (t < 1 || t > kMaxTimeoutMs) {
-        host().respond(m.reply, command::fail(command::kBadValue, "field \"timeout_ms\": must be from 1 to " +
-                                                                      std::to_string(kMaxTimeoutMs) + ", got " + std::to_string(t)));
-        return;
-      }
-      timeout = Millis(t);
-    }
-    const std::string& node = node_id->str();
+    const std::string& node = req.node->str();
     auto it = bmcs_.find(node);
     if (it == bmcs_.end()) {
       failed_.inc();
@@ -144,7 +128,7 @@ class FenceIpmiPlugin : public Plugin {
                                                                       method_ + "): add a [[plugin.bmc]] table for it"));
       return;
     }
-    auto out = power_off(it->second, started + timeout);
+    auto out = power_off(it->second, started + req.timeout);
     auto took = std::chrono::duration_cast<Millis>(Clock::now() - started);
     if (!out.off) {
       failed_.inc();

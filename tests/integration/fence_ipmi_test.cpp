@@ -11,7 +11,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <thread>
+#include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -26,6 +30,21 @@ using Clock = std::chrono::steady_clock;
 std::string bmc_table(const std::string& node, int port, const std::string& password_file) {
   return "[[plugin.bmc]]\nnode = \"" + node + "\"\naddress = \"127.0.0.1\"\nport = " + std::to_string(port) +
          "\nuser = \"admin\"\npassword_file = \"" + password_file + "\"\ncipher_suite = 3\n";
+}
+
+// A child of `parent` running `name` (from /proc), or 0.
+pid_t child_named(pid_t parent, const std::string& name) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string stat = read_file(e.path().string() + "/stat");
+    size_t open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && stat.substr(open + 1, close - open - 1) == name) return std::stoi(stat.substr(0, open));
+  }
+  return 0;
 }
 
 class FenceIpmi : public ::testing::Test {
@@ -103,6 +122,24 @@ TEST_F(FenceIpmi, ABmcThatDoesNotAnswerFailsWithinTheTimeout) {
   EXPECT_GE(took, 3s);
   EXPECT_LT(took, 4500ms) << "the reply waited past the request's timeout";
   EXPECT_EQ(ctl_->metric("nodeha_fence_total{method=\"ipmi\",result=\"failed\"}"), 1) << ctl_->metrics();
+}
+
+// A controller told to stop while it waits on a BMC does not wait for the fence's timeout: its
+// ipmitool is killed, and the host exits.
+TEST_F(FenceIpmi, AStoppingControllerKillsItsIpmitoolAndExits) {
+  start_controller(bmc_table("node-a", free_port_in("", "127.0.0.1", SOCK_DGRAM), wrong_password_file()));
+  json reply;
+  std::thread asker([&] { reply = fence(json{{"node", "node-a"}, {"timeout_ms", 60000}}.dump(), 15s); });
+  pid_t ipmitool = 0;
+  EXPECT_TRUE(wait_until([&] { return (ipmitool = child_named(ctl_->process().pid(), "ipmitool")) != 0; }, 10s));
+  auto start = Clock::now();
+  ctl_->process().signal(SIGTERM);
+  auto status = ctl_->process().wait_exit(20s);
+  asker.join();
+  ASSERT_TRUE(status) << ctl_->log();
+  EXPECT_LT(Clock::now() - start, 5s) << ctl_->log();
+  EXPECT_NE(kill(ipmitool, 0), 0) << "ipmitool outlived the host";
+  EXPECT_FALSE(reply.value("ok", false)) << reply.dump();
 }
 
 TEST_F(FenceIpmi, AWrongPasswordFailsAtOnceAndThePowerStaysOn) {

@@ -2,6 +2,7 @@
 // ipmitool's answers (the stderr texts below are ipmitool 1.8.19's against ipmi_sim).
 #include "bmc_table.h"
 #include "fence_loop.h"
+#include "fence_request.h"
 #include "ipmitool.h"
 
 #include <gmock/gmock.h>
@@ -104,6 +105,32 @@ TEST(Ipmitool, ToldARefusedLoginFromASilentBmc) {
   EXPECT_EQ(classify("Invalid chassis power command: x"), Failure::kOther);
   EXPECT_EQ(trim_stderr(wrong_password), "RAKP 2 HMAC is invalid; Error: Unable to establish IPMI v2 / RMCP+ session");
   EXPECT_EQ(trim_stderr(std::string(1000, 'x'), 10), "xxxxxxxxxx...");
+}
+
+std::string refused_request(const std::string& body) {
+  FenceRequest r;
+  auto e = decode_fence_request(body, Millis(10000), &r);
+  return e ? e->code : "accepted";
+}
+
+TEST(FenceRequest, StrictWithDefaults) {
+  FenceRequest r;
+  ASSERT_FALSE(decode_fence_request(R"({"node": "node-a"})", Millis(10000), &r));
+  EXPECT_EQ(r.node->str(), "node-a");
+  EXPECT_EQ(r.timeout, Millis(10000));
+  ASSERT_FALSE(decode_fence_request(R"({"node": "node-a", "timeout_ms": 600000})", Millis(10000), &r));
+  EXPECT_EQ(r.timeout, Millis(600000));
+  EXPECT_EQ(refused_request(R"({"node": "node-a", "timeout_ms": 1})"), "accepted");
+  EXPECT_EQ(refused_request("nope"), "bad_json");
+  EXPECT_EQ(refused_request("{}"), "missing_field");
+  EXPECT_EQ(refused_request(R"({"node": "node-a", "force": true})"), "unknown_field");
+  EXPECT_EQ(refused_request(R"({"node": ["node-a"]})"), "bad_type");
+  EXPECT_EQ(refused_request(R"({"node": "node a"})"), "bad_value");
+  for (const char* t : {"0", "-1", "600001", "18446744073709551615", "9223372036854775808"}) {
+    SCOPED_TRACE(t);
+    EXPECT_EQ(refused_request(std::string(R"({"node": "node-a", "timeout_ms": )") + t + "}"), "bad_value");
+  }
+  EXPECT_EQ(refused_request(R"({"node": "node-a", "timeout_ms": 1e3})"), "bad_type");
 }
 
 // A BMC that answers from a script: each call takes the next answer; the deadline is a number of
