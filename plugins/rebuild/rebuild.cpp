@@ -261,10 +261,18 @@ class RebuildPlugin : public Plugin {
   // Idempotent: run again after a controller restart, each part finds its work done.
   StepResult recreate(const nlohmann::json& task, const nlohmann::json& step) {
     std::string node = task["node"], uuid = step["vm"], target = step["target"];
-    // The drained node may be back: never recreate a VM it still runs.
-    auto on_node = tasks::call(host(), host().subject("agent." + node + ".vm.list"), nlohmann::json::object(), Millis(2000));
-    if (on_node.ok && vm_record::listed_states(on_node.result)[uuid] == "running")
-      return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
+    // The drained node may be back: never recreate a VM it still runs. While the controller sees
+    // it unreachable, asking would only wait out the timeout (a dead host's subscriptions outlive
+    // it on the server): the answer would be none all the same.
+    nlohmann::json node_record;
+    auto id = NodeId::parse(node);  // the task's own record: checked when the task was made
+    bool unreachable = id && !tasks::read_node(host(), id.value(), &node_record) &&
+                       record::text(node_record, "monitor") == "unreachable";
+    if (!unreachable) {
+      auto on_node = tasks::call(host(), host().subject("agent." + node + ".vm.list"), nlohmann::json::object(), Millis(2000));
+      if (on_node.ok && vm_record::listed_states(on_node.result)[uuid] == "running")
+        return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");
+    }
 
     auto rec = host().kv_get("vms", uuid);
     if (!rec && store_unreachable(rec.status().code())) return StepResult::retry("cannot read the record of the VM: " + rec.status().message());

@@ -63,7 +63,7 @@ std::optional<std::string> budget_refusal(size_t unreachable, size_t known, cons
       static_cast<double>(unreachable) <= budget.max_share * static_cast<double>(known))
     return std::nullopt;
   return fmt::format(
-      "{} of {} nodes are unreachable at once, more than automatic recovery acts on (max_auto_nodes {}, "
+      "{} of {} nodes are unreachable or silent at once, more than automatic recovery acts on (max_auto_nodes {}, "
       "max_auto_share {:.2f}): most likely the controller's side of the network is cut; nothing is done "
       "automatically. Check the network; `nodeha node fence-ack NODE` recovers a node you confirmed off, "
       "drain and rebuild stay possible",

@@ -50,6 +50,7 @@ const nodeha_config_key kKeys[] = {
 // A node as its record says, for the decisions.
 struct NodeView {
   std::string monitor, management;
+  Millis interval{15000};  // the heartbeat interval the node advertises
   bool fenced = false;
   std::string fence_method;
   bool seen_fall = false;  // this controller saw it become unreachable (not only found it so)
@@ -95,6 +96,14 @@ class RecoveryPlugin : public Plugin {
         host().respond(m.reply, command::fail(command::kUnavailable, s.message()));
     }, "nodeha-controller");
     if (!s) return s.status();
+    // Heartbeats only say when each node was last heard (the subject names it): the budget counts
+    // the nodes gone silent, not only those already judged unreachable.
+    const std::string hb = host().subject("hb.");
+    auto h = host().subscribe(hb + "*", [this, hb](const Message& m) {
+      std::lock_guard lock(mu_);
+      heard_[m.subject.substr(hb.size())] = std::chrono::steady_clock::now();
+    });
+    if (!h) return h.status();
     auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
     return w ? Status::ok() : w.status();
   }
@@ -117,6 +126,7 @@ class RecoveryPlugin : public Plugin {
     v.monitor = record::text(r, "monitor");
     v.seen_fall = v.monitor == "unreachable";
     v.management = record::text(r, "management", "enabled");
+    if (auto ms = record::integer(r, "interval_ms", 0); ms > 0) v.interval = Millis(ms);
     v.fenced = record::field(r, "fence").is_object();
     v.fence_method = record::text(record::field(r, "fence"), "method");
     const auto& rec = record::field(r, "recovery");
@@ -156,8 +166,10 @@ class RecoveryPlugin : public Plugin {
         v = nodes_[node];
         for (const auto& [id, n] : nodes_) {
           ++known;
-          // A node whose recovery is over no longer says anything about a partition.
-          if (n.monitor == "unreachable" && !final_state(n.recovery_state)) ++unreachable;
+          // A node whose recovery is over no longer says anything about a partition. One gone
+          // silent counts already: nodes cut at the same moment are judged unreachable up to an
+          // interval apart, and the first must not be acted on alone.
+          if (n.monitor == "unreachable" ? !final_state(n.recovery_state) : silent(id, n)) ++unreachable;
         }
       }
       if (v.monitor != "unreachable" && !v.fenced) {
@@ -208,6 +220,14 @@ class RecoveryPlugin : public Plugin {
     unhold(node);
     std::lock_guard lock(mu_);
     active_.erase(node);
+  }
+
+  // Not heard for more than one and a half of its intervals (never heard: since this plugin started).
+  // Under mu_.
+  bool silent(const std::string& node, const NodeView& n) const {
+    auto it = heard_.find(node);
+    auto last = it == heard_.end() ? started_ : it->second;
+    return std::chrono::steady_clock::now() - last > n.interval * 3 / 2 + Millis(250);
   }
 
   // The ladder's methods but ack, in order, while the node stays unreachable. True once one
@@ -418,6 +438,7 @@ class RecoveryPlugin : public Plugin {
   std::condition_variable changed_;  // a node record changed, or stopping
   bool stopping_ = false;
   std::map<std::string, NodeView> nodes_;
+  std::map<std::string, std::chrono::steady_clock::time_point> heard_;  // node -> its last heartbeat
   std::set<std::string> active_;                    // nodes with a recovery thread
   std::map<std::string, std::string> held_;         // node -> what it was last held for (written once)
   std::map<std::string, std::string> held_reason_;  // node -> reason, for the gauges

@@ -133,6 +133,12 @@ bool BmcSim::power_on() {
   return wait_until([&] { return machine_running() && power_status() == true; }, 10s);
 }
 
+bool BmcSim::lose_power() {
+  pid_t pid = machine_pid();
+  if (pid == 0) return false;
+  return ::kill(-pid, SIGKILL) == 0;  // its process group (setsid)
+}
+
 pid_t BmcSim::machine_pid() const {
   std::ifstream f(dir_.file("machine.pid"));
   pid_t pid = 0;

@@ -64,6 +64,11 @@ class BmcSim {
   pid_t machine_pid() const;
   bool machine_running() const { return machine_pid() != 0; }
 
+  // The chassis loses its power (its supply fails; the BMC, on standby power, goes on answering):
+  // the machine's process group is killed at once, its on_power_off not run, and the power reads
+  // off (ipmi_sim sees its child gone). False when no machine ran.
+  bool lose_power();
+
   // Kills the machine's process group and ipmi_sim; idempotent.
   void stop();
   // ipmi_sim's output and the machine's, for failure messages.

@@ -103,6 +103,18 @@ std::string TestNetwork::node_ns(int node) const { return prefix_ + role_of(node
 std::string TestNetwork::bridge_ns(Network net) const { return prefix_ + names(net).bridge; }
 std::string TestNetwork::bridge_port(const std::string& role) const { return "nh" + tag_ + "-" + role; }
 
+std::string TestNetwork::bmc_ns(int node) const { return prefix_ + "bmc" + std::to_string(node); }
+std::string TestNetwork::bmc_address(int node) const { return "10.88.1." + std::to_string(100 + node); }
+bool TestNetwork::add_bmc(int node) {
+  if (!ready_ || node < 1 || node > nodes_) {
+    error_ = ready_ ? "TestNetwork: no node " + std::to_string(node) : "TestNetwork: not ready";
+    return false;
+  }
+  return add_ns(bmc_ns(node)) && attach(bmc_ns(node), "bmc" + std::to_string(node), Network::kManagement, bmc_address(node));
+}
+bool TestNetwork::cut_bmc(int node) { return set_role_port("bmc" + std::to_string(node), Network::kManagement, "down"); }
+bool TestNetwork::restore_bmc(int node) { return set_role_port("bmc" + std::to_string(node), Network::kManagement, "up"); }
+
 std::vector<std::string> TestNetwork::namespaces() const {
   std::vector<std::string> all;
   for (Network net : kNodeNetworks) all.push_back(bridge_ns(net));

@@ -93,6 +93,15 @@ class TestNetwork {
   bool cut_controller(int controller = 1);
   bool restore_controller(int controller = 1);
 
+  // Node i's BMC: a namespace of its own on the management network at 10.88.1.(100+i), made by
+  // add_bmc. A BMC is hardware of its own with standby power: a node's power loss (its links cut,
+  // its processes killed) leaves it answering. cut_bmc / restore_bmc take its link down or up.
+  std::string bmc_ns(int node) const;
+  std::string bmc_address(int node) const;
+  bool add_bmc(int node);
+  bool cut_bmc(int node);
+  bool restore_bmc(int node);
+
   // `ip netns exec <ns> argv...`: the argv for a Process that runs inside `ns`.
   static std::vector<std::string> argv_in(const std::string& ns, std::vector<std::string> argv);
 

@@ -69,9 +69,16 @@ std::string Cluster::controller_config(int c) const {
   std::string plugins = controller_plugin_tables();
   const std::string drain = "library = \"drain\"\n";
   plugins.insert(plugins.find(drain) + drain.size(), options_.drain_extra);
+  if (options_.bmcs) {
+    plugins += "[[plugin]]\nlibrary = \"fence_ipmi\"\nmethod = \"ipmi\"\n";
+    for (int i = 1; i <= options_.nodes; ++i)
+      plugins += "[[plugin.bmc]]\nnode = \"" + node(i) + "\"\naddress = \"" + net_.bmc_address(i) + "\"\nport = " +
+                 std::to_string(bmcs_.at(i - 1)->port()) + "\nuser = \"" + bmcs_.at(i - 1)->user() +
+                 "\"\npassword_file = \"" + bmcs_.at(i - 1)->password_file() + "\"\ncipher_suite = 3\n";
+  }
   return "[host]\nrole = \"controller\"\nnode_id = \"" + controller_id(c) + "\"\nplugin_path = [\"{plugins}\"]\n"
          "[nats]\n" + nats_keys() + security_->host_keys(controller_id(c)) +
-         "[metrics]\nlisten = \"" + controller_metrics(c) + "\"\n" + plugins;
+         "[metrics]\nlisten = \"" + controller_metrics(c) + "\"\n" + plugins + options_.controller_extra;
 }
 
 std::string Cluster::agent_config(int i) const {
@@ -166,6 +173,14 @@ void Cluster::start() {
     dir_.write(node(i) + "/storage-ok", "");
   }
   monitor_ = std::make_unique<InvariantMonitor>(watched);
+  for (int i = 1; options_.bmcs && i <= options_.nodes; ++i) {
+    ASSERT_TRUE(net_.add_bmc(i)) << net_.error();
+    // Powered off, the machine takes everything running in the node's namespace with it.
+    bmcs_.push_back(std::make_unique<BmcSim>(BmcSimOptions{
+        .netns = net_.bmc_ns(i), .address = net_.bmc_address(i), .port = 623,
+        .on_power_off = "ip netns pids " + net_.node_ns(i) + " | xargs -r kill -9"}));
+    ASSERT_TRUE(bmcs_.back()->ok()) << node(i) << "'s BMC: " << bmcs_.back()->error();
+  }
 
   controllers_.resize(static_cast<size_t>(options_.controllers));
   start_controller(1);
@@ -280,8 +295,9 @@ std::vector<std::string> Cluster::monitor_changes(int i) const {
   return out;
 }
 
-void Cluster::power_off(int i) {
+void Cluster::power_off(int i, bool chassis_off) {
   net_.cut_all(i);
+  if (!bmcs_.empty() && chassis_off) EXPECT_TRUE(bmcs_.at(i - 1)->lose_power()) << bmcs_.at(i - 1)->log();
   // Killed again each round: a process forked meanwhile (libvirtd starting a helper) dies too.
   std::vector<pid_t> left;
   bool gone = wait_until([&] {
@@ -295,6 +311,9 @@ void Cluster::power_off(int i) {
   for (pid_t p : left) which += "\n  " + std::to_string(p) + ": " + read_file("/proc/" + std::to_string(p) + "/cmdline");
   EXPECT_TRUE(gone) << "processes of " << node(i) << " survived SIGKILL:" << which;
   if (gone) monitor_->set_down(node(i), true);
+  if (!bmcs_.empty() && chassis_off)
+    EXPECT_TRUE(wait_until([&] { return bmcs_.at(i - 1)->power_status() == std::optional<bool>(false); }, 10s))
+        << node(i) << "'s chassis still reads on\n" << bmcs_.at(i - 1)->log();
   if (agents_[i - 1]) {
     agents_[i - 1]->process().wait_exit(10s);
     old_hosts_.push_back(std::move(agents_[i - 1]));

@@ -37,6 +37,7 @@
 #pragma once
 
 #include "alert_stack.h"
+#include "bmc_sim.h"
 #include "bus.h"
 #include "bus_security.h"
 #include "disk_guest.h"
@@ -74,6 +75,12 @@ struct ClusterOptions {
   int controllers = 1;
   std::string drain_extra;  // more keys for every controller's drain plugin table
   int nats_servers = 1;  // 1, or 3: a NATS cluster
+  // Every node gets a BMC: ipmi_sim (bmc_sim.h) in a namespace of its own on the management network
+  // (TestNetwork::add_bmc), whose power-off kills every process of the node's namespace; and the
+  // controllers the fence_ipmi plugin naming each node's BMC (method "ipmi").
+  bool bmcs = false;
+  // More plugin tables for every controller (the recovery plugin's), appended as written.
+  std::string controller_extra;
 };
 
 class Cluster {
@@ -107,6 +114,7 @@ class Cluster {
   int controllers() const { return options_.controllers; }
   static std::string controller_id(int c) { return c == 1 ? "ctl" : "ctl-" + std::to_string(c); }
   AlertStack& alerts() { return *alerts_; }  // with `alerting` only
+  BmcSim& bmc(int i) { return *bmcs_.at(i - 1); }  // with `bmcs` only
   bool alerting() const { return options_.alerting; }
   InvariantMonitor& monitor() { return *monitor_; }
   // Where a disk guest's image is, on every node (each node's /var is its own).
@@ -134,8 +142,11 @@ class Cluster {
   std::vector<std::string> monitor_changes(int i) const;
 
   // ---- failures
-  // Power loss: every process in node i's namespace (agent, libvirtd, QEMU) killed, both links cut.
-  void power_off(int i);
+  // Power loss: every process in node i's namespace (agent, libvirtd, QEMU) killed, both links cut;
+  // with `bmcs`, its chassis reads off at its BMC, which goes on answering (standby power), unless
+  // `chassis_off` is false: then the node is as good as dead (its OS crashed or hung) but its
+  // chassis still reads on, and a fence must power it off.
+  void power_off(int i, bool chassis_off = true);
   // Links back, libvirtd and the agent started again (a reboot: guests are defined, shut off).
   void power_on(int i);
   void kill_agent(int i);   // SIGKILL, as a crash
@@ -188,6 +199,7 @@ class Cluster {
   TempDir dir_;  // first: removed last
   TestNetwork net_;
   std::unique_ptr<BusSecurity> security_;  // the CA, the server's files and every credential
+  std::vector<std::unique_ptr<BmcSim>> bmcs_;  // with `bmcs`: node i's is [i - 1]
   std::unique_ptr<NatsServer> nats_;            // one server, or
   std::unique_ptr<NatsCluster> nats_cluster_;   // three
   std::vector<std::unique_ptr<Libvirtd>> daemons_;

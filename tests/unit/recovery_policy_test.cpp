@@ -53,7 +53,7 @@ TEST(RecoveryBudget, BothTheCountAndTheShareHold) {
   EXPECT_FALSE(budget_refusal(0, 0, b));
   auto two = budget_refusal(2, 10, b);
   ASSERT_TRUE(two);
-  EXPECT_THAT(*two, HasSubstr("2 of 10 nodes are unreachable"));
+  EXPECT_THAT(*two, HasSubstr("2 of 10 nodes are unreachable or silent"));
   EXPECT_THAT(*two, HasSubstr("max_auto_nodes 1"));
   // The share: 1 of 2 is more than a third.
   EXPECT_TRUE(budget_refusal(1, 2, b));

@@ -1,0 +1,178 @@
+// Automatic recovery behind fencing (issue 16; docs/operations.md, "Automatic recovery") on the
+// namespace cluster (cluster.h): real QEMU guests, the invariant monitor sampling every node's
+// libvirt every 100 ms, and a real BMC per node, Debian's ipmi_sim (bmc_sim.h), in a namespace of
+// its own on the management network: a BMC is hardware of its own on standby power, so a node's
+// power loss leaves it answering. Its chassis power-off kills every process of the node's
+// namespace (QEMUs, libvirtd, agent), as pulling the power does. The controller fences through the
+// fence_ipmi plugin (ipmitool), then the operator's ack.
+//
+// Each test prints its figures as `[ figure   ] <test>: <what> <seconds> s`.
+#include "cluster_test.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace nodeha::test {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+// Recovery on, fenced by IPMI (5 s), then by the operator; the budget: one node of three.
+ClusterOptions recovery_cluster(std::map<int, int> guests, bool alerting = false) {
+  ClusterOptions o;
+  o.guests = std::move(guests);
+  o.alerting = alerting;
+  o.bmcs = true;
+  o.controller_extra =
+      "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\nmax_auto_nodes = 1\nmax_auto_share = 0.34\n"
+      "[[plugin.fence]]\nmethod = \"ipmi\"\ntimeout = \"5s\"\n[[plugin.fence]]\nmethod = \"ack\"\n";
+  return o;
+}
+
+class RecoveryScenario : public ClusterTest {
+ protected:
+  void set_ha(const std::string& uuid, const std::string& ha) {
+    auto r = c().cli({"vm", "set-ha", uuid, ha});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+  }
+  json recovery(int i) { return c().record("nodes", Cluster::node(i)).value("recovery", json::object()); }
+  json fence(int i) { return c().record("nodes", Cluster::node(i)).value("fence", json()); }
+  // The nodes VM `uuid` runs on now (the monitor's last sample of every libvirt).
+  std::vector<std::string> where(const std::string& uuid) { return c().monitor().running_on(uuid); }
+  bool runs_elsewhere(const std::string& uuid, int i) {
+    auto on = where(uuid);
+    return on.size() == 1 && on[0] != Cluster::node(i);
+  }
+};
+
+// Power loss of node-1 (everything in it killed, its links cut): the controller powers it off
+// through its BMC, then recreates its two HA guests elsewhere; the guest with ha off stays down.
+// node-1 comes back drained, removes its stale copies and starts nothing.
+TEST_F(RecoveryScenario, PowerLossFencedByIpmiHaVmsRunElsewhereAndHaOffStaysDown) {
+  ASSERT_NO_FATAL_FAILURE(start(recovery_cluster({{1, 3}})));
+  const auto& g = c().guests_of(1);
+  ASSERT_NO_FATAL_FAILURE(set_ha(g[0], "10"));
+  ASSERT_NO_FATAL_FAILURE(set_ha(g[1], "20"));
+  ASSERT_NO_FATAL_FAILURE(set_ha(g[2], "off"));
+
+  auto lost = Clock::now();
+  c().power_off(1);
+  ASSERT_TRUE(wait_until([&] { return runs_elsewhere(g[0], 1) && runs_elsewhere(g[1], 1); }, 30s))
+      << c().record("nodes", "node-1").dump(2) << c().logs();
+  figure("power loss to HA VMs running elsewhere", seconds_since(lost));
+
+  ASSERT_TRUE(wait_until([&] { return recovery(1).value("state", "") == "recovered"; }, 20s)) << recovery(1).dump(2);
+  EXPECT_EQ(fence(1)["method"], "ipmi") << fence(1);
+  EXPECT_EQ(c().bmc(1).power_status(), std::optional<bool>(false));
+  json node = c().record("nodes", "node-1");
+  EXPECT_EQ(node["management"], "drained");
+  json task = c().record("tasks", recovery(1)["task"]);
+  EXPECT_EQ(task["kind"], "recover");
+  EXPECT_EQ(task["steps"][0]["vm"], g[1]);  // priority 20 first
+  EXPECT_EQ(c().vm_node(g[2]), "node-1");
+  EXPECT_TRUE(where(g[2]).empty());
+  auto show = c().cli({"node", "show", "node-1"});
+  EXPECT_THAT(show.out, HasSubstr("\"fence\""));
+
+  // Back: power on at the BMC, then the node boots (guests defined, shut off).
+  ASSERT_TRUE(c().bmc(1).power_on()) << c().bmc(1).log();
+  c().power_on(1);
+  ASSERT_TRUE(c().wait_monitor(1, "normal", 30s));
+  EXPECT_TRUE(wait_until([&] { return c().agent(1)->metric("nodeha_stale_copies_removed_total") == 2; }, 20s))
+      << c().agent(1)->log();
+  EXPECT_EQ(c().record("nodes", "node-1")["management"], "drained");
+  EXPECT_TRUE(where(g[2]).empty());
+  c().expect_invariants({{g[2], "ha off: stays down with its node"}});
+}
+
+// node-1 crashes but its chassis stays on (everything in it killed, its links cut, the BMC still
+// reading on): the controller's fence powers it off through the BMC, and only then are its HA
+// guests recreated.
+TEST_F(RecoveryScenario, ACrashedNodeWhoseChassisIsOnIsPoweredOffByItsBmcFirst) {
+  ASSERT_NO_FATAL_FAILURE(start(recovery_cluster({{1, 1}})));
+  const auto& g = c().guests_of(1);
+  ASSERT_NO_FATAL_FAILURE(set_ha(g[0], "1"));
+  auto lost = Clock::now();
+  c().power_off(1, /*chassis_off=*/false);
+  EXPECT_EQ(c().bmc(1).power_status(), std::optional<bool>(true));
+  ASSERT_TRUE(wait_until([&] { return runs_elsewhere(g[0], 1); }, 30s)) << c().record("nodes", "node-1").dump(2);
+  figure("crash to HA VM running elsewhere", seconds_since(lost));
+  EXPECT_EQ(fence(1)["method"], "ipmi");
+  EXPECT_THAT(fence(1)["detail"].get<std::string>(), HasSubstr("off"));
+  EXPECT_EQ(c().bmc(1).power_status(), std::optional<bool>(false));
+  EXPECT_FALSE(c().bmc(1).machine_running());
+  c().expect_invariants();
+}
+
+// The BMC cannot be reached (its link cut): the ipmi rung fails within its timeout and the
+// ladder waits for the operator; nothing moves until the ack, then the HA guests run elsewhere.
+TEST_F(RecoveryScenario, AnUnreachableBmcFallsToTheOperatorsAck) {
+  ASSERT_NO_FATAL_FAILURE(start(recovery_cluster({{1, 2}})));
+  const auto& g = c().guests_of(1);
+  for (const auto& uuid : g) ASSERT_NO_FATAL_FAILURE(set_ha(uuid, "1"));
+  ASSERT_TRUE(c().net().cut_bmc(1)) << c().net().error();
+
+  c().power_off(1);
+  ASSERT_TRUE(wait_until([&] { return recovery(1).value("method", "") == "ack"; }, 30s)) << recovery(1).dump(2);
+  EXPECT_THAT(recovery(1)["reason"].get<std::string>(), HasSubstr("ipmi: fence_failed"));
+  EXPECT_TRUE(fence(1).is_null());
+  for (const auto& uuid : g) {
+    EXPECT_EQ(c().vm_node(uuid), "node-1");
+    EXPECT_TRUE(where(uuid).empty());
+  }
+
+  auto acked = Clock::now();
+  auto ack = c().cli({"node", "fence-ack", "node-1", "--yes"});
+  ASSERT_EQ(ack.status, 0) << ack.out << ack.err;
+  ASSERT_TRUE(wait_until([&] { return runs_elsewhere(g[0], 1) && runs_elsewhere(g[1], 1); }, 30s)) << c().logs();
+  figure("ack to HA VMs running elsewhere", seconds_since(acked));
+  EXPECT_EQ(fence(1)["method"], "ack");
+  EXPECT_EQ(fence(1)["by"], "admin");
+  c().expect_invariants();
+}
+
+// Two of three nodes lose power at once: more than the budget. Nothing is fenced or moved, and one
+// alarm says why (NodehaRecoveryHeld, reason budget).
+TEST_F(RecoveryScenario, TwoNodesLostAtOnceTheBudgetHoldsWithOneAlarm) {
+  ASSERT_NO_FATAL_FAILURE(start(recovery_cluster({{1, 1}, {2, 1}}, /*alerting=*/true)));
+  for (int i : {1, 2}) ASSERT_NO_FATAL_FAILURE(set_ha(c().guests_of(i)[0], "1"));
+  auto lost = Clock::now();
+  c().power_off(1);
+  c().power_off(2);
+  ASSERT_TRUE(wait_until([&] { return recovery(1).value("held", "") == "budget" && recovery(2).value("held", "") == "budget"; },
+                         30s))
+      << recovery(1).dump(2) << recovery(2).dump(2);
+  if (auto fired = delivered_for("firing", "NodehaRecoveryHeld", "", lost)) figure("budget alarm delivery", *fired);
+  auto alerts = c().alerts().webhook().text();
+  EXPECT_THAT(alerts, HasSubstr("budget"));
+  for (int i : {1, 2}) {
+    EXPECT_TRUE(fence(i).is_null());
+    EXPECT_EQ(c().bmc(i).power_status(), std::optional<bool>(true)) << "a BMC was asked to power off";
+    EXPECT_EQ(c().vm_node(c().guests_of(i)[0]), Cluster::node(i));
+  }
+  c().expect_invariants({{c().guests_of(1)[0], "its node is off, held by the budget"},
+                         {c().guests_of(2)[0], "its node is off, held by the budget"}});
+}
+
+// The agent crashes and is restarted at once, as systemd would: its node never looks dead, so it
+// is not fenced and its guests keep their QEMUs.
+TEST_F(RecoveryScenario, AnAgentRestartedInsideTheWindowIsNotFenced) {
+  ASSERT_NO_FATAL_FAILURE(start(recovery_cluster({{1, 2}})));
+  const auto& g = c().guests_of(1);
+  for (const auto& uuid : g) ASSERT_NO_FATAL_FAILURE(set_ha(uuid, "1"));
+  std::map<std::string, std::vector<pid_t>> qemu;
+  for (const auto& uuid : g) qemu[uuid] = Libvirtd::processes_with(uuid);
+  c().kill_agent(1);
+  c().start_agent(1);
+  ASSERT_TRUE(wait_until([&] { return c().agent(1)->metric("nodeha_plugin_up{plugin=\"vms\"}") == 1; }, 20s));
+  // For longer than detection (3.5 s) and the ipmi rung would take, nothing happens.
+  EXPECT_FALSE(wait_until([&] { return !recovery(1).empty() || !fence(1).is_null(); }, 6s)) << recovery(1).dump(2);
+  EXPECT_EQ(c().monitor_state(1), "normal");
+  EXPECT_EQ(c().bmc(1).power_status(), std::optional<bool>(true));
+  for (const auto& uuid : g) EXPECT_EQ(Libvirtd::processes_with(uuid), qemu[uuid]) << uuid;
+  c().expect_invariants();
+}
+
+}  // namespace
+}  // namespace nodeha::test
