@@ -57,6 +57,9 @@ const Handler kHandlers[] = {
      {{"interface", Type::String, true}, {"dest", Type::String, true}, {"all", Type::Bool}, {"vms", Type::Array},
       {"confirm", Type::Bool}, {"include_local_disk", Type::Bool}}},
     {"cmd.fence.ipmi", {{"node", Type::String, true}, {"timeout_ms", Type::Integer}}},
+    {"cmd.vm.set_ha", {{"vm", Type::String, true}, {"ha", Type::StringOrInteger, true}}},
+    {"cmd.node.fence_ack", {{"node", Type::String, true}, {"by", Type::String}}},
+    {"cmd.node.recover", {{"node", Type::String, true}, {"cause", Type::String, true}}},
 };
 
 // command::decode keeps its promise: an object with only the declared fields, each of its type

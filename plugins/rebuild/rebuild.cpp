@@ -49,6 +49,8 @@ class RebuildPlugin : public Plugin {
     };
     engine_ = std::make_unique<tasks::Engine>(host(), kind);
     kind.name = "recover";
+    // VMs are down while a recover step waits (a target's agent still starting): asked again soon.
+    kind.retry_every = Millis(500);
     recover_engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 
@@ -180,6 +182,10 @@ class RebuildPlugin : public Plugin {
     nlohmann::json record;
     if (!e) e = tasks::read_node(host(), *node_id, &record);
     if (!e) e = not_fenced(node_id->str(), record);
+    // A node that answers again is not off, whatever its record still says.
+    if (!e && record::text(record, "monitor") != "unreachable")
+      e = command::Error{"node_reachable", node_id->str() + " is " + record::text(record, "monitor", "not judged yet") +
+                                               ", not unreachable: automatic recovery is for a node that is off"};
     if (!e && record.contains("lock") && record["lock"].is_object())
       e = command::Error{tasks::kNodeLocked, task_record::locked_message(node_id->str(), record["lock"])};
     if (e) {
@@ -261,14 +267,14 @@ class RebuildPlugin : public Plugin {
   // Idempotent: run again after a controller restart, each part finds its work done.
   StepResult recreate(const nlohmann::json& task, const nlohmann::json& step) {
     std::string node = task["node"], uuid = step["vm"], target = step["target"];
-    // The drained node may be back: never recreate a VM it still runs. While the controller sees
-    // it unreachable, asking would only wait out the timeout (a dead host's subscriptions outlive
-    // it on the server): the answer would be none all the same.
+    // The drained node may be back: never recreate a VM it still runs. A recover task's node was
+    // confirmed off: while the controller still sees it unreachable, asking would only wait out the
+    // timeout (a dead host's subscriptions outlive it on the server), with VMs down meanwhile.
     nlohmann::json node_record;
     auto id = NodeId::parse(node);  // the task's own record: checked when the task was made
-    bool unreachable = id && !tasks::read_node(host(), id.value(), &node_record) &&
-                       record::text(node_record, "monitor") == "unreachable";
-    if (!unreachable) {
+    bool off = record::text(task, "kind") == "recover" && id && !tasks::read_node(host(), id.value(), &node_record) &&
+               record::text(node_record, "monitor") == "unreachable";
+    if (!off) {
       auto on_node = tasks::call(host(), host().subject("agent." + node + ".vm.list"), nlohmann::json::object(), Millis(2000));
       if (on_node.ok && vm_record::listed_states(on_node.result)[uuid] == "running")
         return StepResult::failed("still running on " + node + ": stop it first (`nodeha node drain " + node + "`)");

@@ -156,12 +156,16 @@ class RecoveryPlugin : public Plugin {
   void run(const std::string& node) {
     bool tried = false;    // the ladder's automatic methods: each tried once
     std::string failures;  // and why they failed
-    for (bool first = true;; first = false) {
+    // Whether the next round waits for a change (or 2 s) first: not after progress, whose own
+    // notification may have come before the wait.
+    bool wait = false;
+    for (;;) {
       NodeView v;
       size_t unreachable = 0, known = 0;
       {
         std::unique_lock lock(mu_);
-        if (!first) changed_.wait_for(lock, Millis(2000));
+        if (wait) changed_.wait_for(lock, Millis(2000));
+        wait = true;
         if (stopping_) break;
         v = nodes_[node];
         for (const auto& [id, n] : nodes_) {
@@ -202,7 +206,10 @@ class RecoveryPlugin : public Plugin {
         }
         if (!tried) {
           tried = true;
-          if (fence(node, ha, &failures)) continue;
+          if (fence(node, ha, &failures)) {
+            wait = false;  // fenced: recover at once
+            continue;
+          }
         }
         std::string why = failures.empty() ? "" : " (" + failures + ")";
         if (ladder_.back().method == kAck) {
