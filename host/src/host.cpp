@@ -217,11 +217,11 @@ int Host::start() {
     services_.epoch = [l = leadership_.get()] { return l->epoch(); };
     for (const auto& inst : plugins_) set_up(inst->name(), false);  // until it leads
     leadership_->start();  // one round now: a lone controller leads before it says it is up
-    if (auto s = apply_role(); !s) {
-      stop();
-      return kExitFailed;
-    }
-    role_thread_ = std::thread([this] { role_loop(); });
+    // A leader's plugin that fails to start (a bucket whose stream still elects its leader on a
+    // NATS cluster just formed) is tried again every second, as after a takeover: exiting would
+    // leave the cluster without its leader until someone restarts it.
+    bool retry = !apply_role();
+    role_thread_ = std::thread([this, retry] { role_loop(retry); });
   } else {
     for (size_t i = 0; i < plugins_.size(); ++i) {
       if (auto s = start_instance(*plugins_[i], NODEHA_MODE_ACTIVE); !s) {
@@ -293,8 +293,7 @@ Status Host::apply_role() {
   return result;
 }
 
-void Host::role_loop() {
-  bool retry = false;
+void Host::role_loop(bool retry) {
   for (;;) {
     {
       std::unique_lock lock(role_mu_);

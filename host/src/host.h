@@ -74,7 +74,8 @@ class Host {
   // those that serve followers run as follower instances meanwhile. Brings them to what the
   // lease last said; called on the role thread (and once by start).
   Status apply_role();
-  void role_loop();
+  // Applies each change of role; `retry`: the last apply left plugins down, tried again each second.
+  void role_loop(bool retry);
   void set_up(const std::string& plugin, bool up);
   // nodeha_plugin_up for an active instance, nodeha_plugin_following for a follower's.
   void set_running(const PluginInstance& inst, bool up);

@@ -162,10 +162,16 @@ class RebuildPlugin : public Plugin {
     host().respond(m.reply, command::ok(result));
   }
 
-  static std::optional<command::Error> not_fenced(const std::string& node, const nlohmann::json& record) {
-    if (record::field(record, "fence").is_object()) return std::nullopt;
-    return command::Error{"node_not_fenced", node + " is not fenced: automatic recovery recreates only the VMs of a node "
-                                             "confirmed off (docs/operations.md, \"Automatic recovery\")"};
+  // Why the node's record does not allow a recover: not fenced, or it answers again (whatever
+  // fenced it, a node that answers is not off).
+  static std::optional<command::Error> not_recoverable(const std::string& node, const nlohmann::json& record) {
+    if (!record::field(record, "fence").is_object())
+      return command::Error{"node_not_fenced", node + " is not fenced: automatic recovery recreates only the VMs of a "
+                                               "node confirmed off (docs/operations.md, \"Automatic recovery\")"};
+    if (record::text(record, "monitor") != "unreachable")
+      return command::Error{"node_reachable", node + " is " + record::text(record, "monitor", "not judged yet") +
+                                                  ", not unreachable: automatic recovery is for a node that is off"};
+    return std::nullopt;
   }
 
   // Worker. The recovery plugin asks; it also says why (cause), which the task keeps.
@@ -181,11 +187,7 @@ class RebuildPlugin : public Plugin {
       e = command::Error{command::kBadValue, "field \"cause\" must be at most 1000 characters"};
     nlohmann::json record;
     if (!e) e = tasks::read_node(host(), *node_id, &record);
-    if (!e) e = not_fenced(node_id->str(), record);
-    // A node that answers again is not off, whatever its record still says.
-    if (!e && record::text(record, "monitor") != "unreachable")
-      e = command::Error{"node_reachable", node_id->str() + " is " + record::text(record, "monitor", "not judged yet") +
-                                               ", not unreachable: automatic recovery is for a node that is off"};
+    if (!e) e = not_recoverable(node_id->str(), record);
     if (!e && record.contains("lock") && record["lock"].is_object())
       e = command::Error{tasks::kNodeLocked, task_record::locked_message(node_id->str(), record["lock"])};
     if (e) {
@@ -227,7 +229,7 @@ class RebuildPlugin : public Plugin {
     for (const auto& v : vms.value())
       tasks::plan_vm(plan, task, v, placed, "rebuild",
                      !vm_record::ha_priority(v) ? off : record::flag(v, "local_disk") ? local : "");
-    if (auto refused = tasks::lock_and_drain(host(), node, task, [&](nlohmann::json& r) { return not_fenced(node, r); })) {
+    if (auto refused = tasks::lock_and_drain(host(), node, task, [&](nlohmann::json& r) { return not_recoverable(node, r); })) {
       tasks::release(host(), id);
       host().respond(m.reply, command::fail(*refused));
       return;

@@ -1,7 +1,9 @@
 // The host refuses bad plugins before anything starts (exit 2, message naming file, plugin and
-// why), and unwinds started plugins in reverse order when one fails to start (exit 1).
+// why), and unwinds started plugins in reverse order when one fails to start (exit 1) on an
+// agent; a leading controller keeps running and tries it again.
 #include "host_process.h"
 #include "nats_server.h"
+#include "wait.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,6 +12,12 @@ namespace nodeha::test {
 namespace {
 
 using ::testing::HasSubstr;
+
+// A lifecycle fixture table that records into `journal`; `fail` makes its start fail.
+std::string lifecycle(const std::string& name, const std::string& journal, bool fail) {
+  return "[[plugin]]\nname = \"" + name + "\"\nlibrary = \"lifecycle\"\njournal = \"" + journal +
+         "\"\nfail_start = " + (fail ? "true" : "false") + "\n\n";
+}
 
 std::string agent_with(const std::string& plugins) {
   return "[host]\nrole = \"agent\"\nnode_id = \"node-a\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
@@ -86,10 +94,7 @@ TEST(Loader, StartFailureStopsStartedPluginsInReverseOrder) {
   NatsServer nats;
   TempDir dir;
   std::string journal = dir.file("journal");
-  auto plugin = [&](const std::string& name, bool fail) {
-    return "[[plugin]]\nname = \"" + name + "\"\nlibrary = \"lifecycle\"\njournal = \"" + journal +
-           "\"\nfail_start = " + (fail ? "true" : "false") + "\n\n";
-  };
+  auto plugin = [&](const std::string& name, bool fail) { return lifecycle(name, journal, fail); };
   auto r = run_host(agent_with(plugin("first", false) + plugin("second", false) + plugin("broken", true) +
                                plugin("never", false)),
                     {"nats.servers=[\"" + nats.url() + "\"]"});
@@ -97,6 +102,32 @@ TEST(Loader, StartFailureStopsStartedPluginsInReverseOrder) {
   EXPECT_THAT(r.output, HasSubstr("plugin broken (" ));
   EXPECT_THAT(r.output, HasSubstr("failed to start: the database is on fire"));
   EXPECT_EQ(read_file(journal), "start first\nstart second\nstart broken\nstop second\nstop first\n");
+}
+
+// A controller that leads at boot and whose plugin fails to start (a bucket still electing on a
+// fresh NATS cluster, in CI) stays up, runs the others, and tries it again every second, as after
+// a takeover.
+TEST(Loader, ALeadingControllersPluginThatFailsToStartIsTriedAgainAndTheHostStaysUp) {
+  NatsServer nats;
+  TempDir dir;
+  std::string journal = dir.file("journal");
+  auto plugin = [&](const std::string& name, bool fail) { return lifecycle(name, journal, fail); };
+  std::string config = host_tables("controller", "ctl", nats.url());
+  config.replace(config.find("plugin_path = [\"{plugins}\"]"), std::string("plugin_path = [\"{plugins}\"]").size(),
+                 "plugin_path = [\"{plugins}\", \"{fixtures}\"]");
+  HostProcess ctl(config + plugin("first", false) + plugin("broken", true));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto starts = [&] {
+    std::string j = read_file(journal);
+    size_t n = 0;
+    for (size_t at = j.find("start broken"); at != std::string::npos; at = j.find("start broken", at + 1)) ++n;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return starts() >= 3; }, 10s)) << read_file(journal) << ctl.log();
+  EXPECT_TRUE(ctl.process().running());
+  EXPECT_EQ(ctl.metric("nodeha_plugin_up{plugin=\"first\"}"), 1);
+  EXPECT_EQ(ctl.metric("nodeha_plugin_up{plugin=\"broken\"}"), 0);
+  EXPECT_THAT(ctl.log(), HasSubstr("the others are tried again in 1 s"));
 }
 
 }  // namespace
