@@ -101,7 +101,9 @@ class RecoveryPlugin : public Plugin {
     const std::string hb = host().subject("hb.");
     auto h = host().subscribe(hb + "*", [this, hb](const Message& m) {
       std::lock_guard lock(mu_);
-      heard_[m.subject.substr(hb.size())] = std::chrono::steady_clock::now();
+      // Only nodes with a record: a subject naming anything else must not grow the map.
+      if (auto it = nodes_.find(m.subject.substr(hb.size())); it != nodes_.end())
+        heard_[it->first] = std::chrono::steady_clock::now();
     });
     if (!h) return h.status();
     auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
