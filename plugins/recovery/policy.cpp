@@ -47,6 +47,8 @@ Result<std::vector<Rung>> parse_ladder(const nlohmann::json& tables) {
     if (r.method == kAck) {
       if (t.contains("timeout")) return bad(at + ": ack takes no timeout: it waits for the operator as long as it takes");
       if (i + 1 != tables.size()) return bad(at + ": ack waits for the operator as long as it takes, so it can only be last");
+    } else if (r.method == kLease) {
+      if (t.contains("timeout")) return bad(at + ": lease takes no timeout: it lasts fence_after + the watchdog's timeout + lease_margin");
     } else {
       bool ok = false;
       if (t.contains("timeout") && t["timeout"].is_string()) r.timeout = parse_duration(t["timeout"].get<std::string>(), &ok);

@@ -16,6 +16,8 @@ namespace nodeha::recovery {
 // "ack" waits for `nodeha node fence-ack`; any other method is asked of the fence plugin serving
 // `<prefix>.cmd.fence.<method>` (docs/plugins.md, "Fence plugins").
 inline constexpr const char* kAck = "ack";
+// "lease" waits until the node fenced itself by its lease (plugins/selffence/fence_lease.h).
+inline constexpr const char* kLease = "lease";
 
 struct Rung {
   std::string method;
@@ -24,7 +26,8 @@ struct Rung {
 
 // The `fence` tables of the config, in order: {method, timeout}. A method is a label (it ends a
 // subject) and appears once; its timeout is a duration from 1 ms to 10 min ("10s"). ack takes no
-// timeout (it waits for the operator) and may only come last.
+// timeout (it waits for the operator) and may only come last; lease takes none either (its time is
+// the lease's, the watchdog's and the margin's).
 Result<std::vector<Rung>> parse_ladder(const nlohmann::json& tables);
 
 struct Budget {

@@ -11,6 +11,7 @@
 //
 // Each node being recovered has a thread of the plugin's own (fence methods and the task take
 // seconds); its state is re-read from the node records, which a watch keeps in memory.
+#include "lease_desk.h"
 #include "policy.h"
 
 #include "command.h"
@@ -42,6 +43,16 @@ const nodeha_config_key kKeys[] = {
         "no automatic recovery while more nodes than this are unreachable at once"),
     key("max_auto_share", NODEHA_CONFIG_FLOAT, "0.34", "share",
         "nor while more than this share of the known nodes are unreachable"),
+    key("fence_after", NODEHA_CONFIG_DURATION, "\"10s\"", "duration",
+        "the agents' lease (the selffence plugin): an agent that cannot renew it this long fences itself. Longer than a "
+        "controller takeover"),
+    key("lease_margin", NODEHA_CONFIG_DURATION, "\"2s\"", "duration",
+        "added to fence_after and the watchdog's timeout before the lease rung counts a node fenced"),
+    key("isolation_response", NODEHA_CONFIG_STRING, "\"keep\"", nullptr,
+        "a node cut from management whose peers still hear it on the witness network: keep (no automatic recovery) or "
+        "stop (it fences itself, then its VMs are recovered)"),
+    key("witness_network", NODEHA_CONFIG_STRING, "\"business\"", nullptr,
+        "the network of the node records' addresses on which the agents' witnesses hear each other"),
     key("takeover_grace", NODEHA_CONFIG_DURATION, "\"60s\"", "duration",
         "a node already unreachable when this controller comes to lead is acted on only after this long, so that "
         "its own monitor has judged it: at least the heartbeat's misses x interval + ping_timeout"),
@@ -55,11 +66,25 @@ struct NodeView {
   std::string fence_method;
   bool seen_fall = false;  // this controller saw it become unreachable (not only found it so)
   std::string recovery_state, task;
+  std::string witness_address;
 };
 
 bool final_state(const std::string& s) { return s == "recovered" || s == "partial" || s == "not_needed"; }
 
-const char* kHeldReasons[] = {"budget", "unfenced", "no_room", "failed"};
+const char* kHeldReasons[] = {"budget", "unfenced", "no_room", "failed", "isolated"};
+
+LeaseDesk::Config lease_config(const Host& host, bool enabled, const std::vector<Rung>& ladder) {
+  LeaseDesk::Config c;
+  c.fence_after = host.duration("fence_after");
+  c.margin = host.duration("lease_margin");
+  if (c.fence_after < Millis(1000) || c.fence_after > Millis(300000)) throw ConfigError("fence_after must be from 1s to 5m");
+  if (c.margin < Millis(0) || c.margin > Millis(60000)) throw ConfigError("lease_margin must be from 0s to 1m");
+  auto r = lease::parse_response(host.config().at("isolation_response").get<std::string>());
+  if (!r) throw ConfigError("isolation_response must be \"keep\" or \"stop\"");
+  c.response = *r;
+  c.self_fence = enabled && std::any_of(ladder.begin(), ladder.end(), [](const Rung& x) { return x.method == kLease; });
+  return c;
+}
 
 class RecoveryPlugin : public Plugin {
  public:
@@ -72,6 +97,8 @@ class RecoveryPlugin : public Plugin {
     budget_.max_share = host().config().at("max_auto_share").get<double>();
     if (budget_.max_nodes < 0) throw ConfigError("max_auto_nodes must not be negative");
     if (budget_.max_share < 0 || budget_.max_share > 1) throw ConfigError("max_auto_share must be from 0 to 1");
+    witness_network_ = host().config().at("witness_network").get<std::string>();
+    leases_ = std::make_unique<LeaseDesk>(host(), lease_config(host(), enabled_, ladder_));
   }
   ~RecoveryPlugin() override { threads_.join(); }
 
@@ -106,6 +133,7 @@ class RecoveryPlugin : public Plugin {
         heard_[it->first] = std::chrono::steady_clock::now();
     });
     if (!h) return h.status();
+    if (Status l = leases_->start(); !l) return l;
     auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
     return w ? Status::ok() : w.status();
   }
@@ -134,6 +162,8 @@ class RecoveryPlugin : public Plugin {
     const auto& rec = record::field(r, "recovery");
     v.recovery_state = record::text(rec, "state");
     v.task = record::text(rec, "task");
+    v.witness_address = record::text(record::field(r, "addresses"), witness_network_.c_str());
+    leases_->set_address(e.key, v.witness_address);
     bool start = false, clear = false;
     {
       std::lock_guard lock(mu_);
@@ -187,6 +217,15 @@ class RecoveryPlugin : public Plugin {
       // Found unreachable when this controller came to lead: its monitor judges it first (the
       // record is the last leader's word); a recovery that leader began goes on.
       if (!v.seen_fall && v.recovery_state.empty() && std::chrono::steady_clock::now() < started_ + grace_) continue;
+      // Silent on management but heard by its peers: its VMs may still serve users.
+      if (!v.fenced && isolated(node)) {
+        if (leases_->config().response == lease::Response::kKeep) {
+          hold(node, "isolated", "its peers still hear it on the " + witness_network_ + " network: it is cut from management, "
+                                 "not dead, and its VMs may still serve users (isolation_response keep). Move them with "
+                                 "`nodeha local migrate` on the node, or fence it and `nodeha node fence-ack " + node + "`");
+          continue;
+        }
+      }
       // An operator's ack is a person's decision about this node: the budget, which guards against
       // acting on many nodes by ourselves, does not hold it.
       if (v.fence_method != kAck)
@@ -231,6 +270,41 @@ class RecoveryPlugin : public Plugin {
     active_.erase(node);
   }
 
+  // Heard by a peer's witness after its last heartbeat (and a second): cut from management only.
+  bool isolated(const std::string& node) {
+    std::chrono::steady_clock::time_point last;
+    {
+      std::lock_guard lock(mu_);
+      auto it = heard_.find(node);
+      last = it == heard_.end() ? started_ : it->second;
+    }
+    return leases_->heard_since(node, last + Millis(1000));
+  }
+
+  // The lease rung: waits until the node's lease, its watchdog's time and the margin have passed and
+  // judges (lease::judge). True once fenced (the record says so).
+  bool fence_by_lease(const std::string& node, std::string* why) {
+    for (;;) {
+      std::vector<std::string> peers;
+      {
+        std::unique_lock lock(mu_);
+        if (stopping_ || nodes_[node].monitor != "unreachable" || nodes_[node].fenced) return false;
+        // A peer powered off (or confirmed off) reports nothing and answers no one: it does not count.
+        for (const auto& [id, n] : nodes_)
+          if (id != node && !n.witness_address.empty() && !(n.fenced && n.fence_method != kLease)) peers.push_back(id);
+      }
+      auto j = leases_->judge(node, peers);
+      if (j.kind == lease::Judgement::kFenced)
+        return record_fence(node, {{"method", kLease}, {"at", tasks::unix_ms()}, {"by", host().node_id()}, {"detail", j.why}});
+      if (j.kind != lease::Judgement::kWait) {
+        *why = j.why;
+        return false;
+      }
+      std::unique_lock lock(mu_);
+      changed_.wait_for(lock, Millis(250), [&] { return stopping_; });
+    }
+  }
+
   // Not heard for more than one and a half of its intervals (never heard: since this plugin started).
   // Under mu_.
   bool silent(const std::string& node, const NodeView& n) const {
@@ -253,6 +327,15 @@ class RecoveryPlugin : public Plugin {
       set_state(node, {{"state", "fencing"},
                        {"method", rung.method},
                        {"reason", std::to_string(ha) + " VM(s) with an ha priority; fencing by " + rung.method}});
+      if (rung.method == kLease) {
+        std::string why;
+        bool off = fence_by_lease(node, &why);
+        fence_attempts_[rung.method + (off ? "off" : "failed")].inc();
+        if (off) return true;
+        *failures += std::string(failures->empty() ? "" : "; ") + "lease: " + why;
+        host().warn("could not fence " + node + " by its lease: " + why);
+        continue;
+      }
       auto started = std::chrono::steady_clock::now();
       auto r = tasks::call(host(), host().subject("cmd.fence." + rung.method),
                            {{"node", node}, {"timeout_ms", rung.timeout.count()}}, rung.timeout + Millis(2000));
@@ -407,6 +490,7 @@ class RecoveryPlugin : public Plugin {
 
   // Worker: a node back in service loses its fence and its recovery state.
   void forget(const std::string& node) {
+    leases_->forget(node);
     (void)patch(node, [&](nlohmann::json& r) {
       if (record::text(r, "monitor") == "unreachable" || record::text(r, "management", "enabled") != "enabled") return false;
       bool had = r.contains("fence") || r.contains("recovery");
@@ -441,6 +525,8 @@ class RecoveryPlugin : public Plugin {
   std::map<std::string, Metric> recoveries_;      // result
   std::vector<Rung> ladder_;
   Budget budget_;
+  std::string witness_network_;
+  std::unique_ptr<LeaseDesk> leases_;
   std::map<std::string, Metric> held_gauge_;
   Metric enabled_gauge_;
   std::mutex mu_;

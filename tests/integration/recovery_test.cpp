@@ -197,5 +197,44 @@ TEST_F(Recovery, TheBudgetHoldsWhenManyNodesAreLostAtOnceAndAnAckRecoversOne) {
   EXPECT_TRUE(recorded(vb, "node-b"));
 }
 
+// The leader's lease desk (self-fencing, plugins/recovery/lease_desk.h): a renewal is answered
+// with a grant; hostile ones, by anyone on the bus, are refused with the reason and change nothing.
+TEST_F(Recovery, LeaseRenewalsAreCheckedThenGranted) {
+  HostProcess ctl(recovery_config("fence_after = \"4s\"\nisolation_response = \"stop\"\n[[plugin.fence]]\nmethod = \"lease\"\n"));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a");
+  auto b = start_agent("node-b");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b"); })) << ctl.log();
+  auto renew = [&](const std::string& subject_node, const std::string& body) {
+    auto r = bus_->request("nodeha.ctl." + subject_node + ".lease", body, 10s);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r ? json::parse(r.value(), nullptr, false) : json();
+  };
+  auto code = [](const json& reply) { return reply.value("ok", true) ? "accepted" : reply["error"]["code"].get<std::string>(); };
+  EXPECT_EQ(code(renew("node-a", "not json")), "bad_value");
+  EXPECT_EQ(code(renew("node-a", R"({"node":"node-a","x":1})")), "bad_value");
+  EXPECT_EQ(code(renew("node-a", R"({"node":"node-a","watchdog_ms":-1})")), "bad_value");
+  EXPECT_EQ(code(renew("node-a", R"({"node":"node-b"})")), "bad_value");  // another node's lease
+  EXPECT_EQ(code(renew("node-z", R"({"node":"node-z"})")), "unknown_node");
+  auto refused = renew("node-a", R"({"node":"node-a","heard":[{"node":"node-a","any_first_ms":1,"any_last_ms":1}]})");
+  EXPECT_THAT(refused["error"]["message"].get<std::string>(), HasSubstr("does not witness itself"));
+
+  auto g1 = renew("node-a", R"({"node":"node-a","watchdog_ms":10000})");
+  ASSERT_TRUE(g1.value("ok", false)) << g1;
+  const json& grant = g1["result"];
+  EXPECT_EQ(grant["fence_after_ms"], 4000);
+  EXPECT_EQ(grant["response"], "stop");
+  EXPECT_EQ(grant["self_fence"], true);
+  EXPECT_EQ(grant["key"].get<std::string>().size(), 64u);
+  ASSERT_TRUE(grant.contains("peers")) << grant;  // the agent held no peer list
+  // The same peer list again: not sent; each grant has a new number.
+  auto g2 = renew("node-a", json{{"node", "node-a"}, {"peers_rev", grant["peers_rev"]}, {"seq", grant["seq"]}}.dump());
+  ASSERT_TRUE(g2.value("ok", false)) << g2;
+  EXPECT_FALSE(g2["result"].contains("peers")) << g2;
+  EXPECT_GT(g2["result"]["seq"].get<uint64_t>(), grant["seq"].get<uint64_t>());
+  EXPECT_EQ(g2["result"]["key"], grant["key"]);
+  EXPECT_TRUE(ctl.process().running());
+}
+
 }  // namespace
 }  // namespace nodeha::test

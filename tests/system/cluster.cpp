@@ -97,7 +97,32 @@ std::string Cluster::agent_config(int i) const {
          "[[plugin]]\nlibrary = \"file_check\"\nname = \"storage\"\ninterval = \"1s\"\npath = \"" + storage_marker(i) + "\"\n"
          "[[plugin]]\nlibrary = \"vms\"\nsync_every = \"500ms\"\nstop_timeout = \"5s\"\n"
          // Peers reach this node's libvirtd over TCP (qemu+tcp://{address}/system, the defaults).
-         "[[plugin]]\nlibrary = \"migrate\"\n" + addresses + options_.migrate_extra;
+         "[[plugin]]\nlibrary = \"migrate\"\n" + addresses + options_.migrate_extra +
+         (options_.self_fence ? "[[plugin]]\nlibrary = \"selffence\"\naddress = \"" + biz + "\"\nwatchdog = \"" +
+                                    dir_.file(node(i) + "/watchdog") + "\"\nwatchdog_timeout = \"" +
+                                    std::to_string(kWatchdogTimeoutMs) + "ms\"\n"
+                              : "");
+}
+
+void Cluster::start_watchdog(int i) {
+  if (!options_.self_fence) return;
+  if (watchdogs_.size() < static_cast<size_t>(i)) watchdogs_.resize(i);
+  auto& w = watchdogs_[i - 1];
+  if (w) old_watchdogs_.push_back(std::move(w));
+  w = std::make_unique<Process>(
+      std::vector<std::string>{NODEHA_FIXTURE_DIR "/watchdog_standin", dir_.file(node(i) + "/watchdog"),
+                               std::to_string(kWatchdogTimeoutMs), "ip netns pids " + net_.node_ns(i) + " | xargs -r kill -9"},
+      dir_.file(node(i) + "-watchdog-" + std::to_string(old_watchdogs_.size()) + ".log"));
+  ASSERT_TRUE(wait_until([&] { return w->output().find("ready") != std::string::npos; }, 10s)) << w->output();
+}
+
+bool Cluster::watchdog_fired(int i) {
+  return watchdogs_.size() >= static_cast<size_t>(i) && watchdogs_[i - 1] &&
+         watchdogs_[i - 1]->output().find("fired") != std::string::npos;
+}
+
+std::string Cluster::watchdog_log(int i) {
+  return watchdogs_.size() >= static_cast<size_t>(i) && watchdogs_[i - 1] ? watchdogs_[i - 1]->output() : "";
 }
 
 void Cluster::start() {
@@ -194,7 +219,10 @@ void Cluster::start() {
     }
   }
   agents_.resize(static_cast<size_t>(options_.nodes));
-  for (int i = 1; i <= options_.nodes; ++i) start_agent(i);
+  for (int i = 1; i <= options_.nodes; ++i) {
+    start_watchdog(i);
+    start_agent(i);
+  }
   for (int i = 1; i <= options_.nodes; ++i) ASSERT_TRUE(agent(i)->process().running()) << agent(i)->log();
   ASSERT_TRUE(wait_until([&] {
     for (int i = 1; i <= options_.nodes; ++i) {
@@ -297,6 +325,11 @@ std::vector<std::string> Cluster::monitor_changes(int i) const {
 
 void Cluster::power_off(int i, bool chassis_off) {
   net_.cut_all(i);
+  // The watchdog loses power with its node.
+  if (watchdogs_.size() >= static_cast<size_t>(i) && watchdogs_[i - 1]) {
+    watchdogs_[i - 1]->signal(SIGKILL);
+    watchdogs_[i - 1]->wait_exit(10s);
+  }
   if (!bmcs_.empty() && chassis_off) EXPECT_TRUE(bmcs_.at(i - 1)->lose_power()) << bmcs_.at(i - 1)->log();
   // Killed again each round: a process forked meanwhile (libvirtd starting a helper) dies too.
   std::vector<pid_t> left;
@@ -324,6 +357,7 @@ void Cluster::power_on(int i) {
   EXPECT_TRUE(net_.restore_all(i)) << net_.error();
   monitor_->set_down(node(i), false);
   EXPECT_TRUE(libvirtd(i).start(60s)) << libvirtd(i).log();
+  start_watchdog(i);
   start_agent(i);
 }
 

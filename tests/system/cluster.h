@@ -81,6 +81,11 @@ struct ClusterOptions {
   bool bmcs = false;
   // More plugin tables for every controller (the recovery plugin's), appended as written.
   std::string controller_extra;
+  // Every agent gets the selffence plugin: its witness on its business address, its watchdog a
+  // FIFO read by a stand-in process (tests/fixtures/watchdog_standin.cpp: no hardware watchdog can
+  // run here) that, unfed for kWatchdogTimeout, kills every process of the node's namespace as a
+  // reset would. Add a lease rung to the recovery plugin in controller_extra to use it.
+  bool self_fence = false;
 };
 
 class Cluster {
@@ -115,6 +120,10 @@ class Cluster {
   static std::string controller_id(int c) { return c == 1 ? "ctl" : "ctl-" + std::to_string(c); }
   AlertStack& alerts() { return *alerts_; }  // with `alerting` only
   BmcSim& bmc(int i) { return *bmcs_.at(i - 1); }  // with `bmcs` only
+  static constexpr int kWatchdogTimeoutMs = 2000;  // with `self_fence`
+  // Whether node i's watchdog stand-in reset it (with `self_fence`); its output.
+  bool watchdog_fired(int i);
+  std::string watchdog_log(int i);
   bool alerting() const { return options_.alerting; }
   InvariantMonitor& monitor() { return *monitor_; }
   // Where a disk guest's image is, on every node (each node's /var is its own).
@@ -200,6 +209,9 @@ class Cluster {
   TestNetwork net_;
   std::unique_ptr<BusSecurity> security_;  // the CA, the server's files and every credential
   std::vector<std::unique_ptr<BmcSim>> bmcs_;  // with `bmcs`: node i's is [i - 1]
+  std::vector<std::unique_ptr<Process>> watchdogs_;  // with `self_fence`: node i's is [i - 1]
+  std::vector<std::unique_ptr<Process>> old_watchdogs_;
+  void start_watchdog(int i);
   std::unique_ptr<NatsServer> nats_;            // one server, or
   std::unique_ptr<NatsCluster> nats_cluster_;   // three
   std::vector<std::unique_ptr<Libvirtd>> daemons_;

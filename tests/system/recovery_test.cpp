@@ -4,7 +4,10 @@
 // its own on the management network: a BMC is hardware of its own on standby power, so a node's
 // power loss leaves it answering. Its chassis power-off kills every process of the node's
 // namespace (QEMUs, libvirtd, agent), as pulling the power does. The controller fences through the
-// fence_ipmi plugin (ipmitool), then the operator's ack.
+// fence_ipmi plugin (ipmitool), then the operator's ack. The self-fencing scenarios give every
+// agent the selffence plugin instead, its witness on the business network and its watchdog a
+// stand-in process (tests/fixtures/watchdog_standin.cpp: no hardware watchdog can run here) that,
+// unfed, kills every process of the node's namespace as a reset would.
 //
 // Each test prints its figures as `[ figure   ] <test>: <what> <seconds> s`.
 #include "cluster_test.h"
@@ -30,6 +33,19 @@ ClusterOptions recovery_cluster(std::map<int, int> guests, bool alerting = false
   return o;
 }
 
+// Recovery on, fenced by the nodes' own leases (5 s, watchdog 2 s, margin 1 s), then by the
+// operator; `response` for a node cut from management only.
+ClusterOptions self_fence_cluster(std::map<int, int> guests, const std::string& response) {
+  ClusterOptions o;
+  o.guests = std::move(guests);
+  o.alerting = false;
+  o.self_fence = true;
+  o.controller_extra = "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\nfence_after = \"5s\"\nlease_margin = \"1s\"\n"
+                       "isolation_response = \"" + response + "\"\n"
+                       "[[plugin.fence]]\nmethod = \"lease\"\n[[plugin.fence]]\nmethod = \"ack\"\n";
+  return o;
+}
+
 class RecoveryScenario : public ClusterTest {
  protected:
   void set_ha(const std::string& uuid, const std::string& ha) {
@@ -43,6 +59,24 @@ class RecoveryScenario : public ClusterTest {
   bool runs_elsewhere(const std::string& uuid, int i) {
     auto on = where(uuid);
     return on.size() == 1 && on[0] != Cluster::node(i);
+  }
+  // A self-fencing cluster (self_fence_cluster) with one guest on node-1, made HA, once every
+  // agent holds a lease and has armed its watchdog; the guest's uuid in `guest`.
+  void start_self_fencing(const std::string& response, std::string* guest) {
+    ASSERT_NO_FATAL_FAILURE(start(self_fence_cluster({{1, 1}}, response)));
+    for (int i = 1; i <= c().nodes(); ++i) {
+      ASSERT_TRUE(wait_until([&] { return c().agent(i)->metric("nodeha_lease_valid") == 1; }, 20s)) << c().agent(i)->log();
+      ASSERT_TRUE(wait_until([&] { return c().watchdog_log(i).find("armed") != std::string::npos; }, 10s)) << c().watchdog_log(i);
+    }
+    *guest = c().guests_of(1)[0];
+    ASSERT_NO_FATAL_FAILURE(set_ha(*guest, "1"));
+  }
+  // Waits until `guest` runs on another node than node-1, fenced by its lease; the figure `what`.
+  void expect_recovered_by_lease(const std::string& guest, Clock::time_point since, const std::string& what) {
+    ASSERT_TRUE(wait_until([&] { return runs_elsewhere(guest, 1); }, 30s))
+        << ::testing::PrintToString(where(guest)) << c().record("nodes", "node-1").dump(2) << c().logs();
+    figure(what + " to HA VM running elsewhere", seconds_since(since));
+    EXPECT_EQ(fence(1)["method"], "lease") << fence(1);
   }
 };
 
@@ -174,6 +208,83 @@ TEST_F(RecoveryScenario, AnAgentRestartedInsideTheWindowIsNotFenced) {
   EXPECT_EQ(c().monitor_state(1), "normal");
   EXPECT_EQ(c().bmc(1).power_status(), std::optional<bool>(true));
   for (const auto& uuid : g) EXPECT_EQ(Libvirtd::processes_with(uuid), qemu[uuid]) << uuid;
+  c().expect_invariants();
+}
+
+// The agent hangs (SIGSTOP) past its lease: it feeds its watchdog no more, so the watchdog (the
+// stand-in: no hardware watchdog can run here) resets the node, killing its QEMUs. The controller
+// counts the node fenced once the lease, the watchdog's timeout and the margin have passed with
+// no peer hearing it; then the guest runs elsewhere, never twice.
+TEST_F(RecoveryScenario, AHungAgentIsResetByItsWatchdogThenItsVmsAreRecovered) {
+  std::string g;
+  ASSERT_NO_FATAL_FAILURE(start_self_fencing("keep", &g));
+  auto hung = Clock::now();
+  c().agent(1)->process().signal(SIGSTOP);
+  ASSERT_TRUE(wait_until([&] { return c().watchdog_fired(1); }, 20s)) << c().watchdog_log(1);
+  figure("hung agent to watchdog reset", seconds_since(hung));
+  ASSERT_TRUE(wait_until([&] { return Libvirtd::processes_with(g).empty(); }, 10s)) << "the reset left the QEMU running";
+  c().power_off(1, /*chassis_off=*/false);  // what the reset left: nothing, and the node is down
+  ASSERT_NO_FATAL_FAILURE(expect_recovered_by_lease(g, hung, "hung agent"));
+  EXPECT_THAT(fence(1)["detail"].get<std::string>(), HasSubstr("watchdog"));
+  c().expect_invariants();
+}
+
+// node-1 loses both its management and its business links: its lease ends and no peer answers
+// its witness, so it destroys its VMs itself (its watchdog never fires). The controller counts it
+// fenced when its time has passed with no peer hearing it; the guest runs elsewhere. node-1 comes
+// back drained.
+TEST_F(RecoveryScenario, ANodeCutFromBothNetworksFencesItselfThenItsVmsAreRecovered) {
+  std::string g;
+  ASSERT_NO_FATAL_FAILURE(start_self_fencing("keep", &g));
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut(1, Network::kManagement) && c().net().cut(1, Network::kBusiness)) << c().net().error();
+  ASSERT_TRUE(wait_until([&] { return Libvirtd::processes_with(g).empty(); }, 20s)) << c().agent(1)->log();
+  figure("both networks cut to self-fence", seconds_since(cut));
+  ASSERT_NO_FATAL_FAILURE(expect_recovered_by_lease(g, cut, "both networks cut"));
+  EXPECT_FALSE(c().watchdog_fired(1)) << c().watchdog_log(1);
+  ASSERT_TRUE(c().net().restore(1, Network::kManagement) && c().net().restore(1, Network::kBusiness)) << c().net().error();
+  ASSERT_TRUE(c().wait_monitor(1, "normal", 30s));
+  EXPECT_EQ(c().record("nodes", "node-1")["management"], "drained");
+  EXPECT_EQ(c().agent(1)->metric("nodeha_self_fences_total"), 1);
+  c().expect_invariants();
+}
+
+// node-1 loses its management link only: its peers still hear it on the business network, so it
+// is isolated, not dead. Under keep its VMs keep running there and nothing is rebuilt, however
+// long it lasts; the hold says why. When the link is back it simply returns.
+TEST_F(RecoveryScenario, AnIsolatedNodeUnderKeepKeepsItsVmsAndNothingMoves) {
+  std::string g;
+  ASSERT_NO_FATAL_FAILURE(start_self_fencing("keep", &g));
+  auto qemu = Libvirtd::processes_with(g);
+  ASSERT_TRUE(c().net().cut(1, Network::kManagement)) << c().net().error();
+  ASSERT_TRUE(wait_until([&] { return recovery(1).value("held", "") == "isolated"; }, 20s)) << recovery(1).dump(2);
+  EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 1);
+  // Past the lease, the watchdog's timeout and the margin (8 s) and more, nothing moves.
+  EXPECT_FALSE(wait_until([&] { return !fence(1).is_null() || !where(g).empty() && where(g) != std::vector<std::string>{"node-1"}; },
+                          12s))
+      << fence(1);
+  EXPECT_EQ(Libvirtd::processes_with(g), qemu);
+  EXPECT_EQ(c().vm_node(g), "node-1");
+  EXPECT_FALSE(c().watchdog_fired(1)) << c().watchdog_log(1);
+  EXPECT_EQ(c().agent(1)->metric("nodeha_self_fences_total"), 0);
+  ASSERT_TRUE(c().net().restore(1, Network::kManagement)) << c().net().error();
+  ASSERT_TRUE(wait_until([&] { return recovery(1).value("state", "") == "returned"; }, 30s)) << recovery(1).dump(2);
+  EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 0);
+  c().expect_invariants();
+}
+
+// The same cut under stop: node-1, isolated, destroys its VMs itself and tells its peers, whose
+// reports let the controller count it fenced without waiting for the watchdog's time; then its
+// guest runs elsewhere.
+TEST_F(RecoveryScenario, AnIsolatedNodeUnderStopFencesItselfThenItsVmsAreRecovered) {
+  std::string g;
+  ASSERT_NO_FATAL_FAILURE(start_self_fencing("stop", &g));
+  auto cut = Clock::now();
+  ASSERT_TRUE(c().net().cut(1, Network::kManagement)) << c().net().error();
+  ASSERT_TRUE(wait_until([&] { return Libvirtd::processes_with(g).empty(); }, 20s)) << c().agent(1)->log();
+  ASSERT_NO_FATAL_FAILURE(expect_recovered_by_lease(g, cut, "management cut (stop)"));
+  EXPECT_THAT(fence(1)["detail"].get<std::string>(), HasSubstr("said so to its peers"));
+  EXPECT_FALSE(c().watchdog_fired(1)) << c().watchdog_log(1);
   c().expect_invariants();
 }
 
