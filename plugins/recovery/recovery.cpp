@@ -266,8 +266,15 @@ class RecoveryPlugin : public Plugin {
       if (recover(node, v)) break;
     }
     unhold(node);
-    std::lock_guard lock(mu_);
-    active_.erase(node);
+    bool clear;
+    {
+      std::lock_guard lock(mu_);
+      active_.erase(node);
+      // Back in service while this thread still ran: the watch's word on it came too early.
+      const NodeView& v = nodes_[node];
+      clear = !stopping_ && v.monitor != "unreachable" && v.management == "enabled" && (v.fenced || !v.recovery_state.empty());
+    }
+    if (clear) (void)host().spawn([this, node] { forget(node); });
   }
 
   // Heard by a peer's witness after its last heartbeat (and a second): cut from management only.

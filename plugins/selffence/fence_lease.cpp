@@ -118,7 +118,7 @@ std::string encode(const Renewal& r) {
                      {"invalid_first_ms", h.invalid_first_ms}, {"invalid_last_ms", h.invalid_last_ms},
                      {"fenced_seq", h.fenced_seq}});
   return json{{"node", r.node}, {"watchdog_ms", r.watchdog_ms}, {"seq", r.seq}, {"fenced", r.fenced},
-              {"peers_rev", r.peers_rev}, {"heard", heard}}
+              {"peers_rev", r.peers_rev}, {"incarnation", r.incarnation}, {"heard", heard}}
       .dump();
 }
 
@@ -127,11 +127,13 @@ Result<Renewal> decode_renewal(std::string_view text) {
   if (text.size() > kMaxRenewalBytes) return bad(what, fmt::format("over {} bytes", kMaxRenewalBytes));
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object()) return bad(what, "not a JSON object");
-  if (auto k = unknown_field(j, {"node", "watchdog_ms", "seq", "fenced", "peers_rev", "heard"})) return bad(what, "unknown field \"" + *k + "\"");
+  if (auto k = unknown_field(j, {"node", "watchdog_ms", "seq", "fenced", "peers_rev", "incarnation", "heard"}))
+    return bad(what, "unknown field \"" + *k + "\"");
   Renewal r;
   std::optional<std::string> e;
   if ((e = get_node(j, "node", &r.node)) || (e = get_int(j, "watchdog_ms", 0, kMaxWatchdogMs, &r.watchdog_ms, false)) ||
-      (e = get_seq(j, "seq", &r.seq)) || (e = get_bool(j, "fenced", &r.fenced)) || (e = get_seq(j, "peers_rev", &r.peers_rev)))
+      (e = get_seq(j, "seq", &r.seq)) || (e = get_bool(j, "fenced", &r.fenced)) || (e = get_seq(j, "peers_rev", &r.peers_rev)) ||
+      (e = get_seq(j, "incarnation", &r.incarnation)))
     return bad(what, *e);
   if (j.contains("heard")) {
     if (!j["heard"].is_array()) return bad(what, "field \"heard\" must be an array");
@@ -265,6 +267,19 @@ void WitnessLog::insert(std::vector<Span>& v, Span s) {
   }
 }
 
+void WitnessLog::renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at) {
+  auto [it, first] = incarnations_.try_emplace(peer, incarnation);
+  if (!first && it->second != incarnation) {
+    // The peer's agent restarted: what it heard since its last report is lost. Any node may have
+    // been heard by it meanwhile.
+    auto since = reported_.count(peer) ? reported_[peer] : at;
+    restarts_.push_back({since - kRenewTimeout, at});
+    if (restarts_.size() > kMaxSpans) restarts_.erase(restarts_.begin());
+  }
+  it->second = incarnation;
+  reported_[peer] = at;
+}
+
 void WitnessLog::add(const std::string& peer, const Heard& h, Clock::time_point at) {
   reported_[peer] = at;
   // Ages count from when the peer sent its renewal, which is before `at` by the time in transit.
@@ -275,9 +290,10 @@ void WitnessLog::add(const std::string& peer, const Heard& h, Clock::time_point 
 }
 
 bool WitnessLog::heard(const std::string& node, Clock::time_point from, Clock::time_point to, bool invalid_only) const {
+  auto overlaps = [&](const Span& s) { return s.from <= to && s.to >= from; };
+  if (std::any_of(restarts_.begin(), restarts_.end(), overlaps)) return true;
   auto it = spans_.find(node);
   if (it == spans_.end()) return false;
-  auto overlaps = [&](const Span& s) { return s.from <= to && s.to >= from; };
   const auto& v = invalid_only ? it->second.invalid : it->second.any;
   return std::any_of(v.begin(), v.end(), overlaps);
 }

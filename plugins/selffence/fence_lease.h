@@ -69,6 +69,7 @@ struct Renewal {
   uint64_t seq = 0;         // the grant the agent holds (0: none yet)
   bool fenced = false;      // it destroyed its VMs by itself under grant `seq`
   uint64_t peers_rev = 0;   // the peer list it holds (0: none): the grant sends a new one only
+  uint64_t incarnation = 0; // random per agent process: a change says what it heard was lost
   std::vector<Heard> heard;
 
   bool operator==(const Renewal&) const = default;
@@ -145,6 +146,10 @@ class WitnessLog {
   struct Span {
     Clock::time_point from, to;
   };
+  // A renewal from `peer` came at `at`, from agent process `incarnation`: call before add(). A new
+  // incarnation lost what it heard since its last report, so every node counts as heard by it
+  // from then until now.
+  void renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at);
   // A renewal from `peer`, received at `at`, says it heard `heard`.
   void add(const std::string& peer, const Heard& heard, Clock::time_point at);
   // Whether any peer may have heard `node` between from and to (invalid_only: while its own lease
@@ -161,6 +166,8 @@ class WitnessLog {
   };
   static void insert(std::vector<Span>& v, Span s);
   std::map<std::string, Spans> spans_;  // heard node -> spans
+  std::vector<Span> restarts_;           // spans in which a restarted peer may have heard anyone
+  std::map<std::string, uint64_t> incarnations_;
   std::map<std::string, Clock::time_point> reported_;
   std::map<std::string, uint64_t> fenced_;
 };

@@ -16,6 +16,11 @@
 //
 // The watchdog is a device path (`/dev/watchdog`; its timeout set to `watchdog_timeout`) or, in
 // tests, a FIFO read by a stand-in process: a byte written is a feed.
+//
+// The grant is kept in the state directory (selffence-lease.json) with its end on the monotonic
+// clock, which outlives the process but not a reboot: an agent restarted within its lease goes on
+// with it, so a restart during a partition cannot turn a lease that ended into "never leased" (which
+// would keep the VMs that the leader is about to count fenced).
 #include "fence_lease.h"
 
 #include "libvirt.h"
@@ -33,6 +38,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -100,6 +107,9 @@ class SelfFence : public Plugin {
     node_ = host().node_id();
     std::random_device rd;
     rng_.seed((static_cast<uint64_t>(rd()) << 32) | rd());
+    incarnation_ = rng_() | 1;
+    state_path_ = host().state_dir() + "/selffence-lease.json";
+    restore();
   }
   ~SelfFence() override {
     running_ = false;
@@ -129,7 +139,36 @@ class SelfFence : public Plugin {
     return t ? Status::ok() : t.status();
   }
 
-  void stop() override { running_ = false; }  // the watchdog stays armed: a restart must come in time
+  // A clean stop (systemctl stop, an upgrade) disarms the watchdog, but only once the leader knows:
+  // a last renewal says "no watchdog", after which the leader no longer counts on one, so the
+  // node, whose VMs run on unwatched, can never be counted fenced by its lease. Without the
+  // leader's answer the watchdog stays armed: a restart must come within its timeout.
+  void stop() override {
+    lease::Renewal r;
+    r.node = node_;
+    r.incarnation = incarnation_;
+    {
+      std::lock_guard lock(mu_);
+      r.seq = grant_ ? grant_->seq : 0;
+      r.peers_rev = grant_ ? grant_->peers_rev : 0;
+    }
+    bool told = false;
+    if (armed_) {
+      auto reply = host().request(host().subject("ctl." + node_ + ".lease"), lease::encode(r), lease::kRenewTimeout);
+      auto env = reply ? nlohmann::json::parse(reply.value(), nullptr, false) : nlohmann::json();
+      told = env.is_object() && env.value("ok", false) == true;
+    }
+    running_ = false;
+    if (decider_.joinable()) decider_.join();
+    if (!armed_) return;
+    if (told && ::write(watchdog_.get(), "V", 1) == 1) {
+      host().info("watchdog " + watchdog_path_ + " disarmed: the controller knows");
+    } else {
+      host().warn("the watchdog stays armed (the controller could not be told it goes): start the agent again within " +
+                  std::to_string(watchdog_timeout_.count() / 1000) + " s or the node resets");
+    }
+    watchdog_.reset(-1);
+  }
 
  private:
   void open_watchdog() {
@@ -169,6 +208,7 @@ class SelfFence : public Plugin {
     renewing_ = true;
     lease::Renewal r;
     r.node = node_;
+    r.incarnation = incarnation_;
     r.watchdog_ms = armed_ ? watchdog_timeout_.count() : 0;
     auto sent = Clock::now();
     {
@@ -207,6 +247,7 @@ class SelfFence : public Plugin {
     if (!next.peers && grant_ && grant_->peers_rev == next.peers_rev) next.peers = grant_->peers;
     until_ = sent + Millis(next.fence_after_ms);
     grant_ = std::move(next);
+    save_locked();
     // What that renewal reported is the leader's now; only what came after it stays to report.
     for (auto it = heard_.begin(); it != heard_.end();) {
       auto& h = it->second;
@@ -222,6 +263,49 @@ class SelfFence : public Plugin {
   }
 
   bool valid_locked() const { return grant_ && Clock::now() < until_; }
+
+  static std::string boot_id() {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string id;
+    in >> id;
+    return id;
+  }
+
+  // The last grant, kept for a restart; under mu_ (or before the threads start).
+  void save_locked() {
+    if (!grant_ || state_path_.empty()) return;
+    nlohmann::json j{{"boot_id", boot_id()},
+                     {"until_ns", std::chrono::duration_cast<std::chrono::nanoseconds>(until_.time_since_epoch()).count()},
+                     {"fenced_seq", fenced_seq_},
+                     {"grant", nlohmann::json::parse(lease::encode(*grant_))}};
+    std::string tmp = state_path_ + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << j.dump();
+      if (!out) {
+        if (!save_warned_) host().warn("cannot write " + tmp + ": a restarted agent would not know its lease");
+        save_warned_ = true;
+        return;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, state_path_, ec);
+  }
+
+  // A lease this agent's previous process held, since this boot.
+  void restore() {
+    std::ifstream in(state_path_);
+    if (!in) return;
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object() || !j.contains("grant") || j.value("boot_id", "") != boot_id() || boot_id().empty()) return;
+    auto g = lease::decode_grant(j["grant"].dump());
+    if (!g || !j.contains("until_ns") || !j["until_ns"].is_number_integer()) return;
+    grant_ = g.value();
+    until_ = Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(j["until_ns"].get<int64_t>())));
+    fenced_seq_ = j.value("fenced_seq", uint64_t{0});
+    host().info(std::string("lease of the previous process taken over: ") + (Clock::now() < until_ ? "valid" : "ended"));
+  }
 
   // The decider thread.
   void decide() {
@@ -255,6 +339,7 @@ class SelfFence : public Plugin {
     host().error("self-fenced: the lease ended and no peer with a lease said to wait; every VM is destroyed");
     std::lock_guard lock(mu_);
     fenced_seq_ = seq;
+    save_locked();
   }
 
   // Every running VM destroyed; what could not be, or "".
@@ -352,7 +437,9 @@ class SelfFence : public Plugin {
     return std::any_of(grant_->peers->begin(), grant_->peers->end(), [&](const lease::Peer& p) { return p.node == node; });
   }
 
-  std::string node_, address_, watchdog_path_;
+  std::string node_, address_, watchdog_path_, state_path_;
+  uint64_t incarnation_ = 0;
+  bool save_warned_ = false;
   int port_ = 0, witness_peers_ = 0;
   Millis watchdog_timeout_{0}, renew_every_{0};
   Metric fences_, leased_;

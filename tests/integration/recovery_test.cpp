@@ -236,5 +236,32 @@ TEST_F(Recovery, LeaseRenewalsAreCheckedThenGranted) {
   EXPECT_TRUE(ctl.process().running());
 }
 
+// An agent killed and restarted within its lease goes on with that lease (kept in its state
+// directory with its end on the monotonic clock): a restart during a partition must not make an
+// ended lease look like none.
+TEST_F(Recovery, ARestartedAgentGoesOnWithItsLease) {
+  HostProcess ctl(recovery_config("fence_after = \"30s\"\n[[plugin.fence]]\nmethod = \"lease\"\n"));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  const std::string config = test_agent_config("node-a", nodes_.path("node-a"), {nats_.url()}) +
+                             "[[plugin]]\nlibrary = \"selffence\"\naddress = \"127.0.0.1\"\nport = 27480\n";
+  std::string state = files_.file("node-a-state");
+  std::filesystem::create_directories(state);
+  auto a = std::make_unique<HostProcess>(config, std::vector<std::string>{}, "", state);
+  ASSERT_TRUE(a->wait_ready()) << a->log();
+  ASSERT_TRUE(wait_until([&] { return a->metric("nodeha_lease_valid") == 1; }, 15s)) << a->log() << ctl.log();
+  a->process().signal(SIGKILL);
+  a->process().wait_exit(10s);
+  // Back without the controller: the lease it held is still valid, and it says so.
+  ctl.process().signal(SIGSTOP);
+  struct Resume {
+    HostProcess& p;
+    ~Resume() { p.process().signal(SIGCONT); }
+  } resume{ctl};
+  auto b = std::make_unique<HostProcess>(config, std::vector<std::string>{}, "", state);
+  ASSERT_TRUE(b->wait_ready()) << b->log();
+  EXPECT_THAT(b->log(), HasSubstr("lease of the previous process taken over: valid"));
+  EXPECT_TRUE(wait_until([&] { return b->metric("nodeha_lease_valid") == 1; }, 5s)) << b->log();
+}
+
 }  // namespace
 }  // namespace nodeha::test

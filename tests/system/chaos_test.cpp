@@ -1,14 +1,16 @@
 // Randomized faults against automatic recovery (issue 16, point 6) on the namespace cluster
-// (cluster.h): three nodes with HA guests, a BMC (ipmi_sim) per node, recovery fenced by IPMI then
-// by the operator's ack. Each round draws one fault, waits until the cluster has settled again
+// (cluster.h): three nodes with HA guests, a BMC (ipmi_sim) per node, self-fencing agents (a
+// witness on the business network, a watchdog stand-in), recovery fenced by IPMI, then by the
+// nodes' leases (isolation_response stop), then by the operator's ack. Each round draws one
+// fault, waits until the cluster has settled again
 // (every node normal and in service, every HA guest running exactly once), and checks:
 //   - never two running copies of a guest (the invariant monitor, every 100 ms, all along);
-//   - no HA guest down longer than its budget: kBudget from the fault, or from the operator's ack
-//     where the BMC could not be reached.
+//   - no HA guest down longer than its budget, kBudget from the fault.
 // Faults: a node's power loss (chassis off), a crash with the chassis still on (the BMC powers it
-// off), a power loss with the node's BMC cut off (the ladder falls to the ack, which the test
-// gives), an agent killed and restarted at once, the controller killed and restarted, nats-server
-// stopped and started.
+// off), a power loss with the node's BMC cut off (the ladder falls to the lease), an agent hung
+// (SIGSTOP: its watchdog resets the node), a node cut from management only (isolated), an agent
+// killed and restarted at once, the controller killed and restarted, nats-server stopped and
+// started.
 //
 // NODEHA_CHAOS_ROUNDS (default 4: the short run of scripts/test) and NODEHA_CHAOS_SEED (default: a
 // fresh one) repeat a run; every round prints its seed, fault and figures, and a failure names the
@@ -29,7 +31,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kBudget = 20s;  // an HA guest may be down this long after a fault (detection ~3.5 s)
 
-enum class Fault { PowerLoss, CrashChassisOn, PowerLossBmcCut, AgentRestart, ControllerRestart, NatsRestart };
+enum class Fault {
+  PowerLoss, CrashChassisOn, PowerLossBmcCut, AgentRestart, ControllerRestart, NatsRestart, AgentHang, ManagementCut,
+  kCount
+};
 const char* name(Fault f) {
   switch (f) {
     case Fault::PowerLoss: return "power loss";
@@ -38,6 +43,9 @@ const char* name(Fault f) {
     case Fault::AgentRestart: return "agent restart";
     case Fault::ControllerRestart: return "controller restart";
     case Fault::NatsRestart: return "nats-server restart";
+    case Fault::AgentHang: return "agent hung";
+    case Fault::ManagementCut: return "management cut";
+    case Fault::kCount: break;
   }
   return "?";
 }
@@ -120,9 +128,11 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
   o.guests = {{1, 2}, {2, 1}};
   o.alerting = false;
   o.bmcs = true;
+  o.self_fence = true;
   o.controller_extra =
-      "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\n"
-      "[[plugin.fence]]\nmethod = \"ipmi\"\ntimeout = \"3s\"\n[[plugin.fence]]\nmethod = \"ack\"\n";
+      "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\nfence_after = \"5s\"\nlease_margin = \"1s\"\n"
+      "isolation_response = \"stop\"\n[[plugin.fence]]\nmethod = \"ipmi\"\ntimeout = \"3s\"\n"
+      "[[plugin.fence]]\nmethod = \"lease\"\n[[plugin.fence]]\nmethod = \"ack\"\n";
   ASSERT_NO_FATAL_FAILURE(start(o));
   for (int i : {1, 2})
     for (const auto& uuid : c().guests_of(i)) {
@@ -137,7 +147,7 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
               (unsigned long long)rounds, (unsigned long long)seed);
   std::mt19937_64 rng(seed);
   for (uint64_t n = 1; n <= rounds && !HasFailure(); ++n) {
-    const Fault fault = static_cast<Fault>(rng() % 6);
+    const Fault fault = static_cast<Fault>(rng() % static_cast<uint64_t>(Fault::kCount));
     const int i = victim(rng);
     const std::string round = "round " + std::to_string(n) + " (seed " + std::to_string(seed) + "): " + name(fault) +
                               " of " + Cluster::node(i);
@@ -153,24 +163,31 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
         EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
         if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
         break;
-      case Fault::PowerLossBmcCut: {
+      case Fault::PowerLossBmcCut:
+        // The ipmi rung fails; the node's lease, which its dead agent no longer renews, fences it.
         ASSERT_TRUE(c().net().cut_bmc(i)) << c().net().error();
         c().power_off(i);
-        // Nothing moves until the operator says the node is off.
-        ASSERT_TRUE(wait_until([&] {
-          return c().record("nodes", Cluster::node(i)).value("recovery", json::object()).value("method", "") == "ack";
-        }, 30s)) << round << "\n" << c().record("nodes", Cluster::node(i)).dump(2);
-        for (const auto& uuid : ha_guests_)
-          if (c().vm_node(uuid) == Cluster::node(i)) EXPECT_TRUE(c().monitor().running_on(uuid).empty()) << uuid;
-        const auto acked = Clock::now();
-        auto ack = c().cli({"node", "fence-ack", Cluster::node(i), "--yes"});
-        ASSERT_EQ(ack.status, 0) << ack.out << ack.err;
-        down = wait_all_running(acked);
-        EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s after the ack\n" << c().logs();
+        down = wait_all_running(at);
+        EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
+        EXPECT_EQ(c().record("nodes", Cluster::node(i)).value("fence", json::object()).value("method", ""), "lease");
         ASSERT_TRUE(c().net().restore_bmc(i)) << c().net().error();
         if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
         break;
-      }
+      case Fault::AgentHang:
+      case Fault::ManagementCut:
+        // The hung agent's watchdog resets the node; the isolated node fences itself (stop). Either
+        // way the BMC may power it off first. Once one of them acted, the node is taken as off.
+        if (fault == Fault::AgentHang) c().agent(i)->process().signal(SIGSTOP);
+        else ASSERT_TRUE(c().net().cut(i, Network::kManagement)) << c().net().error();
+        ASSERT_TRUE(wait_until([&] {
+          return c().watchdog_fired(i) || c().bmc(i).power_status() == std::optional<bool>(false) ||
+                 c().record("nodes", Cluster::node(i)).contains("fence");
+        }, kBudget)) << round << "\n" << c().record("nodes", Cluster::node(i)).dump(2) << c().logs();
+        c().power_off(i, /*chassis_off=*/false);
+        down = wait_all_running(at);
+        EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
+        if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        break;
       case Fault::AgentRestart:
         c().kill_agent(i);
         c().start_agent(i);

@@ -268,9 +268,21 @@ TEST_F(RecoveryScenario, AnIsolatedNodeUnderKeepKeepsItsVmsAndNothingMoves) {
   EXPECT_FALSE(c().watchdog_fired(1)) << c().watchdog_log(1);
   EXPECT_EQ(c().agent(1)->metric("nodeha_self_fences_total"), 0);
   ASSERT_TRUE(c().net().restore(1, Network::kManagement)) << c().net().error();
-  ASSERT_TRUE(wait_until([&] { return recovery(1).value("state", "") == "returned"; }, 30s)) << recovery(1).dump(2);
+  // It says so (an event), then, back in service, the record forgets it.
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& e : c().events("nodeha.evt.node.node-1"))
+      if (e.body.value("event", "") == "recovery" && e.body.value("state", "") == "returned") return true;
+    return false;
+  }, 30s)) << recovery(1).dump(2);
+  EXPECT_TRUE(wait_until([&] { return recovery(1).empty() && c().monitor_state(1) == "normal"; }, 10s)) << recovery(1).dump(2);
   EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 0);
   c().expect_invariants();
+
+  // An agent stopped cleanly tells the controller, then disarms its watchdog: the node is not reset.
+  c().agent(2)->process().signal(SIGTERM);
+  EXPECT_TRUE(c().agent(2)->process().wait_exit(10s));
+  EXPECT_TRUE(wait_until([&] { return c().watchdog_log(2).find("disarmed") != std::string::npos; }, 5s)) << c().watchdog_log(2);
+  EXPECT_FALSE(wait_until([&] { return c().watchdog_fired(2); }, 3s)) << c().watchdog_log(2);
 }
 
 // The same cut under stop: node-1, isolated, destroys its VMs itself and tells its peers, whose

@@ -17,7 +17,7 @@ std::string renewal_error(const std::string& json) {
 }
 
 TEST(LeaseCodec, ARenewalAndAGrantComeBackAsTheyWere) {
-  Renewal r{"node-1", 10000, 42, true, 7, {{"node-2", 900, 100, -1, -1, 0}, {"node-3", 500, 500, 500, 500, 41}}};
+  Renewal r{"node-1", 10000, 42, true, 7, 99, {{"node-2", 900, 100, -1, -1, 0}, {"node-3", 500, 500, 500, 500, 41}}};
   auto back = decode_renewal(encode(r));
   ASSERT_TRUE(back) << back.status().message();
   EXPECT_EQ(*back, r);
@@ -160,6 +160,16 @@ TEST_F(Judge, WithoutAWatchdogOrAGrantOrSelfFencingItIsRefused) {
   lease.self_fence = false;
   EXPECT_EQ(at(due + 2s).kind, Judgement::kRefused);
   EXPECT_EQ(judge("node-1", LeaseState{}, log, {}, Response::kKeep, fence_after, margin, due + 2s).kind, Judgement::kRefused);
+}
+
+TEST_F(Judge, APeerWhoseAgentRestartedMayHaveHeardAnyoneSinceItsLastReport) {
+  // node-2's agent restarts around node-1's lease end: what it heard meanwhile is lost.
+  for (auto t = t0; t <= due + 2s; t += 1s) {
+    log.renewed("node-2", t < t0 + 3s ? 1 : 2, t);
+    log.renewed("node-3", 7, t);
+  }
+  EXPECT_EQ(at(due + 2s).kind, Judgement::kIsolated);
+  EXPECT_EQ(at(due + 2s, Response::kStop).kind, Judgement::kRefused);
 }
 
 TEST(WitnessLogSpans, ContinuousReportsStayOneSpanAndOldOnesGo) {
