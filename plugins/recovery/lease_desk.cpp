@@ -30,7 +30,7 @@ void LeaseDesk::renewal(const Message& m) {
     std::lock_guard lock(mu_);
     if (!addresses_.count(r->node))
       return (void)host_.respond(m.reply, command::fail(command::kUnknownNode, r->node + " has no node record yet"));
-    log_.renewed(r->node, r->incarnation, now);
+    log_.renewed(r->node, r->incarnation, now, r->leaving);
     for (const auto& h : r->heard)
       if (addresses_.count(h.node)) log_.add(r->node, h, now);
     auto& l = leases_[r->node];

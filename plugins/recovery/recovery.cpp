@@ -473,6 +473,18 @@ class RecoveryPlugin : public Plugin {
     std::map<std::string, int> n;
     for (const auto& [_, r] : held_reason_) ++n[r];
     for (auto& [r, g] : held_gauge_) g.set(n[r]);
+    // One series per isolated node, for NodehaNodeIsolated, which silences its NodehaNodeUnreachable.
+    auto it = isolated_gauges_.find(node);
+    if (reason == "isolated" && it == isolated_gauges_.end()) {
+      auto g = host().gauge("nodeha_node_isolated",
+                            "1 for a node cut from management whose peers still hear it on the witness network",
+                            {{"node", node}});
+      g.set(1);
+      isolated_gauges_.emplace(node, g);
+    } else if (reason != "isolated" && it != isolated_gauges_.end()) {
+      host().remove(it->second);
+      isolated_gauges_.erase(it);
+    }
   }
 
   // The record's `recovery`, with an event; written only when it changes.
@@ -544,6 +556,7 @@ class RecoveryPlugin : public Plugin {
   std::set<std::string> active_;                    // nodes with a recovery thread
   std::map<std::string, std::string> held_;         // node -> what it was last held for (written once)
   std::map<std::string, std::string> held_reason_;  // node -> reason, for the gauges
+  std::map<std::string, Metric> isolated_gauges_;   // node -> its nodeha_node_isolated
   ThreadSet threads_;                               // last: joined before the rest goes
 };
 

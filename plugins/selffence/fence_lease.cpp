@@ -22,8 +22,10 @@ Status bad(const char* what, const std::string& why) { return Status(NODEHA_ERR_
 
 // The object `j`'s fields, each checked against `allowed`; the first unknown one, if any.
 std::optional<std::string> unknown_field(const json& j, std::initializer_list<const char*> allowed) {
-  for (const auto& [k, _] : j.items())
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
     if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) return k;
+  }
   return std::nullopt;
 }
 
@@ -118,7 +120,7 @@ std::string encode(const Renewal& r) {
                      {"invalid_first_ms", h.invalid_first_ms}, {"invalid_last_ms", h.invalid_last_ms},
                      {"fenced_seq", h.fenced_seq}});
   return json{{"node", r.node}, {"watchdog_ms", r.watchdog_ms}, {"seq", r.seq}, {"fenced", r.fenced},
-              {"peers_rev", r.peers_rev}, {"incarnation", r.incarnation}, {"heard", heard}}
+              {"peers_rev", r.peers_rev}, {"incarnation", r.incarnation}, {"leaving", r.leaving}, {"heard", heard}}
       .dump();
 }
 
@@ -127,13 +129,13 @@ Result<Renewal> decode_renewal(std::string_view text) {
   if (text.size() > kMaxRenewalBytes) return bad(what, fmt::format("over {} bytes", kMaxRenewalBytes));
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object()) return bad(what, "not a JSON object");
-  if (auto k = unknown_field(j, {"node", "watchdog_ms", "seq", "fenced", "peers_rev", "incarnation", "heard"}))
+  if (auto k = unknown_field(j, {"node", "watchdog_ms", "seq", "fenced", "peers_rev", "incarnation", "leaving", "heard"}))
     return bad(what, "unknown field \"" + *k + "\"");
   Renewal r;
   std::optional<std::string> e;
   if ((e = get_node(j, "node", &r.node)) || (e = get_int(j, "watchdog_ms", 0, kMaxWatchdogMs, &r.watchdog_ms, false)) ||
       (e = get_seq(j, "seq", &r.seq)) || (e = get_bool(j, "fenced", &r.fenced)) || (e = get_seq(j, "peers_rev", &r.peers_rev)) ||
-      (e = get_seq(j, "incarnation", &r.incarnation)))
+      (e = get_seq(j, "incarnation", &r.incarnation)) || (e = get_bool(j, "leaving", &r.leaving)))
     return bad(what, *e);
   if (j.contains("heard")) {
     if (!j["heard"].is_array()) return bad(what, "field \"heard\" must be an array");
@@ -267,7 +269,9 @@ void WitnessLog::insert(std::vector<Span>& v, Span s) {
   }
 }
 
-void WitnessLog::renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at) {
+void WitnessLog::renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at, bool leaving) {
+  if (leaving) left_.insert(peer);
+  else left_.erase(peer);
   auto [it, first] = incarnations_.try_emplace(peer, incarnation);
   if (!first && it->second != incarnation) {
     // The peer's agent restarted: what it heard since its last report is lost. Any node may have
@@ -330,6 +334,7 @@ Judgement judge(const std::string& node, const LeaseState& lease, const WitnessL
   // witness window before, to a probe sent at most a window before that.
   auto from = expiry - kRenewTimeout - 2 * kWitnessWindow - margin, to = expiry + watchdog + margin;
   for (const auto& p : peers) {
+    if (log.left(p)) continue;  // stopped cleanly: its witness answers no one, and said what it heard
     auto r = log.reported(p);
     if (r && *r >= to + kRenewTimeout) continue;
     if (now < to + kRenewTimeout + kReportPatience) return {Judgement::kWait, ""};

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,7 @@ struct Renewal {
   bool fenced = false;      // it destroyed its VMs by itself under grant `seq`
   uint64_t peers_rev = 0;   // the peer list it holds (0: none): the grant sends a new one only
   uint64_t incarnation = 0; // random per agent process: a change says what it heard was lost
+  bool leaving = false;     // its last, on a clean stop: no watchdog, no witness from now on
   std::vector<Heard> heard;
 
   bool operator==(const Renewal&) const = default;
@@ -148,8 +150,8 @@ class WitnessLog {
   };
   // A renewal from `peer` came at `at`, from agent process `incarnation`: call before add(). A new
   // incarnation lost what it heard since its last report, so every node counts as heard by it
-  // from then until now.
-  void renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at);
+  // from then until now. `leaving`: its last before a clean stop.
+  void renewed(const std::string& peer, uint64_t incarnation, Clock::time_point at, bool leaving = false);
   // A renewal from `peer`, received at `at`, says it heard `heard`.
   void add(const std::string& peer, const Heard& heard, Clock::time_point at);
   // Whether any peer may have heard `node` between from and to (invalid_only: while its own lease
@@ -158,6 +160,8 @@ class WitnessLog {
   uint64_t fenced_seq(const std::string& node) const;
   // The last time `peer` renewed (nullopt: not since this leader began).
   std::optional<Clock::time_point> reported(const std::string& peer) const;
+  // Whether `peer`'s last renewal said it was leaving (a clean stop): it answers no one since.
+  bool left(const std::string& peer) const { return left_.count(peer) > 0; }
   void forget(const std::string& node);
 
  private:
@@ -168,6 +172,7 @@ class WitnessLog {
   std::map<std::string, Spans> spans_;  // heard node -> spans
   std::vector<Span> restarts_;           // spans in which a restarted peer may have heard anyone
   std::map<std::string, uint64_t> incarnations_;
+  std::set<std::string> left_;
   std::map<std::string, Clock::time_point> reported_;
   std::map<std::string, uint64_t> fenced_;
 };

@@ -140,25 +140,20 @@ class SelfFence : public Plugin {
   }
 
   // A clean stop (systemctl stop, an upgrade) disarms the watchdog, but only once the leader knows:
-  // a last renewal says "no watchdog", after which the leader no longer counts on one, so the
-  // node, whose VMs run on unwatched, can never be counted fenced by its lease. Without the
-  // leader's answer the watchdog stays armed: a restart must come within its timeout.
+  // a last renewal, `leaving`, with what the witness heard, after which the leader no longer counts
+  // on a watchdog, so the node, whose VMs run on unwatched, can never be counted fenced by its
+  // lease, nor waits for this node's witness reports. Without the leader's answer the watchdog
+  // stays armed: a restart must come within its timeout.
   void stop() override {
-    lease::Renewal r;
-    r.node = node_;
-    r.incarnation = incarnation_;
-    {
-      std::lock_guard lock(mu_);
-      r.seq = grant_ ? grant_->seq : 0;
-      r.peers_rev = grant_ ? grant_->peers_rev : 0;
-    }
+    running_ = false;  // the witness answers no more: what it heard is in the last renewal
+    if (witness_.joinable()) witness_.join();
+    lease::Renewal r = renewal(Clock::now(), true);
     bool told = false;
-    if (armed_) {
+    {
       auto reply = host().request(host().subject("ctl." + node_ + ".lease"), lease::encode(r), lease::kRenewTimeout);
       auto env = reply ? nlohmann::json::parse(reply.value(), nullptr, false) : nlohmann::json();
       told = env.is_object() && env.value("ok", false) == true;
     }
-    running_ = false;
     if (decider_.joinable()) decider_.join();
     if (!armed_) return;
     if (told && ::write(watchdog_.get(), "V", 1) == 1) {
@@ -203,25 +198,30 @@ class SelfFence : public Plugin {
   }
 
   // Event thread.
-  void renew() {
-    if (renewing_) return;
-    renewing_ = true;
+  // The renewal as of `now`, with what the witness heard since the last granted one.
+  lease::Renewal renewal(Clock::time_point now, bool leaving) {
     lease::Renewal r;
     r.node = node_;
     r.incarnation = incarnation_;
-    r.watchdog_ms = armed_ ? watchdog_timeout_.count() : 0;
+    r.leaving = leaving;
+    r.watchdog_ms = armed_ && !leaving ? watchdog_timeout_.count() : 0;
+    std::lock_guard lock(mu_);
+    r.seq = grant_ ? grant_->seq : 0;
+    r.fenced = fenced_seq_ != 0 && fenced_seq_ == r.seq;
+    r.peers_rev = grant_ ? grant_->peers_rev : 0;
+    auto age = [&](const std::optional<Clock::time_point>& t) {
+      return t ? std::chrono::duration_cast<Millis>(now - *t).count() : -1;
+    };
+    for (const auto& [peer, h] : heard_)
+      r.heard.push_back({peer, age(h.any_first), age(h.any_last), age(h.invalid_first), age(h.invalid_last), h.fenced_seq});
+    return r;
+  }
+
+  void renew() {
+    if (renewing_) return;
+    renewing_ = true;
     auto sent = Clock::now();
-    {
-      std::lock_guard lock(mu_);
-      r.seq = grant_ ? grant_->seq : 0;
-      r.fenced = fenced_seq_ != 0 && fenced_seq_ == r.seq;
-      r.peers_rev = grant_ ? grant_->peers_rev : 0;
-      auto age = [&](const std::optional<Clock::time_point>& t) {
-        return t ? std::chrono::duration_cast<Millis>(sent - *t).count() : -1;
-      };
-      for (const auto& [peer, h] : heard_)
-        r.heard.push_back({peer, age(h.any_first), age(h.any_last), age(h.invalid_first), age(h.invalid_last), h.fenced_seq});
-    }
+    lease::Renewal r = renewal(sent, false);
     auto s = host().request_async(host().subject("ctl." + node_ + ".lease"), lease::encode(r), lease::kRenewTimeout,
                                   [this, sent](const Result<std::string>& reply) { granted(sent, reply); });
     if (!s) renewing_ = false;

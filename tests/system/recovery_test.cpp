@@ -259,6 +259,7 @@ TEST_F(RecoveryScenario, AnIsolatedNodeUnderKeepKeepsItsVmsAndNothingMoves) {
   ASSERT_TRUE(c().net().cut(1, Network::kManagement)) << c().net().error();
   ASSERT_TRUE(wait_until([&] { return recovery(1).value("held", "") == "isolated"; }, 20s)) << recovery(1).dump(2);
   EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 1);
+  EXPECT_EQ(c().controller_gauge(1, "nodeha_node_isolated{node=\"node-1\"}"), 1);
   // Past the lease, the watchdog's timeout and the margin (8 s) and more, nothing moves.
   EXPECT_FALSE(wait_until([&] { return !fence(1).is_null() || !where(g).empty() && where(g) != std::vector<std::string>{"node-1"}; },
                           12s))
@@ -276,6 +277,7 @@ TEST_F(RecoveryScenario, AnIsolatedNodeUnderKeepKeepsItsVmsAndNothingMoves) {
   }, 30s)) << recovery(1).dump(2);
   EXPECT_TRUE(wait_until([&] { return recovery(1).empty() && c().monitor_state(1) == "normal"; }, 10s)) << recovery(1).dump(2);
   EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 0);
+  EXPECT_TRUE(std::isnan(c().controller_gauge(1, "nodeha_node_isolated{node=\"node-1\"}")));
   c().expect_invariants();
 
   // An agent stopped cleanly tells the controller, then disarms its watchdog: the node is not reset.

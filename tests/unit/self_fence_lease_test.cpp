@@ -17,7 +17,7 @@ std::string renewal_error(const std::string& json) {
 }
 
 TEST(LeaseCodec, ARenewalAndAGrantComeBackAsTheyWere) {
-  Renewal r{"node-1", 10000, 42, true, 7, 99, {{"node-2", 900, 100, -1, -1, 0}, {"node-3", 500, 500, 500, 500, 41}}};
+  Renewal r{"node-1", 10000, 42, true, 7, 99, false, {{"node-2", 900, 100, -1, -1, 0}, {"node-3", 500, 500, 500, 500, 41}}};
   auto back = decode_renewal(encode(r));
   ASSERT_TRUE(back) << back.status().message();
   EXPECT_EQ(*back, r);
@@ -170,6 +170,24 @@ TEST_F(Judge, APeerWhoseAgentRestartedMayHaveHeardAnyoneSinceItsLastReport) {
   }
   EXPECT_EQ(at(due + 2s).kind, Judgement::kIsolated);
   EXPECT_EQ(at(due + 2s, Response::kStop).kind, Judgement::kRefused);
+}
+
+TEST_F(Judge, APeerStoppedCleanlyIsNotWaitedForButWhatItHeardCounts) {
+  reports("node-3", t0, due + 2s);
+  // node-2 stops cleanly at t0 - 1 s; its last renewal says it heard node-1 just then.
+  log.renewed("node-2", 1, t0 - 1s, /*leaving=*/true);
+  log.add("node-2", Heard{"node-1", 100, 100, -1, -1, 0}, t0 - 1s);
+  EXPECT_EQ(at(due + 2s).kind, Judgement::kFenced) << at(due + 2s).why;  // heard before the window
+  log.renewed("node-2", 1, t0 + 4s, /*leaving=*/true);
+  log.add("node-2", Heard{"node-1", 100, 100, -1, -1, 0}, t0 + 4s);
+  EXPECT_EQ(at(due + 2s).kind, Judgement::kIsolated);  // heard in it
+  // Back (a renewal without leaving): its reports are waited for again.
+  log.renewed("node-2", 2, t0 + 5s);
+  EXPECT_EQ(at(due + 2s).kind, Judgement::kWait);
+  WitnessLog fresh;
+  fresh.renewed("node-2", 1, t0, true);
+  fresh.renewed("node-2", 1, t0 + 1s);
+  EXPECT_FALSE(fresh.left("node-2"));
 }
 
 TEST(WitnessLogSpans, ContinuousReportsStayOneSpanAndOldOnesGo) {
