@@ -2,7 +2,7 @@
 // with every shipped controller plugin, three agents on the libvirt test driver running three VMs
 // each, and a NATS client the project did not write (cnats directly, raw_nats.h). With a fixed
 // seed (printed; NODEHA_HOSTILE_SEED repeats a run) it sends the request (a drain of a
-// 5,000-character node) and 10,000 mutated requests on every cmd.* subject, garbage on hb.*, check.*, agent.<node>.* and the record desks' ctl.<node>.*
+// 5,000-character node) and 10,000 mutated requests on every cmd.* subject, garbage on hb.*, check.*, agent.<node>.* and the record and lease desks' ctl.<node>.*
 // subjects, and requests whose reply subject is someone else's. Every message is invalid by construction, and none could act
 // if it were accepted (hostile_inputs.h says why; the test asserts it first).
 //
@@ -11,6 +11,7 @@
 // the nodes, vms and tasks buckets hold what they held (fields that move on their own aside); no
 // event was published; every VM still runs; nothing was published on command subjects as a reply.
 #include "bus.h"
+#include "fence_lease.h"
 #include "host_process.h"
 #include "hostile_inputs.h"
 #include "nats_server.h"
@@ -36,7 +37,7 @@ constexpr uint64_t kDefaultSeed = 20261206;
 constexpr int kCommandRequests = 10000;  // round-robin over every cmd.* subject, after the issue's own
 constexpr int kAgentRequests = 1800;    // round-robin over every agent op of every agent
 constexpr int kBusGarbage = 1200;       // on hb.*, check.* and agent.<node>.ping
-constexpr int kDeskGarbage = 300;       // requests on ctl.<node>.vm.write and .task.report
+constexpr int kDeskGarbage = 300;       // requests on ctl.<node>.vm.write, .task.report and .lease
 constexpr int kForeignReplies = 600;
 constexpr size_t kWindow = 64;  // requests in flight
 constexpr int kNodes = 3, kVmsPerNode = 3;
@@ -114,7 +115,10 @@ class HostileClient : public ::testing::Test {
     RecordProperty("seed", std::to_string(seed_));
     observer_ = nats_.client();
     ASSERT_TRUE(observer_);
-    controller_ = std::make_unique<HostProcess>(host_tables("controller", "ctl", nats_.url()) + controller_plugin_tables());
+    // With automatic recovery and its lease desk (ctl.<node>.lease), which are fed garbage too.
+    controller_ = std::make_unique<HostProcess>(host_tables("controller", "ctl", nats_.url()) + controller_plugin_tables() +
+                                                "[[plugin]]\nlibrary = \"recovery\"\nenabled = true\n"
+                                                "[[plugin.fence]]\nmethod = \"lease\"\n[[plugin.fence]]\nmethod = \"ack\"\n");
     for (int n = 1; n <= kNodes; ++n) {
       std::string path = files_.write(node_name(n) + ".xml", node_file(n));
       agents_.push_back(std::make_unique<HostProcess>(
@@ -402,14 +406,16 @@ TEST_F(HostileClient, GarbageOnHeartbeatCheckAndAgentSubjectsChangesNothing) {
     inputs.push_back(gen.agent(op, world_.nodes[static_cast<size_t>(i % kNodes)]));
     op_of[inputs.back().subject] = &op;
   }
-  // The controller's record desks, where agents write (record_desk.h): garbage on each node's.
+  // The controller's record desks, where agents write (record_desk.h), and its lease desk
+  // (fence_lease.h): garbage on each node's.
   for (int i = 0; i < kDeskGarbage; ++i) {
     const std::string& node = world_.nodes[static_cast<size_t>(i) % world_.nodes.size()];
-    inputs.push_back(gen.garbage("ctl." + node + (i % 2 ? ".vm.write" : ".task.report")));
+    inputs.push_back(gen.garbage("ctl." + node + (i % 3 == 0 ? ".vm.write" : i % 3 == 1 ? ".task.report" : ".lease")));
   }
   auto desk_could_act = [](const Input& in) -> std::string {
     desk::VmWrite w;
     desk::TaskReport r;
+    if (in.subject.ends_with(".lease")) return lease::decode_renewal(in.body) ? "decodes as a lease renewal" : "";
     bool writes = in.subject.ends_with(".vm.write");
     return (writes ? desk::decode(in.body, &w) : desk::decode(in.body, &r)) ? "" : "decodes as a desk request";
   };
