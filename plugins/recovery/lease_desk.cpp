@@ -39,6 +39,7 @@ void LeaseDesk::renewal(const Message& m) {
     g.seq = l.seq;
     g.response = config_.response;
     g.self_fence = config_.self_fence;
+    g.hold = hold_;
     g.key = key_;
     g.peers_rev = peers_rev_;
     if (r->peers_rev != peers_rev_) {
@@ -69,6 +70,12 @@ lease::Judgement LeaseDesk::judge(const std::string& node, const std::vector<std
 bool LeaseDesk::heard_since(const std::string& node, lease::Clock::time_point since) {
   std::lock_guard lock(mu_);
   return log_.heard(node, since, lease::Clock::time_point::max(), false);
+}
+
+void LeaseDesk::set_hold(bool hold) {
+  std::lock_guard lock(mu_);
+  if (hold != hold_) host_.warn(hold ? "lease grants now say: recovery held, keep VMs" : "lease grants no longer hold");
+  hold_ = hold;
 }
 
 void LeaseDesk::forget(const std::string& node) {

@@ -34,6 +34,9 @@ class LeaseDesk {
   // Whether a peer heard `node` on the witness network after `since`.
   bool heard_since(const std::string& node, lease::Clock::time_point since);
   void forget(const std::string& node);
+  // Whether grants tell agents that automatic recovery is held (the budget): their witnesses then
+  // tell isolated peers to keep their VMs.
+  void set_hold(bool hold);
   const Config& config() const { return config_; }
 
  private:
@@ -47,6 +50,7 @@ class LeaseDesk {
   std::map<std::string, lease::LeaseState> leases_;
   std::map<std::string, std::string> addresses_;  // every node with a record
   uint64_t peers_rev_ = 1;
+  bool hold_ = false;
   lease::WitnessLog log_;
 };
 

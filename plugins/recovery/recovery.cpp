@@ -134,6 +134,17 @@ class RecoveryPlugin : public Plugin {
     });
     if (!h) return h.status();
     if (Status l = leases_->start(); !l) return l;
+    // The budget, as lease grants tell it: a node cut from management with many others at once
+    // must keep its VMs, not fence itself under isolation_response stop.
+    auto t = host().timer(Millis(250), Millis(250), [this] {
+      size_t unreachable = 0, known = 0;
+      {
+        std::lock_guard lock(mu_);
+        lost_locked(&unreachable, &known);
+      }
+      leases_->set_hold(enabled_ && budget_refusal(unreachable, known, budget_).has_value());
+    });
+    if (!t) return t.status();
     auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
     return w ? Status::ok() : w.status();
   }
@@ -200,13 +211,7 @@ class RecoveryPlugin : public Plugin {
         wait = true;
         if (stopping_) break;
         v = nodes_[node];
-        for (const auto& [id, n] : nodes_) {
-          ++known;
-          // A node whose recovery is over no longer says anything about a partition. One gone
-          // silent counts already: nodes cut at the same moment are judged unreachable up to an
-          // interval apart, and the first must not be acted on alone.
-          if (n.monitor == "unreachable" ? !final_state(n.recovery_state) : silent(id, n)) ++unreachable;
-        }
+        lost_locked(&unreachable, &known);
       }
       if (v.monitor != "unreachable" && !v.fenced) {
         if (!v.recovery_state.empty())
@@ -309,6 +314,17 @@ class RecoveryPlugin : public Plugin {
       }
       std::unique_lock lock(mu_);
       changed_.wait_for(lock, Millis(250), [&] { return stopping_; });
+    }
+  }
+
+  // The nodes unreachable and not yet recovered, or silent, and all the nodes known. Under mu_.
+  void lost_locked(size_t* unreachable, size_t* known) const {
+    for (const auto& [id, n] : nodes_) {
+      ++*known;
+      // A node whose recovery is over no longer says anything about a partition. One gone
+      // silent counts already: nodes cut at the same moment are judged unreachable up to an
+      // interval apart, and the first must not be acted on alone.
+      if (n.monitor == "unreachable" ? !final_state(n.recovery_state) : silent(id, n)) ++*unreachable;
     }
   }
 

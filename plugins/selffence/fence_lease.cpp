@@ -165,7 +165,7 @@ Result<Renewal> decode_renewal(std::string_view text) {
 
 std::string encode(const Grant& g) {
   json j{{"fence_after_ms", g.fence_after_ms}, {"seq", g.seq}, {"response", name(g.response)},
-         {"self_fence", g.self_fence}, {"key", g.key}, {"peers_rev", g.peers_rev}};
+         {"self_fence", g.self_fence}, {"hold", g.hold}, {"key", g.key}, {"peers_rev", g.peers_rev}};
   if (g.peers) {
     json peers = json::array();
     for (const auto& p : *g.peers) peers.push_back({{"node", p.node}, {"address", p.address}});
@@ -178,12 +178,13 @@ Result<Grant> decode_grant(std::string_view text) {
   const char* what = "lease grant";
   auto j = json::parse(text, nullptr, false);
   if (!j.is_object()) return bad(what, "not a JSON object");
-  if (auto k = unknown_field(j, {"fence_after_ms", "seq", "response", "self_fence", "key", "peers_rev", "peers"}))
+  if (auto k = unknown_field(j, {"fence_after_ms", "seq", "response", "self_fence", "hold", "key", "peers_rev", "peers"}))
     return bad(what, "unknown field \"" + *k + "\"");
   Grant g;
   std::optional<std::string> e;
   if ((e = get_int(j, "fence_after_ms", 1, kMaxWatchdogMs, &g.fence_after_ms, true)) || (e = get_seq(j, "seq", &g.seq)) ||
-      (e = get_bool(j, "self_fence", &g.self_fence)) || (e = get_seq(j, "peers_rev", &g.peers_rev)))
+      (e = get_bool(j, "self_fence", &g.self_fence)) || (e = get_bool(j, "hold", &g.hold)) ||
+      (e = get_seq(j, "peers_rev", &g.peers_rev)))
     return bad(what, *e);
   if (g.seq == 0) return bad(what, "field \"seq\" must be above 0");
   auto r = j.contains("response") && j["response"].is_string() ? parse_response(j["response"].get<std::string>()) : std::nullopt;

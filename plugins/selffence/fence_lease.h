@@ -41,6 +41,10 @@ inline constexpr Millis kRenewTimeout{500};
 // An agent counts a peer's answer received at most this long ago, to a probe sent at most this long
 // before the answer came (two probes).
 inline constexpr Millis kWitnessWindow{1000};
+// A witness vouches for its own lease only on a grant asked for at most this long ago: a peer cut
+// off at the same moment, whose lease has not ended yet, must not vouch with what its leader said
+// before the cut (that recovery is not held).
+inline constexpr Millis kVouchFresh{2000};
 // How long the leader waits past a node's time for its peers' witness reports.
 inline constexpr Millis kReportPatience{5000};
 // Bounds on what a renewal may claim: a watchdog's timeout, an age.
@@ -89,6 +93,9 @@ struct Grant {
   uint64_t seq = 0;            // the grant's number: a fence claim names the grant it ended
   Response response = Response::kKeep;
   bool self_fence = false;  // false: the leader does not count on it, so the agent never fences
+  // The leader holds automatic recovery (too many nodes lost at once): this agent's answers tell
+  // peers to keep their VMs, as if its own lease had ended.
+  bool hold = false;
   std::string key;          // hex: the witness's HMAC key
   uint64_t peers_rev = 0;   // the leader's peer list's revision
   std::optional<std::vector<Peer>> peers;  // only when the renewal named another revision
@@ -107,7 +114,7 @@ struct Datagram {
   bool reply = false;
   std::string from, to;
   uint64_t nonce = 0;       // a reply echoes its probe's: an old reply cannot be replayed
-  bool valid = false;       // the sender's own lease is valid
+  bool valid = false;       // the sender's own lease is valid and its leader does not hold
   uint64_t fenced_seq = 0;  // the sender fenced itself under this grant (0: it did not)
 
   bool operator==(const Datagram&) const = default;

@@ -246,6 +246,7 @@ class SelfFence : public Plugin {
     if (grant_ && next.key != grant_->key) old_key_ = grant_->key;
     if (!next.peers && grant_ && grant_->peers_rev == next.peers_rev) next.peers = grant_->peers;
     until_ = sent + Millis(next.fence_after_ms);
+    granted_at_ = sent;
     grant_ = std::move(next);
     save_locked();
     // What that renewal reported is the leader's now; only what came after it stays to report.
@@ -263,6 +264,11 @@ class SelfFence : public Plugin {
   }
 
   bool valid_locked() const { return grant_ && Clock::now() < until_; }
+  // What this witness's answers say: its lease is valid, on a fresh grant, and its leader does not
+  // hold recovery. A peer whose own lease ended keeps its VMs on any other answer.
+  bool vouches_locked() const {
+    return valid_locked() && !grant_->hold && Clock::now() - granted_at_ <= lease::kVouchFresh;
+  }
 
   static std::string boot_id() {
     std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -372,7 +378,7 @@ class SelfFence : public Plugin {
     while (start < peers.size() && peers[start].node < node_) ++start;
     for (size_t i = 0; i < peers.size() && i < static_cast<size_t>(witness_peers_); ++i) {
       const auto& p = peers[(start + i) % peers.size()];
-      lease::Datagram d{false, node_, p.node, rng_(), valid_locked(), fenced_seq_};
+      lease::Datagram d{false, node_, p.node, rng_(), vouches_locked(), fenced_seq_};
       pending_[d.nonce] = {p.node, now};
       send(lease::seal(d, grant_->key), p.address);
     }
@@ -417,7 +423,7 @@ class SelfFence : public Plugin {
         pending_.erase(it);
         continue;
       }
-      bool valid = valid_locked();
+      bool valid = vouches_locked();
       auto& h = heard_[d->from];
       (valid ? h.any_first : h.invalid_first) = (valid ? h.any_first : h.invalid_first).value_or(now);
       (valid ? h.any_last : h.invalid_last) = now;
@@ -456,6 +462,7 @@ class SelfFence : public Plugin {
   std::optional<lease::Grant> grant_;
   std::string old_key_;  // the previous leader's: peers may still sign with it for a second
   Clock::time_point until_;
+  Clock::time_point granted_at_;  // when the last grant was asked for (a restored one: never)
   uint64_t fenced_seq_ = 0;  // the grant under which this agent fenced itself
   std::map<std::string, Hearing> heard_;
   std::map<uint64_t, std::pair<std::string, Clock::time_point>> pending_;  // nonce -> peer, sent

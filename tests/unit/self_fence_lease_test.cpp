@@ -21,7 +21,7 @@ TEST(LeaseCodec, ARenewalAndAGrantComeBackAsTheyWere) {
   auto back = decode_renewal(encode(r));
   ASSERT_TRUE(back) << back.status().message();
   EXPECT_EQ(*back, r);
-  Grant g{10000, 43, Response::kStop, true, random_key(), 7, std::vector<Peer>{{"node-2", "10.0.2.2"}}};
+  Grant g{10000, 43, Response::kStop, true, true, random_key(), 7, std::vector<Peer>{{"node-2", "10.0.2.2"}}};
   auto g2 = decode_grant(encode(g));
   ASSERT_TRUE(g2) << g2.status().message();
   EXPECT_EQ(*g2, g);
