@@ -282,7 +282,8 @@ class RecoveryPlugin : public Plugin {
     if (clear) (void)host().spawn([this, node] { forget(node); });
   }
 
-  // Heard by a peer's witness after its last heartbeat (and a second): cut from management only.
+  // Heard by a peer's witness after its last heartbeat (and a second), and lately: cut from
+  // management only. One no longer heard (its business link went too) goes on to the ladder.
   bool isolated(const std::string& node) {
     std::chrono::steady_clock::time_point last;
     {
@@ -290,7 +291,7 @@ class RecoveryPlugin : public Plugin {
       auto it = heard_.find(node);
       last = it == heard_.end() ? started_ : it->second;
     }
-    return leases_->heard_since(node, last + Millis(1000));
+    return leases_->heard_since(node, std::max(last + Millis(1000), std::chrono::steady_clock::now() - Millis(3000)));
   }
 
   // The lease rung: waits until the node's lease, its watchdog's time and the margin have passed and
