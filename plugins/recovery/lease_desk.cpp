@@ -48,7 +48,7 @@ void LeaseDesk::renewal(const Message& m) {
         if (node != r->node && !address.empty()) g.peers->push_back({node, address});
     }
   }
-  host_.respond(m.reply, command::ok(nlohmann::json::parse(lease::encode(g))));
+  host_.respond(m.reply, command::ok(lease::to_json(g)));
 }
 
 void LeaseDesk::set_address(const std::string& node, const std::string& address) {

@@ -163,7 +163,7 @@ Result<Renewal> decode_renewal(std::string_view text) {
   return r;
 }
 
-std::string encode(const Grant& g) {
+nlohmann::json to_json(const Grant& g) {
   json j{{"fence_after_ms", g.fence_after_ms}, {"seq", g.seq}, {"response", name(g.response)},
          {"self_fence", g.self_fence}, {"hold", g.hold}, {"key", g.key}, {"peers_rev", g.peers_rev}};
   if (g.peers) {
@@ -171,8 +171,10 @@ std::string encode(const Grant& g) {
     for (const auto& p : *g.peers) peers.push_back({{"node", p.node}, {"address", p.address}});
     j["peers"] = peers;
   }
-  return j.dump();
+  return j;
 }
+
+std::string encode(const Grant& g) { return to_json(g).dump(); }
 
 Result<Grant> decode_grant(std::string_view text) {
   const char* what = "lease grant";

@@ -22,6 +22,8 @@
 
 #include <nodeha/plugin.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -108,6 +110,7 @@ struct Grant {
 std::string encode(const Renewal& r);
 Result<Renewal> decode_renewal(std::string_view json);
 std::string encode(const Grant& g);
+nlohmann::json to_json(const Grant& g);  // encode's object, for a reply envelope or a file
 Result<Grant> decode_grant(std::string_view json);
 
 struct Datagram {

@@ -283,7 +283,7 @@ class SelfFence : public Plugin {
     nlohmann::json j{{"boot_id", boot_id()},
                      {"until_ns", std::chrono::duration_cast<std::chrono::nanoseconds>(until_.time_since_epoch()).count()},
                      {"fenced_seq", fenced_seq_},
-                     {"grant", nlohmann::json::parse(lease::encode(*grant_))}};
+                     {"grant", lease::to_json(*grant_)}};
     std::string tmp = state_path_ + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);

@@ -43,6 +43,10 @@ TEST(LeaseCodec, AHostileRenewalIsRefusedWithTheFieldNamed) {
   EXPECT_THAT(renewal_error(R"({"node":"n1","heard":[{"node":"n2","any_last_ms":5}]})"), HasSubstr("must come with"));
   EXPECT_THAT(renewal_error(R"({"node":"n1","heard":[{"node":"n2"},{"node":"n2"}]})"), HasSubstr("listed twice"));
   EXPECT_THAT(renewal_error(std::string(kMaxRenewalBytes + 1, ' ')), HasSubstr("over"));
+  EXPECT_THAT(renewal_error(R"({"node":")" + std::string(5000, 'x') + "\"}"), HasSubstr("field \"node\""));
+  EXPECT_THAT(renewal_error("{\"node\":\"n\xff\xfe" "1\"}"), HasSubstr("not a JSON object"));  // not UTF-8
+  EXPECT_THAT(renewal_error(R"({"node":7})"), HasSubstr("field \"node\""));
+  EXPECT_FALSE(open("{\"kind\":\"probe\",\"from\":\"\xff\"}", random_key()));
   EXPECT_EQ(renewal_error(R"({"node":"n1"})"), "accepted");
 }
 
