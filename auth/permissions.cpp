@@ -25,7 +25,7 @@ void kv_read(Permissions& p, const std::string& b) {
 void kv_write(Permissions& p, const std::string& b) { p.publish.push_back("$KV." + b + ".>"); }
 std::string events_stream(const std::string& prefix) {
   std::string name = prefix;
-  for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (auto& c : name) c = (c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));  // as the host names it
   return name + "_EVENTS";
 }
 
@@ -99,6 +99,9 @@ Permissions permissions_for(const Identity& id, const std::string& prefix) {
       else
         out.publish = {p + "cmd.node.list", p + "cmd.node.show", p + "cmd.task.list", p + "cmd.task.show", p + "cmd.vm.list"};
       out.subscribe.push_back(p + "evt.>");
+      // History (docs/operations.md): one event at a time from the events stream, answered to the
+      // requester's own inbox. No consumer: its deliver subject would be the creator's to choose.
+      for (const char* api : {"$JS.API.STREAM.MSG.GET.", "$JS.API.STREAM.INFO."}) out.publish.push_back(api + events_stream(prefix));
       for (const char* b : kBuckets) kv_read(out, b);
       kv_read(out, "controllers");  // who leads, under which epoch
       break;

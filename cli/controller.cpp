@@ -111,6 +111,11 @@ Controller::Outcome Controller::call(const std::string& op, const json& request,
                 fmt::format("refused ({}): {}", code, message));
 }
 
+std::optional<BusReply> Controller::request_api(const std::string& subject, const std::string& body) {
+  if (!connect()) return std::nullopt;
+  return bus_->request(subject, body, g_.request_timeout);
+}
+
 std::unique_ptr<BusSubscription> Controller::subscribe(const std::string& subject) {
   if (!connect()) return nullptr;
   std::string why;

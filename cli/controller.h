@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace nodeha::cli {
@@ -28,6 +29,10 @@ class Controller {
   // controller, a timeout: reported (stderr, and the error document with --json) unless kQuiet,
   // and its exit code returned.
   Outcome call(const std::string& op, const nlohmann::json& request, Report report = kReport);
+
+  // A request on `subject` as given, no prefix (the JetStream API), connecting first; nullopt when
+  // not connected (reported).
+  std::optional<BusReply> request_api(const std::string& subject, const std::string& body);
 
   // Subscribes to `<prefix>.<subject>`; null when not connected or refused (reported).
   std::unique_ptr<BusSubscription> subscribe(const std::string& subject);

@@ -3,6 +3,7 @@
 // the agent's socket) and runs once everything is parsed.
 #include "auth_init.h"
 #include "cli.h"
+#include "history.h"
 #include "local.h"
 #include "node.h"
 #include "task.h"
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   add_node_commands(app, &commands);
   add_task_commands(app, &commands);
   add_vm_commands(app, &commands);
+  add_history_commands(app, &commands);  // under node and vm
   add_local_commands(app, &commands);
   add_auth_commands(app, &commands);
   add_footer(&app);

@@ -9,6 +9,7 @@
 // confirms each VM stopped. A VM whose record moved to another node meanwhile
 // (rebuilt there) is not stopped by the drain: the returning agent removes its stale copy.
 #include "engine.h"
+#include "evidence.h"
 #include "task_record.h"
 
 #include <nodeha/plugin.hpp>
@@ -92,6 +93,7 @@ class DrainPlugin : public Plugin {
     std::string id = task_record::new_id();
     nlohmann::json params = req;
     auto task = task_record::make(id, "drain", node, params, host().node_id(), tasks::unix_ms());
+    task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
     for (const auto& v : vms.value()) task["steps"].push_back(task_record::make_step(v["uuid"], v.value("name", ""), nullptr));
     if (auto refused = tasks::lock_and_drain(host(), node, task, nullptr)) {
       host().respond(m.reply, command::fail(*refused));
@@ -116,7 +118,9 @@ class DrainPlugin : public Plugin {
     auto rec = host().kv_get("vms", uuid);
     if (rec) {
       auto j = nlohmann::json::parse(rec->value, nullptr, false);
-      if (j.is_object() && j.value("node", "") != node) return StepResult::ok();  // rebuilt elsewhere: not ours to stop
+      if (j.is_object() && j.value("node", "") != node)  // rebuilt elsewhere: not ours to stop
+        return StepResult::ok().because("nothing to stop: its record names " + j.value("node", std::string("no node")) +
+                                         " now (generation " + j.value("generation", nlohmann::json()).dump() + ")");
     }
     // Why the agent cannot confirm the stop now. While the controller sees the node unreachable,
     // asking would only wait for a timeout (a dead host's subscriptions outlive it on the server
@@ -129,7 +133,18 @@ class DrainPlugin : public Plugin {
     } else {
       nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
       auto r = tasks::call(host(), host().subject("agent." + node + ".vm.stop"), body, stop_timeout_ + Millis(30000));
-      if (r.ok || r.code == tasks::kUnknownVm) return StepResult::ok();  // stopped, or not on the node at all
+      if (r.ok || r.code == tasks::kUnknownVm) {  // stopped, or not on the node at all
+        std::string id = task["id"];
+        auto ev = evidence::decided(host(), (r.ok ? "stopped by drain task " : "not on " + node + " (nothing to stop): drain task ") +
+                                                id + " step, " + node + " being drained");
+        ev.task = id;
+        ev.requester = task.value("requested_by", "");
+        ev.facts = {{"agent_answer", r.ok ? "stopped" : r.code}};
+        if (r.ok)
+          (void)evidence::publish(host(), "evt.vm." + uuid,
+                                  {{"event", "stopped"}, {"uuid", uuid}, {"node", node}, {"task", id}, {"by_task", "drain"}}, ev);
+        return StepResult::ok().because(ev.summary, ev.facts);
+      }
       if (!r.unreachable) return StepResult::failed(r.code + ": " + r.message);
       waiting = r.message;
     }

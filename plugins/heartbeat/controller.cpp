@@ -1,8 +1,11 @@
 #include "controller.h"
 
 #include "command.h"
+#include "evidence.h"
 #include "record_fields.h"
 #include "task_record.h"
+
+#include <cmath>
 
 namespace nodeha::heartbeat {
 
@@ -157,10 +160,14 @@ void ControllerSide::apply(const Effects& effects) {
             host_.info(e.node + ": " + std::string(to_string(e.from)) + " -> " + std::string(to_string(e.to)) +
                        (e.reason.empty() ? "" : " (" + e.reason + ")"));
             changes_[static_cast<size_t>(e.to)].inc();
-            publish_event(e.node, {{"event", "monitor"}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}});
+            publish_event(e.node, {{"event", "monitor"}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}},
+                          transition_evidence(e));
             mark_dirty(e.node);
           } else if constexpr (std::is_same_v<T, ReasonChanged>) {
-            publish_event(e.node, {{"event", "reason"}, {"state", to_string(e.state)}, {"from", e.old_reason}, {"to", e.new_reason}});
+            auto ev = evidence::decided(host_, e.new_reason.empty() ? "every check passes again" : e.new_reason);
+            ev.facts = {{"checks", e.new_reason}, {"before", e.old_reason}};
+            publish_event(e.node, {{"event", "reason"}, {"state", to_string(e.state)}, {"from", e.old_reason}, {"to", e.new_reason}},
+                          ev);
             mark_dirty(e.node);
           } else if constexpr (std::is_same_v<T, PingRequest>) {
             ping(e);
@@ -168,10 +175,15 @@ void ControllerSide::apply(const Effects& effects) {
             probe_link();  // blamed by on_link_ok only if our own link answers
           } else if constexpr (std::is_same_v<T, Rebooted>) {
             host_.info(e.node + " rebooted (boot id " + e.old_boot_id + " -> " + e.new_boot_id + ")");
-            publish_event(e.node, {{"event", "rebooted"}, {"old_boot_id", e.old_boot_id}, {"new_boot_id", e.new_boot_id}});
+            auto ev = evidence::decided(host_, "its heartbeat carries a new boot id " + e.new_boot_id + " (was " + e.old_boot_id + ")");
+            ev.facts = {{"old_boot_id", e.old_boot_id}, {"new_boot_id", e.new_boot_id}};
+            publish_event(e.node, {{"event", "rebooted"}, {"old_boot_id", e.old_boot_id}, {"new_boot_id", e.new_boot_id}}, ev);
           } else if constexpr (std::is_same_v<T, Registered>) {
             host_.info("new node " + e.node + " registered (" + std::string(to_string(e.monitor)) + ")");
-            publish_event(e.node, {{"event", "registered"}, {"monitor", to_string(e.monitor)}, {"reason", e.reason}});
+            auto ev = evidence::decided(host_, "first heartbeat from a node nobody knew (boot id " + e.boot_id + ")" +
+                                                   (e.reason.empty() ? "" : "; " + e.reason));
+            ev.facts = {{"boot_id", e.boot_id}};
+            publish_event(e.node, {{"event", "registered"}, {"monitor", to_string(e.monitor)}, {"reason", e.reason}}, ev);
             mark_dirty(e.node);
           }
           if constexpr (!std::is_same_v<T, PingRequest>)
@@ -203,8 +215,45 @@ void ControllerSide::ping(const PingRequest& p) {
   else if (!sent) apply(monitor_.on_ping_failed(node, Clock::now(), sent.message()));
 }
 
-void ControllerSide::publish_event(const std::string& node, nlohmann::json event) {
+// What the monitor saw when it changed a node's state: for unreachable the silence, the window
+// and the ping-back; otherwise what brought it back or the failing checks' own words.
+evidence::Evidence ControllerSide::transition_evidence(const Transition& t) const {
+  const NodeState* n = monitor_.find(t.node);
+  if (t.to != MonitorState::Unreachable) {
+    std::string summary = t.to == MonitorState::Error ? t.reason
+                          : t.reason.empty()           ? "heartbeats arrive and every check passes"
+                                                       : t.reason;
+    auto ev = evidence::decided(host_, summary);
+    if (t.to == MonitorState::Error) ev.facts["checks"] = t.reason;
+    return ev;
+  }
+  const MonitorConfig& c = monitor_.config();
+  milliseconds interval = n && n->interval.count() > 0 ? n->interval : c.interval;
+  double silence = 0;
+  if (n && n->last_heartbeat) silence = std::chrono::duration<double>(t.at - *n->last_heartbeat).count();
+  else if (auto last = last_heartbeat_unix_.find(t.node); last != last_heartbeat_unix_.end() && last->second > 0)
+    silence = (unix_ms() - last->second) / 1000.0;
+  std::string ping = host_.subject("agent." + t.node + ".ping");
+  // The monitor's reason is "silent for …; <how the ping failed>": keep the ping's part.
+  size_t cut = t.reason.find("; ");
+  std::string result = cut == std::string::npos ? t.reason : t.reason.substr(cut + 2);
+  if (result.empty()) result = "no answer";
+  auto ev = evidence::decided(
+      host_, "silent " + evidence::seconds(silence) + " (" + std::to_string(c.misses) + " intervals of " +
+                 evidence::seconds(interval.count() / 1000.0) + "), ping to " + ping + ": " + result + " (timeout " +
+                 evidence::seconds(c.ping_timeout.count() / 1000.0) + ")");
+  ev.facts = {{"silence_s", std::round(silence * 100) / 100},
+              {"intervals", c.misses},
+              {"interval_s", interval.count() / 1000.0},
+              {"ping_subject", ping},
+              {"ping_result", result},
+              {"ping_timeout_s", c.ping_timeout.count() / 1000.0}};
+  return ev;
+}
+
+void ControllerSide::publish_event(const std::string& node, nlohmann::json event, const evidence::Evidence& why) {
   event["node"] = node;
+  event["evidence"] = evidence::to_json(why);
   event["time"] = unix_ms();
   if (auto s = host_.publish(host_.subject("evt.node." + node), event.dump()); !s) host_.warn(s.message());
 }
@@ -288,7 +337,8 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
   if (!node) return;
   std::string id = node->str();
   if (!monitor_.find(id) && !book_.knows(id)) return refuse_unknown_node(host_, m, id);
-  host_.spawn([this, id, command, reply = m.reply] {
+  std::string requester = evidence::requester_of(m.reply);
+  host_.spawn([this, id, command, requester, reply = m.reply] {
     std::string why = "it kept changing under us";  // the store's words when it failed
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto cur = host_.kv_get(kNodesBucket, id);
@@ -313,11 +363,16 @@ void ControllerSide::cmd_management(const Message& m, ManagementCommand command)
           break;
         }
       }
-      host_.post([this, id, before, after, changed, reply] {
+      host_.post([this, id, command, before, after, changed, requester, reply] {
         if (changed) {
+          auto ev = evidence::decided(host_, std::string(to_string(after)) + " by command node." +
+                                                 (command == ManagementCommand::Enable ? "enable" : "disable") +
+                                                 " from identity " + requester);
+          ev.requester = requester;
+          ev.facts["command"] = command == ManagementCommand::Enable ? "node.enable" : "node.disable";
           monitor_.set_management(id, after);
           if (const NodeState* n = monitor_.find(id)) set_metrics(*n);
-          publish_event(id, {{"event", "management"}, {"from", to_string(before)}, {"to", to_string(after)}});
+          publish_event(id, {{"event", "management"}, {"from", to_string(before)}, {"to", to_string(after)}}, ev);
           host_.info(id + ": management " + std::string(to_string(before)) + " -> " + std::string(to_string(after)));
         }
         host_.respond(reply, command::ok({{"node", id}, {"management", to_string(after)}, {"changed", changed}}));

@@ -12,6 +12,7 @@
 // link probes, which run on workers and post their results back.
 #pragma once
 
+#include "evidence.h"
 #include "monitor.h"
 #include "node_book.h"
 #include "node_record.h"
@@ -47,7 +48,8 @@ class ControllerSide {
   void apply(const Effects& effects);
   void ping(const PingRequest& p);
   int64_t refresh_for(const std::string& node) const;
-  void publish_event(const std::string& node, nlohmann::json event);
+  void publish_event(const std::string& node, nlohmann::json event, const evidence::Evidence& why);
+  evidence::Evidence transition_evidence(const Transition& t) const;
   void set_metrics(const NodeState& n);
   void mark_dirty(const std::string& node);
   void flush();

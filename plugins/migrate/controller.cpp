@@ -1,5 +1,6 @@
 #include "controller.h"
 
+#include "evidence.h"
 #include "progress.h"
 #include "record_fields.h"
 #include "task_record.h"
@@ -137,6 +138,7 @@ void ControllerSide::migrate(const Message& m) {
 
   nlohmann::json plan = nlohmann::json::array();
   auto task = task_record::make(id, "migrate", node, req, host_.node_id(), tasks::unix_ms());
+  task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
   for (const auto& v : vms.value()) {
     std::string uuid = v["uuid"];
     if (!chosen.empty() && !chosen.count(uuid)) continue;

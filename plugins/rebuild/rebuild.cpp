@@ -13,6 +13,7 @@
 // highest first (placed first too: when room runs out, the least important are left). The others
 // stay recorded on the node, which does not start them while it is drained.
 #include "engine.h"
+#include "evidence.h"
 #include "record_fields.h"
 #include "stranded_counts.h"
 #include "task_record.h"
@@ -136,6 +137,7 @@ class RebuildPlugin : public Plugin {
 
     nlohmann::json plan = nlohmann::json::array();
     auto task = task_record::make(id, "rebuild", node, req, host().node_id(), tasks::unix_ms());
+    task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
     const std::string why = "has local disks: its data is on " + node + "; migrate it when the node is back, or restore it";
     for (const auto& v : vms.value()) tasks::plan_vm(plan, task, v, placed, "rebuild", record::flag(v, "local_disk") ? why : "");
     nlohmann::json result = {{"node", node}, {"plan", plan}};
@@ -223,6 +225,7 @@ class RebuildPlugin : public Plugin {
       }
     }
     auto task = task_record::make(id, "recover", node, req, host().node_id(), tasks::unix_ms());
+    task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
     nlohmann::json plan = nlohmann::json::array();
     const std::string off = "ha off: stays on " + node + ", stopped; `nodeha node rebuild " + node + "` recreates it";
     const std::string local = "has local disks: its data is on " + node + "; it stays there, stopped";
@@ -293,7 +296,8 @@ class RebuildPlugin : public Plugin {
     std::string desired = record::text(record, "desired", "running");
     // The record moves before the VM is made: without a store (no JetStream quorum) nothing is
     // made, and the step waits for the store rather than fail.
-    if (auto moved = vm_record::move(host(), uuid, target, desired); !moved)
+    auto moved = vm_record::move(host(), uuid, target, desired);
+    if (!moved)
       return store_unreachable(moved.status().code()) ? StepResult::retry("cannot move its record to " + target + ": " + moved.status().message())
                                         : StepResult::failed("cannot move its record to " + target + ": " + moved.status().message());
 
@@ -309,7 +313,27 @@ class RebuildPlugin : public Plugin {
       auto started = tasks::call(host(), host().subject("agent." + target + ".vm.start"), {{"uuid", uuid}}, agent_timeout_);
       if (!started.ok) return agent_failed("start", started);
     }
-    return StepResult::ok();
+    return moved_with_evidence(task, uuid, target, desired, moved.value(), id ? &id.value() : nullptr, node_record);
+  }
+
+  // The step's outcome and the VM's `moved` event on evt.vm.<uuid>: why its record left `node`.
+  StepResult moved_with_evidence(const nlohmann::json& task, const std::string& uuid, const std::string& target,
+                                 const std::string& desired, const nlohmann::json& moved, const NodeId* node_id,
+                                 nlohmann::json node_record) {
+    std::string node = task["node"], kind = record::text(task, "kind"), tid = task["id"];
+    if (node_record.is_null() && node_id) (void)tasks::read_node(host(), *node_id, &node_record);
+    std::string monitor = record::text(node_record, "monitor", "?"), management = record::text(node_record, "management", "?");
+    int64_t generation = record::integer(moved, "generation");
+    auto ev = evidence::decided(host(), kind + " task " + tid + ": " + node + " " + monitor + " and " + management +
+                                            ", record moved to " + target + " generation " + std::to_string(generation) +
+                                            (desired == "running" ? ", started there" : ", defined there (stopped)"));
+    ev.task = tid;
+    ev.requester = task.value("requested_by", "");
+    ev.facts = {{"from", node}, {"to", target}, {"generation", generation}, {"node_monitor", monitor}, {"node_management", management}};
+    (void)evidence::publish(host(), "evt.vm." + uuid,
+                            {{"event", "moved"}, {"uuid", uuid}, {"node", target}, {"from", node}, {"to", target},
+                             {"generation", generation}, {"task", tid}, {"by_task", kind}}, ev);
+    return StepResult::ok().because(ev.summary, ev.facts);
   }
 
   int parallel_;

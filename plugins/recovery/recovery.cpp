@@ -11,6 +11,7 @@
 //
 // Each node being recovered has a thread of the plugin's own (fence methods and the task take
 // seconds); its state is re-read from the node records, which a watch keeps in memory.
+#include "evidence.h"
 #include "lease_desk.h"
 #include "policy.h"
 
@@ -458,7 +459,9 @@ class RecoveryPlugin : public Plugin {
     host().warn(node + " is fenced by " + record::text(fence, "method") + ": " + record::text(fence, "detail"));
     nlohmann::json event = fence;
     event.update({{"event", "fenced"}, {"node", node}, {"time", tasks::unix_ms()}});
-    (void)host().publish(host().subject("evt.node." + node), event.dump());
+    auto ev = evidence::decided(host(), "fenced by " + record::text(fence, "method") + ": " + record::text(fence, "detail"));
+    ev.facts = evidence::scalar_facts(fence);
+    (void)evidence::publish(host(), "evt.node." + node, std::move(event), ev);
     std::lock_guard lock(mu_);
     nodes_[node].fenced = true;  // before the watch says so: the thread goes on at once
     nodes_[node].fence_method = record::text(fence, "method");
@@ -521,7 +524,9 @@ class RecoveryPlugin : public Plugin {
     host().info(node + ": recovery " + record::text(state, "state") + ": " + record::text(state, "reason"));
     nlohmann::json event = state;
     event.update({{"event", "recovery"}, {"node", node}, {"time", tasks::unix_ms()}});
-    (void)host().publish(host().subject("evt.node." + node), event.dump());
+    auto ev = evidence::decided(host(), "recovery " + record::text(state, "state") + ": " + record::text(state, "reason"));
+    ev.facts = evidence::scalar_facts(state);
+    (void)evidence::publish(host(), "evt.node." + node, std::move(event), ev);
   }
 
   // Worker: a node back in service loses its fence and its recovery state.

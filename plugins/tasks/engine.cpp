@@ -73,11 +73,18 @@ std::optional<command::Error> lock_and_drain(const Host& host, const std::string
     r["management"] = "drained";
     return std::nullopt;
   });
-  if (!refused && before != "drained")
+  if (!refused && before != "drained") {
+    std::string id = task["id"], kind = task.value("kind", "");
+    auto ev = evidence::decided(host, "drained by " + kind + " task " + id + ", requested by identity " +
+                                          task.value("requested_by", std::string(evidence::kUnauthenticated)));
+    ev.task = id;
+    ev.requester = task.value("requested_by", "");
+    ev.facts = {{"kind", kind}};
     (void)host.publish(host.subject("evt.node." + node),
                        nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", "drained"},
-                                      {"task", task["id"]}, {"time", unix_ms()}}
+                                      {"task", id}, {"time", unix_ms()}, {"evidence", evidence::to_json(ev)}}
                            .dump());
+  }
   return refused;
 }
 
@@ -295,6 +302,14 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
       s["error"] = r.detail;
     }
     if (!retry) s["finished"] = unix_ms();
+    std::string id = run->task["id"], state = s.value("state", "");
+    auto ev = evidence::decided(host_, !r.summary.empty() ? r.summary
+                                       : kind_.name + " task " + id + ": " + s.value("vm", "") + " " + state +
+                                             (r.detail.empty() ? "" : ": " + r.detail));
+    ev.task = id;
+    ev.facts = r.facts;
+    ev.facts["state"] = state;
+    s["evidence"] = evidence::to_json(ev);
     save(run, "step", Save::Soon);
   }
   if (retry) {
@@ -339,6 +354,10 @@ void Engine::finish(const std::shared_ptr<Run>& run) {
     }
   }
   if (auto s = unlock_node(host_, node, id); !s) host_.warn("cannot unlock " + node + " after task " + id + ": " + s.message());
+  {
+    std::lock_guard lock(run->mu);
+    publish_outcome(run->task);
+  }
   host_.counter("nodeha_tasks_total", "finished tasks by kind and result", {{"kind", kind_.name}, {"result", state}}).inc();
   host_.histogram("nodeha_task_duration_seconds", "time from a task's start to its end", {1, 5, 15, 60, 300, 900, 3600},
                   {{"kind", kind_.name}})
@@ -346,6 +365,30 @@ void Engine::finish(const std::shared_ptr<Run>& run) {
   host_.info(kind_.name + " task " + id + " on " + node + " " + state);
   std::lock_guard lock(mu_);
   runs_.erase(id);
+}
+
+void Engine::publish_outcome(const nlohmann::json& task) {
+  std::string id = task.value("id", ""), node = task.value("node", ""), state = task.value("state", "");
+  nlohmann::json steps = nlohmann::json::array();
+  std::map<std::string, int> counts;
+  for (const auto& s : task.value("steps", nlohmann::json::array())) {
+    ++counts[s.value("state", "")];
+    nlohmann::json one = {{"vm", s.value("vm", "")}, {"name", s.value("name", "")}, {"state", s.value("state", "")}};
+    if (s.contains("target")) one["target"] = s["target"];
+    if (s.contains("evidence") && s["evidence"].is_object()) one["summary"] = s["evidence"].value("summary", "");
+    steps.push_back(std::move(one));
+  }
+  std::string tally;
+  for (const auto& [st, n] : counts) tally += (tally.empty() ? "" : ", ") + std::to_string(n) + " " + st;
+  auto ev = evidence::decided(host_, kind_.name + " task " + id + " " + state + " (" + (tally.empty() ? "no steps" : tally) +
+                                         "), requested by identity " + task.value("requested_by", std::string("?")));
+  ev.task = id;
+  ev.requester = task.value("requested_by", "");
+  for (const auto& [st, n] : counts) ev.facts[st.empty() ? "unknown" : st] = n;
+  (void)host_.publish(host_.subject("evt.node." + node),
+                      nlohmann::json{{"event", "task"}, {"node", node}, {"task", id}, {"kind", kind_.name}, {"state", state},
+                                     {"steps", steps}, {"time", unix_ms()}, {"evidence", evidence::to_json(ev)}}
+                          .dump());
 }
 
 // Writes the record with the revision last written; a conflict is a cancel request written by

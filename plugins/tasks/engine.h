@@ -5,6 +5,7 @@
 #pragma once
 
 #include "command.h"
+#include "evidence.h"
 #include "thread_set.h"
 
 #include <nodeha/plugin.hpp>
@@ -60,6 +61,15 @@ struct StepResult {
   enum class Outcome { Succeeded, Failed, Retry } outcome;
   std::string detail;  // the error, or why it waits
   nlohmann::json fields = nlohmann::json::object();  // set in the step when it succeeded (its figures)
+  // The step's evidence (evidence.h): its summary and facts; the engine fills who decided, the
+  // epoch and the task. Empty summary: "<kind> task <id>: <vm> <state>[: detail]".
+  std::string summary = "";
+  nlohmann::json facts = nlohmann::json::object();
+  StepResult&& because(std::string why, nlohmann::json named = nlohmann::json::object()) && {
+    summary = std::move(why);
+    facts = std::move(named);
+    return std::move(*this);
+  }
   static StepResult ok(nlohmann::json fields = nlohmann::json::object()) {
     return {Outcome::Succeeded, "", std::move(fields)};
   }
@@ -119,6 +129,8 @@ class Engine {
   void pump(const std::shared_ptr<Run>& run);
   void run_step(const std::shared_ptr<Run>& run, size_t index);
   void finish(const std::shared_ptr<Run>& run);
+  // A finished task's outcome on evt.node.<node>, so the node's history shows its steps.
+  void publish_outcome(const nlohmann::json& task);
   // How soon a change is written: at once (created, finished, cancelled, resumed), or with the
   // other changes of the next `kCoalesce` (steps starting and ending), or at most a second after
   // the last write (a migration's progress; in between it stays in memory for the next write).

@@ -2,6 +2,7 @@
 
 #include "command.h"
 #include "desk_rules.h"
+#include "evidence.h"
 #include "record_fields.h"
 #include "sync_plan.h"
 #include "vm_record.h"
@@ -50,7 +51,20 @@ void ControllerSide::relay(const Message& m) const {
     return;
   }
   e.event["node"] = node;  // whoever says it, says it as itself
-  (void)host_.publish(host_.subject("evt.vm." + e.uuid), e.event.dump());
+  // The agent saw it; its own words (a reason, a detail) are the summary when it gave them. An
+  // agent's `evidence` is not taken: the controller vouches only for who said it.
+  std::string name = record::text(e.event, "event", "event");
+  std::string words = record::text(e.event, "reason");
+  if (words.empty()) words = record::text(e.event, "detail");
+  if (words.empty()) words = record::text(e.event, "error");
+  evidence::Evidence ev;
+  ev.summary = name + " reported by the agent of " + node + (words.empty() ? "" : ": " + words);
+  ev.by = node;
+  ev.facts = evidence::scalar_facts(e.event);
+  ev.facts.erase("event");
+  ev.facts.erase("node");
+  ev.facts.erase("time");
+  (void)evidence::publish(host_, "evt.vm." + e.uuid, std::move(e.event), ev);
 }
 
 void ControllerSide::write(const Message& m) const {

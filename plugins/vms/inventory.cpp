@@ -250,7 +250,9 @@ void Inventory::remove_stale(const std::string& uuid) {
   publish(uuid, {{"event", "stale_copy_removed"},
                  {"node", host_.node_id()},
                  {"owner", owner},
-                 {"generation", record.value("generation", nlohmann::json())}});
+                 {"generation", record.value("generation", nlohmann::json())},
+                 {"reason", "its record names " + owner + " (generation " + record.value("generation", nlohmann::json()).dump() +
+                                "): this copy was stale, destroyed and undefined"}});
 }
 
 void Inventory::claim(const std::string& uuid, const std::string& from) {
@@ -263,7 +265,9 @@ void Inventory::claim(const std::string& uuid, const std::string& from) {
   publish(uuid, {{"event", "claimed"},
                  {"node", host_.node_id()},
                  {"from", from},
-                 {"generation", moved->value("generation", nlohmann::json())}});
+                 {"generation", moved->value("generation", nlohmann::json())},
+                 {"reason", "it arrived here from " + from + " and runs: record moved to " + host_.node_id() + " generation " +
+                                moved->value("generation", nlohmann::json()).dump()}});
 }
 
 void Inventory::create(const Domain& d) {

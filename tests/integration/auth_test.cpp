@@ -398,6 +398,40 @@ TEST_F(BusAuth, HostsAndCliWorkWithTheirCredentials) {
   EXPECT_THAT(refused[0], HasSubstr("Subject \"nodeha.cmd.node.drain\""));
 }
 
+// History under auth: the admin's disable names the admin (the server-enforced inbox prefix of
+// its request); the viewer reads the node's history from the events stream; an agent may not read
+// it, and nobody may make a consumer on it (its deliveries would go wherever the maker says).
+TEST_F(BusAuth, AViewerReadsANodesHistoryAnAgentCannot) {
+  HostProcess controller(secured("controller", "ctl-1") + controller_plugin_tables());
+  ASSERT_TRUE(controller.wait_ready()) << controller.log();
+  HostProcess agent(agent_config("node-1"));
+  ASSERT_TRUE(agent.wait_ready()) << agent.log();
+  auto cli_as = [&](const std::string& who, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--server", nats_->url(), "--creds", cred(who), "--tls-ca", ca()});
+    return run_cli(args, dir_);
+  };
+  ASSERT_TRUE(wait_until([&] { return cli_as("alice", {"node", "disable", "node-1", "--yes"}).status == 0; }, 15s))
+      << controller.log();
+  CliRun history;
+  EXPECT_TRUE(wait_until([&] {
+    history = cli_as("bob", {"node", "history", "node-1"});
+    return history.out.find("enabled -> disabled") != std::string::npos;
+  }, 15s)) << history.out << history.err;
+  EXPECT_THAT(history.out, HasSubstr("disabled by command node.disable from identity alice  (by ctl-1, epoch"));
+  EXPECT_THAT(history.out, HasSubstr("first heartbeat from a node nobody knew"));
+
+  const std::string get = "$JS.API.STREAM.MSG.GET.NODEHA_EVENTS", create = "$JS.API.CONSUMER.CREATE.NODEHA_EVENTS";
+  auto node = as("node-1");
+  EXPECT_FALSE(node->request(get, 1s, R"({"seq":1,"next_by_subj":"nodeha.evt.node.node-1"})"));
+  EXPECT_TRUE(node->refused(get));
+  auto viewer = as("bob");
+  EXPECT_FALSE(viewer->request(create, 1s, R"({"stream_name":"NODEHA_EVENTS","config":{"deliver_subject":"nodeha.cmd.node.drain"}})"));
+  EXPECT_TRUE(viewer->refused(create));
+  CliRun agent_history = cli_as("node-1", {"--timeout", "2s", "node", "history", "node-1"});
+  EXPECT_EQ(agent_history.status, 2) << agent_history.out << agent_history.err;
+  EXPECT_THAT(agent_history.err, HasSubstr("reading history needs an admin or viewer identity"));
+}
+
 // With auth and TLS on: what the controller asks an agent to define goes through the agent's
 // domain policy (a disk on the host's /dev/vda is refused, nothing defined), and what it defines is
 // recorded through the controller's record desk, the agent writing no bucket itself.

@@ -556,3 +556,89 @@ TEST_F(CliCluster, AMigrationShowsItsDiskApartFromItsMemoryLiveAndInItsTask) {
 
 }  // namespace
 }  // namespace nodeha::test
+
+namespace nodeha::test {
+namespace {
+
+// `nodeha node history` and `vm history` read the events stream: every verdict with its evidence.
+class CliHistory : public CliCluster {
+ protected:
+  // The node's (or VM's) history once it shows `text`; the last output otherwise.
+  std::string history_showing(const std::vector<std::string>& what, const std::string& text) {
+    std::string out;
+    wait_until([&] {
+      auto r = run(what);
+      out = r.out + r.err;
+      return r.status == 0 && out.find(text) != std::string::npos;
+    }, 15s);
+    return out;
+  }
+};
+
+TEST_F(CliHistory, ANodeKilledDisabledAndDrainedExplainsEachChange) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+
+  // A disable by command says who asked (no auth here: "unauthenticated") and who decided.
+  ASSERT_EQ(run({"node", "disable", "node-b", "--yes"}).status, 0);
+  std::string b = history_showing({"node", "history", "node-b"}, "enabled -> disabled");
+  EXPECT_THAT(b, ContainsRegex("management +enabled -> disabled +disabled by command node.disable from identity "
+                               "unauthenticated  \\(by ctl, epoch [1-9][0-9]*\\)"));
+  EXPECT_THAT(b, ContainsRegex("registered +-> normal +first heartbeat from a node nobody knew"));
+
+  // The drain: the node drained by its task, each VM stopped by a step, the task's outcome.
+  auto drain = run({"node", "drain", "node-a", "--yes"});
+  ASSERT_EQ(drain.status, 0) << drain.out << drain.err;
+  std::string task = run({"--json", "task", "list", "--node", "node-a"}).doc()["tasks"][0]["id"];
+  std::string a = history_showing({"node", "history", "node-a"}, "drain succeeded");
+  EXPECT_THAT(a, ContainsRegex("management +enabled -> drained +drained by drain task " + task +
+                               ", requested by identity unauthenticated  \\(by ctl, epoch"));
+  EXPECT_THAT(a, HasSubstr("drain task " + task + " succeeded (2 succeeded), requested by identity unauthenticated"));
+  for (const auto& v : vms)
+    EXPECT_THAT(a, HasSubstr("step " + v.name + " (" + v.uuid + ") succeeded: stopped by drain task " + task + " step"));
+  std::string vm = history_showing({"vm", "history", vms[0].uuid}, "stopped");
+  EXPECT_THAT(vm, ContainsRegex("stopped +node-a +stopped by drain task " + task + " step, node-a being drained  \\(by ctl"));
+  auto vm_doc = run({"--json", "vm", "history", vms[0].uuid}).doc();
+  ASSERT_TRUE(vm_doc["events"].is_array()) << vm_doc;
+  bool stop_seen = false;
+  for (const auto& e : vm_doc["events"])
+    if (e.value("event", "") == "stopped") {
+      stop_seen = true;
+      EXPECT_EQ(e["evidence"]["task"], task);
+      EXPECT_EQ(e["task"], task);
+    }
+  EXPECT_TRUE(stop_seen) << vm_doc;
+  // The task record's steps carry their evidence too.
+  auto shown = run({"--json", "task", "show", task}).doc();
+  EXPECT_THAT(shown.dump(), HasSubstr("stopped by drain task " + task + " step")) << shown;
+
+  // node-b loses its agent: unreachable with the silence, the window, the ping and who decided.
+  b_.reset();
+  ASSERT_TRUE(wait_until([&] { return node_record("node-b").value("monitor", "") == "unreachable"; }, 20s));
+  b = history_showing({"node", "history", "node-b"}, "normal -> unreachable");
+  EXPECT_THAT(b, ContainsRegex("monitor +normal -> unreachable +silent [0-9.]+ s \\(2 intervals of 1 s\\), ping to "
+                               "nodeha.agent.node-b.ping: .* \\(timeout 0.3 s\\)  \\(by ctl, epoch [1-9][0-9]*\\)"))
+      << b;
+  auto doc = run({"--json", "node", "history", "node-b", "--limit", "1"}).doc();
+  ASSERT_EQ(doc["events"].size(), 1u) << doc;
+  const auto& facts = doc["events"][0]["evidence"]["facts"];
+  EXPECT_EQ(doc["events"][0]["to"], "unreachable");
+  EXPECT_EQ(facts["intervals"], 2);
+  EXPECT_EQ(facts["interval_s"], 1.0);
+  EXPECT_EQ(facts["ping_subject"], "nodeha.agent.node-b.ping");
+  EXPECT_GE(facts["silence_s"].get<double>(), 2.0);
+  EXPECT_EQ(doc["events"][0]["evidence"]["by"], "ctl");
+  EXPECT_EQ(run({"node", "history", "node-b", "--since", "1h", "--limit", "2"}).out.find("registered"), std::string::npos);
+
+  // Nothing yet about a node nobody knew; a bad id is a usage error before any connection.
+  EXPECT_THAT(run({"node", "history", "node-zz"}).out, HasSubstr("no events for node node-zz"));
+  auto bad = run({"--server", "nats://127.0.0.1:1", "node", "history", "bad_id!"}, false);
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("is not a node id"));
+  EXPECT_EQ(run({"--server", "nats://127.0.0.1:1", "vm", "history", "not-a-uuid"}, false).status, 2);
+  EXPECT_EQ(run({"node", "history", "node-a", "--limit", "0"}).status, 2);
+  EXPECT_EQ(run({"node", "history", "node-a", "--since", "1w"}).status, 2);
+}
+
+}  // namespace
+}  // namespace nodeha::test
