@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <set>
 
@@ -638,6 +639,44 @@ TEST_F(CliHistory, ANodeKilledDisabledAndDrainedExplainsEachChange) {
   EXPECT_EQ(run({"--server", "nats://127.0.0.1:1", "vm", "history", "not-a-uuid"}, false).status, 2);
   EXPECT_EQ(run({"node", "history", "node-a", "--limit", "0"}).status, 2);
   EXPECT_EQ(run({"node", "history", "node-a", "--since", "1w"}).status, 2);
+}
+
+// The demo's story for one node: it loses power, is drained and rebuilt elsewhere, and comes
+// back. Its history explains each change: unreachable with the evidence, drained by whom, its
+// VMs moved by the rebuild's steps, back to normal, and the drain's steps that found nothing left.
+TEST_F(CliHistory, ANodeThatLostPowerWasDrainedRebuiltAndCameBack) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+  a_.reset();  // power lost
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a").value("monitor", "") == "unreachable"; }, 20s));
+  auto drain = run({"node", "drain", "node-a", "--yes", "--no-wait"});
+  ASSERT_EQ(drain.status, 0) << drain.err;
+  std::string drain_id = drain.out.substr(0, drain.out.find('\n'));
+  auto rebuild = run({"--json", "node", "rebuild", "node-a", "--yes"});
+  ASSERT_EQ(rebuild.status, 0) << rebuild.out << rebuild.err;
+  std::string rebuild_id = rebuild.doc()["task"];
+  a_ = start_agent("node-a", vms);  // power back: its copies are stale now
+  ASSERT_TRUE(wait_until([&] { return node_record("node-a").value("monitor", "") == "normal"; }, 20s));
+
+  std::string h = history_showing({"node", "history", "node-a"}, "drain succeeded");
+  EXPECT_THAT(h, ContainsRegex("monitor +normal -> unreachable +silent [0-9.]+ s \\(2 intervals of 1 s\\), ping to "
+                               "nodeha.agent.node-a.ping"));
+  EXPECT_THAT(h, ContainsRegex("management +enabled -> drained +drained by drain task " + drain_id +
+                               ", requested by identity unauthenticated"));
+  EXPECT_THAT(h, ContainsRegex("task +rebuild succeeded +rebuild task " + rebuild_id + " succeeded \\(2 succeeded\\)"));
+  for (const auto& v : vms) {
+    EXPECT_THAT(h, HasSubstr("step " + v.name + " (" + v.uuid + ") succeeded: rebuild task " + rebuild_id +
+                             ": node-a unreachable and drained, record moved to node-b generation 2, started there"));
+    EXPECT_THAT(h, HasSubstr("step " + v.name + " (" + v.uuid + ") succeeded: nothing to stop: its record names node-b"));
+  }
+  EXPECT_THAT(h, ContainsRegex("monitor +unreachable -> normal +"));
+  EXPECT_LT(h.find("normal -> unreachable"), h.find("enabled -> drained"));
+  EXPECT_LT(h.find("rebuild succeeded"), h.find("unreachable -> normal"));
+  std::string vm = history_showing({"vm", "history", vms[0].uuid}, "stale_copy_removed");
+  EXPECT_THAT(vm, ContainsRegex("moved +node-a -> node-b +rebuild task " + rebuild_id));
+  EXPECT_THAT(vm, ContainsRegex("stale_copy_removed +node-a +stale_copy_removed reported by the agent of node-a: its record "
+                                "names node-b \\(generation 2\\)"));
+  std::cout << h << vm;  // what the demo will print
 }
 
 }  // namespace
