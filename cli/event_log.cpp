@@ -45,7 +45,14 @@ std::string text(const json& j, const char* key) {
   return f->is_string() ? f->get<std::string>() : f->dump();
 }
 
+// The stream holds what any controller wrote: a field of another type reads as 0.
+int64_t integer(const json& j, const char* key) {
+  auto f = j.find(key);
+  return f != j.end() && f->is_number_integer() ? f->get<int64_t>() : 0;
+}
+
 std::string utc_ms(int64_t unix_ms) {
+  if (unix_ms < 0 || unix_ms > 253402300799999) unix_ms = 0;  // gmtime_r fails after year 9999
   std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -87,9 +94,10 @@ Answer decode_answer(const std::string& body) {
   json j = json::parse(body, nullptr, false);
   if (!j.is_object()) return Failure{0, "the JetStream answer is not JSON: " + body.substr(0, 200)};
   if (auto e = j.find("error"); e != j.end() && e->is_object()) {
-    int code = e->value("code", 0);
-    if (code == 404 && e->value("err_code", 0) == 10037) return End{};  // no message found
-    return Failure{code, e->value("description", std::string("error"))};
+    int code = static_cast<int>(integer(*e, "code"));
+    if (code == 404 && integer(*e, "err_code") == 10037) return End{};  // no message found
+    std::string description = text(*e, "description");
+    return Failure{code, description.empty() ? "error" : description};
   }
   auto m = j.find("message");
   if (m == j.end() || !m->is_object() || !(*m)["seq"].is_number_unsigned())
@@ -106,7 +114,7 @@ Answer decode_answer(const std::string& body) {
 std::vector<Event> newest(std::vector<Event> events, size_t limit, int64_t since_ms) {
   if (since_ms > 0)
     events.erase(std::remove_if(events.begin(), events.end(),
-                                [&](const Event& e) { return e.record.value("time", int64_t{0}) < since_ms; }),
+                                [&](const Event& e) { return integer(e.record, "time") < since_ms; }),
                  events.end());
   if (events.size() > limit) events.erase(events.begin(), events.end() - static_cast<std::ptrdiff_t>(limit));
   return events;
@@ -122,7 +130,7 @@ std::string timeline_line(const json& r) {
       summary = "(unreadable evidence: " + ev.status().message() + ")";
     }
   }
-  std::string line = fmt::format("{}  {:<18} {:<28} {}{}", utc_ms(r.value("time", int64_t{0})), text(r, "event"), change_of(r),
+  std::string line = fmt::format("{}  {:<18} {:<28} {}{}", utc_ms(integer(r, "time")), text(r, "event"), change_of(r),
                                  summary, who.empty() ? "" : "  (" + who + ")");
   if (text(r, "event") == "task" && r.contains("steps") && r["steps"].is_array())
     for (const auto& s : r["steps"]) {

@@ -141,6 +141,18 @@ TEST(EventLog, ATimelineLineSaysWhatChangedWhyWhoAndUnderWhichEpoch) {
   EXPECT_NE(line.find("\n    step web (u1) succeeded: stopped by drain task t step"), std::string::npos) << line;
 }
 
+// Found by fuzz/evidence_fuzz.cpp: the stream holds what any controller wrote.
+TEST(EventLog, FieldsOfAnotherTypeReadAsNothing) {
+  json odd = {{"event", "monitor"}, {"time", "yesterday"}, {"from", 3}, {"evidence", {{"v", 1}}}};
+  std::string line = cli::event_log::timeline_line(odd);
+  EXPECT_NE(line.find("1970-01-01 00:00:00.000"), std::string::npos) << line;
+  EXPECT_NE(line.find("(unreadable evidence: evidence: field \"summary\" is missing)"), std::string::npos) << line;
+  EXPECT_EQ(cli::event_log::newest({{1, "s", odd}}, 5, 1000).size(), 0u);
+  auto f = cli::event_log::decode_answer(R"({"error":{"code":"404","description":7}})");
+  ASSERT_TRUE(std::holds_alternative<cli::event_log::Failure>(f));
+  EXPECT_EQ(std::get<cli::event_log::Failure>(f).code, 0);
+}
+
 TEST(EventLog, SinceTakesSecondsMinutesHoursDays) {
   EXPECT_EQ(cli::event_log::parse_since("90s"), 90'000);
   EXPECT_EQ(cli::event_log::parse_since("7d"), 7LL * 86'400'000);
