@@ -3,6 +3,7 @@
 // the housekeeping of node locks: the age of every lock as a metric, and locks whose task is gone
 // or finished cleared at start (a controller that died between locking a node and storing its task).
 #include "engine.h"
+#include "evidence.h"
 #include "record_desk.h"
 #include "record_fields.h"
 #include "task_record.h"
@@ -167,6 +168,7 @@ class TasksPlugin : public Plugin {
     if (auto e = desk::decode(m.data, &r)) return refuse(node, *e);
     if (auto e = task_record::check_local_report(node, r.task)) return refuse(node, *e);
     const std::string id = r.task["id"].get<std::string>();
+    stamp_local_evidence(node, r.task);
     auto created = host().kv_create(task_record::kBucket, id, r.task.dump());
     if (!created && created.status().code() == NODEHA_ERR_CONFLICT) {
       auto there = host().kv_get(task_record::kBucket, id);
@@ -183,6 +185,24 @@ class TasksPlugin : public Plugin {
     (void)host().publish(host().subject("evt.task." + id), event.dump());
     host().info("stored local task " + id + " (" + r.task["kind"].get<std::string>() + ") reported by " + node);
     host().respond(m.reply, command::ok({{"created", true}}));
+  }
+
+  // A local task's steps were decided on the node, by its own administrator: that node is `by`
+  // (an agent's own evidence is not taken; the controller vouches only for who reported it).
+  static void stamp_local_evidence(const std::string& node, nlohmann::json& task) {
+    auto steps = task.find("steps");
+    if (steps == task.end() || !steps->is_array()) return;
+    for (auto& s : *steps) {
+      if (!s.is_object()) continue;
+      std::string state = record::text(s, "state"), error = record::text(s, "error");
+      evidence::Evidence ev;
+      ev.summary = record::text(task, "kind") + " on " + node + " (its local socket): " + record::text(s, "vm") + " " + state +
+                   (error.empty() ? "" : ": " + error);
+      ev.by = node;
+      ev.task = record::text(task, "id");
+      ev.facts = {{"state", state}};
+      s["evidence"] = evidence::to_json(ev);
+    }
   }
 
   void on_node(const KvEntry& e) {

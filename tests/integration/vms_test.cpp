@@ -578,6 +578,10 @@ TEST_F(Vms, LocalDrainPlansThenStopsAndJournals) {
   EXPECT_EQ(task["node"], "node-a");
   EXPECT_EQ(task["state"], "succeeded");
   EXPECT_EQ(task["steps"].size(), 5u);
+  for (const auto& s : task["steps"]) {  // decided on the node: the controller says so, and by whom
+    EXPECT_EQ(s["evidence"]["by"], "node-a") << s;
+    EXPECT_EQ(s["evidence"]["summary"], "local-drain on node-a (its local socket): " + s["vm"].get<std::string>() + " succeeded");
+  }
 }
 
 TEST_F(Vms, LocalDrainWorksWithTheBusDownAndIsReportedWhenItReturns) {
