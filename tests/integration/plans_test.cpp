@@ -192,5 +192,49 @@ TEST_F(Plans, APlanExpiresAndABadOrUnknownIdChangesNothing) {
   EXPECT_EQ(task_count(), 0u);
 }
 
+// Migrate's live steps do not run on the test driver (the agents serve no migrate plugin): what
+// is checked is the task a plan makes, each step pinned to its planned target although a new
+// node would now be chosen, and a migrate plan refused when a VM is no longer on the node.
+TEST_F(Plans, AMigratePlanMakesATaskPinnedToItsTargetsOrIsRefusedWhenAVmLeft) {
+  auto vms = vms_of(1, 2);
+  HostProcess ctl(controller_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  auto a = start_agent("node-a", vms);
+  auto b = start_agent("node-b");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && recorded(vms, "node-a"); })) << ctl.log();
+  std::string id = dry_run("node.migrate", {{"node", "node-a"}, {"max_parallel", 1}});
+  std::string one = dry_run("node.migrate", {{"node", "node-a"}, {"vms", {vms[1].uuid}}});
+  auto c = start_agent("node-c");
+  json fresh;
+  ASSERT_TRUE(wait_until([&] {
+    fresh = command("node.migrate", {{"node", "node-a"}, {"dry_run", true}});
+    for (const auto& step : fresh["result"]["plan"])
+      if (step["target"] == "node-c") return true;
+    return false;
+  })) << fresh;
+
+  // Only node and plan: the rest (max_parallel) comes from the plan; a field that differs is refused.
+  auto e = refused("node.migrate", {{"node", "node-a"}, {"plan", id}, {"max_parallel", 2}});
+  EXPECT_EQ(whats(e), std::vector<std::string>{"request"}) << e;
+  auto r = command("node.migrate", {{"node", "node-a"}, {"plan", id}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string task_id = r["result"]["task"];
+  auto made = task(task_id);
+  EXPECT_EQ(made["params"]["max_parallel"], 1);
+  ASSERT_EQ(made["steps"].size(), 2u) << made;
+  for (const auto& step : made["steps"]) EXPECT_EQ(step["target"], "node-b") << step;
+  ASSERT_TRUE(wait_until([&] { return task_state(task_id) == "failed"; }, 20s)) << task(task_id).dump(2);
+
+  // The one-VM plan: its VM's record is moved away meanwhile (as a rebuild elsewhere would).
+  auto record = vm_record(vms[1].uuid);
+  record["node"] = "node-c";
+  record["generation"] = record.value("generation", 0) + 1;
+  ASSERT_TRUE(bus_->kv_put("vms", vms[1].uuid, record.dump()));
+  e = refused("node.migrate", {{"node", "node-a"}, {"plan", one}});
+  EXPECT_EQ(e["code"], "plan_drifted");
+  EXPECT_EQ(whats(e), std::vector<std::string>{"vm_gone"}) << e;
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("VM " + vms[1].uuid + " is no longer on node-a"));
+}
+
 }  // namespace
 }  // namespace nodeha::test
