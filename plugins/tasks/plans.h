@@ -6,7 +6,8 @@
 // each VM to its planned target (the scheduler must still fit it there; the room is reserved
 // as for any task), and refuses with plan_drifted and the changes when anything differs. A plan
 // runs at most once (its record is marked used in a revision-checked write) and expires after
-// the plugin's `plan_ttl`; the leader's plugins remove expired plans every minute.
+// the plugin's `plan_ttl`; the leader's plugins remove expired plans every minute (every
+// plan_ttl when that is shorter).
 //
 // A handler's part, in order (plugins/drain/drain.cpp is the smallest):
 //   keeper.open(command, req, &kept)        after decode; fills in the plan's request fields

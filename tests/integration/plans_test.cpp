@@ -190,6 +190,13 @@ TEST_F(Plans, APlanExpiresAndABadOrUnknownIdChangesNothing) {
   EXPECT_EQ(refused("node.drain", {{"node", "node-a"}, {"plan", id}, {"dry_run", true}})["code"], "bad_value");
   EXPECT_EQ(node_record("node-a")["management"], "enabled");
   EXPECT_EQ(task_count(), 0u);
+
+  // plan_ttl is bounded.
+  for (const char* ttl : {"0s", "25h"}) {
+    auto run = run_host(controller_config(), {std::string("plugin.drain.plan_ttl=\"") + ttl + "\""});
+    EXPECT_NE(run.status, 0) << ttl;
+    EXPECT_THAT(run.output, HasSubstr("plan_ttl must be from 1s to 24h")) << run.output;
+  }
 }
 
 // Migrate's live steps do not run on the test driver (the agents serve no migrate plugin): what
