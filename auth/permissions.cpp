@@ -9,8 +9,9 @@
 namespace nodeha::auth {
 namespace {
 
-// Every KV bucket the plugins use (heartbeat/tasks: nodes, vms: vms, tasks: tasks).
-constexpr const char* kBuckets[] = {"nodes", "vms", "tasks"};
+// Every KV bucket the plugins use (heartbeat/tasks: nodes, vms: vms, tasks: tasks, the plans of
+// dry runs: plans).
+constexpr const char* kBuckets[] = {"nodes", "vms", "tasks", "plans"};
 
 // JetStream API calls cnats makes to bind a bucket, get keys and watch (an ordered consumer
 // with flow control; it finds the stream by name first), and only for bucket `b`.

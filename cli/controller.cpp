@@ -19,6 +19,8 @@ std::string hint_for(const std::string& code, const std::string& message) {
     return "`nodeha task list --state running` shows the task holding it";
   }
   if (code == "no_room") return "`nodeha node list` shows what each node uses; free room, enable a node, or name another --target";
+  if (code == "plan_drifted" || code == "plan_expired" || code == "unknown_plan" || code == "plan_used")
+    return "a plan runs once, as it was shown: make a new one with --dry-run, check it, and run it with --plan ID";
   if (code == "task_finished") return "`nodeha task show ID` shows how it ended";
   if (code == "unavailable") return "the controller could not read or write its store; try again in a moment";
   if (code == "unknown_field" || code == "bad_type" || code == "missing_field" || code == "bad_json")
@@ -42,9 +44,20 @@ bool Controller::followers_answer() {
 std::string Controller::servers_text() const { return fmt::format("{}", fmt::join(g_.servers, ", ")); }
 
 int Controller::fail(const std::string& code, const std::string& message, int exit_code, const std::string& hint,
-                     const std::string& text) const {
-  if (g_.json) std::cout << json{{"error", {{"code", code}, {"message", message}}}}.dump(2) << '\n';
+                     const std::string& text, const json& changes) const {
+  json error = {{"code", code}, {"message", message}};
+  if (changes.is_array()) error["changes"] = changes;
+  if (g_.json) std::cout << json{{"error", error}}.dump(2) << '\n';
   std::cerr << "nodeha: " << (text.empty() ? message : text) << '\n';
+  if (changes.is_array() && !changes.empty()) {
+    std::cerr << "what changed:\n";
+    for (const auto& c : changes) {
+      auto shown = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.is_null() ? "-" : v.dump(); };
+      std::string about = str(c, "vm").empty() ? str(c, "node") : "VM " + str(c, "vm");
+      std::cerr << fmt::format("  {:<14} {:<38} was {}, now {}\n", str(c, "what"), or_dash(about), shown(c.value("was", json())),
+                               shown(c.value("now", json())));
+    }
+  }
   if (!hint.empty()) std::cerr << "hint: " << hint << '\n';
   return exit_code;
 }
@@ -63,8 +76,8 @@ bool Controller::connect() {
 
 Controller::Outcome Controller::call(const std::string& op, const json& request, Report report) {
   auto failed = [&](const std::string& code, const std::string& message, int exit_code, const std::string& hint = "",
-                    const std::string& text = "") {
-    if (report == kReport) fail(code, message, exit_code, hint, text);
+                    const std::string& text = "", const json& changes = nullptr) {
+    if (report == kReport) fail(code, message, exit_code, hint, text, changes);
     return Outcome{exit_code, {}};
   };
   if (report == kQuiet ? !bus_ : !connect()) return {kExitUnreachable, {}};
@@ -108,7 +121,7 @@ Controller::Outcome Controller::call(const std::string& op, const json& request,
   json error = envelope.value("error", json::object());
   std::string code = or_dash(str(error, "code")), message = str(error, "message");
   return failed(code, message, code == "unavailable" ? kExitUnreachable : kExitRefused, hint_for(code, message),
-                fmt::format("refused ({}): {}", code, message));
+                fmt::format("refused ({}): {}", code, message), error.value("changes", json()));
 }
 
 std::optional<BusReply> Controller::request_api(const std::string& subject, const std::string& body) {

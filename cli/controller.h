@@ -37,10 +37,11 @@ class Controller {
   // Subscribes to `<prefix>.<subject>`; null when not connected or refused (reported).
   std::unique_ptr<BusSubscription> subscribe(const std::string& subject);
 
-  // Reports a failure: "nodeha: <message>" (or `text`, when given) and the hint on stderr,
-  // {"error":{code,message}} on stdout with --json. Returns `exit_code`.
+  // Reports a failure: "nodeha: <message>" (or `text`, when given), each of `changes` (a refused
+  // plan's: [{what, vm?, node?, was, now}]) and the hint on stderr; {"error":{code,message,
+  // changes?}} on stdout with --json. Returns `exit_code`.
   int fail(const std::string& code, const std::string& message, int exit_code, const std::string& hint = "",
-           const std::string& text = "") const;
+           const std::string& text = "", const nlohmann::json& changes = nullptr) const;
 
   const Globals& globals() const { return g_; }
 

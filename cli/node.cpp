@@ -171,6 +171,7 @@ int set_management(const Globals& g, const std::string& node, bool enable, bool 
 // What drain, migrate and rebuild share.
 struct OperationArgs {
   std::string node;
+  std::string plan;  // --plan: a dry run's plan id, run exactly
   bool dry_run = false, yes = false, no_wait = false;
 };
 
@@ -185,6 +186,10 @@ void add_operation_flags(CLI::App* cmd, OperationArgs* args) {
   cmd->add_flag("--dry-run", args->dry_run, "only print the plan (VM, action, target, why skipped); change nothing");
   cmd->add_flag("-y,--yes", args->yes, "do it without asking (needed when stdin is not a terminal)");
   cmd->add_flag("--no-wait", args->no_wait, "print the task id and return instead of following the task");
+  cmd->add_option("--plan", args->plan,
+                  "run exactly the plan a --dry-run printed (its id), or nothing if the cluster changed since; the "
+                  "other options come from the plan")
+      ->excludes(cmd->get_option("--dry-run"));
 }
 
 void print_plan(const std::string& headline, const json& plan) {
@@ -194,9 +199,24 @@ void print_plan(const std::string& headline, const json& plan) {
     for (const auto& l : plan_lines(plan)) std::cout << l << '\n';
 }
 
+// The dry run's plan, its id and how to run exactly it.
+void print_dry_run(const OperationArgs& a, const Operation& op, const json& result) {
+  print_plan("DRY RUN: the " + op.title + " would do:", result.value("plan", json::array()));
+  std::string id = str(result, "plan_id");
+  std::cout << "Nothing was changed.";
+  if (!id.empty())
+    std::cout << fmt::format(" Plan {} (kept until {} UTC). To run exactly this plan:\n  nodeha node {} {} --plan {}\n"
+                             "It is refused, changing nothing, if the cluster changed meanwhile.",
+                             id, format_time(num(result, "expires_at")), op.op.substr(op.op.find('.') + 1), a.node, id);
+  std::cout << '\n';
+}
+
 int run_operation(const Globals& g, const OperationArgs& a, const Operation& op, json request) {
   Controller c(g);
-  if (a.dry_run || !a.yes) {
+  if (!a.plan.empty()) {
+    // Naming the plan is the confirmation: the operator read it. The rest comes from the plan.
+    request = {{"node", a.node}, {"plan", a.plan}};
+  } else if (a.dry_run || !a.yes) {
     json dry = request;
     dry["dry_run"] = true;
     if (!a.dry_run && !isatty(STDIN_FILENO)) return *confirm(c, false, op.title, {});
@@ -205,12 +225,13 @@ int run_operation(const Globals& g, const OperationArgs& a, const Operation& op,
     json steps = plan.result.value("plan", json::array());
     if (a.dry_run) {
       if (g.json) return print_document(plan.result), kExitDone;
-      print_plan("DRY RUN: the " + op.title + " would do:", steps);
-      std::cout << "Nothing was changed. Run it again without --dry-run to do it.\n";
+      print_dry_run(a, op, plan.result);
       return kExitDone;
     }
     if (!g.json) print_plan("The " + op.title + " will do:", steps);
     if (auto refused = confirm(c, false, op.title, [&] { return op.question(steps); })) return *refused;
+    // What runs is what was shown: a change between the question and the answer refuses it.
+    if (!str(plan.result, "plan_id").empty()) request = {{"node", a.node}, {"plan", str(plan.result, "plan_id")}};
   }
   auto r = c.call(op.op, request);
   if (!r.ok()) return r.exit;

@@ -6,6 +6,7 @@
 #include "command.h"
 #include "fuzz_check.h"
 #include "placement.h"
+#include "plan_id.h"
 
 #include <algorithm>
 #include <iterator>
@@ -28,11 +29,11 @@ const Handler kHandlers[] = {
     {"cmd.node.list", {}},
     {"cmd.node.show", {{"node", Type::String, true}}},
     {"cmd.node.enable", {{"node", Type::String, true}}},
-    {"cmd.node.drain", {{"node", Type::String, true}, {"dry_run", Type::Bool}}},
-    {"cmd.node.rebuild", {{"node", Type::String, true}, {"target", Type::String}, {"dry_run", Type::Bool}}},
+    {"cmd.node.drain", {{"node", Type::String, true}, {"dry_run", Type::Bool}, {"plan", Type::String}}},
+    {"cmd.node.rebuild", {{"node", Type::String, true}, {"target", Type::String}, {"dry_run", Type::Bool}, {"plan", Type::String}}},
     {"cmd.node.migrate",
      {{"node", Type::String, true}, {"target", Type::String}, {"include_local_disk", Type::Bool}, {"vms", Type::Array},
-      {"network", Type::String}, {"max_parallel", Type::Integer}, {"dry_run", Type::Bool}}},
+      {"network", Type::String}, {"max_parallel", Type::Integer}, {"dry_run", Type::Bool}, {"plan", Type::String}}},
     {"cmd.vm.list", {{"node", Type::String}, {"stranded", Type::Bool}}},
     {"cmd.task.list", {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}},
     {"cmd.task.show", {{"task", Type::String, true}}},
@@ -111,6 +112,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<NodeId> node;
   if (req.contains("node"))
     if (auto e = command::parse_id("node", req["node"], &node)) fuzz::require(e->code == command::kBadValue, "a bad node id is bad_value");
+  std::optional<PlanId> plan;
+  if (req.contains("plan"))
+    if (auto e = command::parse_id("plan", req["plan"], &plan)) fuzz::require(e->code == command::kBadValue, "a bad plan id is bad_value");
   std::optional<TaskId> task;
   if (req.contains("task"))
     if (auto e = command::parse_id("task", req["task"], &task)) fuzz::require(e->code == command::kBadValue, "a bad task id is bad_value");

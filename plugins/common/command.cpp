@@ -33,7 +33,10 @@ bool has_type(const nlohmann::json& v, Type t) {
 
 std::string ok(const nlohmann::json& result) { return nlohmann::json{{"ok", true}, {"result", result}}.dump(); }
 
-std::string fail(const Error& e) { return fail(e.code, e.message); }
+std::string fail(const Error& e) {
+  if (e.changes.is_null()) return fail(e.code, e.message);
+  return nlohmann::json{{"ok", false}, {"error", {{"code", e.code}, {"message", e.message}, {"changes", e.changes}}}}.dump();
+}
 
 std::string fail(std::string_view code, std::string_view message) {
   return nlohmann::json{{"ok", false}, {"error", {{"code", code}, {"message", message}}}}.dump();

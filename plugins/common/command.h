@@ -1,5 +1,5 @@
 // Commands and replies shared by every controller plugin: the reply envelope of the BRIEF
-// ({"ok":true,"result":…} / {"ok":false,"error":{"code","message"}}) and strict decoding of
+// ({"ok":true,"result":…} / {"ok":false,"error":{"code","message","changes"?}}) and strict decoding of
 // request bodies, so every plugin refuses bad input the same way, with its own code.
 #pragma once
 
@@ -31,6 +31,9 @@ inline constexpr const char* kInternal = "internal";
 struct Error {
   std::string code;
   std::string message;
+  // What a person reads in `message`, as data, when there is more than a sentence: a refused
+  // plan's `changes` ([{what, vm?, node?, was, now}], plugins/tasks/plans.h). Null: none.
+  nlohmann::json changes;
 };
 
 std::string ok(const nlohmann::json& result);

@@ -1,4 +1,4 @@
-// drain (controller): `cmd.node.drain` {node, dry_run}. The node becomes `drained` at once (the
+// drain (controller): `cmd.node.drain` {node, dry_run?, plan?} (a plan: plugins/tasks/plans.h). The node becomes `drained` at once (the
 // scheduler never places a VM there again, the agent never starts one) and its agent stops
 // every VM recorded there, `parallel` at a time: a graceful shutdown, destroyed after
 // `stop_timeout`.
@@ -10,6 +10,7 @@
 // (rebuilt there) is not stopped by the drain: the returning agent removes its stale copy.
 #include "engine.h"
 #include "evidence.h"
+#include "plans.h"
 #include "task_record.h"
 
 #include <nodeha/plugin.hpp>
@@ -25,13 +26,14 @@ const nodeha_config_key kKeys[] = {
         "graceful shutdown time before a VM is destroyed; 0 destroys at once"),
     key("parallel", NODEHA_CONFIG_INTEGER, "16", "VMs", "VMs stopped at the same time"),
     key("retry_every", NODEHA_CONFIG_DURATION, "\"2s\"", "duration", "how often an unreachable agent is tried again"),
+    plans::ttl_key(),
 };
 
 class DrainPlugin : public Plugin {
  public:
   explicit DrainPlugin(Host h)
       : Plugin(std::move(h)), stop_timeout_(host().duration("stop_timeout")),
-        parallel_(host().config().at("parallel").get<int>()) {
+        parallel_(host().config().at("parallel").get<int>()), plans_(host()) {
     if (parallel_ < 1) throw ConfigError("parallel must be at least 1");
     if (stop_timeout_.count() < 0) throw ConfigError("stop_timeout must not be negative");
     tasks::Kind kind;
@@ -44,72 +46,72 @@ class DrainPlugin : public Plugin {
 
   Status start() override {
     if (auto s = engine_->start(); !s) return s;
+    if (auto s = plans_.start(); !s) return s;
     auto r = host().subscribe(host().subject("cmd.node.drain"), [this](const Message& m) {
       host().spawn([this, m] { drain(m); });
     }, "nodeha-controller");
     return r ? Status::ok() : r.status();
   }
-  void stop() override { engine_->stop(); }
+  void stop() override {
+    plans_.stop();
+    engine_->stop();
+  }
 
  private:
   void drain(const Message& m) {
+    auto refuse = [&](const command::Error& e) { host().respond(m.reply, command::fail(e)); };
     nlohmann::json req;
-    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"dry_run", Type::Bool}}, &req)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"dry_run", Type::Bool}, {"plan", Type::String}}, &req))
+      return refuse(*e);
+    std::optional<plans::Kept> kept;
+    if (auto e = plans_.open("drain", req, &kept)) return refuse(*e);
     std::optional<NodeId> node_id;
-    if (auto e = command::parse_id("node", req["node"], &node_id)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
+    if (auto e = command::parse_id("node", req["node"], &node_id)) return refuse(*e);
     const std::string& node = node_id->str();
     nlohmann::json record;
-    if (auto e = tasks::read_node(host(), *node_id, &record)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
-    if (record.contains("lock") && record["lock"].is_object()) {
-      host().respond(m.reply, command::fail(tasks::kNodeLocked, task_record::locked_message(node, record["lock"])));
-      return;
-    }
+    if (auto e = tasks::read_node(host(), *node_id, &record)) return refuse(*e);
     auto vms = tasks::vms_on(host(), node);
-    if (!vms) {
-      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
-      return;
-    }
+    if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
+    if (auto e = plans_.check_records(kept, record, vms.value())) return refuse(*e);
+    if (record.contains("lock") && record["lock"].is_object())
+      return refuse({tasks::kNodeLocked, task_record::locked_message(node, record["lock"])});
     nlohmann::json plan = nlohmann::json::array();
     for (const auto& v : vms.value())
       plan.push_back({{"vm", v["uuid"]}, {"name", v.value("name", "")}, {"target", nullptr}, {"action", "stop"},
                       {"reason", v.value("state", "") == "running" ? "" : "not running; stays stopped"}});
+    if (auto e = plans::Keeper::check_plan(kept, plan, nlohmann::json::array())) return refuse(*e);
     nlohmann::json result = {{"node", node}, {"plan", plan}, {"management", "drained"},
                              {"monitor", record.value("monitor", "")}};
     if (req.value("dry_run", false)) {
+      if (auto e = plans_.keep("drain", node, req, record, vms.value(), plan, result)) return refuse(*e);
       result["dry_run"] = true;
       host().respond(m.reply, command::ok(result));
       return;
     }
 
     std::string id = task_record::new_id();
-    nlohmann::json params = req;
-    auto task = task_record::make(id, "drain", node, params, host().node_id(), tasks::unix_ms());
+    auto task = task_record::make(id, "drain", node, req, host().node_id(), tasks::unix_ms());
     task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
     for (const auto& v : vms.value()) task["steps"].push_back(task_record::make_step(v["uuid"], v.value("name", ""), nullptr));
-    if (auto refused = tasks::lock_and_drain(host(), node, task, nullptr)) {
-      host().respond(m.reply, command::fail(*refused));
-      return;
-    }
+    auto source_held = [&](nlohmann::json& r) { return plans::Keeper::check_source(kept, r); };
+    if (auto refused = tasks::lock_and_drain(host(), node, task, source_held)) return refuse(*refused);
+    if (kept)
+      if (auto e = plans_.use(*kept, id)) {
+        (void)tasks::unlock_node(host(), node, id);
+        return refuse(*e);
+      }
     if (auto s = engine_->submit(task, parallel_); !s) {
       (void)tasks::unlock_node(host(), node, id);
-      host().respond(m.reply, command::fail(command::kUnavailable, "the node is drained but its task could not be stored (" +
-                                                                       s.message() + "); run the drain again"));
-      return;
+      return refuse({command::kUnavailable, "the node is drained but its task could not be stored (" + s.message() +
+                                                "); run the drain again"});
     }
     // A node that is already unreachable is drained but not kept locked: the operator's next
     // command is a rebuild (docs/operations.md, scenario 1).
     if (record.value("monitor", "") == "unreachable") (void)tasks::unlock_node(host(), node, id);
-    host().info("draining " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
+    host().info("draining " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))" +
+                (kept ? ", plan " + kept->id : ""));
     result["task"] = id;
+    if (kept) result["plan_id"] = kept->id;
     host().respond(m.reply, command::ok(result));
   }
 
@@ -155,6 +157,7 @@ class DrainPlugin : public Plugin {
 
   Millis stop_timeout_;
   int parallel_;
+  plans::Keeper plans_;
   std::unique_ptr<tasks::Engine> engine_;
 };
 

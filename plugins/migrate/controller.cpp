@@ -16,7 +16,7 @@ using tasks::StepResult;
 ControllerSide::ControllerSide(const Host& host)
     : host_(host), max_parallel_(host.config().at("max_parallel").get<int>()),
       migration_timeout_(host.duration("timeout")), stall_timeout_(host.duration("stall_timeout")),
-      agent_timeout_(host.duration("agent_timeout")), reserve_(host.duration("reserve")) {
+      agent_timeout_(host.duration("agent_timeout")), reserve_(host.duration("reserve")), plans_(host) {
   if (max_parallel_ < 1) throw ConfigError("max_parallel must be at least 1");
   tasks::Kind kind;
   kind.name = "migrate";
@@ -30,6 +30,7 @@ ControllerSide::ControllerSide(const Host& host)
 
 Status ControllerSide::start() {
   if (auto s = engine_->start(); !s) return s;
+  if (auto s = plans_.start(); !s) return s;
   auto r = host_.subscribe(host_.subject("cmd.node.migrate"), [this](const Message& m) {
     host_.spawn([this, m] { migrate(m); });
   }, "nodeha-controller");
@@ -38,7 +39,10 @@ Status ControllerSide::start() {
   return p ? Status::ok() : p.status();
 }
 
-void ControllerSide::stop() { engine_->stop(); }
+void ControllerSide::stop() {
+  plans_.stop();
+  engine_->stop();
+}
 
 namespace {
 
@@ -62,12 +66,15 @@ void ControllerSide::migrate(const Message& m) {
                                 {"vms", Type::Array},
                                 {"network", Type::String},
                                 {"max_parallel", Type::Integer},
-                                {"dry_run", Type::Bool}},
+                                {"dry_run", Type::Bool},
+                                {"plan", Type::String}},
                                &req, kMaxBulkCommandBytes)) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
   auto refuse = [&](const command::Error& e) { host_.respond(m.reply, command::fail(e)); };
+  std::optional<plans::Kept> kept;
+  if (auto e = plans_.open("migrate", req, &kept)) return refuse(*e);
   std::optional<NodeId> node_id, target_id;
   if (auto e = command::parse_id("node", req["node"], &node_id)) return refuse(*e);
   if (req.contains("target"))
@@ -87,6 +94,14 @@ void ControllerSide::migrate(const Message& m) {
 
   nlohmann::json record, target_record;
   if (auto e = tasks::read_node(host_, *node_id, &record)) return refuse(*e);
+  auto vms = tasks::vms_on(host_, node);
+  if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
+  std::set<std::string> chosen;
+  for (const auto& v : chosen_ids) chosen.insert(v.str());
+  std::vector<nlohmann::json> listed;  // the VMs the command is about
+  for (const auto& v : vms.value())
+    if (chosen.empty() || chosen.count(record::text(v, "uuid"))) listed.push_back(v);
+  if (auto e = plans_.check_records(kept, record, listed)) return refuse(*e);
   if (record.contains("lock") && record["lock"].is_object())
     return refuse({tasks::kNodeLocked, task_record::locked_message(node, record["lock"])});
   if (record.value("monitor", "") == "unreachable")
@@ -100,10 +115,6 @@ void ControllerSide::migrate(const Message& m) {
   }
   if (auto e = check_network(node, record, network)) return refuse(*e);
 
-  auto vms = tasks::vms_on(host_, node);
-  if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
-  std::set<std::string> chosen;
-  for (const auto& v : chosen_ids) chosen.insert(v.str());
   for (const auto& uuid : chosen) {
     bool found = false;
     for (const auto& v : vms.value()) found |= record::text(v, "uuid") == uuid;
@@ -126,12 +137,16 @@ void ControllerSide::migrate(const Message& m) {
 
   std::string id = task_record::new_id();
   tasks::Placements placed;
+  nlohmann::json found = nlohmann::json::array();
   if (!movable.empty()) {
-    auto p = tasks::place(host_, movable, node, target, dry ? 0 : reserve_.count() / 1000.0, id);
+    double reserve_s = dry ? 0 : reserve_.count() / 1000.0;
+    auto p = kept ? plans::place_pinned(host_, movable, node, kept->basis["plan"], reserve_s, id, found)
+                  : tasks::place(host_, movable, node, target, reserve_s, id);
     if (!p) return refuse({command::kUnavailable, p.status().message()});
     placed = std::move(p.value());
   }
-  if (auto e = tasks::no_room(placed, movable.size(), node, target)) {
+  // A plan's run was checked when the plan was made, and place_pinned says what changed since.
+  if (auto e = kept ? std::nullopt : tasks::no_room(placed, movable.size(), node, target)) {
     if (!dry) tasks::release(host_, id);
     return refuse(*e);
   }
@@ -144,16 +159,24 @@ void ControllerSide::migrate(const Message& m) {
     if (!chosen.empty() && !chosen.count(uuid)) continue;
     tasks::plan_vm(plan, task, v, placed, "migrate", skip.count(uuid) ? skip[uuid] : "");
   }
+  if (auto e = plans::Keeper::check_plan(kept, plan, found)) {
+    tasks::release(host_, id);
+    return refuse(*e);
+  }
   nlohmann::json result = {{"node", node}, {"plan", plan}};
   if (dry) {
+    if (auto e = plans_.keep("migrate", node, req, record, listed, plan, result)) return refuse(*e);
     result["dry_run"] = true;
     host_.respond(m.reply, command::ok(result));
     return;
   }
   auto refused = tasks::lock_node(host_, node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
+    if (auto drift = plans::Keeper::check_source(kept, r)) return drift;
     if (r.value("monitor", "") == "unreachable") return command::Error{tasks::kNodeUnreachable, node + " became unreachable"};
     return std::nullopt;
   });
+  if (!refused && kept)
+    if ((refused = plans_.use(*kept, id))) (void)tasks::unlock_node(host_, node, id);
   if (refused) {
     tasks::release(host_, id);
     return refuse(*refused);
@@ -163,8 +186,10 @@ void ControllerSide::migrate(const Message& m) {
     tasks::release(host_, id);
     return refuse({command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"});
   }
-  host_.info("migrating " + std::to_string(placed.node.size()) + " VM(s) off " + node + " (task " + id + ")");
+  host_.info("migrating " + std::to_string(placed.node.size()) + " VM(s) off " + node + " (task " + id + ")" +
+             (kept ? ", plan " + kept->id : ""));
   result["task"] = id;
+  if (kept) result["plan_id"] = kept->id;
   host_.respond(m.reply, command::ok(result));
 }
 

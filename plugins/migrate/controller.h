@@ -2,10 +2,11 @@
 // node with the scheduler (or onto a named target), then asks the source agent to live-migrate
 // them, `max_parallel` at a time, each to the address the target agent offers on the chosen
 // network. VMs with local disks are skipped unless asked; a named target without room refuses
-// the whole command.
+// the whole command. A dry run keeps its plan, which `plan` runs exactly (plugins/tasks/plans.h).
 #pragma once
 
 #include "engine.h"
+#include "plans.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -28,6 +29,7 @@ class ControllerSide {
   Host host_;
   int max_parallel_;
   Millis migration_timeout_, stall_timeout_, agent_timeout_, reserve_;
+  plans::Keeper plans_;
   std::unique_ptr<tasks::Engine> engine_;
 };
 

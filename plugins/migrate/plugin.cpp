@@ -3,6 +3,7 @@
 // host's role.
 #include "agent.h"
 #include "controller.h"
+#include "plans.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -37,6 +38,7 @@ const nodeha_config_key kKeys[] = {
         "controller: how long an agent may take to answer anything but the migration itself"),
     key("reserve", NODEHA_CONFIG_DURATION, "\"30m\"", "duration",
         "controller: how long the scheduler holds the room of a migration task"),
+    plans::ttl_key(),
 };
 
 class MigratePlugin : public Plugin {

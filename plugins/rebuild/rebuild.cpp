@@ -1,6 +1,6 @@
-// rebuild (controller): `cmd.node.rebuild` {node, target?, dry_run}. Only for a drained node: its
-// VMs without local disks are placed by the scheduler (or on `target`) and recreated there from
-// their stored definitions. Each VM's record moves first (new generation), so that the old node,
+// rebuild (controller): `cmd.node.rebuild` {node, target?, dry_run?, plan?} (a plan:
+// plugins/tasks/plans.h). Only for a drained node: its VMs without local disks are placed by the
+// scheduler (or on `target`) and recreated there from their stored definitions. Each VM's record moves first (new generation), so that the old node,
 // if it comes back, finds its copy stale and removes it before it could run twice. VMs with
 // local disks are skipped with the reason and marked stranded on the node in their records
 // (vm_record.h), which their node's record counts (stranded_counts.h) until the node is back; a VM
@@ -14,6 +14,7 @@
 // stay recorded on the node, which does not start them while it is drained.
 #include "engine.h"
 #include "evidence.h"
+#include "plans.h"
 #include "record_fields.h"
 #include "stranded_counts.h"
 #include "task_record.h"
@@ -31,13 +32,15 @@ const nodeha_config_key kKeys[] = {
     key("parallel", NODEHA_CONFIG_INTEGER, "4", "VMs", "VMs recreated at the same time"),
     key("agent_timeout", NODEHA_CONFIG_DURATION, "\"60s\"", "duration", "how long a define or start on an agent may take"),
     key("reserve", NODEHA_CONFIG_DURATION, "\"10m\"", "duration", "how long the scheduler holds the room of a rebuild"),
+    plans::ttl_key(),
 };
 
 class RebuildPlugin : public Plugin {
  public:
   explicit RebuildPlugin(Host h)
       : Plugin(std::move(h)), parallel_(host().config().at("parallel").get<int>()),
-        agent_timeout_(host().duration("agent_timeout")), reserve_(host().duration("reserve")), stranded_(host()) {
+        agent_timeout_(host().duration("agent_timeout")), reserve_(host().duration("reserve")), stranded_(host()),
+        plans_(host()) {
     if (parallel_ < 1) throw ConfigError("parallel must be at least 1");
     tasks::Kind kind;
     kind.name = "rebuild";
@@ -59,6 +62,7 @@ class RebuildPlugin : public Plugin {
     if (auto s = engine_->start(); !s) return s;
     if (auto s = recover_engine_->start(); !s) return s;
     if (auto s = stranded_.start(); !s) return s;
+    if (auto s = plans_.start(); !s) return s;
     auto r = host().subscribe(host().subject("cmd.node.rebuild"), [this](const Message& m) {
       host().spawn([this, m] { rebuild(m); });
     }, "nodeha-controller");
@@ -69,6 +73,7 @@ class RebuildPlugin : public Plugin {
     return r ? Status::ok() : r.status();
   }
   void stop() override {
+    plans_.stop();
     engine_->stop();
     recover_engine_->stop();
   }
@@ -83,21 +88,23 @@ class RebuildPlugin : public Plugin {
   }
 
   void rebuild(const Message& m) {
+    auto refuse = [&](const command::Error& e) { host().respond(m.reply, command::fail(e)); };
     nlohmann::json req;
-    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"target", Type::String}, {"dry_run", Type::Bool}}, &req)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
+    if (auto e = command::decode(m.data, {{"node", Type::String, true}, {"target", Type::String}, {"dry_run", Type::Bool},
+                                          {"plan", Type::String}}, &req))
+      return refuse(*e);
+    std::optional<plans::Kept> kept;
+    if (auto e = plans_.open("rebuild", req, &kept)) return refuse(*e);
     std::optional<NodeId> node_id, target_id;
     auto e = command::parse_id("node", req["node"], &node_id);
     if (!e && req.contains("target")) e = command::parse_id("target", req["target"], &target_id);
-    if (e) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
+    if (e) return refuse(*e);
     std::string node = node_id->str(), target = target_id ? target_id->str() : "";
     nlohmann::json record, target_record;
-    e = tasks::read_node(host(), *node_id, &record);
+    if (auto e = tasks::read_node(host(), *node_id, &record)) return refuse(*e);
+    auto vms = tasks::vms_on(host(), node);
+    if (!vms) return refuse({command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()});
+    e = plans_.check_records(kept, record, vms.value());
     if (!e) e = not_drained(node, record);
     if (!e && record.contains("lock") && record["lock"].is_object())
       e = command::Error{tasks::kNodeLocked, task_record::locked_message(node, record["lock"])};
@@ -105,34 +112,26 @@ class RebuildPlugin : public Plugin {
       e = tasks::read_node(host(), *target_id, &target_record);
       if (!e && target == node) e = command::Error{command::kBadValue, "the target is the node being rebuilt; name another node"};
     }
-    if (e) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
-    auto vms = tasks::vms_on(host(), node);
-    if (!vms) {
-      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + vms.status().message()));
-      return;
-    }
+    if (e) return refuse(*e);
     std::vector<nlohmann::json> movable, stranded;
     for (const auto& v : vms.value()) (record::flag(v, "local_disk") ? stranded : movable).push_back(v);
 
     bool dry = req.value("dry_run", false);
     std::string id = task_record::new_id();
     tasks::Placements placed;
+    nlohmann::json found = nlohmann::json::array();
     if (!movable.empty()) {
-      auto p = tasks::place(host(), movable, node, target, dry ? 0 : reserve_.count() / 1000.0, id);
-      if (!p) {
-        host().respond(m.reply, command::fail(command::kUnavailable, p.status().message()));
-        return;
-      }
+      double reserve_s = dry ? 0 : reserve_.count() / 1000.0;
+      auto p = kept ? plans::place_pinned(host(), movable, node, kept->basis["plan"], reserve_s, id, found)
+                    : tasks::place(host(), movable, node, target, reserve_s, id);
+      if (!p) return refuse({command::kUnavailable, p.status().message()});
       placed = std::move(p.value());
     }
     // A named target that cannot take them all, or no room anywhere: refused, nothing changed.
-    if (auto e = tasks::no_room(placed, movable.size(), node, target)) {
+    // A plan's run was checked when the plan was made, and place_pinned says what changed since.
+    if (auto e = kept ? std::nullopt : tasks::no_room(placed, movable.size(), node, target)) {
       if (!dry) tasks::release(host(), id);
-      host().respond(m.reply, command::fail(e->code, e->message));
-      return;
+      return refuse(*e);
     }
 
     nlohmann::json plan = nlohmann::json::array();
@@ -140,27 +139,37 @@ class RebuildPlugin : public Plugin {
     task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
     const std::string why = "has local disks: its data is on " + node + "; migrate it when the node is back, or restore it";
     for (const auto& v : vms.value()) tasks::plan_vm(plan, task, v, placed, "rebuild", record::flag(v, "local_disk") ? why : "");
+    if (auto e = plans::Keeper::check_plan(kept, plan, found)) {
+      tasks::release(host(), id);
+      return refuse(*e);
+    }
     nlohmann::json result = {{"node", node}, {"plan", plan}};
     if (dry) {
+      if (auto e = plans_.keep("rebuild", node, req, record, vms.value(), plan, result)) return refuse(*e);
       result["dry_run"] = true;
       host().respond(m.reply, command::ok(result));
       return;
     }
-    auto refused = tasks::lock_node(host(), node, task, [&](nlohmann::json& r) { return not_drained(node, r); });
+    auto refused = tasks::lock_node(host(), node, task, [&](nlohmann::json& r) {
+      auto drift = plans::Keeper::check_source(kept, r);
+      return drift ? drift : not_drained(node, r);
+    });
+    if (!refused && kept)
+      if ((refused = plans_.use(*kept, id))) (void)tasks::unlock_node(host(), node, id);
     if (refused) {
       tasks::release(host(), id);
-      host().respond(m.reply, command::fail(*refused));
-      return;
+      return refuse(*refused);
     }
     if (auto s = engine_->submit(task, parallel_); !s) {
       (void)tasks::unlock_node(host(), node, id);
       tasks::release(host(), id);
-      host().respond(m.reply, command::fail(command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"));
-      return;
+      return refuse({command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"});
     }
     for (const auto& v : stranded) mark_stranded(record::text(v, "uuid"), {node, id, tasks::unix_ms(), why});
-    host().info("rebuilding " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))");
+    host().info("rebuilding " + node + " (task " + id + ", " + std::to_string(plan.size()) + " VM(s))" +
+                (kept ? ", plan " + kept->id : ""));
     result["task"] = id;
+    if (kept) result["plan_id"] = kept->id;
     host().respond(m.reply, command::ok(result));
   }
 
@@ -340,6 +349,7 @@ class RebuildPlugin : public Plugin {
   Millis agent_timeout_;
   Millis reserve_;
   StrandedCounts stranded_;
+  plans::Keeper plans_;
   std::unique_ptr<tasks::Engine> engine_;
   std::unique_ptr<tasks::Engine> recover_engine_;
 };

@@ -392,6 +392,11 @@ TEST_F(BusAuth, HostsAndCliWorkWithTheirCredentials) {
                           "node-1"},
                          dir_);
   EXPECT_EQ(after.doc().value("management", ""), "enabled") << after.out;
+  // An admin's dry run: the controller keeps the plan in its bucket `plans` (docs/security.md).
+  CliRun plan = run_cli({"--server", nats_->url(), "--creds", cred("alice"), "--tls-ca", ca(), "--json", "node", "drain",
+                         "node-1", "--dry-run"},
+                        dir_);
+  EXPECT_EQ(plan.doc().value("plan_id", "").size(), 32u) << plan.out << plan.err << controller.log();
   // The hosts ran on exactly the permissions they were given: the server refused only the drain.
   auto refused = violations();
   ASSERT_EQ(refused.size(), 1u) << testing::PrintToString(refused);

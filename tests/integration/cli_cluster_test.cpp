@@ -19,6 +19,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <regex>
 #include <mutex>
 #include <set>
 
@@ -553,6 +554,71 @@ TEST_F(CliCluster, AMigrationShowsItsDiskApartFromItsMemoryLiveAndInItsTask) {
   EXPECT_EQ(progress["memory_processed"], 70 * kMiB) << progress;
   EXPECT_EQ(progress["data_remaining"], 0) << progress;
   EXPECT_EQ(progress["time_remaining_ms"], 0) << progress;
+}
+
+// Plans (docs/operations.md, "Plans"): --dry-run prints the plan's id and how to run exactly it;
+// --plan runs it once, or refuses when the cluster changed (--json carries the changes); and on
+// a terminal, what runs after "proceed?" is the plan shown: a change between the question and
+// the answer refuses it.
+TEST_F(CliCluster, APlanRunsByItsIdAndAConfirmedPlanThatDriftedIsRefused) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_controller());
+  auto a = start_agent("node-a", vms);
+  ASSERT_TRUE(wait_until([&] { return ready("node-a", vms); })) << controller_->log();
+  auto set = [&](const std::string& how) {
+    auto r = how == "disable" ? run({"node", how, "node-a", "--yes"}) : run({"node", how, "node-a"});
+    ASSERT_EQ(r.status, 0) << r.err;
+  };
+
+  // On a terminal: the node is disabled while the question waits; "y" sends the plan, refused.
+  {
+    std::string screen;
+    TempDir dir;
+    Terminal terminal(dir, in_terminal("node drain node-a"));
+    ASSERT_TRUE(terminal.shows("[y/N]", &screen)) << screen;
+    ASSERT_NO_FATAL_FAILURE(set("disable"));
+    terminal.type("y");
+    ASSERT_TRUE(terminal.shows("[exit 2]", &screen)) << screen << controller_->log();
+    EXPECT_THAT(screen, HasSubstr("refused (plan_drifted)"));
+    EXPECT_THAT(screen, ContainsRegex("node_state +node-a +was enabled/normal, now disabled/normal"));
+    EXPECT_EQ(node_record("node-a")["management"], "disabled");  // not drained
+    EXPECT_EQ(task_count(), 0u);
+    ASSERT_NO_FATAL_FAILURE(set("enable"));
+  }
+
+  // --plan with --json, after a change: the error names it as data.
+  auto dry = run({"--json", "node", "drain", "node-a", "--dry-run"}).doc();
+  ASSERT_TRUE(dry["plan_id"].is_string()) << dry;
+  std::string drifted_id = dry["plan_id"];
+  EXPECT_THAT(drifted_id, ContainsRegex("^[0-9a-f]{32}$"));
+  EXPECT_GT(dry["expires_at"].get<int64_t>(), 0);
+  ASSERT_NO_FATAL_FAILURE(set("disable"));
+  auto refused = run({"--json", "node", "drain", "node-a", "--plan", drifted_id});
+  EXPECT_EQ(refused.status, 2) << refused.out << refused.err;
+  auto error = refused.doc()["error"];
+  EXPECT_EQ(error["code"], "plan_drifted") << refused.out;
+  ASSERT_EQ(error["changes"].size(), 1u) << error;
+  EXPECT_EQ(error["changes"][0]["what"], "node_state");
+  EXPECT_EQ(error["changes"][0]["now"], "disabled/normal");
+  EXPECT_THAT(refused.err, HasSubstr("make a new one with --dry-run"));
+  EXPECT_EQ(task_count(), 0u);
+  ASSERT_NO_FATAL_FAILURE(set("enable"));
+
+  // Unchanged: the printed command runs it, once.
+  auto shown = run({"node", "drain", "node-a", "--dry-run"});
+  ASSERT_EQ(shown.status, 0) << shown.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(shown.out, m, std::regex("nodeha node drain node-a --plan ([0-9a-f]{32})"))) << shown.out;
+  std::string id = m[1];
+  EXPECT_THAT(shown.out, HasSubstr("Plan " + id + " (kept until "));
+  auto ran = run({"node", "drain", "node-a", "--plan", id});
+  EXPECT_EQ(ran.status, 0) << ran.out << ran.err;
+  EXPECT_EQ(node_record("node-a")["management"], "drained");
+  EXPECT_EQ(task_count(), 1u);
+  auto again = run({"node", "drain", "node-a", "--plan", id});
+  EXPECT_EQ(again.status, 2);
+  EXPECT_THAT(again.err, HasSubstr("refused (plan_used)"));
+  EXPECT_NE(run({"node", "drain", "node-a", "--plan", id, "--dry-run"}).status, 0);  // one or the other
 }
 
 }  // namespace

@@ -11,7 +11,7 @@ namespace {
 
 constexpr size_t kOversizeBytes = 900 * 1024;
 
-bool is_id(Kind k) { return k == Kind::NodeId || k == Kind::VmUuid || k == Kind::TaskId; }
+bool is_id(Kind k) { return k == Kind::NodeId || k == Kind::VmUuid || k == Kind::TaskId || k == Kind::PlanId; }
 
 const std::vector<std::string>& hostile_ids() {
   static const std::vector<std::string> pool = {
@@ -56,7 +56,8 @@ std::string template_value(const Field& f, bool agent, const std::string& stray_
   switch (f.kind) {
     case Kind::NodeId:
     case Kind::VmUuid:
-    case Kind::TaskId: return quote(stray_value);
+    case Kind::TaskId:
+    case Kind::PlanId: return quote(stray_value);
     case Kind::DryRun: return "true";
     case Kind::Bool: return "false";
     case Kind::Int: return std::isfinite(f.min) ? std::to_string(static_cast<int64_t>(f.min)) : "1";
@@ -127,7 +128,9 @@ std::string Generator::stray(Kind k) {
   };
   if (k == Kind::NodeId) return "ghost-" + hex(4);
   if (k == Kind::VmUuid) return "dead" + hex(4) + "-" + hex(4) + "-4" + hex(3) + "-8" + hex(3) + "-" + hex(12);
-  return hex(16);
+  // A plan id that names no plan (bucket plans is never asked for a stray: with a dry run the
+  // request is refused first, and without one unknown_plan changes nothing).
+  return hex(k == Kind::PlanId ? 32 : 16);
 }
 
 std::string Generator::near_real() {
@@ -194,7 +197,7 @@ Input Generator::request(const Op& op, const std::string& subject, bool agent) {
         if (op.acts && !dry_run) continue;
         std::vector<const Field*> named;
         for (auto* f : ids)
-          if (f->kind != Kind::TaskId) named.push_back(f);
+          if (f->kind != Kind::TaskId && f->kind != Kind::PlanId) named.push_back(f);
         if (named.empty()) continue;
         const Field* f = named[pick(named.size())];
         set(body, f->name, quote(near_real()));

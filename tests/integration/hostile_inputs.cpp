@@ -21,6 +21,7 @@ bool field_ok(const Field& f, const json& v) {
     case Kind::NodeId: return v.is_string() && valid_node_id(v.get<std::string>());
     case Kind::VmUuid: return v.is_string() && valid_vm_uuid(v.get<std::string>());
     case Kind::TaskId: return v.is_string() && valid_task_id(v.get<std::string>());
+    case Kind::PlanId: return v.is_string() && valid_plan_id(v.get<std::string>());
     case Kind::String:
     case Kind::Xml: return v.is_string();
     case Kind::Bool:
@@ -103,6 +104,10 @@ bool valid_task_id(const std::string& s) {
   static const std::regex re("[0-9a-f]{16}");
   return std::regex_match(s, re);
 }
+bool valid_plan_id(const std::string& s) {
+  static const std::regex re("[0-9a-fA-F]{32}");
+  return std::regex_match(s, re);
+}
 
 const std::vector<Op>& command_ops() {
   using K = Kind;
@@ -111,11 +116,11 @@ const std::vector<Op>& command_ops() {
       {"node.show", {{"node", K::NodeId, true}}, false, true},
       {"node.enable", {{"node", K::NodeId, true}}, true, true},
       {"node.disable", {{"node", K::NodeId, true}}, true, true},
-      {"node.drain", {{"node", K::NodeId, true}, {"dry_run", K::DryRun}}, true, true},
-      {"node.rebuild", {{"node", K::NodeId, true}, {"target", K::NodeId}, {"dry_run", K::DryRun}}, true, true},
+      {"node.drain", {{"node", K::NodeId, true}, {"dry_run", K::DryRun}, {"plan", K::PlanId}}, true, true},
+      {"node.rebuild", {{"node", K::NodeId, true}, {"target", K::NodeId}, {"dry_run", K::DryRun}, {"plan", K::PlanId}}, true, true},
       {"node.migrate",
        {{"node", K::NodeId, true}, {"target", K::NodeId}, {"include_local_disk", K::Bool}, {"vms", K::Array},
-        {"network", K::String}, {"max_parallel", K::Int, false, 1, 64}, {"dry_run", K::DryRun}},
+        {"network", K::String}, {"max_parallel", K::Int, false, 1, 64}, {"dry_run", K::DryRun}, {"plan", K::PlanId}},
        true, true},
       {"sched.place",
        {{"vms", K::Array, true}, {"exclude", K::Array}, {"target", K::NodeId}, {"policy", K::String},

@@ -28,7 +28,7 @@ struct Input {
   std::string mutation;  // what makes it invalid ("hostile id", "truncated json", ...)
 };
 
-enum class Kind { NodeId, VmUuid, TaskId, Bool, DryRun, Int, Number, String, Array, Object, Xml };
+enum class Kind { NodeId, VmUuid, TaskId, PlanId, Bool, DryRun, Int, Number, String, Array, Object, Xml };
 
 struct Field {
   const char* name;
@@ -57,6 +57,7 @@ bool field_takes(const Field& f, const std::string& raw);
 bool valid_node_id(const std::string& s);
 bool valid_vm_uuid(const std::string& s);
 bool valid_task_id(const std::string& s);
+bool valid_plan_id(const std::string& s);  // 32 hex digits (plugins/tasks/plan_id.h)
 
 class Generator {
  public:

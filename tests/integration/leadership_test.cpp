@@ -133,5 +133,29 @@ TEST_F(Leadership, ALeaderThatStopsReleasesTheLeaseAndAnotherLeadsAtOnce) {
   EXPECT_EQ(epoch(*two), 2);
 }
 
+// A plan is kept in KV, not in the leader's memory: made under one leader, it runs under the
+// next, exactly (plugins/tasks/plans.h).
+TEST_F(Leadership, APlanMadeUnderOneLeaderRunsUnderTheNext) {
+  auto vms = vms_of(1, 2);
+  std::unique_ptr<HostProcess> one, b;
+  ASSERT_NO_FATAL_FAILURE(lose_and_drain_node_a(vms, one, b, rebuild_config_for("ctl-1", ""), {"host.lease=\"2s\""}));
+  auto two = controller("ctl-2");
+  ASSERT_TRUE(wait_until([&] { return epoch(*two) == 1; })) << two->log();
+  auto dry = command("node.rebuild", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  std::string id = dry["result"]["plan_id"];
+  EXPECT_EQ(json::parse(bus_->kv_get("plans", id).value().value)["made_by"], "ctl-1");
+
+  one.reset();  // a clean stop hands the lease over at once
+  ASSERT_TRUE(wait_until([&] { return leads(*two); }, 10s)) << two->log();
+  auto r = command("node.rebuild", {{"node", "node-a"}, {"plan", id}});
+  ASSERT_TRUE(r["ok"]) << r << two->log();
+  std::string task_id = r["result"]["task"];
+  EXPECT_EQ(r["result"]["plan"], dry["result"]["plan"]);
+  ASSERT_TRUE(wait_until([&] { return task_state(task_id) == "succeeded"; }, 30s)) << task(task_id).dump(2) << two->log();
+  EXPECT_TRUE(recorded(vms, "node-b"));
+  EXPECT_EQ(json::parse(bus_->kv_get("plans", id).value().value)["used_by"], task_id);
+}
+
 }  // namespace
 }  // namespace nodeha::test
