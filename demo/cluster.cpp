@@ -420,6 +420,19 @@ bool Cluster::wait_stale(const std::string& name, int seconds) {
   return held;
 }
 
+bool Cluster::kept_off(const std::string& name, const std::string& lost) {
+  std::string management = record("nodes", name).value("management", "?");
+  std::vector<std::string> landed;
+  for (const auto& g : lost_[lost])
+    if (record("vms", g.uuid).value("node", "") == name) landed.push_back(g.name);
+  if (management != "disabled") say_(name + " is " + management + ", not disabled");
+  if (!landed.empty()) say_(join(landed) + " of " + lost + " were put on " + name + ", the node under maintenance");
+  if (management == "disabled" && landed.empty())
+    say_(name + " is still disabled, and none of " + lost + "'s " + std::to_string(lost_[lost].size()) +
+         " VM(s) is recorded on it");
+  return management == "disabled" && landed.empty() && !lost_[lost].empty();
+}
+
 bool Cluster::running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error) {
   for (auto& n : nodes_) {
     if (n->libvirtd()) {

@@ -62,6 +62,9 @@ class Cluster {
   bool wait_stale(const std::string& node, int seconds);
   // Every guest runs on exactly one node, the one its record names (read from the hypervisors).
   bool check();
+  // After maintenance of `node` and the rebuild of `lost`: `node` is still disabled and no guest
+  // `lost` ran at its power loss is recorded on it (nothing was put on the node being serviced).
+  bool kept_off(const std::string& node, const std::string& lost);
   // Which controller leads (its /metrics says so), -1: none.
   int leader();
   // kill -9 of the leading controller and of the nats-server it is connected to; holds once the
