@@ -83,6 +83,8 @@ class Cluster {
   // a fast reconnect, TLS.
   std::string nats_keys(const std::string& identity) const;
   nlohmann::json record(const std::string& bucket, const std::string& key);
+  // A connection that may ask agents their vm.list; null when it cannot connect.
+  host::Bus* agent_asker();
   // uuid -> nodes running it; false when a node cannot be read.
   bool running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error);
   void write_env();
@@ -94,6 +96,7 @@ class Cluster {
   std::unique_ptr<test::BusSecurity> security_;
   std::unique_ptr<test::NatsCluster> nats_;
   std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<host::Bus> asker_;  // see agent_asker()
   std::unique_ptr<test::Process> controllers_[2];
   int controller_ports_[2] = {0, 0};
   std::vector<std::unique_ptr<Node>> nodes_;

@@ -109,7 +109,9 @@ TEST_F(Maintenance, DisablesTheNodeInTheLockWriteAndLeavesItDisabled) {
   EXPECT_TRUE(node_record("node-a")["lock"].is_null());
   // The test driver cannot migrate: the VMs stayed, running, and recorded on node-a.
   EXPECT_TRUE(recorded(vms, "node-a"));
-  for (const auto& [uuid, state] : domains("node-a")) EXPECT_EQ(state, "running") << uuid;
+  auto left = domains("node-a");
+  EXPECT_EQ(left.size(), vms.size()) << "node-a's agent does not list its VMs after the failed migrations";
+  for (const auto& [uuid, state] : left) EXPECT_EQ(state, "running") << uuid;
   EXPECT_TRUE(domains("node-b").empty());
   EXPECT_TRUE(wait_until([&] { return ctl.metric("nodeha_tasks_total{kind=\"maintenance\",result=\"failed\"}") == 1; }))
       << done.dump(2);
