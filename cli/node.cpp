@@ -272,33 +272,66 @@ void add_drain(CLI::App& node, std::vector<Command>* commands) {
                        }});
 }
 
-void add_migrate(CLI::App& node, std::vector<Command>* commands) {
-  struct Args : OperationArgs {
-    std::string target, network;
-    bool with_local_disks = false;
-    std::vector<std::string> vms;
-    int parallel = 0;
-  };
-  auto a = std::make_shared<Args>();
-  auto* cmd = node.add_subcommand("migrate", "live-migrate the VMs of a node to other nodes");
-  add_operation_flags(cmd, a.get());
-  cmd->add_option("--target", a->target, "the node to move them to (default: the scheduler picks, per VM)");
+// What migrate and maintenance share: how the VMs move live.
+struct MoveArgs : OperationArgs {
+  std::string network;
+  bool with_local_disks = false;
+  int parallel = 0;
+};
+
+void add_move_flags(CLI::App* cmd, MoveArgs* a) {
+  add_operation_flags(cmd, a);
   cmd->add_flag("--with-local-disks", a->with_local_disks, "also VMs with local disks (their disks are copied)");
-  cmd->add_option("--vm", a->vms, "only this VM (uuid; repeatable)");
   cmd->add_option("--network", a->network, "the network the migration stream uses: management (default), business, storage");
   cmd->add_option("--parallel", a->parallel, "migrations at a time (default: the controller's max_parallel)")
       ->check(CLI::Range(1, 64));
+}
+
+json move_request(const MoveArgs& a) {
+  json request{{"node", a.node}, {"include_local_disk", a.with_local_disks}};
+  if (!a.network.empty()) request["network"] = a.network;
+  if (a.parallel) request["max_parallel"] = a.parallel;
+  return request;
+}
+
+void add_migrate(CLI::App& node, std::vector<Command>* commands) {
+  struct Args : MoveArgs {
+    std::string target;
+    std::vector<std::string> vms;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = node.add_subcommand("migrate", "live-migrate the VMs of a node to other nodes");
+  add_move_flags(cmd, a.get());
+  cmd->add_option("--target", a->target, "the node to move them to (default: the scheduler picks, per VM)");
+  cmd->add_option("--vm", a->vms, "only this VM (uuid; repeatable)");
   commands->push_back({cmd, [a](const Globals& g) {
-                         json request{{"node", a->node}, {"include_local_disk", a->with_local_disks}};
+                         json request = move_request(*a);
                          if (!a->target.empty()) request["target"] = a->target;
                          if (!a->vms.empty()) request["vms"] = a->vms;
-                         if (!a->network.empty()) request["network"] = a->network;
-                         if (a->parallel) request["max_parallel"] = a->parallel;
                          Operation op{"node.migrate", "migration of " + a->node, [a](const json& plan) {
                                         return fmt::format("Migrate {}: move {} live{}{}?", a->node, plural(acting(plan), "VM"),
                                                            a->target.empty() ? "" : " to " + a->target, skipped(plan));
                                       }};
                          return run_operation(g, *a, op, request);
+                       }});
+}
+
+void add_maintenance(CLI::App& node, std::vector<Command>* commands) {
+  auto a = std::make_shared<MoveArgs>();
+  auto* cmd = node.add_subcommand("maintenance",
+                                  "disable a node and live-migrate every VM away; it stays disabled until `node enable`");
+  add_move_flags(cmd, a.get());
+  commands->push_back({cmd, [a](const Globals& g) {
+                         Operation op{"node.maintenance", "maintenance of " + a->node, [a](const json& plan) {
+                                        return fmt::format("Maintenance of {}: disable it and move {} live{}? It stays "
+                                                           "disabled until `nodeha node enable {}`",
+                                                           a->node, plural(acting(plan), "VM"), skipped(plan), a->node);
+                                      }};
+                         int code = run_operation(g, *a, op, move_request(*a));
+                         // The task ended (or runs on): whatever it came to, the node was disabled.
+                         if (!a->dry_run && (code == kExitDone || code == kExitFailed))
+                           std::cerr << fmt::format("{} stays disabled until `nodeha node enable {}`.\n", a->node, a->node);
+                         return code;
                        }});
 }
 
@@ -345,6 +378,7 @@ void add_node_commands(CLI::App& root, std::vector<Command>* commands) {
   commands->push_back({disable, [a](const Globals& g) { return set_management(g, a->node, false, a->yes); }});
   add_drain(*node, commands);
   add_migrate(*node, commands);
+  add_maintenance(*node, commands);
   add_rebuild(*node, commands);
   auto* ack = node->add_subcommand(
       "fence-ack", "confirm that an unreachable node is powered off (you checked): automatic recovery then recreates "

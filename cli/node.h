@@ -1,5 +1,5 @@
 // `nodeha node …`: the nodes as the controller sees them (list, show), their management state
-// (enable, disable), and the operations that empty a node (drain, migrate, rebuild): a plan with
+// (enable, disable), and the operations that empty a node (drain, migrate, maintenance, rebuild): a plan with
 // --dry-run, a confirmation, then the task followed to its end.
 #pragma once
 

@@ -112,7 +112,7 @@ void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
   auto* list_cmd = task->add_subcommand("list", "the tasks, newest first");
   list_cmd->add_option("--node", a->node, "only the tasks of this node");
   list_cmd->add_option("--state", a->state, "only tasks in this state: pending, running, succeeded, failed, partial");
-  list_cmd->add_option("--kind", a->kind, "only tasks of this kind: migrate, drain, rebuild, recover, local-migrate, local-drain");
+  list_cmd->add_option("--kind", a->kind, "only tasks of this kind: migrate, maintenance, drain, rebuild, recover, local-migrate, local-drain");
   commands->push_back({list_cmd, [a](const Globals& g) {
                          json request = json::object();
                          if (!a->node.empty()) request["node"] = a->node;

@@ -420,6 +420,27 @@ bool Cluster::wait_stale(const std::string& name, int seconds) {
   return held;
 }
 
+bool Cluster::kept_off(const std::string& name, const std::string& lost) {
+  std::string management = record("nodes", name).value("management", "?");
+  std::vector<std::string> landed;
+  for (const auto& g : lost_[lost])
+    if (record("vms", g.uuid).value("node", "") == name) landed.push_back(g.name);
+  if (management != "disabled") say_(name + " is " + management + ", not disabled");
+  if (!landed.empty()) say_(join(landed) + " of " + lost + " were put on " + name + ", the node under maintenance");
+  if (management == "disabled" && landed.empty())
+    say_(name + " is still disabled, and none of " + lost + "'s " + std::to_string(lost_[lost].size()) +
+         " VM(s) is recorded on it");
+  return management == "disabled" && landed.empty() && !lost_[lost].empty();
+}
+
+// The operator may not ask agents (docs/security.md); an agent may ask another for its vm.list
+// (a VM's previous owner, before a claim). The test driver's guests live in the agents: they are
+// asked with node-c's credential, that read-only right and no other.
+host::Bus* Cluster::agent_asker() {
+  if (!asker_) asker_ = nats_->server(0).client(security_->settings(nats_->settings(), kNodes[2]));
+  return asker_.get();
+}
+
 bool Cluster::running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error) {
   for (auto& n : nodes_) {
     if (n->libvirtd()) {
@@ -432,10 +453,15 @@ bool Cluster::running_guests(std::map<std::string, std::vector<std::string>>* ou
       continue;
     }
     // Test driver: the guests live in the agent; ask it.
-    auto r = bus_->request("nodeha.agent." + n->name() + ".vm.list", "{}", 5s);
+    host::Bus* asker = agent_asker();
+    if (!asker) {
+      *error = "cannot connect to NATS as " + std::string(kNodes[2]) + " to ask the agents";
+      return false;
+    }
+    auto r = asker->request("nodeha.agent." + n->name() + ".vm.list", "{}", 5s);
     auto reply = r ? json::parse(r.value(), nullptr, false) : json();
     if (!reply.is_object() || !reply.value("ok", false)) {
-      *error = "the agent of " + n->name() + " does not answer vm.list";
+      *error = "the agent of " + n->name() + " does not answer vm.list (" + (r ? r.value() : r.status().message()) + ")";
       return false;
     }
     for (const auto& vm : reply["result"]["vms"])

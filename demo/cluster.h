@@ -62,6 +62,9 @@ class Cluster {
   bool wait_stale(const std::string& node, int seconds);
   // Every guest runs on exactly one node, the one its record names (read from the hypervisors).
   bool check();
+  // After maintenance of `node` and the rebuild of `lost`: `node` is still disabled and no guest
+  // `lost` ran at its power loss is recorded on it (nothing was put on the node being serviced).
+  bool kept_off(const std::string& node, const std::string& lost);
   // Which controller leads (its /metrics says so), -1: none.
   int leader();
   // kill -9 of the leading controller and of the nats-server it is connected to; holds once the
@@ -80,6 +83,8 @@ class Cluster {
   // a fast reconnect, TLS.
   std::string nats_keys(const std::string& identity) const;
   nlohmann::json record(const std::string& bucket, const std::string& key);
+  // A connection that may ask agents their vm.list; null when it cannot connect.
+  host::Bus* agent_asker();
   // uuid -> nodes running it; false when a node cannot be read.
   bool running_guests(std::map<std::string, std::vector<std::string>>* out, std::string* error);
   void write_env();
@@ -91,6 +96,7 @@ class Cluster {
   std::unique_ptr<test::BusSecurity> security_;
   std::unique_ptr<test::NatsCluster> nats_;
   std::unique_ptr<host::Bus> bus_;
+  std::unique_ptr<host::Bus> asker_;  // see agent_asker()
   std::unique_ptr<test::Process> controllers_[2];
   int controller_ports_[2] = {0, 0};
   std::vector<std::unique_ptr<Node>> nodes_;

@@ -14,6 +14,7 @@
 //   wait-stale NODE SECS             NODE removed the stale copy of every guest it ran at its
 //                                    power loss (they were rebuilt elsewhere meanwhile)
 //   check                            every guest runs on exactly one node, its recorded one
+//   kept-off NODE LOST               NODE still disabled, none of LOST's guests recorded on it
 //   kill-leader                      kill -9 of the leading controller and of the nats-server
 //                                    it is connected to; holds once the other leads, then
 //                                    starts both again (the controller follows)
@@ -73,6 +74,7 @@ bool run(nodeha::demo::Cluster& cluster, const std::string& line) {
   else if (w[0] == "wait-running" && w.size() == 2) ok = cluster.wait_running(secs(1));
   else if (w[0] == "wait-stale" && w.size() == 3) ok = cluster.wait_stale(w[1], secs(2));
   else if (w[0] == "check" && w.size() == 1) ok = cluster.check();
+  else if (w[0] == "kept-off" && w.size() == 3) ok = cluster.kept_off(w[1], w[2]);
   else if (w[0] == "kill-leader" && w.size() == 1) ok = cluster.kill_leader();
   else reply("unknown command: " + line);
   reply(g_interrupted ? "interrupted" : ok ? "ok" : "error");

@@ -92,6 +92,8 @@ Status AgentSide::start() {
   duration_ = host_.histogram("nodeha_migrate_duration_seconds", "time a successful live migration took",
                               {0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600});
   running_ = host_.gauge("nodeha_migrate_running", "live migrations running from this node now");
+  bytes_ = host_.counter("nodeha_migrate_bytes_total",
+                         "bytes successful live migrations from this node moved (memory and copied disks)");
   const std::string base = "agent." + host_.node_id() + ".";
   struct Sub {
     std::string subject;
@@ -267,6 +269,7 @@ MigrationReport AgentSide::migrate_one(const MigrationJob& job, ActiveMigration&
     return report;
   }
   duration_.observe(static_cast<double>(out.duration_ms) / 1000.0);
+  bytes_.add(static_cast<double>(out.last.data_processed));
   host_.info("migrated VM " + uuid + " in " + std::to_string(out.duration_ms) + " ms");
   nlohmann::json migrated = finished_fields(out);
   migrated.update({{"event", "migrated"}, {"task", job.task}, {"node", node}, {"dest_node", job.dest_node}});

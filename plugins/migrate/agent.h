@@ -95,6 +95,7 @@ class AgentSide {
   std::map<std::string, Metric> results_;  // nodeha_migrate_migrations_total by result
   Metric duration_;
   Metric running_;
+  Metric bytes_;  // nodeha_migrate_bytes_total
 };
 
 }  // namespace nodeha::migrate

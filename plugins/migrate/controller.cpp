@@ -18,21 +18,29 @@ ControllerSide::ControllerSide(const Host& host)
       migration_timeout_(host.duration("timeout")), stall_timeout_(host.duration("stall_timeout")),
       agent_timeout_(host.duration("agent_timeout")), reserve_(host.duration("reserve")), plans_(host) {
   if (max_parallel_ < 1) throw ConfigError("max_parallel must be at least 1");
-  tasks::Kind kind;
-  kind.name = "migrate";
-  kind.parallel = max_parallel_;
-  kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return migrate_vm(task, step); };
-  kind.on_cancel = [this](const nlohmann::json& task, const nlohmann::json& step) { abort_vm(task, step); };
-  kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host_, task["id"]); };
-  kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host_, task, reserve_); };
-  engine_ = std::make_unique<tasks::Engine>(host_, std::move(kind));
+  // A maintenance task's steps are a migration's: only its kind (and so `task list`) differs.
+  for (const char* name : {"migrate", "maintenance"}) {
+    tasks::Kind kind;
+    kind.name = name;
+    kind.parallel = max_parallel_;
+    kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return migrate_vm(task, step); };
+    kind.on_cancel = [this](const nlohmann::json& task, const nlohmann::json& step) { abort_vm(task, step); };
+    kind.on_finish = [this](const nlohmann::json& task) { tasks::release(host_, task["id"]); };
+    kind.on_resume = [this](const nlohmann::json& task) { tasks::hold_again(host_, task, reserve_); };
+    (std::string(name) == "migrate" ? engine_ : maintenance_engine_) = std::make_unique<tasks::Engine>(host_, std::move(kind));
+  }
 }
 
 Status ControllerSide::start() {
   if (auto s = engine_->start(); !s) return s;
   if (auto s = plans_.start(); !s) return s;
+  if (auto s = maintenance_engine_->start(); !s) return s;
   auto r = host_.subscribe(host_.subject("cmd.node.migrate"), [this](const Message& m) {
-    host_.spawn([this, m] { migrate(m); });
+    host_.spawn([this, m] { migrate(m, false); });
+  }, "nodeha-controller");
+  if (!r) return r.status();
+  r = host_.subscribe(host_.subject("cmd.node.maintenance"), [this](const Message& m) {
+    host_.spawn([this, m] { migrate(m, true); });
   }, "nodeha-controller");
   if (!r) return r.status();
   auto p = host_.subscribe(host_.subject("evt.vm.*"), [this](const Message& m) { on_vm_event(m); });
@@ -42,6 +50,7 @@ Status ControllerSide::start() {
 void ControllerSide::stop() {
   plans_.stop();
   engine_->stop();
+  maintenance_engine_->stop();
 }
 
 namespace {
@@ -55,26 +64,32 @@ std::optional<command::Error> check_network(const std::string& node, const nlohm
                                                     "another network"};
 }
 
+// A drained node has no running VM to move: enabling it is a management change, not maintenance.
+std::optional<command::Error> maintainable(const std::string& node, const nlohmann::json& record) {
+  if (record.value("management", "") != "drained") return std::nullopt;
+  return command::Error{tasks::kNodeDrained, node + " is drained: its VMs were stopped, there is nothing to migrate; "
+                                                    "`nodeha node enable " + node + "` first if it should run VMs again"};
+}
+
 }  // namespace
 
-void ControllerSide::migrate(const Message& m) {
+void ControllerSide::migrate(const Message& m, bool maintenance) {
   nlohmann::json req;
-  if (auto e = command::decode(m.data,
-                               {{"node", Type::String, true},
-                                {"target", Type::String},
-                                {"include_local_disk", Type::Bool},
-                                {"vms", Type::Array},
-                                {"network", Type::String},
-                                {"max_parallel", Type::Integer},
-                                {"dry_run", Type::Bool},
-                                {"plan", Type::String}},
-                               &req, kMaxBulkCommandBytes)) {
+  // Maintenance empties the whole node onto what the scheduler picks: no target, no VM list.
+  std::vector<command::Field> fields = {{"node", Type::String, true},
+                                        {"include_local_disk", Type::Bool},
+                                        {"network", Type::String},
+                                        {"max_parallel", Type::Integer},
+                                        {"dry_run", Type::Bool},
+                                        {"plan", Type::String}};
+  if (!maintenance) fields.insert(fields.end(), {{"target", Type::String}, {"vms", Type::Array}});
+  if (auto e = command::decode_fields(m.data, fields, &req, kMaxBulkCommandBytes)) {
     host_.respond(m.reply, command::fail(*e));
     return;
   }
   auto refuse = [&](const command::Error& e) { host_.respond(m.reply, command::fail(e)); };
   std::optional<plans::Kept> kept;
-  if (auto e = plans_.open("migrate", req, &kept)) return refuse(*e);
+  if (auto e = plans_.open(maintenance ? "maintenance" : "migrate", req, &kept)) return refuse(*e);
   std::optional<NodeId> node_id, target_id;
   if (auto e = command::parse_id("node", req["node"], &node_id)) return refuse(*e);
   if (req.contains("target"))
@@ -108,6 +123,8 @@ void ControllerSide::migrate(const Message& m) {
     return refuse({tasks::kNodeUnreachable, node + " is unreachable (" + record.value("reason", "") +
                                                 "): its agent cannot migrate anything; on the node, `nodeha local migrate` "
                                                 "works without the controller, or drain and rebuild it"});
+  if (maintenance)
+    if (auto e = maintainable(node, record)) return refuse(*e);
   if (!target.empty()) {
     if (auto e = tasks::read_node(host_, *target_id, &target_record)) return refuse(*e);
     if (target == node) return refuse({command::kBadValue, "the target is the node being migrated; name another node"});
@@ -152,7 +169,8 @@ void ControllerSide::migrate(const Message& m) {
   }
 
   nlohmann::json plan = nlohmann::json::array();
-  auto task = task_record::make(id, "migrate", node, req, host_.node_id(), tasks::unix_ms());
+  const char* kind = maintenance ? "maintenance" : "migrate";
+  auto task = task_record::make(id, kind, node, req, host_.node_id(), tasks::unix_ms());
   task["requested_by"] = evidence::requester_of(m.reply);  // the server vouches for the inbox
   for (const auto& v : vms.value()) {
     std::string uuid = v["uuid"];
@@ -164,30 +182,36 @@ void ControllerSide::migrate(const Message& m) {
     return refuse(*e);
   }
   nlohmann::json result = {{"node", node}, {"plan", plan}};
+  if (maintenance) result["management"] = "disabled";
   if (dry) {
-    if (auto e = plans_.keep("migrate", node, req, record, listed, plan, result)) return refuse(*e);
+    if (auto e = plans_.keep(maintenance ? "maintenance" : "migrate", node, req, record, listed, plan, result)) return refuse(*e);
     result["dry_run"] = true;
     host_.respond(m.reply, command::ok(result));
     return;
   }
-  auto refused = tasks::lock_node(host_, node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
+  auto check = [&](nlohmann::json& r) -> std::optional<command::Error> {
     if (auto drift = plans::Keeper::check_source(kept, r)) return drift;
     if (r.value("monitor", "") == "unreachable") return command::Error{tasks::kNodeUnreachable, node + " became unreachable"};
-    return std::nullopt;
-  });
+    return maintenance ? maintainable(node, r) : std::nullopt;
+  };
+  // Maintenance disables the node in the write that takes the lock: nothing is placed there
+  // from then on, and nothing else can have locked it in between.
+  auto refused = maintenance ? tasks::lock_and_set_management(host_, node, task, "disabled", check)
+                             : tasks::lock_node(host_, node, task, check);
   if (!refused && kept)
     if ((refused = plans_.use(*kept, id))) (void)tasks::unlock_node(host_, node, id);
   if (refused) {
     tasks::release(host_, id);
     return refuse(*refused);
   }
-  if (auto s = engine_->submit(task, parallel); !s) {
+  if (auto s = (maintenance ? maintenance_engine_ : engine_)->submit(task, parallel); !s) {
     (void)tasks::unlock_node(host_, node, id);
     tasks::release(host_, id);
-    return refuse({command::kUnavailable, "the task could not be stored (" + s.message() + "); try again"});
+    std::string left = maintenance ? " (" + node + " stays disabled; `nodeha node enable " + node + "` undoes it)" : "";
+    return refuse({command::kUnavailable, "the task could not be stored (" + s.message() + "); try again" + left});
   }
-  host_.info("migrating " + std::to_string(placed.node.size()) + " VM(s) off " + node + " (task " + id + ")" +
-             (kept ? ", plan " + kept->id : ""));
+  host_.info(std::string(maintenance ? "maintenance: " : "") + "migrating " + std::to_string(placed.node.size()) +
+             " VM(s) off " + node + " (task " + id + ")" + (kept ? ", plan " + kept->id : ""));
   result["task"] = id;
   if (kept) result["plan_id"] = kept->id;
   host_.respond(m.reply, command::ok(result));
@@ -253,7 +277,8 @@ void ControllerSide::on_vm_event(const Message& m) {
   std::string uuid = vm->str();
   // Read through the codec: only the figures, each a count or an unknown time, reach the record.
   host_.spawn([this, task = task_id->str(), uuid, progress = to_json(sample_from_json(j))] {
-    engine_->progress(task, uuid, progress);
+    engine_->progress(task, uuid, progress);  // the engine that does not run the task ignores it
+    maintenance_engine_->progress(task, uuid, progress);
   });
 }
 

@@ -3,6 +3,10 @@
 // them, `max_parallel` at a time, each to the address the target agent offers on the chosen
 // network. VMs with local disks are skipped unless asked; a named target without room refuses
 // the whole command. A dry run keeps its plan, which `plan` runs exactly (plugins/tasks/plans.h).
+//
+// `cmd.node.maintenance` is the same migration of every VM of the node, the node first made
+// `disabled` in the write that takes its lock (task kind `maintenance`); it stays disabled until
+// `node.enable`, whatever the task's outcome.
 #pragma once
 
 #include "engine.h"
@@ -21,7 +25,7 @@ class ControllerSide {
   void stop();
 
  private:
-  void migrate(const Message& m);
+  void migrate(const Message& m, bool maintenance);
   tasks::StepResult migrate_vm(const nlohmann::json& task, const nlohmann::json& step);
   void abort_vm(const nlohmann::json& task, const nlohmann::json& step);
   void on_vm_event(const Message& m);
@@ -30,7 +34,7 @@ class ControllerSide {
   int max_parallel_;
   Millis migration_timeout_, stall_timeout_, agent_timeout_, reserve_;
   plans::Keeper plans_;
-  std::unique_ptr<tasks::Engine> engine_;
+  std::unique_ptr<tasks::Engine> engine_, maintenance_engine_;
 };
 
 }  // namespace nodeha::migrate

@@ -16,6 +16,8 @@ namespace {
 // minute, and every write carries the whole record.
 constexpr Millis kCoalesce{250};
 
+constexpr const char* kStepsHelp = "task steps run to an end (or to a wait), by kind and outcome";
+
 // What run_step gets: the record without its steps.
 std::shared_ptr<const nlohmann::json> header_of(const nlohmann::json& task) {
   auto h = std::make_shared<nlohmann::json>(nlohmann::json::object());
@@ -63,29 +65,35 @@ std::optional<command::Error> lock_node(const Host& host, const std::string& nod
   return command::Error{command::kUnavailable, "the record of " + node + " kept changing; try again"};
 }
 
-std::optional<command::Error> lock_and_drain(const Host& host, const std::string& node, const nlohmann::json& task,
-                                             const std::function<std::optional<command::Error>(nlohmann::json&)>& check) {
+std::optional<command::Error> lock_and_set_management(const Host& host, const std::string& node, const nlohmann::json& task,
+                                                      const std::string& to,
+                                                      const std::function<std::optional<command::Error>(nlohmann::json&)>& check) {
   std::string before;
   auto refused = lock_node(host, node, task, [&](nlohmann::json& r) -> std::optional<command::Error> {
     if (check)
       if (auto e = check(r)) return e;
     before = r.value("management", "enabled");
-    r["management"] = "drained";
+    r["management"] = to;
     return std::nullopt;
   });
-  if (!refused && before != "drained") {
+  if (!refused && before != to) {
     std::string id = task["id"], kind = task.value("kind", "");
-    auto ev = evidence::decided(host, "drained by " + kind + " task " + id + ", requested by identity " +
+    auto ev = evidence::decided(host, to + " by " + kind + " task " + id + ", requested by identity " +
                                           task.value("requested_by", std::string(evidence::kUnauthenticated)));
     ev.task = id;
     ev.requester = task.value("requested_by", "");
     ev.facts = {{"kind", kind}};
     (void)host.publish(host.subject("evt.node." + node),
-                       nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", "drained"},
+                       nlohmann::json{{"event", "management"}, {"node", node}, {"from", before}, {"to", to},
                                       {"task", id}, {"time", unix_ms()}, {"evidence", evidence::to_json(ev)}}
                            .dump());
   }
   return refused;
+}
+
+std::optional<command::Error> lock_and_drain(const Host& host, const std::string& node, const nlohmann::json& task,
+                                             const std::function<std::optional<command::Error>(nlohmann::json&)>& check) {
+  return lock_and_set_management(host, node, task, "drained", check);
 }
 
 Status unlock_node(const Host& host, const std::string& node, const std::string& task_id) {
@@ -136,6 +144,9 @@ Status Engine::start() {
   running_ = host_.gauge("nodeha_tasks_running", "tasks being run by this controller", {{"kind", kind_.name}});
   for (const char* result : {"succeeded", "failed", "partial"})
     host_.counter("nodeha_tasks_total", "finished tasks by kind and result", {{"kind", kind_.name}, {"result", result}});
+  for (const char* result : {"succeeded", "failed", "cancelled", "waiting"})
+    host_.counter("nodeha_task_steps_total", kStepsHelp,
+                  {{"kind", kind_.name}, {"result", result}});
   auto w = host_.kv_watch(task_record::kBucket, ">", [this](const KvEntry& e) { on_task_entry(e); });
   if (!w) return w.status();
   watch_ = w.value();

@@ -27,6 +27,7 @@ namespace nodeha::tasks {
 inline constexpr const char* kNodeLocked = "node_locked";
 inline constexpr const char* kNodeUnreachable = "node_unreachable";
 inline constexpr const char* kNodeNotDrained = "node_not_drained";
+inline constexpr const char* kNodeDrained = "node_drained";
 inline constexpr const char* kNoRoom = "no_room";
 inline constexpr const char* kUnknownTask = "unknown_task";
 inline constexpr const char* kTaskFinished = "task_finished";
@@ -47,6 +48,12 @@ std::optional<command::Error> read_node(const Host& host, const NodeId& node, nl
 // command can slip in between the check and the lock.
 std::optional<command::Error> lock_node(const Host& host, const std::string& node, const nlohmann::json& task,
                                         const std::function<std::optional<command::Error>(nlohmann::json&)>& check);
+
+// lock_node that also sets the node's `management` to `to` in the same write, after `check` (may
+// be empty) let it; a node whose state changes gets its `management` event (from, to, task).
+std::optional<command::Error> lock_and_set_management(const Host& host, const std::string& node, const nlohmann::json& task,
+                                                      const std::string& to,
+                                                      const std::function<std::optional<command::Error>(nlohmann::json&)>& check);
 
 // lock_node that also makes the node drained in the same write (drain, recover), after `check`
 // (may be empty) let it; a node that was not drained yet gets its `management` event.

@@ -321,6 +321,11 @@ TEST_F(BusAuth, AViewerListsButCannotDrain) {
   EXPECT_FALSE(viewer->request("nodeha.cmd.node.drain", 300ms));
   EXPECT_TRUE(viewer->refused("nodeha.cmd.node.drain"));
   EXPECT_EQ(controller->delivered(drains), 0);
+  // Maintenance disables a node and moves its VMs: the viewer's publish is refused by the server.
+  natsSubscription* maintenances = controller->subscribe("nodeha.cmd.node.maintenance");
+  EXPECT_FALSE(viewer->request("nodeha.cmd.node.maintenance", 300ms));
+  EXPECT_TRUE(viewer->refused("nodeha.cmd.node.maintenance"));
+  EXPECT_EQ(controller->delivered(maintenances), 0);
   auto listed = viewer->request("nodeha.cmd.node.list", 2s);  // the reply comes back to its own inbox
   ASSERT_TRUE(listed);
   EXPECT_THAT(*listed, HasSubstr("\"ok\":true"));

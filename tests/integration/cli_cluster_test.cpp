@@ -254,6 +254,36 @@ TEST_F(CliCluster, MigrateDryRunThenAMigrationThatFailsExits1) {
   EXPECT_EQ(doc["tasks"][0]["step_counts"]["failed"], 2);
 }
 
+// Maintenance: the dry run changes nothing (not even the management state); the maintenance
+// disables node-a, its steps fail (the agents serve no migrate plugin) and node-a stays disabled.
+TEST_F(CliCluster, MaintenanceDryRunThenAMaintenanceThatFailsLeavesTheNodeDisabled) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start_two_nodes(vms));
+
+  auto dry = run({"node", "maintenance", "node-a", "--dry-run"});
+  EXPECT_EQ(dry.status, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("DRY RUN: the maintenance of node-a would do:"));
+  EXPECT_THAT(dry.out, ContainsRegex(vms[0].uuid + " +vm-1-0 +migrate +node-b +-"));
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+  auto unconfirmed = run({"node", "maintenance", "node-a"});
+  EXPECT_EQ(unconfirmed.status, 2);
+  EXPECT_THAT(unconfirmed.err, HasSubstr("the maintenance of node-a needs a confirmation"));
+  EXPECT_EQ(run({"node", "maintenance", "node-a", "--target", "node-b", "--yes"}).status, 2);  // usage: no --target
+  EXPECT_EQ(task_count(), 0u);
+  EXPECT_EQ(node_record("node-a")["management"], "enabled");
+
+  auto failed = run({"node", "maintenance", "node-a", "--yes"});
+  EXPECT_EQ(failed.status, 1) << failed.out << failed.err;
+  EXPECT_THAT(failed.out, HasSubstr("maintenance of node-a (task "));
+  EXPECT_THAT(failed.err, HasSubstr("node-a stays disabled until `nodeha node enable node-a`"));
+  EXPECT_EQ(node_record("node-a")["management"], "disabled");
+  EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+  EXPECT_EQ(vm_node(vms[0].uuid), "node-a");
+  auto doc = run({"--json", "task", "list", "--kind", "maintenance"}).doc();
+  ASSERT_EQ(doc["tasks"].size(), 1u) << doc;
+  EXPECT_EQ(doc["tasks"][0]["state"], "failed");
+}
+
 TEST_F(CliCluster, DrainDryRunChangesNothingThenTheDrainAndItsTask) {
   auto vms = vms_of(1, 3);
   ASSERT_NO_FATAL_FAILURE(start_controller());

@@ -435,7 +435,7 @@ TEST_F(HostileClient, ForeignReplySubjectsGetNoCommandPublished) {
   std::vector<std::string> seen;
   RawNatsClient victim(nats_.url(), "victim");  // after what its handler uses: it goes first
   for (const char* s : {"nodeha.cmd.node.drain", "nodeha.cmd.node.enable", "nodeha.cmd.node.disable",
-                        "nodeha.cmd.node.rebuild", "nodeha.cmd.node.migrate", "nodeha.cmd.task.cancel",
+                        "nodeha.cmd.node.rebuild", "nodeha.cmd.node.migrate", "nodeha.cmd.node.maintenance", "nodeha.cmd.task.cancel",
                         "nodeha.cmd.sched.hold", "nodeha.agent.*.vm.stop", "nodeha.agent.*.vm.start",
                         "nodeha.agent.*.vm.define", "nodeha.agent.*.vm.undefine", "nodeha.agent.*.drain",
                         "nodeha.agent.*.vm.migrate", "nodeha.agent.*.vm.abort",

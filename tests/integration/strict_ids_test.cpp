@@ -72,6 +72,7 @@ TEST_F(Ids, ALongIdIsBadValueEverywhereAndTheControlPlaneStaysUp) {
       {"node.migrate", {{"node", kLong}, {"dry_run", true}}},
       {"node.migrate", {{"node", "node-a"}, {"target", kLong}, {"dry_run", true}}},
       {"node.migrate", {{"node", "node-a"}, {"vms", {kLong}}, {"dry_run", true}}},
+      {"node.maintenance", {{"node", kLong}, {"dry_run", true}}},
       {"node.show", {{"node", kLong}}},
       {"node.enable", {{"node", kLong}}},
       {"node.disable", {{"node", kLong}}},

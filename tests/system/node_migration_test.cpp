@@ -5,6 +5,8 @@
 //
 // - `cmd.node.migrate` moves every guest of node-a to node-b live, through the task engine:
 //   records follow (generation 2), the task succeeds and shows each step's migration.
+// - `cmd.node.maintenance` disables node-a in the write that locks it, moves every guest live,
+//   and leaves node-a disabled.
 // - A named target without room refuses the command; nothing moves, nothing is locked.
 // - `nodeha local migrate --confirm` on node-a with nats-server stopped moves the guests over the
 //   interface it names; when nats-server is back, the journal reaches the tasks bucket and the
@@ -145,6 +147,25 @@ TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
   }
   EXPECT_TRUE(record_of("nodes", "node-a")["lock"].is_null());
   EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"migrate\",result=\"succeeded\"}") == 1; }));
+}
+
+TEST_F(NodeMigration, MaintenanceDisablesTheNodeThenMovesEveryGuestLive) {
+  start();
+  auto r = command("node.maintenance", {{"node", "node-a"}});
+  ASSERT_TRUE(r["ok"]) << r;
+  std::string id = r["result"]["task"];
+  auto locked = record_of("nodes", "node-a");
+  EXPECT_EQ(locked["lock"]["task"], id);
+  EXPECT_EQ(locked["management"], "disabled");  // with the lock, before any guest moved
+  ASSERT_TRUE(wait_until([&] { return record_of("tasks", id).value("state", "") == "succeeded"; }, 120s))
+      << record_of("tasks", id).dump(2);
+  expect_on_b_only();
+  for (const auto& uuid : {kGuest1, kGuest2}) EXPECT_EQ(record_of("vms", uuid)["node"], "node-b");
+  auto after = record_of("nodes", "node-a");
+  EXPECT_EQ(after["management"], "disabled");  // until node.enable
+  EXPECT_TRUE(after["lock"].is_null());
+  EXPECT_EQ(record_of("tasks", id)["kind"], "maintenance");
+  EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"maintenance\",result=\"succeeded\"}") == 1; }));
 }
 
 // A guest with a local disk moves only when the command says include_local_disk: the dry run
