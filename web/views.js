@@ -1,0 +1,222 @@
+// The views over the cluster's records: nodes, VMs, tasks (with a task's steps), a node's detail
+// with its event history, the live event list and the alerts. Records come from the KV watches
+// (app.js); these functions only keep the maps and schedule the renders.
+"use strict";
+(() => {
+  const { PagedTable, scheduleRender } = globalThis.nodeha;
+  const kMaxHistory = 500;
+  const kMaxEvents = 100;
+  const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
+
+  const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const el = (tag, attrs = {}, text = "") => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text) e.textContent = text;
+    return e;
+  };
+
+  function timeText(ms) {
+    return ms ? new Date(ms).toLocaleString() : "";
+  }
+
+  function lockText(lock) {
+    if (!lock || typeof lock !== "object") return "";
+    return `${lock.kind || "task"} ${lock.task || ""}`.trim();
+  }
+
+  // An event's evidence when the controller gave one, else a sentence from its own fields.
+  function describeEvent(e) {
+    if (e && e.evidence && typeof e.evidence === "object" && e.evidence.summary) return String(e.evidence.summary);
+    if (!e || typeof e !== "object") return String(e);
+    switch (e.event) {
+      case "monitor": return `monitor ${e.from} → ${e.to}${e.reason ? `: ${e.reason}` : ""}`;
+      case "management": return `management ${e.from} → ${e.to}`;
+      case "reason": return `reason while ${e.state}: ${e.from || "(none)"} → ${e.to || "(none)"}`;
+      case "registered": return `registered, ${e.monitor}${e.reason ? `: ${e.reason}` : ""}`;
+      case "rebooted": return `rebooted (boot id ${e.old_boot_id} → ${e.new_boot_id})`;
+      default: {
+        const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "node", "steps", "params", "evidence"].includes(k) && v !== "" && v !== null));
+        return `${e.event || "event"} ${JSON.stringify(rest)}`;
+      }
+    }
+  }
+
+  function taskProgress(t) {
+    const steps = Array.isArray(t.steps) ? t.steps : [];
+    return `${steps.filter((s) => kFinishedSteps.has(s.state)).length}/${steps.length}`;
+  }
+
+  class Views {
+    constructor({ onNodeSelected }) {
+      this.heartbeat = new Map();  // node -> {age_s, at}: from cmd.node.list
+      this.vmCount = new Map();    // node -> VMs recorded on it
+      this.vmNode = new Map();     // uuid -> node, to keep vmCount right as VMs move
+      this.selectedTask = "";
+      this.nodes = new PagedTable({
+        name: "nodes", key: "node",
+        columns: [
+          { field: "management", get: (r) => r.management || "enabled" },
+          { field: "monitor", get: (r) => r.monitor || "" },
+          { field: "reason", get: (r) => r.reason || "" },
+          { field: "lock", get: (r) => lockText(r.lock) },
+          { field: "heartbeat", get: (r, id) => this.heartbeatAge(r, id), num: true },
+          { field: "vms", get: (r, id) => this.vmCount.get(id) || 0, num: true },
+        ],
+        text: (r, id) => `${id} ${r.management || "enabled"} ${r.monitor} ${r.reason} ${lockText(r.lock)}`,
+        compare: ([a], [b]) => byText(a, b),
+        onSelect: (id) => onNodeSelected(id),
+      });
+      this.vms = new PagedTable({
+        name: "vms", key: "vm",
+        columns: [
+          { field: "name", get: (r) => r.name || "" },
+          { field: "node", get: (r) => r.node || "" },
+          { field: "state", get: (r) => r.state || "" },
+          { field: "generation", get: (r) => r.generation ?? "", num: true },
+        ],
+        text: (r, id) => `${id} ${r.name || ""} ${r.node || ""}`,
+        compare: ([ia, a], [ib, b]) => byText(a.node || "", b.node || "") || byText(a.name || "", b.name || "") || byText(ia, ib),
+        onSelect: null,
+      });
+      this.tasks = new PagedTable({
+        name: "tasks", key: "task",
+        columns: [
+          { field: "kind", get: (r) => r.kind || "" },
+          { field: "node", get: (r) => r.node || "" },
+          { field: "state", get: (r) => r.state || "" },
+          { field: "progress", get: (r) => taskProgress(r), num: true },
+          { field: "updated", get: (r) => timeText(r.updated || r.created) },
+        ],
+        text: (r, id) => `${id} ${r.kind} ${r.node} ${r.state}`,
+        compare: ([ia, a], [ib, b]) => (b.created || 0) - (a.created || 0) || byText(ia, ib),
+        onSelect: (id) => {
+          this.selectedTask = id;
+          scheduleRender(this.renderTaskDetail);
+        },
+      });
+      this.renderTaskDetail = this.renderTaskDetail.bind(this);
+      // Ages grow between polls: the visible page is redrawn every second.
+      setInterval(() => this.nodes.changed(), 1000);
+    }
+
+    heartbeatAge(record, id) {
+      const hb = this.heartbeat.get(id);
+      if (hb && typeof hb.age_s === "number") return (hb.age_s + (Date.now() - hb.at) / 1000).toFixed(1);
+      if (record.last_heartbeat) return ((Date.now() - record.last_heartbeat) / 1000).toFixed(0);
+      return "";
+    }
+
+    setHeartbeats(list) {
+      const at = Date.now();
+      for (const n of list) if (n && n.node) this.heartbeat.set(n.node, { age_s: n.heartbeat_age_s, at });
+      this.nodes.changed();
+    }
+
+    putNode(id, record) {
+      this.nodes.set(id, record);
+      if (this.onNodeRecord) this.onNodeRecord(id, record);
+    }
+
+    putVm(uuid, record) {
+      const before = this.vmNode.get(uuid);
+      const after = record ? record.node || "" : undefined;
+      if (before !== after) {
+        if (before !== undefined) this.vmCount.set(before, (this.vmCount.get(before) || 1) - 1);
+        if (after !== undefined) this.vmCount.set(after, (this.vmCount.get(after) || 0) + 1);
+        if (after === undefined) this.vmNode.delete(uuid);
+        else this.vmNode.set(uuid, after);
+        this.nodes.changed();
+      }
+      this.vms.set(uuid, record);
+    }
+
+    putTask(id, record) {
+      this.tasks.set(id, record);
+      if (id === this.selectedTask) scheduleRender(this.renderTaskDetail);
+    }
+
+    renderTaskDetail() {
+      const box = document.getElementById("task-detail");
+      const t = this.tasks.get(this.selectedTask);
+      if (!t) {
+        box.hidden = true;
+        return;
+      }
+      box.hidden = false;
+      box.dataset.task = this.selectedTask;
+      const list = el("ul");
+      for (const s of Array.isArray(t.steps) ? t.steps : []) {
+        const li = el("li", { "data-step": s.vm || "", "data-state": s.state || "" });
+        let text = `${s.name || s.vm}${s.target ? ` → ${s.target}` : ""}: ${s.state}`;
+        const p = s.progress;
+        if (s.state === "running" && p && p.data_total > 0) text += ` ${Math.round((100 * p.data_processed) / p.data_total)} %`;
+        if (s.reason) text += ` (${s.reason})`;
+        if (s.error) text += ` (${s.error})`;
+        li.textContent = text;
+        list.append(li);
+      }
+      const head = el("h3", {}, `Task ${this.selectedTask}: ${t.kind} of ${t.node}, ${t.state}, ${taskProgress(t)} steps done`);
+      const parts = [head];
+      if (t.error) parts.push(el("p", {}, t.error));
+      parts.push(list);
+      box.replaceChildren(...parts);
+    }
+
+    // The node detail's history list: events arrive oldest first and are shown newest first.
+    resetHistory(node) {
+      this.history = [];
+      this.historyNode = node;
+      document.getElementById("history").replaceChildren();
+      document.getElementById("history-info").textContent = "Loading…";
+    }
+
+    addHistory(node, event, timeMs) {
+      if (node !== this.historyNode) return;
+      this.history.push({ event, timeMs });
+      if (this.history.length > kMaxHistory) this.history.shift();
+      scheduleRender(this.renderHistory ??= () => {
+        const items = this.history.slice().reverse().map(({ event, timeMs }) => {
+          const li = el("li", { "data-event": event.event || "" });
+          li.append(el("time", { datetime: new Date(timeMs).toISOString() }, timeText(timeMs)), describeEvent(event));
+          return li;
+        });
+        document.getElementById("history").replaceChildren(...items);
+        document.getElementById("history-info").textContent = items.length ? "" : "No events yet.";
+      });
+    }
+
+    addLiveEvent(subject, event) {
+      this.events ??= [];
+      this.events.unshift({ subject, event, at: Date.now() });
+      if (this.events.length > kMaxEvents) this.events.pop();
+      scheduleRender(this.renderEvents ??= () => {
+        const items = this.events.map(({ subject, event, at }) => {
+          const li = el("li", { "data-event": event.event || "", "data-subject": subject });
+          li.append(el("time", {}, new Date(at).toLocaleTimeString()), `${subject.split(".").slice(2).join(".")}: ${describeEvent(event)}`);
+          return li;
+        });
+        document.getElementById("events").replaceChildren(...items);
+      });
+    }
+
+    // Alertmanager's v2 list (an array) or v1's {data: [...]}: the firing ones, one item each.
+    setAlerts(payload) {
+      const list = Array.isArray(payload) ? payload : payload && Array.isArray(payload.data) ? payload.data : [];
+      const items = list
+        .filter((a) => !a.status || !a.status.state || a.status.state === "active")
+        .map((a) => {
+          const labels = a.labels || {};
+          const ann = a.annotations || {};
+          const name = labels.alertname || "alert";
+          const text = [name, labels.node ? `node ${labels.node}` : "", labels.severity ? `(${labels.severity})` : "",
+                        ann.summary || ann.description || ""].filter(Boolean).join(" ");
+          return el("li", { "data-alert": name, "data-node": labels.node || "" }, text);
+        });
+      document.getElementById("alerts").replaceChildren(...items);
+      document.getElementById("alerts-info").textContent = items.length ? "" : "No alert is firing.";
+    }
+  }
+
+  Object.assign((globalThis.nodeha ??= {}), { Views, describeEvent, taskProgress, el });
+})();
