@@ -107,7 +107,7 @@
         const tr = el("tr", { "data-vm": p.vm || "", "data-action": p.action || "" });
         tr.append(el("td", { "data-field": "vm" }, p.vm || ""), el("td", { "data-field": "name" }, p.name || ""),
                   el("td", { "data-field": "action" }, p.action || ""),
-                  el("td", { "data-field": "target" }, p.target ? `→ ${p.target}${p.reason ? ` (${p.reason})` : ""}` : p.reason || ""));
+                  el("td", { "data-field": "target" }, p.target ? `→ ${p.target}${p.reason ? ` (${p.reason})` : ""}` : p.reason || (p.action === "stop" ? "stopped on this node" : "")));
         return tr;
       });
       table.tBodies[0].replaceChildren(...rows);

@@ -4,7 +4,7 @@
 "use strict";
 (() => {
   const { NatsClient, OrderedConsumer, watchBucket, Views, Actions, el } = globalThis.nodeha;
-  const kNodeListEveryMs = 3000;
+  const kNodeListEveryMs = 2000;
   const kAlertsEveryMs = 5000;
   const kRoleRetryMs = 5000;
 

@@ -74,6 +74,7 @@
           this.select(tr.dataset[this.key]);
         }
       });
+      this.changed();
     }
 
     select(id) {

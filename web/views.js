@@ -6,6 +6,7 @@
   const { PagedTable, scheduleRender } = globalThis.nodeha;
   const kMaxHistory = 500;
   const kMaxEvents = 100;
+  const kStalePollMs = 7000;
   const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
 
   const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
@@ -35,6 +36,9 @@
       case "reason": return `reason while ${e.state}: ${e.from || "(none)"} → ${e.to || "(none)"}`;
       case "registered": return `registered, ${e.monitor}${e.reason ? `: ${e.reason}` : ""}`;
       case "rebooted": return `rebooted (boot id ${e.old_boot_id} → ${e.new_boot_id})`;
+      case "created": case "step": case "progress": case "resumed": case "finished": case "reported":
+        if (e.kind && e.id) return `task ${e.id} (${e.kind} of ${e.node}): ${e.event}, ${e.state}${Array.isArray(e.steps) ? `, ${taskProgress(e)} steps done` : ""}${e.error ? `: ${e.error}` : ""}`;
+      // fall through: a VM event of the same name
       default: {
         const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "node", "steps", "params", "evidence"].includes(k) && v !== "" && v !== null));
         return `${e.event || "event"} ${JSON.stringify(rest)}`;
@@ -102,7 +106,11 @@
 
     heartbeatAge(record, id) {
       const hb = this.heartbeat.get(id);
-      if (hb && typeof hb.age_s === "number") return (hb.age_s + (Date.now() - hb.at) / 1000).toFixed(1);
+      if (hb && typeof hb.age_s === "number") {
+        // The age as the controller last said; it grows here only once the polls stop coming.
+        const since = Date.now() - hb.at;
+        return (hb.age_s + (since > kStalePollMs ? since / 1000 : 0)).toFixed(1);
+      }
       if (record.last_heartbeat) return ((Date.now() - record.last_heartbeat) / 1000).toFixed(0);
       return "";
     }
