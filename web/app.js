@@ -195,6 +195,11 @@
       return setStatus("error", e.message);
     }
     nc.on("status", setStatus);
+    nc.on("permission", (err, kind, subject) => {
+      // The seed decides who we are; a name that is not the seed's gets no inbox of its own.
+      if (kind === "subscription" && subject.startsWith(`${nc.inboxPrefix}.`))
+        setStatus("error", `Signed in, but this identity may not use the inbox ${nc.inboxPrefix}: is "${user}" the name that goes with this seed?`);
+    });
     try {
       await nc.connect();
     } catch (e) {
