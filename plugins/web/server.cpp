@@ -142,6 +142,10 @@ Status Server::start() {
 void Server::stop() {
   io_.stop();
   threads_.join();
+  // Now, not at destruction: a controller coming to lead starts its leader instance right after
+  // stopping the follower's, on the same port.
+  beast::error_code ignored;
+  acceptor_.close(ignored);
 }
 
 std::string Server::url() const {

@@ -190,5 +190,24 @@ TEST_F(WebPlugin, WithoutAnAlertmanagerAlertsAreNotFound) {
   EXPECT_EQ(json::parse(body_of(r))["error"]["code"], "not_configured");
 }
 
+// Two controllers: the follower serves the page too, and when it comes to lead (the leader is
+// killed) its leader instance takes the same port at once.
+TEST_F(WebPlugin, AFollowerServesThePageAndKeepsItsPortWhenItComesToLead) {
+  start();
+  ASSERT_TRUE(wait_until([&] { return host_->metric("nodeha_controller_leader") == 1; })) << host_->log();
+  int follower_port = free_port();
+  HostProcess follower(host_tables("controller", "ctl-2", nats_.url()) + "[[plugin]]\nlibrary = \"web\"\nlisten = \"127.0.0.1:" +
+                           std::to_string(follower_port) + "\"\nfiles = \"" + files_.path() + "\"\n",
+                       {"host.lease=\"2s\""});
+  ASSERT_TRUE(follower.wait_ready()) << follower.log();
+  ASSERT_TRUE(wait_until([&] { return follower.metric("nodeha_plugin_following{plugin=\"web\"}") == 1; })) << follower.log();
+  EXPECT_THAT(get(follower_port, "/"), HasSubstr("HTTP/1.1 200"));
+  host_->process().signal(SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return follower.metric("nodeha_controller_leader") == 1; }, 30s)) << follower.log();
+  ASSERT_TRUE(wait_until([&] { return follower.metric("nodeha_plugin_up{plugin=\"web\"}") == 1; })) << follower.log();
+  EXPECT_THAT(get(follower_port, "/config.json"), HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(follower.log(), Not(HasSubstr("cannot listen")));
+}
+
 }  // namespace
 }  // namespace nodeha::test
