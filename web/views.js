@@ -186,6 +186,8 @@
       scheduleRender(this.renderHistory ??= () => {
         const items = this.history.slice().reverse().map(({ event, timeMs }) => {
           const li = el("li", { "data-event": event.event || "" });
+          // The whole evidence on hover: the summary is one line of it.
+          if (event.evidence && typeof event.evidence === "object") li.title = JSON.stringify(event.evidence, null, 1);
           li.append(el("time", { datetime: new Date(timeMs).toISOString() }, timeText(timeMs)), describeEvent(event));
           return li;
         });
