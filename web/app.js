@@ -5,6 +5,8 @@
 (() => {
   const { NatsClient, OrderedConsumer, watchBucket, Views, Actions, el } = globalThis.nodeha;
   const kNodeListEveryMs = 2000;
+  const kNodeListBigEveryMs = 10000;
+  const kBigReplyBytes = 256 * 1024;
   const kAlertsEveryMs = 5000;
   const kRoleRetryMs = 5000;
 
@@ -130,9 +132,13 @@
     historyConsumer.start();
   }
 
+  // node.list carries every node's VM list: a big cluster's reply is polled less often.
   async function pollNodeList() {
+    let every = kNodeListEveryMs;
     try {
-      const reply = await command("node.list", {});
+      const msg = await nc.request(`${config.prefix}.cmd.node.list`, "{}", { timeout: 5000 });
+      if (msg.data.length > kBigReplyBytes) every = kNodeListBigEveryMs;
+      const reply = msg.json();
       if (reply.ok && reply.result && Array.isArray(reply.result.nodes)) {
         views.setHeartbeats(reply.result.nodes);
         // The watch is the live source; the list fills in when the bucket cannot be watched.
@@ -141,6 +147,7 @@
     } catch (e) {
       console.warn("node.list:", e.message);
     }
+    setTimeout(pollNodeList, every);
   }
 
   async function pollAlerts() {
@@ -177,7 +184,6 @@
       if (!historyFromStream && node && msg.subject === `${config.prefix}.evt.node.${node}`) views.addHistory(node, event, Date.now());
     });
     pollNodeList();
-    setInterval(pollNodeList, kNodeListEveryMs);
     if (config.alerts) {
       $("alerts-section").hidden = false;
       pollAlerts();

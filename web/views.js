@@ -6,7 +6,7 @@
   const { PagedTable, scheduleRender } = globalThis.nodeha;
   const kMaxHistory = 500;
   const kMaxEvents = 100;
-  const kStalePollMs = 7000;
+  const kStalePollMs = 12000;  // over the slowest poll (app.js), so only missing polls count
   const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
 
   const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
