@@ -320,8 +320,8 @@
         return;  // the connection stays open
       }
       if (lower.includes("authorization") || lower.includes("authentication")) this.fatal = `authorization violation (${message})`;
-      this.lastError = message;
       this.emit("error", new NatsError("server", message));
+      this.protocolError(message);  // the server closes after any other error; do not wait for it
     }
 
     deliver(msg) {
