@@ -3,7 +3,7 @@
 // and opens a node's detail with its history.
 "use strict";
 (() => {
-  const { NatsClient, OrderedConsumer, watchBucket, Views, Actions, el } = globalThis.nodeha;
+  const { NatsClient, HistoryReader, watchBucket, Views, Actions, el } = globalThis.nodeha;
   const kNodeListEveryMs = 2000;
   const kNodeListBigEveryMs = 10000;
   const kBigReplyBytes = 256 * 1024;
@@ -15,7 +15,7 @@
   let views = null;
   let actions = null;
   let role = "";
-  let historyConsumer = null;
+  let historyReader = null;
   let historyFromStream = false;
   const watches = [];
 
@@ -48,6 +48,11 @@
       history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
     }
     return out;
+  }
+
+  // As the host names it: the prefix upper-cased, dots as underscores.
+  function eventsStream() {
+    return `${config.prefix.toUpperCase().replace(/\./g, "_")}_EVENTS`;
   }
 
   function command(op, body, timeout = 5000) {
@@ -107,20 +112,12 @@
     renderFacts(node);
     showActions(node);
     views.resetHistory(node);
-    if (historyConsumer) historyConsumer.stop();
+    if (historyReader) historyReader.stop();
     historyFromStream = true;
-    historyConsumer = new OrderedConsumer(nc, {
-      stream: `${config.prefix.toUpperCase()}_EVENTS`, filter: `${config.prefix}.evt.node.${node}`, deliver: "all",
-      onMessage: (msg, meta) => {
-        let event;
-        try {
-          event = msg.json();
-        } catch {
-          return;
-        }
-        views.addHistory(node, event, event.time || meta.time);
-      },
-      onCaughtUp: () => {
+    historyReader = new HistoryReader(nc, {
+      stream: eventsStream(), subject: `${config.prefix}.evt.node.${node}`,
+      onEvent: (event, timeMs) => views.addHistory(node, event, typeof event.time === "number" ? event.time : timeMs),
+      onDone: () => {
         if (!views.history.length) $("history-info").textContent = "No events yet.";
       },
       onError: (e) => {
@@ -129,7 +126,7 @@
         $("history-info").textContent = `The stored history cannot be read (${e.message}); showing live events only.`;
       },
     });
-    historyConsumer.start();
+    historyReader.start();
   }
 
   // node.list carries every node's VM list: a big cluster's reply is polled less often.
@@ -181,7 +178,9 @@
       }
       views.addLiveEvent(msg.subject, event);
       const node = $("node-detail").dataset.node;
-      if (!historyFromStream && node && msg.subject === `${config.prefix}.evt.node.${node}`) views.addHistory(node, event, Date.now());
+      if (!node || msg.subject !== `${config.prefix}.evt.node.${node}`) return;
+      if (historyFromStream) historyReader.poke();  // read it from the stream, with its place there
+      else views.addHistory(node, event, typeof event.time === "number" ? event.time : Date.now());
     });
     pollNodeList();
     if (config.alerts) {
