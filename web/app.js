@@ -3,7 +3,7 @@
 // and opens a node's detail with its history.
 "use strict";
 (() => {
-  const { NatsClient, HistoryReader, watchBucket, Views, Actions, el } = globalThis.nodeha;
+  const { NatsClient, HistoryReader, watchBucket, Views, Actions, el, scheduleRender } = globalThis.nodeha;
   const kNodeListEveryMs = 2000;
   const kNodeListBigEveryMs = 10000;
   const kBigReplyBytes = 256 * 1024;
@@ -159,8 +159,9 @@
 
   function start() {
     views = new Views({ onNodeSelected: showNode });
-    views.onNodeRecord = (id) => {
-      if ($("node-detail").dataset.node === id) renderFacts(id);
+    const renderSelectedFacts = () => renderFacts($("node-detail").dataset.node);
+    views.onNodeChanged = (id) => {
+      if ($("node-detail").dataset.node === id) scheduleRender(renderSelectedFacts);
     };
     const bucketError = (bucket) => (e) => {
       console.warn(`watch ${bucket}:`, e.message);

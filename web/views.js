@@ -123,7 +123,7 @@
 
     putNode(id, record) {
       this.nodes.set(id, record);
-      if (this.onNodeRecord) this.onNodeRecord(id, record);
+      if (this.onNodeChanged) this.onNodeChanged(id);
     }
 
     putVm(uuid, record) {
@@ -135,6 +135,7 @@
         if (after === undefined) this.vmNode.delete(uuid);
         else this.vmNode.set(uuid, after);
         this.nodes.changed();
+        if (this.onNodeChanged) for (const node of [before, after]) if (node !== undefined) this.onNodeChanged(node);
       }
       this.vms.set(uuid, record);
     }
