@@ -12,6 +12,7 @@
   const CRLF = encoder.encode("\r\n");
   const kPingEveryMs = 20000;
   const kMaxOutstandingPings = 2;
+  const kConnectTimeoutMs = 10000;
 
   function concat(a, b) {
     if (a.length === 0) return b;
@@ -35,6 +36,8 @@
     // servers: ["ws://host:port", ...]; user: identity name ("" = no auth); seed: "SU..." or "".
     constructor({ servers, user = "", seed = "", name = "nodeha-web" }) {
       if (!servers.length) throw new NatsError("bad_config", "no server to connect to");
+      for (const url of servers)
+        if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new NatsError("bad_config", `"${url}" is no websocket URL: give wss://host:port (or ws:// without TLS)`);
       if (!!user !== !!seed) throw new NatsError("bad_config", "give both the identity's name and its seed, or neither");
       this.servers = servers;
       this.user = user;
@@ -118,8 +121,13 @@
         if (ws === this.ws) this.onClose(this.lastError || `connection to ${url} closed (${ev.code})`);
       };
       ws.onerror = () => {
-        if (ws === this.ws) this.lastError = this.lastError || `cannot reach ${url}`;
+        const hint = url.startsWith("wss:") ? " (is it up, and does this browser trust its certificate?)" : " (is it up?)";
+        if (ws === this.ws) this.lastError = this.lastError || `cannot reach ${url}${hint}`;
       };
+      clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(() => {
+        if (ws === this.ws && !this.connected) this.protocolError(`${url} did not finish the handshake within ${kConnectTimeoutMs / 1000} s`);
+      }, kConnectTimeoutMs);
     }
 
     onClose(why) {
@@ -357,6 +365,7 @@
     close() {
       this.closed = true;
       clearTimeout(this.reconnectTimer);
+      clearTimeout(this.connectTimer);
       clearInterval(this.pingTimer);
       if (this.ws) this.ws.close();
       this.ws = null;
