@@ -165,11 +165,14 @@
     };
     const bucketError = (bucket) => (e) => {
       console.warn(`watch ${bucket}:`, e.message);
-      $("role-info").textContent = `Cannot watch ${bucket}: ${e.message}`;
+      $("notice").textContent = `Cannot watch ${bucket}: ${e.message}`;
     };
-    watches.push(watchBucket(nc, "nodes", { onPut: (k, v) => views.putNode(k, v), onError: bucketError("nodes") }));
-    watches.push(watchBucket(nc, "vms", { onPut: (k, v) => views.putVm(k, v), onError: bucketError("vms") }));
-    watches.push(watchBucket(nc, "tasks", { onPut: (k, v) => views.putTask(k, v), onError: bucketError("tasks") }));
+    const caughtUp = () => {
+      if (watches.every((w) => w.caughtUp)) $("notice").textContent = "";
+    };
+    watches.push(watchBucket(nc, "nodes", { onPut: (k, v) => views.putNode(k, v), onError: bucketError("nodes"), onCaughtUp: caughtUp }));
+    watches.push(watchBucket(nc, "vms", { onPut: (k, v) => views.putVm(k, v), onError: bucketError("vms"), onCaughtUp: caughtUp }));
+    watches.push(watchBucket(nc, "tasks", { onPut: (k, v) => views.putTask(k, v), onError: bucketError("tasks"), onCaughtUp: caughtUp }));
     nc.subscribe(`${config.prefix}.evt.>`, (msg) => {
       let event;
       try {

@@ -21,6 +21,13 @@
     return ms ? new Date(ms).toLocaleString() : "";
   }
 
+  function bytesText(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+    return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+  }
+
   function lockText(lock) {
     if (!lock || typeof lock !== "object") return "";
     return `${lock.kind || "task"} ${lock.task || ""}`.trim();
@@ -159,7 +166,9 @@
         const li = el("li", { "data-step": s.vm || "", "data-state": s.state || "" });
         let text = `${s.name || s.vm}${s.target ? ` → ${s.target}` : ""}: ${s.state}`;
         const p = s.progress;
-        if (s.state === "running" && p && p.data_total > 0) text += ` ${Math.round((100 * p.data_processed) / p.data_total)} %`;
+        if (s.state === "running" && p && p.data_total > 0)
+          text += ` ${Math.round((100 * p.data_processed) / p.data_total)} % (${bytesText(p.data_processed)} of ${bytesText(p.data_total)})`;
+        if (s.state === "succeeded" && s.duration_ms) text += ` in ${(s.duration_ms / 1000).toFixed(1)} s`;
         if (s.reason) text += ` (${s.reason})`;
         if (s.error) text += ` (${s.error})`;
         li.textContent = text;
