@@ -15,7 +15,8 @@
   }
 
   class HistoryReader {
-    // onEvent(event, timeMs) in stream order; onDone() after the first walk; onError(err).
+    // onEvent(event, timeMs) in stream order; onDone() after the first walk; onError(err) when
+    // the server refuses (then it stops).
     constructor(nc, { stream, subject, onEvent, onDone = () => {}, onError = () => {} }) {
       Object.assign(this, { nc, stream, subject, onEvent, onDone, onError });
       this.nextSeq = 1;
@@ -24,11 +25,8 @@
     }
 
     start() {
-      this.poke().then(() => {
-        if (this.stopped || this.failed) return;
-        this.onDone();
-        this.timer = setInterval(() => this.poke(), kPollMs);
-      });
+      this.timer = setInterval(() => this.poke(), kPollMs);
+      this.poke();
     }
 
     stop() {
@@ -36,13 +34,22 @@
       clearInterval(this.timer);
     }
 
-    // Reads what is new since the last read; calls are queued, never run side by side.
+    // Reads what is new since the last read; calls are queued, never run side by side. A lost
+    // connection or a slow reply is retried by the next poke; a refusal ends the reading.
     poke() {
-      this.chain = this.chain.then(() => this.readOn()).catch((e) => {
-        this.failed = true;
-        clearInterval(this.timer);
-        this.onError(e);
-      });
+      this.chain = this.chain
+        .then(() => this.readOn())
+        .then(() => {
+          if (this.done || this.stopped || this.failed) return;
+          this.done = true;
+          this.onDone();
+        })
+        .catch((e) => {
+          if (e.code === "disconnected" || e.code === "timeout") return;
+          this.failed = true;
+          clearInterval(this.timer);
+          this.onError(e);
+        });
       return this.chain;
     }
 
