@@ -33,10 +33,16 @@
     return `${lock.kind || "task"} ${lock.task || ""}`.trim();
   }
 
-  // An event's evidence when the controller gave one, else a sentence from its own fields.
+  // A state change and its evidence (who decided, on what) when the event carries one; else a
+  // sentence from the event's own fields.
   function describeEvent(e) {
-    if (e && e.evidence && typeof e.evidence === "object" && e.evidence.summary) return String(e.evidence.summary);
     if (!e || typeof e !== "object") return String(e);
+    const ev = e.evidence;
+    if (ev && typeof ev === "object" && ev.summary) {
+      const change = e.from !== undefined && e.to !== undefined && typeof e.to !== "object" ? `${e.event} ${e.from || "(none)"} → ${e.to || "(none)"}: ` : "";
+      const by = ev.by && !String(ev.summary).includes(ev.by) ? ` (decided by ${ev.by})` : "";
+      return `${change}${ev.summary}${by}`;
+    }
     switch (e.event) {
       case "monitor": return `monitor ${e.from} → ${e.to}${e.reason ? `: ${e.reason}` : ""}`;
       case "management": return `management ${e.from} → ${e.to}`;
