@@ -3,7 +3,7 @@
 // and opens a node's detail with its history.
 "use strict";
 (() => {
-  const { NatsClient, HistoryReader, watchBucket, Views, Actions, el, scheduleRender } = globalThis.nodeha;
+  const { NatsClient, Timeline, watchBucket, Views, Actions, el, scheduleRender } = globalThis.nodeha;
   const kNodeListEveryMs = 2000;
   const kNodeListBigEveryMs = 10000;
   const kBigReplyBytes = 256 * 1024;
@@ -15,8 +15,8 @@
   let views = null;
   let actions = null;
   let role = "";
-  let historyReader = null;
-  let historyFromStream = false;
+  let nodeTimeline = null;
+  let vmTimeline = null;
   const watches = [];
 
   const $ = (id) => document.getElementById(id);
@@ -101,6 +101,26 @@
     $("node-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
 
+  function renderVmFacts(uuid) {
+    const r = views.vms.get(uuid) || {};
+    $("vm-detail-h").textContent = `VM ${r.name || uuid}`;
+    const facts = [
+      ["UUID", uuid], ["Node", r.node || ""], ["State", r.state || ""], ["Desired", r.desired || ""],
+      ["Generation", String(r.generation ?? "")], ["Automatic recovery", r.ha === undefined || r.ha === "off" ? "off" : `priority ${r.ha}`],
+      ["Resources", r.vcpus ? `${r.vcpus} vCPU, ${r.memory_mib} MiB, ${r.disk_gib} GiB${r.local_disk ? ", local disk" : ""}` : ""],
+    ];
+    if (r.stranded) facts.push(["Stranded", `on ${r.stranded.node}: ${r.stranded.reason || ""}`]);
+    $("vm-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  }
+
+  function showVm(uuid) {
+    const box = $("vm-detail");
+    box.hidden = false;
+    box.dataset.vm = uuid;
+    renderVmFacts(uuid);
+    vmTimeline.show(`${config.prefix}.evt.vm.${uuid}`);
+  }
+
   function showNode(node) {
     const box = $("node-detail");
     box.hidden = false;
@@ -111,22 +131,7 @@
     delete $("action-result").dataset.code;
     renderFacts(node);
     showActions(node);
-    views.resetHistory(node);
-    if (historyReader) historyReader.stop();
-    historyFromStream = true;
-    historyReader = new HistoryReader(nc, {
-      stream: eventsStream(), subject: `${config.prefix}.evt.node.${node}`,
-      onEvent: (event, timeMs) => views.addHistory(node, event, typeof event.time === "number" ? event.time : timeMs),
-      onDone: () => {
-        if (!views.history.length) $("history-info").textContent = "No events yet.";
-      },
-      onError: (e) => {
-        // Without read access to the stream, the live events still fill the list from now on.
-        historyFromStream = false;
-        $("history-info").textContent = `The stored history cannot be read (${e.message}); showing live events only.`;
-      },
-    });
-    historyReader.start();
+    nodeTimeline.show(`${config.prefix}.evt.node.${node}`);
   }
 
   // node.list carries every node's VM list: a big cluster's reply is polled less often.
@@ -158,7 +163,13 @@
   }
 
   function start() {
-    views = new Views({ onNodeSelected: showNode });
+    views = new Views({ onNodeSelected: showNode, onVmSelected: showVm });
+    nodeTimeline = new Timeline(nc, { stream: eventsStream(), list: "history", info: "history-info" });
+    vmTimeline = new Timeline(nc, { stream: eventsStream(), list: "vm-history", info: "vm-history-info" });
+    const renderSelectedVm = () => renderVmFacts($("vm-detail").dataset.vm);
+    views.onVmChanged = (uuid) => {
+      if ($("vm-detail").dataset.vm === uuid) scheduleRender(renderSelectedVm);
+    };
     const renderSelectedFacts = () => renderFacts($("node-detail").dataset.node);
     views.onNodeChanged = (id) => {
       if ($("node-detail").dataset.node === id) scheduleRender(renderSelectedFacts);
@@ -181,10 +192,8 @@
         return;
       }
       views.addLiveEvent(msg.subject, event);
-      const node = $("node-detail").dataset.node;
-      if (!node || msg.subject !== `${config.prefix}.evt.node.${node}`) return;
-      if (historyFromStream) historyReader.poke();  // read it from the stream, with its place there
-      else views.addHistory(node, event, typeof event.time === "number" ? event.time : Date.now());
+      nodeTimeline.onLive(msg.subject, event);
+      vmTimeline.onLive(msg.subject, event);
     });
     pollNodeList();
     if (config.alerts) {

@@ -1,10 +1,9 @@
-// The views over the cluster's records: nodes, VMs, tasks (with a task's steps), a node's detail
-// with its event history, the live event list and the alerts. Records come from the KV watches
+// The views over the cluster's records: nodes, VMs, tasks (with a task's steps), the live event
+// list and the alerts. Records come from the KV watches
 // (app.js); these functions only keep the maps and schedule the renders.
 "use strict";
 (() => {
   const { PagedTable, scheduleRender } = globalThis.nodeha;
-  const kMaxHistory = 500;
   const kMaxEvents = 100;
   const kStalePollMs = 12000;  // over the slowest poll (app.js), so only missing polls count
   const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
@@ -53,7 +52,7 @@
         if (e.kind && e.id) return `task ${e.id} (${e.kind} of ${e.node}): ${e.event}, ${e.state}${Array.isArray(e.steps) ? `, ${taskProgress(e)} steps done` : ""}${e.error ? `: ${e.error}` : ""}`;
       // fall through: a VM event of the same name
       default: {
-        const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "node", "steps", "params", "evidence"].includes(k) && v !== "" && v !== null));
+        const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "steps", "params", "evidence", "time", "vm"].includes(k) && v !== "" && v !== null));
         return `${e.event || "event"} ${JSON.stringify(rest)}`;
       }
     }
@@ -65,7 +64,7 @@
   }
 
   class Views {
-    constructor({ onNodeSelected }) {
+    constructor({ onNodeSelected, onVmSelected }) {
       this.heartbeat = new Map();  // node -> {age_s, at}: from cmd.node.list
       this.vmCount = new Map();    // node -> VMs recorded on it
       this.vmNode = new Map();     // uuid -> node, to keep vmCount right as VMs move
@@ -94,7 +93,7 @@
         ],
         text: (r, id) => `${id} ${r.name || ""} ${r.node || ""}`,
         compare: ([ia, a], [ib, b]) => byText(a.node || "", b.node || "") || byText(a.name || "", b.name || "") || byText(ia, ib),
-        onSelect: null,
+        onSelect: (id) => onVmSelected(id),
       });
       this.tasks = new PagedTable({
         name: "tasks", key: "task",
@@ -151,6 +150,7 @@
         if (this.onNodeChanged) for (const node of [before, after]) if (node !== undefined) this.onNodeChanged(node);
       }
       this.vms.set(uuid, record);
+      if (this.onVmChanged) this.onVmChanged(uuid);
     }
 
     putTask(id, record) {
@@ -185,31 +185,6 @@
       if (t.error) parts.push(el("p", {}, t.error));
       parts.push(list);
       box.replaceChildren(...parts);
-    }
-
-    // The node detail's history list: events arrive oldest first and are shown newest first.
-    resetHistory(node) {
-      this.history = [];
-      this.historyNode = node;
-      document.getElementById("history").replaceChildren();
-      document.getElementById("history-info").textContent = "Loading…";
-    }
-
-    addHistory(node, event, timeMs) {
-      if (node !== this.historyNode) return;
-      this.history.push({ event, timeMs });
-      if (this.history.length > kMaxHistory) this.history.shift();
-      scheduleRender(this.renderHistory ??= () => {
-        const items = this.history.slice().reverse().map(({ event, timeMs }) => {
-          const li = el("li", { "data-event": event.event || "" });
-          // The whole evidence on hover: the summary is one line of it.
-          if (event.evidence && typeof event.evidence === "object") li.title = JSON.stringify(event.evidence, null, 1);
-          li.append(el("time", { datetime: new Date(timeMs).toISOString() }, timeText(timeMs)), describeEvent(event));
-          return li;
-        });
-        document.getElementById("history").replaceChildren(...items);
-        document.getElementById("history-info").textContent = items.length ? "" : "No events yet.";
-      });
     }
 
     addLiveEvent(subject, event) {
