@@ -20,11 +20,26 @@
     });
   }
 
+  function planArea() {
+    const area = el("div", { id: "plan-area", hidden: "" });
+    const table = el("table", { id: "plan" });
+    const head = el("tr");
+    for (const h of ["VM", "Name", "Action", "Target or why skipped"]) head.append(el("th", { scope: "col" }, h));
+    table.append(el("thead"), el("tbody"));
+    table.tHead.append(head);
+    area.append(el("h3", {}, "Plan"), el("p", { id: "plan-info" }), table,
+                el("button", { id: "plan-confirm", type: "button" }, "Run this plan"),
+                el("button", { id: "plan-cancel", type: "button" }, "Cancel"));
+    return area;
+  }
+
   class Actions {
     constructor({ command }) {
       this.command = command;  // (op, body) -> Promise<{ok, result|error}>
       this.node = "";
       this.pending = null;     // the planned action awaiting confirmation
+      // Built here, for admins only: a viewer's page has no control that could send a command.
+      document.getElementById("node-actions").after(planArea());
       document.getElementById("plan-confirm").addEventListener("click", () => this.confirmPlan());
       document.getElementById("plan-cancel").addEventListener("click", () => this.hidePlan("Cancelled; nothing was sent."));
     }

@@ -3,8 +3,10 @@
 // and opens a node's detail with its history.
 "use strict";
 (() => {
-  const { NatsClient, OrderedConsumer, watchBucket, Views, Actions, el } = globalThis.nodeha;
+  const { NatsClient, Timeline, watchBucket, Views, Actions, el, scheduleRender } = globalThis.nodeha;
   const kNodeListEveryMs = 2000;
+  const kNodeListBigEveryMs = 10000;
+  const kBigReplyBytes = 256 * 1024;
   const kAlertsEveryMs = 5000;
   const kRoleRetryMs = 5000;
 
@@ -13,8 +15,8 @@
   let views = null;
   let actions = null;
   let role = "";
-  let historyConsumer = null;
-  let historyFromStream = false;
+  let nodeTimeline = null;
+  let vmTimeline = null;
   const watches = [];
 
   const $ = (id) => document.getElementById(id);
@@ -46,6 +48,11 @@
       history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
     }
     return out;
+  }
+
+  // As the host names it: the prefix upper-cased, dots as underscores.
+  function eventsStream() {
+    return `${config.prefix.toUpperCase().replace(/\./g, "_")}_EVENTS`;
   }
 
   function command(op, body, timeout = 5000) {
@@ -94,6 +101,26 @@
     $("node-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
 
+  function renderVmFacts(uuid) {
+    const r = views.vms.get(uuid) || {};
+    $("vm-detail-h").textContent = `VM ${r.name || uuid}`;
+    const facts = [
+      ["UUID", uuid], ["Node", r.node || ""], ["State", r.state || ""], ["Desired", r.desired || ""],
+      ["Generation", String(r.generation ?? "")], ["Automatic recovery", r.ha === undefined || r.ha === "off" ? "off" : `priority ${r.ha}`],
+      ["Resources", r.vcpus ? `${r.vcpus} vCPU, ${r.memory_mib} MiB, ${r.disk_gib} GiB${r.local_disk ? ", local disk" : ""}` : ""],
+    ];
+    if (r.stranded) facts.push(["Stranded", `on ${r.stranded.node}: ${r.stranded.reason || ""}`]);
+    $("vm-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  }
+
+  function showVm(uuid) {
+    const box = $("vm-detail");
+    box.hidden = false;
+    box.dataset.vm = uuid;
+    renderVmFacts(uuid);
+    vmTimeline.show(`${config.prefix}.evt.vm.${uuid}`);
+  }
+
   function showNode(node) {
     const box = $("node-detail");
     box.hidden = false;
@@ -104,35 +131,16 @@
     delete $("action-result").dataset.code;
     renderFacts(node);
     showActions(node);
-    views.resetHistory(node);
-    if (historyConsumer) historyConsumer.stop();
-    historyFromStream = true;
-    historyConsumer = new OrderedConsumer(nc, {
-      stream: `${config.prefix.toUpperCase()}_EVENTS`, filter: `${config.prefix}.evt.node.${node}`, deliver: "all",
-      onMessage: (msg, meta) => {
-        let event;
-        try {
-          event = msg.json();
-        } catch {
-          return;
-        }
-        views.addHistory(node, event, event.time || meta.time);
-      },
-      onCaughtUp: () => {
-        if (!views.history.length) $("history-info").textContent = "No events yet.";
-      },
-      onError: (e) => {
-        // Without read access to the stream, the live events still fill the list from now on.
-        historyFromStream = false;
-        $("history-info").textContent = `The stored history cannot be read (${e.message}); showing live events only.`;
-      },
-    });
-    historyConsumer.start();
+    nodeTimeline.show(`${config.prefix}.evt.node.${node}`);
   }
 
+  // node.list carries every node's VM list: a big cluster's reply is polled less often.
   async function pollNodeList() {
+    let every = kNodeListEveryMs;
     try {
-      const reply = await command("node.list", {});
+      const msg = await nc.request(`${config.prefix}.cmd.node.list`, "{}", { timeout: 5000 });
+      if (msg.data.length > kBigReplyBytes) every = kNodeListBigEveryMs;
+      const reply = msg.json();
       if (reply.ok && reply.result && Array.isArray(reply.result.nodes)) {
         views.setHeartbeats(reply.result.nodes);
         // The watch is the live source; the list fills in when the bucket cannot be watched.
@@ -141,6 +149,7 @@
     } catch (e) {
       console.warn("node.list:", e.message);
     }
+    setTimeout(pollNodeList, every);
   }
 
   async function pollAlerts() {
@@ -154,17 +163,27 @@
   }
 
   function start() {
-    views = new Views({ onNodeSelected: showNode });
-    views.onNodeRecord = (id) => {
-      if ($("node-detail").dataset.node === id) renderFacts(id);
+    views = new Views({ onNodeSelected: showNode, onVmSelected: showVm });
+    nodeTimeline = new Timeline(nc, { stream: eventsStream(), list: "history", info: "history-info" });
+    vmTimeline = new Timeline(nc, { stream: eventsStream(), list: "vm-history", info: "vm-history-info" });
+    const renderSelectedVm = () => renderVmFacts($("vm-detail").dataset.vm);
+    views.onVmChanged = (uuid) => {
+      if ($("vm-detail").dataset.vm === uuid) scheduleRender(renderSelectedVm);
+    };
+    const renderSelectedFacts = () => renderFacts($("node-detail").dataset.node);
+    views.onNodeChanged = (id) => {
+      if ($("node-detail").dataset.node === id) scheduleRender(renderSelectedFacts);
     };
     const bucketError = (bucket) => (e) => {
       console.warn(`watch ${bucket}:`, e.message);
-      $("role-info").textContent = `Cannot watch ${bucket}: ${e.message}`;
+      $("notice").textContent = `Cannot watch ${bucket}: ${e.message}`;
     };
-    watches.push(watchBucket(nc, "nodes", { onPut: (k, v) => views.putNode(k, v), onError: bucketError("nodes") }));
-    watches.push(watchBucket(nc, "vms", { onPut: (k, v) => views.putVm(k, v), onError: bucketError("vms") }));
-    watches.push(watchBucket(nc, "tasks", { onPut: (k, v) => views.putTask(k, v), onError: bucketError("tasks") }));
+    const caughtUp = () => {
+      if (watches.every((w) => w.caughtUp)) $("notice").textContent = "";
+    };
+    watches.push(watchBucket(nc, "nodes", { onPut: (k, v) => views.putNode(k, v), onError: bucketError("nodes"), onCaughtUp: caughtUp }));
+    watches.push(watchBucket(nc, "vms", { onPut: (k, v) => views.putVm(k, v), onError: bucketError("vms"), onCaughtUp: caughtUp }));
+    watches.push(watchBucket(nc, "tasks", { onPut: (k, v) => views.putTask(k, v), onError: bucketError("tasks"), onCaughtUp: caughtUp }));
     nc.subscribe(`${config.prefix}.evt.>`, (msg) => {
       let event;
       try {
@@ -173,11 +192,10 @@
         return;
       }
       views.addLiveEvent(msg.subject, event);
-      const node = $("node-detail").dataset.node;
-      if (!historyFromStream && node && msg.subject === `${config.prefix}.evt.node.${node}`) views.addHistory(node, event, Date.now());
+      nodeTimeline.onLive(msg.subject, event);
+      vmTimeline.onLive(msg.subject, event);
     });
     pollNodeList();
-    setInterval(pollNodeList, kNodeListEveryMs);
     if (config.alerts) {
       $("alerts-section").hidden = false;
       pollAlerts();

@@ -78,7 +78,9 @@
       const config = {
         deliver_subject: inbox, filter_subject: this.filter, ack_policy: "none", max_deliver: 1,
         flow_control: true, idle_heartbeat: kIdleHeartbeatMs * kNanosPerMs, mem_storage: true, num_replicas: 1,
-        inactive_threshold: 5 * 60 * 1000 * kNanosPerMs, replay_policy: "instant",
+        // An identity may lack the right to delete its consumers: the server drops them itself
+        // a minute after we stop listening.
+        inactive_threshold: 60 * 1000 * kNanosPerMs, replay_policy: "instant",
       };
       if (this.sseq > 0) {
         config.deliver_policy = "by_start_sequence";

@@ -5,55 +5,14 @@
 // A classic script (modules do not load from file://): it adds its names to globalThis.nodeha.
 "use strict";
 (() => {
-  const { userKeyFromSeed } = globalThis.nodeha;
+  const { userKeyFromSeed, NatsError, Msg } = globalThis.nodeha;
 
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   const CRLF = encoder.encode("\r\n");
   const kPingEveryMs = 20000;
   const kMaxOutstandingPings = 2;
-
-  class NatsError extends Error {
-    constructor(code, message) {
-      super(message);
-      this.code = code;
-    }
-  }
-
-  class Msg {
-    constructor(subject, sid, reply, headerBytes, data) {
-      this.subject = subject;
-      this.sid = sid;
-      this.reply = reply;
-      this.data = data;
-      this.headers = new Map();
-      this.status = 0;
-      this.description = "";
-      if (headerBytes) this.parseHeaders(decoder.decode(headerBytes));
-    }
-    parseHeaders(text) {
-      const lines = text.split("\r\n");
-      const first = lines.shift() || "";  // "NATS/1.0 100 Idle Heartbeat"
-      const m = /^NATS\/1\.0(?:\s+(\d{3}))?(?:\s+(.*))?$/.exec(first);
-      if (m && m[1]) {
-        this.status = Number(m[1]);
-        this.description = (m[2] || "").trim();
-      }
-      for (const line of lines) {
-        const i = line.indexOf(":");
-        if (i > 0) this.headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
-      }
-    }
-    header(name) {
-      return this.headers.get(name.toLowerCase());
-    }
-    string() {
-      return decoder.decode(this.data);
-    }
-    json() {
-      return JSON.parse(this.string());
-    }
-  }
+  const kConnectTimeoutMs = 10000;
 
   function concat(a, b) {
     if (a.length === 0) return b;
@@ -77,6 +36,8 @@
     // servers: ["ws://host:port", ...]; user: identity name ("" = no auth); seed: "SU..." or "".
     constructor({ servers, user = "", seed = "", name = "nodeha-web" }) {
       if (!servers.length) throw new NatsError("bad_config", "no server to connect to");
+      for (const url of servers)
+        if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new NatsError("bad_config", `"${url}" is no websocket URL: give wss://host:port (or ws:// without TLS)`);
       if (!!user !== !!seed) throw new NatsError("bad_config", "give both the identity's name and its seed, or neither");
       this.servers = servers;
       this.user = user;
@@ -160,8 +121,13 @@
         if (ws === this.ws) this.onClose(this.lastError || `connection to ${url} closed (${ev.code})`);
       };
       ws.onerror = () => {
-        if (ws === this.ws) this.lastError = this.lastError || `cannot reach ${url}`;
+        const hint = url.startsWith("wss:") ? " (is it up, and does this browser trust its certificate?)" : " (is it up?)";
+        if (ws === this.ws) this.lastError = this.lastError || `cannot reach ${url}${hint}`;
       };
+      clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(() => {
+        if (ws === this.ws && !this.connected) this.protocolError(`${url} did not finish the handshake within ${kConnectTimeoutMs / 1000} s`);
+      }, kConnectTimeoutMs);
     }
 
     onClose(why) {
@@ -320,8 +286,8 @@
         return;  // the connection stays open
       }
       if (lower.includes("authorization") || lower.includes("authentication")) this.fatal = `authorization violation (${message})`;
-      this.lastError = message;
       this.emit("error", new NatsError("server", message));
+      this.protocolError(message);  // the server closes after any other error; do not wait for it
     }
 
     deliver(msg) {
@@ -399,6 +365,7 @@
     close() {
       this.closed = true;
       clearTimeout(this.reconnectTimer);
+      clearTimeout(this.connectTimer);
       clearInterval(this.pingTimer);
       if (this.ws) this.ws.close();
       this.ws = null;
@@ -407,5 +374,5 @@
     }
   }
 
-  Object.assign((globalThis.nodeha ??= {}), { NatsError, Msg, NatsClient });
+  Object.assign((globalThis.nodeha ??= {}), { NatsClient });
 })();

@@ -4,6 +4,7 @@
 "use strict";
 (() => {
   const kPageSize = 100;
+  const collator = new Intl.Collator(undefined, { numeric: true });
   const dirty = new Set();
   let flushScheduled = false;
 
@@ -61,6 +62,13 @@
         this.page = 0;
         this.changed();
       });
+      this.sortColumn = -1;  // a header clicked: sort by that column's text; -1: `compare`
+      this.sortDir = 1;
+      this.table.tHead.addEventListener("click", (ev) => {
+        const th = ev.target.closest("th");
+        if (th) this.sortBy(th.cellIndex);
+      });
+      for (const th of this.table.tHead.rows[0].cells) th.title = "Sort by this column";
       this.prevButton.addEventListener("click", () => this.turn(-1));
       this.nextButton.addEventListener("click", () => this.turn(1));
       this.tbody.addEventListener("click", (ev) => {
@@ -75,6 +83,20 @@
         }
       });
       this.changed();
+    }
+
+    sortBy(index) {
+      this.sortDir = index === this.sortColumn ? -this.sortDir : 1;
+      this.sortColumn = index;
+      for (const th of this.table.tHead.rows[0].cells)
+        th.setAttribute("aria-sort", th.cellIndex === index ? (this.sortDir > 0 ? "ascending" : "descending") : "none");
+      this.changed();
+    }
+
+    sortKey(index, id, record) {
+      if (this.idColumn && index === 0) return id;
+      const c = this.columns[index - (this.idColumn ? 1 : 0)];
+      return c ? String(c.get(record, id) ?? "") : "";
     }
 
     select(id) {
@@ -105,8 +127,10 @@
     visible() {
       let list = [...this.records];
       if (this.filter) list = list.filter(([id, r]) => this.text(r, id).toLowerCase().includes(this.filter));
-      list.sort(this.compare);
-      return list;
+      if (this.sortColumn < 0) return list.sort(this.compare);
+      const keyed = list.map((e) => [this.sortKey(this.sortColumn, e[0], e[1]), e]);
+      keyed.sort((a, b) => this.sortDir * collator.compare(a[0], b[0]) || this.compare(a[1], b[1]));
+      return keyed.map((k) => k[1]);
     }
 
     row(id) {

@@ -1,12 +1,11 @@
-// The views over the cluster's records: nodes, VMs, tasks (with a task's steps), a node's detail
-// with its event history, the live event list and the alerts. Records come from the KV watches
+// The views over the cluster's records: nodes, VMs, tasks (with a task's steps), the live event
+// list and the alerts. Records come from the KV watches
 // (app.js); these functions only keep the maps and schedule the renders.
 "use strict";
 (() => {
   const { PagedTable, scheduleRender } = globalThis.nodeha;
-  const kMaxHistory = 500;
   const kMaxEvents = 100;
-  const kStalePollMs = 7000;
+  const kStalePollMs = 12000;  // over the slowest poll (app.js), so only missing polls count
   const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
 
   const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
@@ -21,15 +20,28 @@
     return ms ? new Date(ms).toLocaleString() : "";
   }
 
+  function bytesText(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    for (; n >= 1024 && i < units.length - 1; i++) n /= 1024;
+    return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+  }
+
   function lockText(lock) {
     if (!lock || typeof lock !== "object") return "";
     return `${lock.kind || "task"} ${lock.task || ""}`.trim();
   }
 
-  // An event's evidence when the controller gave one, else a sentence from its own fields.
+  // A state change and its evidence (who decided, on what) when the event carries one; else a
+  // sentence from the event's own fields.
   function describeEvent(e) {
-    if (e && e.evidence && typeof e.evidence === "object" && e.evidence.summary) return String(e.evidence.summary);
     if (!e || typeof e !== "object") return String(e);
+    const ev = e.evidence;
+    if (ev && typeof ev === "object" && ev.summary) {
+      const change = e.from !== undefined && e.to !== undefined && typeof e.to !== "object" ? `${e.event} ${e.from || "(none)"} → ${e.to || "(none)"}: ` : "";
+      const by = ev.by && !String(ev.summary).includes(ev.by) ? ` (decided by ${ev.by})` : "";
+      return `${change}${ev.summary}${by}`;
+    }
     switch (e.event) {
       case "monitor": return `monitor ${e.from} → ${e.to}${e.reason ? `: ${e.reason}` : ""}`;
       case "management": return `management ${e.from} → ${e.to}`;
@@ -40,7 +52,7 @@
         if (e.kind && e.id) return `task ${e.id} (${e.kind} of ${e.node}): ${e.event}, ${e.state}${Array.isArray(e.steps) ? `, ${taskProgress(e)} steps done` : ""}${e.error ? `: ${e.error}` : ""}`;
       // fall through: a VM event of the same name
       default: {
-        const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "node", "steps", "params", "evidence"].includes(k) && v !== "" && v !== null));
+        const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "steps", "params", "evidence", "time", "vm"].includes(k) && v !== "" && v !== null));
         return `${e.event || "event"} ${JSON.stringify(rest)}`;
       }
     }
@@ -52,7 +64,7 @@
   }
 
   class Views {
-    constructor({ onNodeSelected }) {
+    constructor({ onNodeSelected, onVmSelected }) {
       this.heartbeat = new Map();  // node -> {age_s, at}: from cmd.node.list
       this.vmCount = new Map();    // node -> VMs recorded on it
       this.vmNode = new Map();     // uuid -> node, to keep vmCount right as VMs move
@@ -81,7 +93,7 @@
         ],
         text: (r, id) => `${id} ${r.name || ""} ${r.node || ""}`,
         compare: ([ia, a], [ib, b]) => byText(a.node || "", b.node || "") || byText(a.name || "", b.name || "") || byText(ia, ib),
-        onSelect: null,
+        onSelect: (id) => onVmSelected(id),
       });
       this.tasks = new PagedTable({
         name: "tasks", key: "task",
@@ -123,7 +135,7 @@
 
     putNode(id, record) {
       this.nodes.set(id, record);
-      if (this.onNodeRecord) this.onNodeRecord(id, record);
+      if (this.onNodeChanged) this.onNodeChanged(id);
     }
 
     putVm(uuid, record) {
@@ -135,8 +147,10 @@
         if (after === undefined) this.vmNode.delete(uuid);
         else this.vmNode.set(uuid, after);
         this.nodes.changed();
+        if (this.onNodeChanged) for (const node of [before, after]) if (node !== undefined) this.onNodeChanged(node);
       }
       this.vms.set(uuid, record);
+      if (this.onVmChanged) this.onVmChanged(uuid);
     }
 
     putTask(id, record) {
@@ -158,7 +172,9 @@
         const li = el("li", { "data-step": s.vm || "", "data-state": s.state || "" });
         let text = `${s.name || s.vm}${s.target ? ` → ${s.target}` : ""}: ${s.state}`;
         const p = s.progress;
-        if (s.state === "running" && p && p.data_total > 0) text += ` ${Math.round((100 * p.data_processed) / p.data_total)} %`;
+        if (s.state === "running" && p && p.data_total > 0)
+          text += ` ${Math.round((100 * p.data_processed) / p.data_total)} % (${bytesText(p.data_processed)} of ${bytesText(p.data_total)})`;
+        if (s.state === "succeeded" && s.duration_ms) text += ` in ${(s.duration_ms / 1000).toFixed(1)} s`;
         if (s.reason) text += ` (${s.reason})`;
         if (s.error) text += ` (${s.error})`;
         li.textContent = text;
@@ -169,29 +185,6 @@
       if (t.error) parts.push(el("p", {}, t.error));
       parts.push(list);
       box.replaceChildren(...parts);
-    }
-
-    // The node detail's history list: events arrive oldest first and are shown newest first.
-    resetHistory(node) {
-      this.history = [];
-      this.historyNode = node;
-      document.getElementById("history").replaceChildren();
-      document.getElementById("history-info").textContent = "Loading…";
-    }
-
-    addHistory(node, event, timeMs) {
-      if (node !== this.historyNode) return;
-      this.history.push({ event, timeMs });
-      if (this.history.length > kMaxHistory) this.history.shift();
-      scheduleRender(this.renderHistory ??= () => {
-        const items = this.history.slice().reverse().map(({ event, timeMs }) => {
-          const li = el("li", { "data-event": event.event || "" });
-          li.append(el("time", { datetime: new Date(timeMs).toISOString() }, timeText(timeMs)), describeEvent(event));
-          return li;
-        });
-        document.getElementById("history").replaceChildren(...items);
-        document.getElementById("history-info").textContent = items.length ? "" : "No events yet.";
-      });
     }
 
     addLiveEvent(subject, event) {
