@@ -104,6 +104,13 @@ TEST_F(WebCluster, AnAdminDrainsANodeFromThePage) {
     EXPECT_TRUE(browser_->wait_for("document.querySelector('tr[data-vm=\"" + vm.uuid +
                                    "\"] td[data-field=state]')?.textContent.includes('shutoff')"))
         << vm.uuid;
+  // The node's history has the change; the task's steps show on a click, every one succeeded.
+  EXPECT_TRUE(browser_->wait_for("document.querySelector('#node-detail ol#history > li[data-event=management]')"))
+      << browser_->eval("document.querySelector('#history')?.outerHTML");
+  ASSERT_TRUE(browser_->click("tr[data-task]"));
+  EXPECT_TRUE(browser_->wait_for("document.querySelectorAll('#task-detail li[data-step]').length > 0 && "
+                                 "[...document.querySelectorAll('#task-detail li[data-step]')].every(l => l.dataset.state === 'succeeded')"))
+      << browser_->eval("document.querySelector('#task-detail')?.outerHTML");
 }
 
 TEST_F(WebCluster, AViewerSeesNoAdminButtonsAndTheServerRefusesItsCommands) {
