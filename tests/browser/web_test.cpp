@@ -56,6 +56,7 @@ TEST_F(WebCluster, NodesShowBothStatesReasonHeartbeatAndLockAndChangeLive) {
   ASSERT_EQ(disable.status, 0) << disable.out << disable.err;
   auto written = bus_->kv_get("nodes", "node-2");
   ASSERT_TRUE(written) << written.status().message();
+  ASSERT_THAT(written->value, HasSubstr("\"disabled\"")) << "the disable's own revision, to time from";
   ASSERT_TRUE(browser_->wait_for("window.__disabledAt > 0", 5s)) << node_cell("node-2", "management");
   double delay_ms = browser_->eval("window.__disabledAt").get<double>() - written->created_unix_ns / 1e6;
   std::cout << "figure: node disable shown on the page " << delay_ms << " ms after the record was written" << std::endl;
