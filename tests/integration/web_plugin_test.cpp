@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 namespace nodeha::test {
 namespace {
 
@@ -181,6 +183,36 @@ TEST_F(WebPlugin, AlertsComeFromTheAlertmanagerOr502) {
   std::string failed = get(port_, "/api/alerts");
   EXPECT_THAT(failed, HasSubstr("HTTP/1.1 502"));
   EXPECT_EQ(json::parse(body_of(failed))["error"]["code"], "alertmanager_unreachable");
+}
+
+// An Alertmanager that accepts and never answers: pages asking at once share one request, and
+// each gets a 502 after the 2 s timeout, not a hang.
+TEST_F(WebPlugin, ASilentAlertmanagerCostsOneRequestAndA502) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(listener, 16), 0);
+  socklen_t len = sizeof a;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  start("alertmanager = \"http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "\"\n");
+  auto started = std::chrono::steady_clock::now();
+  std::vector<std::string> answers(3);
+  std::vector<std::thread> pages;
+  for (auto& answer : answers) pages.emplace_back([&] { answer = get(port_, "/api/alerts"); });
+  for (auto& p : pages) p.join();
+  auto took = std::chrono::steady_clock::now() - started;
+  for (const auto& answer : answers) EXPECT_THAT(answer, HasSubstr("HTTP/1.1 502")) << answer;
+  EXPECT_GE(took, 1900ms);
+  EXPECT_LT(took, 6s);
+  // Every connection the proxy made is queued on the listener: exactly one.
+  int accepted = 0;
+  timeval tv{0, 200000};
+  setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  for (int fd; (fd = accept(listener, nullptr, nullptr)) >= 0; ++accepted) close(fd);
+  EXPECT_EQ(accepted, 1);
+  close(listener);
 }
 
 TEST_F(WebPlugin, WithoutAnAlertmanagerAlertsAreNotFound) {
