@@ -126,7 +126,18 @@ TEST_F(WebCluster, AViewerSeesNoAdminButtonsAndTheServerRefusesItsCommands) {
   // The page found out by sending a command, which nats-server refused: bob may not publish it.
   EXPECT_TRUE(wait_until([&] { return nats_->log().find("Publish Violation - Nkey \"" + nkey_of(*security_, "bob") + "\", Subject \"nodeha.cmd.node.disable\"") != std::string::npos; }))
       << nats_->log();
+  // A drain sent anyway, from the page's own NATS client logged in as bob: refused by the server.
+  auto cred = auth::parse_credential(read_file(security_->credential("bob")));
+  ASSERT_TRUE(cred);
+  json refused = browser_->eval(
+      "(async () => { const c = new nodeha.NatsClient({servers: ['wss://127.0.0.1:" + std::to_string(ws_port_) +
+      "'], user: 'bob', seed: " + json(cred->seed).dump() + "}); await c.connect(); "
+      "try { await c.request('nodeha.cmd.node.drain', JSON.stringify({node: 'node-1'}), {timeout: 5000}); return 'sent'; } "
+      "catch (e) { return e.code; } finally { c.close(); } })()");
+  EXPECT_EQ(refused, "permission_denied");
+  EXPECT_THAT(nats_->log(), HasSubstr("Nkey \"" + nkey_of(*security_, "bob") + "\", Subject \"nodeha.cmd.node.drain\""));
   EXPECT_THAT(node_cell("node-1", "management"), HasSubstr("enabled"));
+  EXPECT_EQ(browser_->eval("document.querySelectorAll('tr[data-task]').length"), 0);
 }
 
 TEST_F(WebCluster, AThousandNodesAndTenThousandVmsArePagedAndFiltered) {
