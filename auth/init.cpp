@@ -67,6 +67,11 @@ Result<std::vector<std::string>> init_bus_security(const InitRequest& r) {
   auto ids = identities(r);
   if (!ids) return ids.status();
   if (r.out_dir.empty()) return invalid("--out DIR is required");
+  if (r.websocket_port < 0 || r.websocket_port > 65535)
+    return invalid(fmt::format("--websocket-port {} is not a port (1-65535)", r.websocket_port));
+  for (const auto& o : r.websocket_origins)
+    if ((o.rfind("https://", 0) != 0 && o.rfind("http://", 0) != 0) || o.find_first_of("\" \n") != std::string::npos)
+      return invalid(fmt::format("--websocket-origin \"{}\" must be the page's origin, https://host:port", o));
   std::error_code ec;
   fs::path out = fs::absolute(r.out_dir, ec);
   if (fs::exists(out / "ca-key.pem") || fs::exists(out / "nats-auth.conf"))
@@ -98,7 +103,7 @@ Result<std::vector<std::string>> init_bus_security(const InitRequest& r) {
     files.push_back({out / "creds" / (id.name + ".cred"), format_credential(c), 0600});
   }
   ServerTls tls{(server_dir / "server-cert.pem").string(), (server_dir / "server-key.pem").string()};
-  files.push_back({out / "nats-auth.conf", server_auth_config(users, r.prefix, tls), 0644});
+  files.push_back({out / "nats-auth.conf", server_auth_config(users, r.prefix, tls, {r.websocket_port, r.websocket_origins}), 0644});
 
   fs::create_directories(out / "creds", ec);
   if (ec) return invalid(fmt::format("{}: {}", (out / "creds").string(), ec.message()));

@@ -20,6 +20,8 @@ struct InitRequest {
   std::string out_dir;
   std::string server_dir;  // where the servers read their certificate; empty: out_dir (absolute)
   std::vector<std::string> hosts, ips;  // the servers' names, for their certificate
+  int websocket_port = 0;                      // nats-server's websocket listener for the web page; 0: none
+  std::vector<std::string> websocket_origins;  // the page's origins (https://host:8480); empty: any
   int ca_days = 3650;
   int cert_days = 825;
 };

@@ -110,7 +110,8 @@ Permissions permissions_for(const Identity& id, const std::string& prefix) {
   return out;
 }
 
-std::string server_auth_config(const std::vector<UserEntry>& users, const std::string& prefix, const ServerTls& tls) {
+std::string server_auth_config(const std::vector<UserEntry>& users, const std::string& prefix, const ServerTls& tls,
+                               const WebsocketListener& websocket) {
   std::string out = fmt::format(
       "# nodeha bus authorization for subject prefix \"{}\", made by `nodeha auth init`.\n"
       "# Include it from the nats-server config (config/nats/nats-server.conf); docs/security.md says\n"
@@ -128,6 +129,15 @@ std::string server_auth_config(const std::vector<UserEntry>& users, const std::s
     out += "      }\n    }\n";
   }
   out += "  ]\n}\n";
+  if (websocket.port > 0) {
+    // Browsers: TLS always (no no_tls), the users above (no auth override in the block).
+    out += fmt::format("\n# The web page's browsers (docs/security.md).\nwebsocket {{\n  port: {}\n"
+                       "  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n  }}\n  handshake_timeout: \"5s\"\n",
+                       websocket.port, tls.cert_file, tls.key_file);
+    if (!websocket.allowed_origins.empty())
+      out += "  allowed_origins: [\n" + quoted_list(websocket.allowed_origins, "    ") + "  ]\n";
+    out += "}\n";
+  }
   return out;
 }
 

@@ -33,11 +33,20 @@ Permissions permissions_for(const Identity& id, const std::string& prefix);
 struct ServerTls {
   std::string cert_file, key_file;  // paths as the server will read them
 };
+// nats-server's websocket listener, for the web page (docs/security.md "The websocket listener"):
+// the same certificate and the same users as the client port, so a browser signs in with an
+// identity's nkey and gets exactly that identity's permissions.
+struct WebsocketListener {
+  int port = 0;                              // 0: no websocket listener
+  std::vector<std::string> allowed_origins;  // empty: any origin (the nkey is the gate)
+};
 struct UserEntry {
   Identity identity;
   std::string public_key;  // the identity's nkey
 };
 // The include file for nats-server (2.9 syntax): a tls block and one nkey user per identity.
-std::string server_auth_config(const std::vector<UserEntry>& users, const std::string& prefix, const ServerTls& tls);
+// With a websocket port: a websocket block too.
+std::string server_auth_config(const std::vector<UserEntry>& users, const std::string& prefix, const ServerTls& tls,
+                               const WebsocketListener& websocket = {});
 
 }  // namespace nodeha::auth

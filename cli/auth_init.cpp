@@ -27,6 +27,11 @@ void add_auth_commands(CLI::App& root, std::vector<Command>* commands) {
                                      "with neither --host nor --ip: localhost and 127.0.0.1");
   init->add_option("--server-dir", req->server_dir,
                    "where the servers will read server-cert.pem and server-key.pem (default: --out)");
+  init->add_option("--websocket-port", req->websocket_port,
+                   "also a websocket listener on this port for the web page (same certificate and identities)")
+      ->check(CLI::Range(1, 65535));
+  init->add_option("--websocket-origin", req->websocket_origins,
+                   "an origin the web page is served from, https://host:8480 (repeatable; default: any origin)");
   init->add_option("--ca-days", req->ca_days, "validity of the CA")->capture_default_str()->check(CLI::Range(1, 36500));
   init->add_option("--cert-days", req->cert_days, "validity of the server certificate")
       ->capture_default_str()

@@ -1,5 +1,7 @@
 #include "cluster.h"
 
+#include "browser.h"
+#include "credential.h"
 #include "host_process.h"
 #include "wait.h"
 
@@ -110,7 +112,7 @@ bool Cluster::start_controller(size_t i) {
          "state_dir = \"" + dir + "/state\"\n"
          "[nats]\n" + nats_keys(name) +
          "[metrics]\nlisten = \"" + controller_address(i) + "\"\n" +
-         test::controller_plugin_tables();
+         test::controller_plugin_tables() + web_table(i);
   auto& c = controllers_[i];
   c = std::make_unique<test::Process>(std::vector<std::string>{NODEHA_HOST_BIN, "--config", dir + "/controller.toml"},
                                       dir + "/controller.log");
@@ -119,6 +121,27 @@ bool Cluster::start_controller(size_t i) {
     return true;
   say_(name + (c->running() ? " did not serve /metrics within 15 s" : " exited") + "; its log: " + c->log_path());
   return false;
+}
+
+std::string Cluster::web_table(size_t i) {
+  if (web_ports_[i] == 0) web_ports_[i] = test::free_port();
+  std::string servers;
+  for (const auto& url : nats_->websocket_urls()) servers += (servers.empty() ? "\"" : ", \"") + url + "\"";
+  return "[[plugin]]\nlibrary = \"web\"\nlisten = \"127.0.0.1:" + std::to_string(web_ports_[i]) +
+         "\"\ntls_cert = \"" + options_.dir + "/bus/server-cert.pem\"\ntls_key = \"" + options_.dir +
+         "/bus/server-key.pem\"\nfiles = \"" NODEHA_SOURCE_DIR "/web\"\nservers = [" + servers + "]\n";
+}
+
+void Cluster::say_web_page() {
+  std::string page = "https://127.0.0.1:" + std::to_string(web_ports_[0]) + "/";
+  auto cred = auth::parse_credential(test::read_file(security_->credential(kAdmin)));
+  say_("web page (follow the story live): " + page + " (controller-2 serves it too, on port " +
+       std::to_string(web_ports_[1]) + "); its certificate is the bus's: trust " + security_->ca() +
+       " in your browser, or start chromium with --ignore-certificate-errors-spki-list=" +
+       test::spki_pin(options_.dir + "/bus/server-cert.pem"));
+  if (cred)
+    say_("DEMO CONVENIENCE ONLY (it puts the admin's secret seed in a link; never do this with a real identity): " +
+         page + "#servers=" + nats_->websocket_urls().front() + "&user=" + kAdmin + "&seed=" + cred->seed + "&connect=1");
 }
 
 std::string Cluster::controller_address(size_t i) const { return "127.0.0.1:" + std::to_string(controller_ports_[i]); }
@@ -205,7 +228,10 @@ bool Cluster::start() {
     return false;
   }
   // Three servers clustered as config/nats/cluster/ deploys them: one may die and nothing stops.
-  nats_ = std::make_unique<test::NatsCluster>(test::NatsClusterOptions{.include = security_->server_config()});
+  // Each server also serves the web page's browsers over wss, with the bus's certificate.
+  nats_ = std::make_unique<test::NatsCluster>(test::NatsClusterOptions{
+      .include = security_->server_config(), .websocket_cert = options_.dir + "/bus/server-cert.pem",
+      .websocket_key = options_.dir + "/bus/server-key.pem"});
   if (nats_->wait_meta_leader(5s).empty()) {
     say_("the three nats-servers did not form a JetStream cluster (Debian package nats-server; first server's log: " +
          nats_->server(0).log() + ")");
@@ -241,7 +267,8 @@ bool Cluster::start() {
   // The first leads (it finds no lease), the second waits to take over.
   if (interrupted_() || !start_controller(0) || !start_controller(1)) return false;
   say_("controllers controller-1 (leads) and controller-2 (follows, ready to take over): heartbeat, scheduler, vms, "
-       "tasks, migrate, drain, rebuild; logs " + options_.dir + "/controller-*/controller.log");
+       "tasks, migrate, drain, rebuild, web; logs " + options_.dir + "/controller-*/controller.log");
+  say_web_page();
   bus_->subscribe("nodeha.evt.vm.>", "", [this](Message m) {
     auto event = json::parse(m.data, nullptr, false);
     if (!event.is_object()) return;
@@ -297,6 +324,7 @@ void Cluster::write_env() {
       << "NODEHA_CREDS=" << security_->credential(kAdmin) << "\n"
       << "NODEHA_TLS_CA=" << security_->ca() << "\n"
       << "DEMO_VIEWER_CREDS=" << security_->credential(kViewer) << "\n"
+      << "DEMO_WEB_PAGE=https://127.0.0.1:" << web_ports_[0] << "/\n"
       << "DEMO_BACKEND=" << (backend_ == Backend::Qemu ? "qemu" : "test") << "\n"
       << "DEMO_PROMETHEUS=http://" << monitoring_->prometheus_address() << "\n"
       << "DEMO_ALERTMANAGER=http://" << monitoring_->alertmanager_address() << "\n"

@@ -79,6 +79,10 @@ class Cluster {
   bool start_nodes(Backend backend);
   bool start_controller(size_t i);
   std::string controller_address(size_t i) const;  // its /metrics
+  // The web plugin's table of controller i (HTTPS with the bus's server certificate).
+  std::string web_table(size_t i);
+  // Says the page's address, and a link that signs in as the demo's admin.
+  void say_web_page();
   // The `[nats]` keys of a host logged in as `identity`: the three servers, buckets replicated x3,
   // a fast reconnect, TLS.
   std::string nats_keys(const std::string& identity) const;
@@ -99,6 +103,7 @@ class Cluster {
   std::unique_ptr<host::Bus> asker_;  // see agent_asker()
   std::unique_ptr<test::Process> controllers_[2];
   int controller_ports_[2] = {0, 0};
+  int web_ports_[2] = {0, 0};  // each controller's web page (plugin web, HTTPS)
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<std::string, std::vector<Guest>> lost_;  // node -> the guests it ran at its power loss
   std::unique_ptr<Monitoring> monitoring_;

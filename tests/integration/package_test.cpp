@@ -139,7 +139,10 @@ TEST_F(Package, InstallsIntoAFreshRootAndItsConfigsCheck) {
   for (const char* f : {"/lib/systemd/system/nodeha-agent.service", "/lib/systemd/system/nodeha-controller.service",
                         "/usr/share/nodeha/config/prometheus/nodeha-rules.yml", "/usr/include/nodeha/plugin.h",
                         "/usr/include/nodeha/plugin.hpp", "/usr/lib/cmake/nodeha/nodeha-config.cmake",
-                        "/usr/lib/cmake/nodeha/NodehaPlugin.cmake"})
+                        "/usr/lib/cmake/nodeha/NodehaPlugin.cmake",
+                        // the web page and its server (plugins/web: `files` defaults to this dir)
+                        "/usr/share/nodeha/web/index.html", "/usr/share/nodeha/web/app.js",
+                        "/usr/lib/nodeha/plugins/nodeha_web.so"})
     EXPECT_TRUE(fs::is_regular_file(in_root(f))) << f;
 
   // Each shipped config, as installed, with the installed binary and plugins only.

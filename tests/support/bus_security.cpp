@@ -13,6 +13,7 @@ BusSecurity::BusSecurity(std::string dir, const BusIdentities& ids) : dir_(std::
   for (const auto& [flag, names] : {std::pair{"--node", &ids.nodes}, {"--controller", &ids.controllers},
                                     {"--admin", &ids.admins}, {"--viewer", &ids.viewers}, {"--ip", &ids.ips}})
     for (const auto& n : *names) args_.insert(args_.end(), {flag, n});
+  if (ids.websocket_port != 0) args_.insert(args_.end(), {"--websocket-port", std::to_string(ids.websocket_port)});
   std::filesystem::create_directories(dir_);
   std::vector<std::string> argv{NODEHA_CLI_BIN};
   argv.insert(argv.end(), args_.begin(), args_.end());

@@ -20,6 +20,8 @@ struct BusIdentities {
   // The servers' addresses, for their certificate (clients check the address they dial against
   // it); empty: auth init's default, localhost and 127.0.0.1.
   std::vector<std::string> ips;
+  // nats-server's websocket listener (TLS, these identities), for the web page; 0: none.
+  int websocket_port = 0;
 };
 
 class BusSecurity {

@@ -31,6 +31,12 @@ NatsCluster::NatsCluster(NatsClusterOptions options) : netns_(options.netns), ad
     o.config = "server_name: " + name(i) + "\nhttp: " + address_ + ":" + std::to_string(monitor_ports_[i]) +
                "\ncluster {\n  name: " + kClusterName + "\n  listen: " + address_ + ":" + std::to_string(route_ports[i]) +
                "\n  routes: [" + routes + "]\n}\n" + options.config;
+    if (!options.websocket_cert.empty()) {
+      int ws = port(30, i);
+      o.config += "websocket {\n  port: " + std::to_string(ws) + "\n  tls {\n    cert_file: \"" + options.websocket_cert +
+                  "\"\n    key_file: \"" + options.websocket_key + "\"\n  }\n}\n";
+      websocket_urls_.push_back("wss://" + address_ + ":" + std::to_string(ws));
+    }
     servers_.push_back(std::make_unique<NatsServer>(std::move(o)));
   }
   if (wait_meta_leader().empty()) {

@@ -41,6 +41,9 @@ struct NatsClusterOptions {
   // first_port + 10 + i and its monitoring port first_port + 20 + i (a namespace of the test's
   // own has every port free).
   int first_port = 0;
+  // Set both: every server also listens for websocket clients (the web page's browsers) on a
+  // free port of its own, with TLS from these files and the include's users; websocket_urls().
+  std::string websocket_cert, websocket_key;
 };
 
 class NatsCluster {
@@ -54,6 +57,8 @@ class NatsCluster {
   std::vector<std::string> urls() const;
   // The same, comma-separated: `nodeha --server` and $NODEHA_SERVER.
   std::string urls_csv() const;
+  // Every server's wss:// URL, in order; empty without NatsClusterOptions::websocket_cert.
+  const std::vector<std::string>& websocket_urls() const { return websocket_urls_; }
   // "s1", "s2", ...: the server_name of server i, as /jsz and stream infos name it.
   static std::string name(size_t i) { return "s" + std::to_string(i + 1); }
 
@@ -85,6 +90,7 @@ class NatsCluster {
   std::string netns_;
   std::string address_;
   std::vector<int> monitor_ports_;
+  std::vector<std::string> websocket_urls_;
   std::vector<std::unique_ptr<NatsServer>> servers_;
 };
 

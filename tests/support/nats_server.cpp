@@ -49,7 +49,7 @@ void NatsServer::start() {
   std::vector<std::string> argv{"nats-server", "-a", options_.address, "-p", std::to_string(port_), "-js", "-sd",
                                 dir_.file("js")};
   // Flags given above win over the file.
-  if (!options_.config.empty() || !options_.include.empty())
+  if (!options_.config.empty() || !options_.include.empty() || options_.websocket_port != 0)
     argv.insert(argv.end(), {"-c", dir_.write("nats.conf", config_file())});
   if (!options_.netns.empty()) argv = TestNetwork::argv_in(options_.netns, std::move(argv));
   proc_ = std::make_unique<Process>(std::move(argv), dir_.file("nats.log"));
@@ -60,8 +60,10 @@ void NatsServer::start() {
 
 std::string NatsServer::config_file() const {
   // nats-server resolves an include relative to the including file.
-  if (options_.include.empty()) return options_.config;
-  return "include \"" + std::filesystem::relative(options_.include, dir_.path()).string() + "\"\n" + options_.config;
+  std::string websocket = options_.websocket_port == 0 ? "" :
+      "websocket {\n  port: " + std::to_string(options_.websocket_port) + "\n  no_tls: true\n}\n";
+  if (options_.include.empty()) return options_.config + "\n" + websocket;
+  return websocket + "include \"" + std::filesystem::relative(options_.include, dir_.path()).string() + "\"\n" + options_.config;
 }
 
 void NatsServer::reload(const std::string& config) {

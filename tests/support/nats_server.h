@@ -20,6 +20,9 @@ struct NatsServerOptions {
   // A config file the server includes (e.g. the nats-auth.conf of `nodeha auth init`: TLS and
   // permissions); empty: none. client() cannot log in to such a server: the test brings its own.
   std::string include;
+  // A websocket listener (the web page's browsers) on this port, without TLS; with an `include`
+  // from BusSecurity, set BusIdentities::websocket_port instead (its listener has TLS). 0: none.
+  int websocket_port = 0;
 };
 
 class NatsServer {

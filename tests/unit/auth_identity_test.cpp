@@ -92,5 +92,19 @@ TEST(Permissions, EachRoleGetsOnlyItsSubjects) {
   EXPECT_THAT(viewer.publish, Not(Contains("nodeha.cmd.>")));
 }
 
+TEST(ServerConfig, AWebsocketListenerHasTheServersCertificateAndOnlyTheGivenOrigins) {
+  std::vector<UserEntry> users = {{{"bob", Role::kViewer}, "UABC"}};
+  ServerTls tls{"/etc/nats/server-cert.pem", "/etc/nats/server-key.pem"};
+  EXPECT_THAT(server_auth_config(users, "nodeha", tls), Not(HasSubstr("websocket")));
+  std::string with = server_auth_config(users, "nodeha", tls, {8443, {"https://ctl.example:8480"}});
+  std::string ws = with.substr(with.find("websocket {"));
+  EXPECT_THAT(ws, HasSubstr("port: 8443"));
+  EXPECT_THAT(ws, HasSubstr("cert_file: \"/etc/nats/server-cert.pem\""));
+  EXPECT_THAT(ws, HasSubstr("\"https://ctl.example:8480\""));
+  EXPECT_THAT(ws, Not(HasSubstr("no_tls")));
+  EXPECT_THAT(ws, Not(HasSubstr("authorization")));  // the users above sign in there too
+  EXPECT_THAT(server_auth_config(users, "nodeha", tls, {8443, {}}), Not(HasSubstr("allowed_origins")));
+}
+
 }  // namespace
 }  // namespace nodeha::auth
