@@ -4,7 +4,7 @@
 "use strict";
 (() => {
   const { NatsClient, Timeline, watchBucket, Views, Actions, el, scheduleRender } = globalThis.nodeha;
-  const kNodeListEveryMs = 2000;
+  const kNodeListEveryMs = 1000;
   const kNodeListBigEveryMs = 10000;
   const kBigReplyBytes = 256 * 1024;
   const kAlertsEveryMs = 5000;

@@ -5,7 +5,6 @@
 (() => {
   const { PagedTable, scheduleRender } = globalThis.nodeha;
   const kMaxEvents = 100;
-  const kStalePollMs = 12000;  // over the slowest poll (app.js), so only missing polls count
   const kFinishedSteps = new Set(["succeeded", "failed", "skipped", "cancelled"]);
 
   const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
@@ -119,9 +118,9 @@
     heartbeatAge(record, id) {
       const hb = this.heartbeat.get(id);
       if (hb && typeof hb.age_s === "number") {
-        // The age as the controller last said; it grows here only once the polls stop coming.
-        const since = Date.now() - hb.at;
-        return (hb.age_s + (since > kStalePollMs ? since / 1000 : 0)).toFixed(1);
+        // The age as the controller last said, grown by the time since: a dead node's age must
+        // not stand still between polls (a live one's falls back at the next poll).
+        return (hb.age_s + (Date.now() - hb.at) / 1000).toFixed(1);
       }
       if (record.last_heartbeat) return ((Date.now() - record.last_heartbeat) / 1000).toFixed(0);
       return "";
