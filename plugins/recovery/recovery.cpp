@@ -34,6 +34,9 @@ namespace {
 
 using command::Type;
 
+// How long lease grants still say "hold" after the budget stops refusing (see start()).
+constexpr Millis kHoldLinger{5000};
+
 const nodeha_config_key kKeys[] = {
     key("enabled", NODEHA_CONFIG_BOOLEAN, "false", nullptr,
         "recover the VMs with an ha priority of an unreachable node automatically, once it is fenced"),
@@ -137,13 +140,18 @@ class RecoveryPlugin : public Plugin {
     if (Status l = leases_->start(); !l) return l;
     // The budget, as lease grants tell it: a node cut from management with many others at once
     // must keep its VMs, not fence itself under isolation_response stop.
+    // The hold outlasts the budget's refusal by kHoldLinger: a partition heals node by node, and
+    // a node still reconnecting (the NATS client's backoff) must renew before its peers' answers,
+    // free of the hold, tell it to fence under stop (RecoveryScenario.HalfTheNodesCut...).
     auto t = host().timer(Millis(250), Millis(250), [this] {
       size_t unreachable = 0, known = 0;
       {
         std::lock_guard lock(mu_);
         lost_locked(&unreachable, &known);
       }
-      leases_->set_hold(enabled_ && budget_refusal(unreachable, known, budget_).has_value());
+      auto now = std::chrono::steady_clock::now();
+      if (enabled_ && budget_refusal(unreachable, known, budget_)) hold_until_ = now + kHoldLinger;
+      leases_->set_hold(now < hold_until_);
     });
     if (!t) return t.status();
     auto w = host().kv_watch(tasks::kNodesBucket, ">", [this](const KvEntry& e) { on_node(e); });
@@ -562,6 +570,7 @@ class RecoveryPlugin : public Plugin {
   const bool enabled_;
   const Millis grace_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point hold_until_;  // lease grants say hold until then (timer only)
   std::map<std::string, Metric> fence_attempts_;  // method + result
   std::map<std::string, Metric> recoveries_;      // result
   std::vector<Rung> ladder_;

@@ -153,11 +153,15 @@ TEST_F(WebPlugin, ABadConfigIsRefusedWithTheReason) {
     EXPECT_NE(r.status, 0) << line;
     EXPECT_THAT(r.output, HasSubstr(why)) << line;
   }
-  auto missing = run_host(host_tables("controller", "ctl", nats_.url()) +
-                          "[[plugin]]\nlibrary = \"web\"\nfiles = \"/nonexistent\"\nlisten = \"127.0.0.1:" +
-                          std::to_string(port_) + "\"\n");
-  EXPECT_NE(missing.status, 0);
-  EXPECT_THAT(missing.output, HasSubstr("/nonexistent/index.html cannot be read"));
+  // Files that cannot be read fail the plugin's start, which the host tries again every second
+  // (it keeps running): the reason is in its log.
+  HostProcess missing(host_tables("controller", "ctl", nats_.url()) +
+                      "[[plugin]]\nlibrary = \"web\"\nfiles = \"/nonexistent\"\nlisten = \"127.0.0.1:" +
+                      std::to_string(port_) + "\"\n");
+  EXPECT_TRUE(wait_until([&] { return missing.log().find("/nonexistent/index.html cannot be read") != std::string::npos; },
+                         10s))
+      << missing.log();
+  EXPECT_THAT(get(port_, "/"), Not(HasSubstr("200 OK")));
 }
 
 TEST_F(WebPlugin, AlertsComeFromTheAlertmanagerOr502) {

@@ -149,25 +149,6 @@ TEST_F(NodeMigration, TheControllerMovesEveryGuestLive) {
   EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"migrate\",result=\"succeeded\"}") == 1; }));
 }
 
-TEST_F(NodeMigration, MaintenanceDisablesTheNodeThenMovesEveryGuestLive) {
-  start();
-  auto r = command("node.maintenance", {{"node", "node-a"}});
-  ASSERT_TRUE(r["ok"]) << r;
-  std::string id = r["result"]["task"];
-  auto locked = record_of("nodes", "node-a");
-  EXPECT_EQ(locked["lock"]["task"], id);
-  EXPECT_EQ(locked["management"], "disabled");  // with the lock, before any guest moved
-  ASSERT_TRUE(wait_until([&] { return record_of("tasks", id).value("state", "") == "succeeded"; }, 120s))
-      << record_of("tasks", id).dump(2);
-  expect_on_b_only();
-  for (const auto& uuid : {kGuest1, kGuest2}) EXPECT_EQ(record_of("vms", uuid)["node"], "node-b");
-  auto after = record_of("nodes", "node-a");
-  EXPECT_EQ(after["management"], "disabled");  // until node.enable
-  EXPECT_TRUE(after["lock"].is_null());
-  EXPECT_EQ(record_of("tasks", id)["kind"], "maintenance");
-  EXPECT_TRUE(wait_until([&] { return ctl_->metric("nodeha_tasks_total{kind=\"maintenance\",result=\"succeeded\"}") == 1; }));
-}
-
 // A guest with a local disk moves only when the command says include_local_disk: the dry run
 // without it skips the guest and says why; with it the disk is copied with every write the guest
 // made, and the task's step counts the disk apart from the memory.

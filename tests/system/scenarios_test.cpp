@@ -291,11 +291,12 @@ TEST_F(Scenario, MigrationTakesTheChosenNetwork) {
   c().expect_invariants();
 }
 
-// 7. Planned maintenance, Ganeti's flow: disable, migrate all, the node is empty, enable; new
-// placements may use it again.
+// 7. Planned maintenance in one step (`nodeha node maintenance`, Ganeti's flow): node-1 is disabled
+// in the write that locks it, every guest moves away live, and it stays disabled (no new
+// placement) until `node enable`; new placements may use it again after that.
 TEST_F(Scenario, PlannedMaintenance) {
   ASSERT_NO_FATAL_FAILURE(start(ClusterOptions{.nodes = 3, .guests = {{1, 2}, {2, 1}}}));
-  // Where would node-2's guest go? node-1 is the emptiest... until it is disabled.
+  // Where would node-2's guest go? node-1 is the emptiest... unless it is under maintenance.
   auto target_of_node2 = [&] {
     auto r = c().cli({"node", "migrate", Cluster::node(2), "--dry-run"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
@@ -305,18 +306,14 @@ TEST_F(Scenario, PlannedMaintenance) {
       targets.push_back(p["target"].is_string() ? p["target"].get<std::string>() : "none: " + p.dump());
     return targets;
   };
-  auto r = c().cli({"node", "disable", Cluster::node(1), "--yes"});
-  ASSERT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "disabled");
-  EXPECT_THAT(target_of_node2(), Not(Contains(Cluster::node(1)))) << "a disabled node takes no new VMs";
-  for (const auto& uuid : c().guests_of(1))
-    EXPECT_EQ(c().libvirtd(1).domain_state(uuid), "running") << "disabling keeps what runs";
-
   auto moving = Clock::now();
-  auto task = operate({"node", "migrate", Cluster::node(1)});
-  figure("migration of 2 guests", seconds_since(moving));
+  auto task = operate({"node", "maintenance", Cluster::node(1)});
+  figure("maintenance: migration of 2 guests", seconds_since(moving));
   EXPECT_EQ(task.value("state", ""), "succeeded") << task.dump(2);
+  EXPECT_EQ(task.value("kind", ""), "maintenance") << task.dump(2);
   ASSERT_NO_FATAL_FAILURE(expect_moved_live(1));
+  EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "disabled") << "until node enable";
+  EXPECT_THAT(target_of_node2(), Not(Contains(Cluster::node(1)))) << "a node under maintenance takes no new VMs";
   // Empty: by the records and by libvirt.
   auto list = c().cli({"vm", "list", "--node", Cluster::node(1)});
   ASSERT_EQ(list.status, 0) << list.out << list.err;
@@ -328,7 +325,7 @@ TEST_F(Scenario, PlannedMaintenance) {
     return c().record("nodes", Cluster::node(1)).value("use", json::object()).value("vms_running", -1) == 0;
   }, 5s)) << c().record("nodes", Cluster::node(1)).dump();
 
-  r = c().cli({"node", "enable", Cluster::node(1)});
+  auto r = c().cli({"node", "enable", Cluster::node(1)});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(c().record("nodes", Cluster::node(1)).value("management", ""), "enabled");
   EXPECT_THAT(target_of_node2(), Contains(Cluster::node(1))) << "an enabled, empty node takes new VMs again";
