@@ -145,6 +145,49 @@ TEST_F(Maintenance, DisablesTheNodeInTheLockWriteAndLeavesItDisabled) {
   EXPECT_EQ(node_record("node-a")["management"], "enabled");
 }
 
+// Plans (operations.md, "Plans") hold for maintenance as for migrate: a dry run's plan runs
+// exactly by its id, once; a plan of another command, or one whose node changed since, is refused
+// with plan_drifted and changes nothing (and runs once the change is undone).
+TEST_F(Maintenance, APlanRunsExactlyOnceOrIsRefusedWhenItDrifted) {
+  auto vms = vms_of(1, 2);
+  ASSERT_NO_FATAL_FAILURE(start(vms));
+  auto untouched = [&] {
+    EXPECT_EQ(node_record("node-a")["management"], "enabled");
+    EXPECT_TRUE(node_record("node-a")["lock"].is_null());
+    EXPECT_TRUE(command("task.list", {{"node", "node-a"}})["result"]["tasks"].empty());
+  };
+  auto dry = command("node.maintenance", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(dry["ok"]) << dry;
+  std::string id = dry["result"]["plan_id"];
+  EXPECT_EQ(id.size(), 32u);
+
+  auto migrate_plan = command("node.migrate", {{"node", "node-a"}, {"dry_run", true}});
+  ASSERT_TRUE(migrate_plan["ok"]) << migrate_plan;
+  auto other = command("node.maintenance", {{"node", "node-a"}, {"plan", migrate_plan["result"]["plan_id"]}});
+  EXPECT_EQ(other["error"]["code"], "plan_drifted") << other;
+  untouched();
+
+  ASSERT_TRUE(command("node.disable", {{"node", "node-a"}})["ok"]);
+  auto drifted = command("node.maintenance", {{"node", "node-a"}, {"plan", id}});
+  EXPECT_EQ(drifted["error"]["code"], "plan_drifted") << drifted;
+  ASSERT_TRUE(drifted["error"]["changes"].is_array()) << drifted;
+  EXPECT_EQ(drifted["error"]["changes"][0]["what"], "node_state") << drifted;
+  EXPECT_TRUE(command("task.list", {{"node", "node-a"}})["result"]["tasks"].empty());
+  ASSERT_TRUE(command("node.enable", {{"node", "node-a"}})["ok"]);
+  untouched();
+
+  auto r = command("node.maintenance", {{"node", "node-a"}, {"plan", id}});
+  ASSERT_TRUE(r["ok"]) << r;
+  EXPECT_EQ(r["result"]["plan_id"], id);
+  EXPECT_EQ(r["result"]["plan"], dry["result"]["plan"]);
+  std::string task_id = r["result"]["task"];
+  EXPECT_EQ(task(task_id)["kind"], "maintenance");
+  EXPECT_EQ(node_record("node-a")["management"], "disabled");
+  ASSERT_TRUE(wait_until([&] { return task_final(task_state(task_id)); }, 30s)) << task(task_id).dump(2);
+  auto again = command("node.maintenance", {{"node", "node-a"}, {"plan", id}});
+  EXPECT_EQ(again["error"]["code"], "plan_used") << again;
+}
+
 TEST_F(Maintenance, RefusalsChangeNothing) {
   auto vms = vms_of(1, 2);
   ASSERT_NO_FATAL_FAILURE(start(vms));
