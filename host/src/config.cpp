@@ -196,6 +196,9 @@ std::string hostname() {
 
 }  // namespace
 
+// About 317 years: far past any timeout, far inside int64_t.
+constexpr double kMaxDurationMs = 1e13;
+
 std::optional<int64_t> parse_duration_ms(std::string_view text) {
   size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
@@ -215,7 +218,10 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
   else if (unit == "m") scale = 60'000;
   else if (unit == "h") scale = 3'600'000;
   else return std::nullopt;
-  return static_cast<int64_t>(std::llround(number * scale));
+  // A number too large for the ms count would wrap to a negative one (fuzz.config found it).
+  double ms = number * scale;
+  if (!std::isfinite(ms) || ms > kMaxDurationMs) return std::nullopt;
+  return static_cast<int64_t>(std::llround(ms));
 }
 
 std::vector<KeyDecl> to_decls(const nodeha_config_key* keys, size_t count) {

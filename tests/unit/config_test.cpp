@@ -202,6 +202,10 @@ TEST(Duration, Parses) {
   EXPECT_FALSE(parse_duration_ms("-1s"));
   EXPECT_FALSE(parse_duration_ms("3 s"));
   EXPECT_FALSE(parse_duration_ms("1d"));
+  // Too large for a count of ms: refused, never wrapped to a negative one.
+  EXPECT_FALSE(parse_duration_ms(std::string(120, '2') + "ms"));
+  EXPECT_FALSE(parse_duration_ms("20000000000h"));
+  EXPECT_EQ(parse_duration_ms("87600h"), int64_t{87600} * 3'600'000);
 }
 
 nodeha_plugin descriptor(uint32_t major, uint32_t minor) {
