@@ -105,10 +105,50 @@ Answer decode_answer(const std::string& body) {
   Event ev;
   ev.seq = (*m)["seq"].get<uint64_t>();
   ev.subject = text(*m, "subject");
+  ev.stored_ms = parse_utc(text(*m, "time")).value_or(0);
   auto data = base64_decode(text(*m, "data"));
   ev.record = data ? json::parse(*data, nullptr, false) : json();
   if (!ev.record.is_object()) ev.record = json{{"event", "?"}, {"undecodable", text(*m, "data").substr(0, 200)}};
   return ev;
+}
+
+std::optional<int64_t> parse_utc(const std::string& t) {
+  std::tm tm{};
+  int frac_digits = 0;
+  int64_t frac = 0;
+  size_t i = 0;
+  auto digits = [&](size_t n, int* out) {
+    if (i + n > t.size()) return false;
+    int v = 0;
+    for (size_t k = 0; k < n; ++k, ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(t[i]))) return false;
+      v = v * 10 + (t[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  auto sep = [&](char c) { return i < t.size() && t[i++] == c; };
+  if (!digits(4, &tm.tm_year) || !sep('-') || !digits(2, &tm.tm_mon) || !sep('-') || !digits(2, &tm.tm_mday) || !sep('T') ||
+      !digits(2, &tm.tm_hour) || !sep(':') || !digits(2, &tm.tm_min) || !sep(':') || !digits(2, &tm.tm_sec))
+    return std::nullopt;
+  if (i < t.size() && t[i] == '.')
+    for (++i; i < t.size() && std::isdigit(static_cast<unsigned char>(t[i])); ++i, ++frac_digits)
+      if (frac_digits < 3) frac = frac * 10 + (t[i] - '0');
+  if (i + 1 != t.size() || t[i] != 'Z' || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+      tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+    return std::nullopt;
+  for (int k = std::min(frac_digits, 3); k < 3; ++k) frac *= 10;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + frac;
+}
+
+std::optional<uint64_t> last_seq(const std::string& info_answer) {
+  json j = json::parse(info_answer, nullptr, false);
+  if (!j.is_object() || !j.contains("state") || !j["state"].is_object()) return std::nullopt;
+  auto f = j["state"].find("last_seq");
+  if (f == j["state"].end() || !f->is_number_unsigned()) return std::nullopt;
+  return f->get<uint64_t>();
 }
 
 std::vector<Event> newest(std::vector<Event> events, size_t limit, int64_t since_ms) {

@@ -27,6 +27,7 @@ struct Event {
   uint64_t seq = 0;
   std::string subject;
   nlohmann::json record;  // the event as published (an object; {"event":"?"} when it was not JSON)
+  int64_t stored_ms = 0;  // when the stream stored it (the answer's "time"); 0 when unreadable
 };
 struct End {};  // no event at or after the sequence asked
 struct Failure {
@@ -36,6 +37,12 @@ struct Failure {
 using Answer = std::variant<Event, End, Failure>;
 // Decodes one message-get answer (message data and headers come base64-encoded).
 Answer decode_answer(const std::string& body);
+
+// "2026-12-07T03:16:16.830123456Z" as unix ms; nullopt when it is not an RFC 3339 UTC time.
+std::optional<int64_t> parse_utc(const std::string& text);
+
+// The stream's last sequence from a `$JS.API.STREAM.INFO.<stream>` answer; nullopt when absent.
+std::optional<uint64_t> last_seq(const std::string& info_answer);
 
 // The last `limit` of `events` whose time (unix ms) is at or after `since_ms` (0: all), oldest first.
 std::vector<Event> newest(std::vector<Event> events, size_t limit, int64_t since_ms);

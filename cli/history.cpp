@@ -25,37 +25,77 @@ struct Args {
   std::string since;
 };
 
-// Reads every event on `subject` (oldest first), one message-get each; an exit code on failure.
-int read_events(Controller& c, const std::string& subject, std::vector<event_log::Event>* out) {
+// One request to the JetStream API; the answer's body, or nullopt with the failure reported in
+// *exit.
+std::optional<std::string> ask(Controller& c, const std::string& api, const std::string& body, int* exit) {
+  auto reply = c.request_api(api, body);
+  *exit = kExitUnreachable;
+  if (!reply) return std::nullopt;
+  switch (reply->outcome) {
+    case BusReply::kAnswered: return reply->body;
+    case BusReply::kNotPermitted:
+      *exit = c.fail("not_permitted",
+                     fmt::format("the NATS server refused {} to your credential; reading history needs an admin or viewer identity", api),
+                     kExitRefused, "docs/security.md says what each identity may do");
+      break;
+    case BusReply::kNoResponders:
+      *exit = c.fail("no_jetstream", "nobody answers " + api + ": is JetStream on in nats-server?", kExitUnreachable);
+      break;
+    case BusReply::kTimeout: *exit = c.fail("timeout", "no answer to " + api + " in time (--timeout)", kExitUnreachable); break;
+    case BusReply::kLost:
+    case BusReply::kRefused: *exit = c.fail("unreachable", "cannot read the events stream: " + reply->error, kExitUnreachable); break;
+  }
+  return std::nullopt;
+}
+
+// The event on `subject` at or after `seq`: an Event, End, or nullopt with the failure reported.
+std::optional<event_log::Answer> get(Controller& c, uint64_t seq, const std::string& subject, int* exit) {
   const Globals& g = c.globals();
-  std::string api = event_log::get_subject(g.prefix);
-  for (uint64_t seq = 1;;) {
-    auto reply = c.request_api(api, event_log::request_body(seq, subject));
-    if (!reply) return kExitUnreachable;
-    switch (reply->outcome) {
-      case BusReply::kAnswered: break;
-      case BusReply::kNotPermitted:
-        return c.fail("not_permitted",
-                      fmt::format("the NATS server refused {} to your credential; reading history needs an admin or viewer identity", api),
-                      kExitRefused, "docs/security.md says what each identity may do");
-      case BusReply::kNoResponders:
-        return c.fail("no_jetstream", "nobody answers " + api + ": is JetStream on in nats-server?", kExitUnreachable);
-      case BusReply::kTimeout: return c.fail("timeout", "no answer to " + api + " in time (--timeout)", kExitUnreachable);
-      case BusReply::kLost:
-      case BusReply::kRefused: return c.fail("unreachable", "cannot read the events stream: " + reply->error, kExitUnreachable);
-    }
-    auto answer = event_log::decode_answer(reply->body);
-    if (std::holds_alternative<event_log::End>(answer)) return kExitDone;
-    if (auto* f = std::get_if<event_log::Failure>(&answer)) {
-      if (f->code == 404)
-        return c.fail("no_events", "there is no events stream " + event_log::stream_name(g.prefix) + " (" + f->text +
-                                       "): no controller has run with prefix " + g.prefix + " yet",
-                      kExitFailed);
-      return c.fail("bad_reply", "the events stream answered: " + f->text, kExitFailed);
-    }
-    auto& ev = std::get<event_log::Event>(answer);
-    seq = ev.seq + 1;
-    out->push_back(std::move(ev));
+  auto body = ask(c, event_log::get_subject(g.prefix), event_log::request_body(seq, subject), exit);
+  if (!body) return std::nullopt;
+  auto answer = event_log::decode_answer(*body);
+  auto* f = std::get_if<event_log::Failure>(&answer);
+  if (!f) return answer;
+  if (f->code == 404)
+    *exit = c.fail("no_events", "there is no events stream " + event_log::stream_name(g.prefix) + " (" + f->text +
+                                    "): no controller has run with prefix " + g.prefix + " yet",
+                   kExitFailed);
+  else
+    *exit = c.fail("bad_reply", "the events stream answered: " + f->text, kExitFailed);
+  return std::nullopt;
+}
+
+// The first sequence stored at or after `since_ms`, by bisection over the whole stream (any
+// subject): log2(events) requests instead of reading 30 days. nullopt when a request failed
+// (reported, its exit code in *exit).
+std::optional<uint64_t> first_since(Controller& c, int64_t since_ms, int* exit) {
+  const Globals& g = c.globals();
+  auto info = ask(c, "$JS.API.STREAM.INFO." + event_log::stream_name(g.prefix), "", exit);
+  if (!info) return std::nullopt;
+  auto last = event_log::last_seq(*info);
+  if (!last) return 1;  // no stream yet: reading says so
+  uint64_t lo = 1, hi = *last + 1;  // the answer is in [lo, hi]
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    auto a = get(c, mid, g.prefix + ".evt.>", exit);
+    if (!a) return std::nullopt;
+    auto* e = std::get_if<event_log::Event>(&*a);
+    if (!e || e->stored_ms >= since_ms) hi = mid;
+    else lo = e->seq + 1;
+  }
+  return lo;
+}
+
+// Reads every event on `subject` from `seq` on (oldest first), one message-get each; an exit
+// code on failure.
+int read_events(Controller& c, uint64_t seq, const std::string& subject, std::vector<event_log::Event>* out) {
+  for (int exit = 0;;) {
+    auto answer = get(c, seq, subject, &exit);
+    if (!answer) return exit;
+    auto* ev = std::get_if<event_log::Event>(&*answer);
+    if (!ev) return kExitDone;
+    seq = ev->seq + 1;
+    out->push_back(std::move(*ev));
   }
 }
 
@@ -68,7 +108,10 @@ int show_history(const Globals& g, const std::string& what, const std::string& i
   Controller c(g);
   std::string subject = g.prefix + "." + tail;
   std::vector<event_log::Event> events;
-  if (int code = read_events(c, subject, &events); code != kExitDone) return code;
+  int exit = kExitDone;
+  auto from = since_ms > 0 ? first_since(c, since_ms, &exit) : std::optional<uint64_t>(1);
+  if (!from) return exit;
+  if (int code = read_events(c, *from, subject, &events); code != kExitDone) return code;
   events = event_log::newest(std::move(events), a.limit, since_ms);
   if (g.json) {
     json records = json::array();

@@ -725,7 +725,13 @@ TEST_F(CliHistory, ANodeKilledDisabledAndDrainedExplainsEachChange) {
   EXPECT_EQ(facts["ping_subject"], "nodeha.agent.node-b.ping");
   EXPECT_GE(facts["silence_s"].get<double>(), 2.0);
   EXPECT_EQ(doc["events"][0]["evidence"]["by"], "ctl");
-  EXPECT_EQ(run({"node", "history", "node-b", "--since", "1h", "--limit", "2"}).out.find("registered"), std::string::npos);
+  EXPECT_EQ(run({"node", "history", "node-b", "--limit", "2"}).out.find("registered"), std::string::npos);
+  // --since seeks by bisection over the whole stream: the last hour has it all, a second soon nothing.
+  EXPECT_THAT(run({"node", "history", "node-b", "--since", "1h"}).out, HasSubstr("first heartbeat from a node nobody knew"));
+  EXPECT_TRUE(wait_until([&] {
+    return run({"node", "history", "node-b", "--since", "1s"}).out.find("no events for node node-b in the last 1s") !=
+           std::string::npos;
+  }, 10s));
 
   // Nothing yet about a node nobody knew; a bad id is a usage error before any connection.
   EXPECT_THAT(run({"node", "history", "node-zz"}).out, HasSubstr("no events for node node-zz"));

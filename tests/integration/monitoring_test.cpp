@@ -97,6 +97,13 @@ class Monitoring : public ::testing::Test {
     return false;
   }
 
+  json last_event(const std::string& node, const std::string& to) {
+    std::lock_guard lock(mu_);
+    for (auto e = events_.rbegin(); e != events_.rend(); ++e)
+      if ((*e)["node"] == node && (*e)["event"] == "monitor" && (*e)["to"] == to) return *e;
+    return json();
+  }
+
   NatsServer nats_;
   std::unique_ptr<host::Bus> bus_;
   std::mutex mu_;
@@ -161,6 +168,11 @@ TEST_F(Monitoring, BusinessNetworkFailureMakesTheNodeErrorAndBack) {
                                                std::to_string(target.port()) + "\"}") == 0; }));
   EXPECT_EQ(a.metric("nodeha_netcheck_up{interface=\"lo\",target=\"link\"}"), 1);
   EXPECT_TRUE(wait_until([&] { return stored_state("node-a") == "error"; }));
+  // The event's evidence is the failing check's own words, and who decided.
+  json error_event = last_event("node-a", "error");
+  EXPECT_EQ(error_event["evidence"]["summary"], show["result"]["reason"]) << error_event;
+  EXPECT_EQ(error_event["evidence"]["facts"]["checks"], show["result"]["reason"]) << error_event;
+  EXPECT_EQ(error_event["evidence"]["by"], "ctl") << error_event;
 
   target.open();
   ASSERT_TRUE(wait_until([&] { return saw_event("node-a", "normal"); }, 10s)) << ctl.log();

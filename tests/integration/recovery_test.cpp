@@ -135,6 +135,14 @@ TEST_F(Recovery, AFencedNodesHaVmsRunElsewhereAndTheOthersStayDown) {
   EXPECT_THAT(tasks.out, HasSubstr("recover (automatic)"));
   EXPECT_THAT(cli({"node", "show", "node-a"}).out, HasSubstr("fenced"));
   EXPECT_EQ(ctl.metric("nodeha_recoveries_total{result=\"succeeded\"}"), 1);
+  // The node's history: the fence and each recovery state with its evidence, and the task's outcome.
+  std::string history;
+  EXPECT_TRUE(wait_until([&] { return (history = cli({"node", "history", "node-a"}).out).find("recover task " + id) != std::string::npos; }))
+      << history;
+  EXPECT_THAT(history, HasSubstr("fenced by ack: confirmed off by "));
+  EXPECT_THAT(history, HasSubstr("recovery fencing: "));
+  EXPECT_THAT(history, HasSubstr("recovery recovered: "));
+  EXPECT_THAT(history, HasSubstr("drained by recover task " + id));
 
   // node-a returns with its domains running (the test driver's node file: as if the ack had been
   // wrong): the moved ones are stale copies, removed at once; the two others are their only copies

@@ -90,6 +90,14 @@ TEST(Permissions, EachRoleGetsOnlyItsSubjects) {
   EXPECT_TRUE(has(viewer.publish, "nodeha.cmd.node.list"));
   EXPECT_THAT(viewer.publish, Not(Contains(HasSubstr("drain"))));
   EXPECT_THAT(viewer.publish, Not(Contains("nodeha.cmd.>")));
+  // History: one message at a time from the events stream, no consumer (docs/security.md).
+  auto site_admin = permissions_for({"alice", Role::kAdmin}, "site.a");
+  EXPECT_TRUE(has(viewer.publish, "$JS.API.STREAM.MSG.GET.NODEHA_EVENTS"));
+  EXPECT_TRUE(has(site_admin.publish, "$JS.API.STREAM.MSG.GET.SITE_A_EVENTS"));  // named as the host names it
+  for (const auto& reader : {viewer, admin, site_admin})
+    for (const auto& subject : reader.publish)
+      EXPECT_FALSE(subject.starts_with("$JS.API.CONSUMER.") && subject.find("_EVENTS") != std::string::npos) << subject;
+  EXPECT_THAT(agent.publish, Not(Contains(HasSubstr("_EVENTS"))));
 }
 
 TEST(ServerConfig, AWebsocketListenerHasTheServersCertificateAndOnlyTheGivenOrigins) {

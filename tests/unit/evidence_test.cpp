@@ -153,6 +153,17 @@ TEST(EventLog, FieldsOfAnotherTypeReadAsNothing) {
   EXPECT_EQ(std::get<cli::event_log::Failure>(f).code, 0);
 }
 
+TEST(EventLog, TheStreamsTimesAndLastSequence) {
+  EXPECT_EQ(cli::event_log::parse_utc("2026-12-07T03:16:16.830123456Z"), 1796613376830);
+  EXPECT_EQ(cli::event_log::parse_utc("1970-01-01T00:00:01Z"), 1000);
+  EXPECT_EQ(cli::event_log::parse_utc("1970-01-01T00:00:00.5Z"), 500);
+  for (const char* bad : {"", "2026-12-07", "2026-12-07T03:16:16", "2026-13-07T03:16:16Z", "2026-12-07T03:16:16+01:00", "x"})
+    EXPECT_FALSE(cli::event_log::parse_utc(bad)) << bad;
+  EXPECT_EQ(cli::event_log::last_seq(R"({"state":{"messages":3,"first_seq":1,"last_seq":42}})"), 42u);
+  EXPECT_FALSE(cli::event_log::last_seq(R"({"error":{"code":404}})"));
+  EXPECT_FALSE(cli::event_log::last_seq(R"({"state":{"last_seq":"42"}})"));
+}
+
 TEST(EventLog, SinceTakesSecondsMinutesHoursDays) {
   EXPECT_EQ(cli::event_log::parse_since("90s"), 90'000);
   EXPECT_EQ(cli::event_log::parse_since("7d"), 7LL * 86'400'000);
