@@ -1,5 +1,7 @@
 #include "evidence.h"
 
+#include <nodeha/ids.hpp>
+
 #include <cmath>
 #include <cstdio>
 
@@ -57,6 +59,10 @@ std::string requester_of(std::string_view reply) {
   std::string_view rest = reply.substr(kPrefix.size());
   std::string_view name = rest.substr(0, rest.find('.'));
   if (name.empty() || name.size() == rest.size()) return kUnauthenticated;  // "_INBOX_x" with no token after it
+  // Anyone names the reply subject: only an identity name (a DNS label, as `auth init` makes them)
+  // goes into records; 5,000 characters or bytes that are not UTF-8 would break every record
+  // holding it (a JSON dump throws on them).
+  if (!NodeId::parse(name)) return kUnauthenticated;
   return std::string(name);
 }
 

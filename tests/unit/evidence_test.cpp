@@ -74,6 +74,8 @@ TEST(Evidence, TheRequesterIsTheInboxPrefixsIdentityOrUnauthenticated) {
   EXPECT_EQ(evidence::requester_of("_INBOX_"), "unauthenticated");
   EXPECT_EQ(evidence::requester_of("_INBOX_alice"), "unauthenticated");
   EXPECT_EQ(evidence::requester_of("nodeha.cmd.node.drain"), "unauthenticated");
+  EXPECT_EQ(evidence::requester_of("_INBOX_" + std::string(5000, 'a') + ".1"), "unauthenticated");
+  EXPECT_EQ(evidence::requester_of("_INBOX_al\xff\xfeice.1"), "unauthenticated");
 }
 
 TEST(Evidence, SecondsShowAtMostTwoDecimals) {
