@@ -67,6 +67,12 @@ lease::Judgement LeaseDesk::judge(const std::string& node, const std::vector<std
                       config_.fence_after, config_.margin, lease::Clock::now());
 }
 
+bool LeaseDesk::said_fenced(const std::string& node) {
+  std::lock_guard lock(mu_);
+  auto it = leases_.find(node);
+  return it != leases_.end() && it->second.seq != 0 && log_.fenced_seq(node) == it->second.seq;
+}
+
 bool LeaseDesk::heard_since(const std::string& node, lease::Clock::time_point since) {
   std::lock_guard lock(mu_);
   return log_.heard(node, since, lease::Clock::time_point::max(), false);

@@ -31,6 +31,9 @@ class LeaseDesk {
   // A node's record says its witness address (empty: none, and it is no one's peer).
   void set_address(const std::string& node, const std::string& address);
   lease::Judgement judge(const std::string& node, const std::vector<std::string>& peers);
+  // Whether its peers report that `node` destroyed its VMs itself on its last grant's lease: its own
+  // word, sealed with the grant's key, which holds whatever judge() said before.
+  bool said_fenced(const std::string& node);
   // Whether a peer heard `node` on the witness network after `since`.
   bool heard_since(const std::string& node, lease::Clock::time_point since);
   void forget(const std::string& node);

@@ -135,7 +135,7 @@ class RecoveryPlugin : public Plugin {
       // Only nodes with a record: a subject naming anything else must not grow the map.
       if (auto it = nodes_.find(m.subject.substr(hb.size())); it != nodes_.end())
         heard_[it->first] = std::chrono::steady_clock::now();
-    });
+    }, {}, NODEHA_SUB_BATCH);
     if (!h) return h.status();
     if (Status l = leases_->start(); !l) return l;
     // The budget, as lease grants tell it: a node cut from management with many others at once
@@ -265,6 +265,14 @@ class RecoveryPlugin : public Plugin {
             wait = false;  // fenced: recover at once
             continue;
           }
+        }
+        // The lease's judgement refused (a peer's answer may have told it to wait), yet the node
+        // may fence itself later, once that peer vouches again: its word settles it.
+        if (leases_->config().self_fence && leases_->said_fenced(node)) {
+          if (record_fence(node, {{"method", kLease}, {"at", tasks::unix_ms()}, {"by", host().node_id()},
+                                  {"detail", "it destroyed its VMs itself after its lease ended, and said so to its peers"}}))
+            wait = false;
+          continue;
         }
         std::string why = failures.empty() ? "" : " (" + failures + ")";
         if (ladder_.back().method == kAck) {

@@ -271,5 +271,70 @@ TEST_F(Recovery, ARestartedAgentGoesOnWithItsLease) {
   EXPECT_TRUE(wait_until([&] { return b->metric("nodeha_lease_valid") == 1; }, 5s)) << b->log();
 }
 
+// Self-fencing's late word (plugins/recovery/lease_desk.h; this test plays node-a's and node-b's
+// lease clients on the bus). node-a, cut off, was heard by node-b while node-b's own lease had
+// ended (or its leader held recovery): it may have kept its VMs, so the lease rung refuses and the
+// recovery waits for the operator. node-a then fences itself after all and says so through node-b:
+// its word, on its last grant, ends the wait, with no operator.
+TEST_F(Recovery, ANodeThatFencesItselfAfterTheLeaseRungRefusedIsRecoveredOnItsWord) {
+  auto va = vms_of(1, 2);
+  HostProcess ctl(recovery_config("fence_after = \"1s\"\nlease_margin = \"0s\"\nisolation_response = \"stop\"\n"
+                                  "[[plugin.fence]]\nmethod = \"lease\"\n"));
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  // node-a and node-b have a business address: each is the other's peer. node-c has none.
+  auto witness_agent = [&](const std::string& node, const std::vector<Vm>& vms, const std::string& address) {
+    std::string config = test_agent_config(node, nodes_.path(node, vms, 16384), {nats_.url()});
+    const std::string at = "disk_path = \"/\"\n";
+    config.replace(config.find(at), at.size(), at + "addresses = { business = \"" + address + "\" }\n");
+    auto a = std::make_unique<HostProcess>(config);
+    EXPECT_TRUE(a->wait_ready()) << a->log();
+    return a;
+  };
+  auto a = witness_agent("node-a", va, "127.0.0.1");
+  auto b = witness_agent("node-b", {}, "127.0.0.2");
+  auto c = start_agent("node-c");
+  ASSERT_TRUE(wait_until([&] { return normal("node-a") && normal("node-b") && normal("node-c") && recorded(va, "node-a"); }))
+      << ctl.log();
+  for (const auto& v : va) ASSERT_TRUE(command("vm.set_ha", {{"vm", v.uuid}, {"ha", 1}})["ok"]);
+
+  auto renew = [&](const std::string& node, const json& heard) {
+    json body = {{"node", node}, {"watchdog_ms", 1000}, {"incarnation", 7}, {"heard", heard}};
+    auto r = bus_->request("nodeha.ctl." + node + ".lease", body.dump(), 10s);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    json reply = r ? json::parse(r.value(), nullptr, false) : json();
+    EXPECT_TRUE(reply.value("ok", false)) << reply;
+    return reply.value("result", json::object()).value("seq", uint64_t{0});
+  };
+  uint64_t seq = renew("node-a", json::array());
+  ASSERT_NE(seq, 0u);
+  auto cut = std::chrono::steady_clock::now();
+  a.reset();
+  // node-b hears node-a all along, its own lease ended: node-a may have kept its VMs.
+  auto heard_by_b = [&](uint64_t fenced_seq) {
+    int64_t age = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - cut).count() + 1000;
+    json heard = {{"node", "node-a"}, {"any_first_ms", age}, {"any_last_ms", 0}, {"invalid_first_ms", age},
+                  {"invalid_last_ms", 0}, {"fenced_seq", fenced_seq}};
+    return json::array({heard});
+  };
+  ASSERT_TRUE(wait_until([&] {
+    renew("node-b", heard_by_b(0));
+    return recovery("node-a").value("method", "") == "ack";
+  }, 30s)) << node_record("node-a").dump(2) << ctl.log();
+  EXPECT_THAT(recovery("node-a")["reason"].get<std::string>(), HasSubstr("a peer whose own lease had ended heard it"));
+  EXPECT_FALSE(node_record("node-a").contains("fence"));
+  EXPECT_TRUE(recorded(va, "node-a"));
+
+  // node-a fenced itself under its last grant and told node-b.
+  ASSERT_TRUE(wait_until([&] {
+    renew("node-b", heard_by_b(seq));
+    return recovery("node-a").value("state", "") == "recovered";
+  }, 20s)) << node_record("node-a").dump(2) << ctl.log();
+  json fence = node_record("node-a")["fence"];
+  EXPECT_EQ(fence["method"], "lease");
+  EXPECT_THAT(fence["detail"].get<std::string>(), HasSubstr("said so to its peers"));
+  for (const auto& v : va) EXPECT_NE(vm_record(v.uuid)["node"], "node-a");
+  EXPECT_TRUE(ctl.process().running());
+}
+
 }  // namespace
 }  // namespace nodeha::test
