@@ -51,6 +51,7 @@ struct Options {
   int deadline_s = 15;   // how long to wait for the silenced nodes' events
   int publishers = 4;
   int vms = 3;
+  int wire = heartbeat::kWireVersion;  // the highest heartbeat wire version the simulated agents speak
 };
 
 int64_t steady_ns() { return SteadyClock::now().time_since_epoch().count(); }
@@ -78,6 +79,10 @@ struct SimNode {
   std::atomic<bool> silenced{false};
   std::atomic<bool> registered{false};
   std::atomic<int64_t> last_sent_ns{0}, silenced_ns{0}, first_ping_ns{0}, unreachable_ns{0};
+  // As an agent does (plugins/heartbeat/agent.h): version 1 until granted, the list in the first
+  // heartbeat of version 2 and when asked, back to version 1 on a ping-back.
+  std::atomic<uint32_t> wire{1};
+  std::atomic<bool> full{true};
 };
 
 class Simulator {
@@ -106,6 +111,7 @@ class Simulator {
         hb.vms.push_back({uuid, n.id + "-vm" + std::to_string(v), "running"});
       }
       hb.checks = {{"netcheck", true, ""}};
+      hb.vms_digest = heartbeat::vms_digest(hb.vms);
     }
   }
 
@@ -117,6 +123,11 @@ class Simulator {
     pings_ = make_bus("heartbeat_load-pings");
     if (!control_ || !pings_) return false;
     auto p = pings_->subscribe("nodeha.agent.*.ping", "", [this](Message m) { on_ping(m); });
+    auto g = pings_->subscribe("nodeha.agent.*.hb.wire", "", [this](Message m) { on_grant(m); });
+    if (!g) {
+      std::cerr << "subscribe failed: " << g.status().message() << "\n";
+      return false;
+    }
     auto e = control_->subscribe("nodeha.evt.node.*", "", [this](Message m) { on_event(m); });
     if (!p || !e) {
       std::cerr << "subscribe failed: " << (p ? e.status().message() : p.status().message()) << "\n";
@@ -160,6 +171,7 @@ class Simulator {
   uint64_t sent() const { return sent_; }
   uint64_t false_alarms() const { return false_alarms_; }
   uint64_t live_pings() const { return live_pings_; }
+  uint64_t grants() const { return grants_; }
   int64_t max_lag_ms() const { return max_lag_us_ / 1000; }
   void reset_lag() { max_lag_us_ = 0; }
 
@@ -189,6 +201,8 @@ class Simulator {
         for (int64_t seen = max_lag_us_; lag_us > seen && !max_lag_us_.compare_exchange_weak(seen, lag_us);) {}
         node.hb.seq++;
         node.hb.sent_at = unix_ms();
+        node.hb.version = node.wire;
+        node.hb.has_vms = node.hb.version < 2 || node.full.exchange(false);
         if (bus.publish(node.subject, heartbeat::encode_heartbeat(node.hb))) {
           node.last_sent_ns = steady_ns();
           sent_.fetch_add(1, std::memory_order_relaxed);
@@ -214,9 +228,22 @@ class Simulator {
       return;
     }
     live_pings_++;
+    n->wire = 1;
     if (m.reply.empty()) return;
     json reply = {{"ok", true}, {"result", {{"node", n->id}, {"boot_id", n->hb.boot_id}, {"time", unix_ms()}}}};
     pings_->publish(m.reply, reply.dump());
+  }
+
+  // On a cnats thread: the controller's wire grant (or its request for the whole list).
+  void on_grant(const Message& m) {
+    const std::string head = "nodeha.agent.", tail = ".hb.wire";
+    if (m.subject.size() <= head.size() + tail.size()) return;
+    SimNode* n = lookup(m.subject.substr(head.size(), m.subject.size() - head.size() - tail.size()));
+    auto g = heartbeat::decode_wire_grant(m.data);
+    if (!n || !g) return;
+    uint32_t wire = std::min<uint32_t>(g->wire, static_cast<uint32_t>(opt_.wire));
+    if (n->wire.exchange(wire) != wire || g->full) n->full = true;
+    grants_++;
   }
 
   // On a cnats thread: registrations, and unreachable events (expected only for silenced nodes).
@@ -242,7 +269,7 @@ class Simulator {
   SteadyClock::time_point epoch_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> registered_{0}, detected_{0};
-  std::atomic<uint64_t> sent_{0}, false_alarms_{0}, live_pings_{0};
+  std::atomic<uint64_t> sent_{0}, false_alarms_{0}, live_pings_{0}, grants_{0};
   std::atomic<int64_t> max_lag_us_{0};
 };
 
@@ -391,6 +418,19 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
             << " s warm-up; busiest 5 s slice of the controller: " << fixed(w.busiest_slice_pct, 1) << " % of one core\n"
             << "- nats-server CPU " << fixed(w.nats_pct, 1) << " %, simulator CPU " << fixed(w.sim_pct, 1)
             << " %, simulator's worst publish lag " << w.worst_lag_ms << " ms, pings to live nodes " << w.live_pings << "\n";
+  // For bench/run-all: one line per figure, the node count in the key.
+  std::string k = "heartbeat." + std::to_string(opt.nodes) + "_nodes.";
+  auto figure = [&](const std::string& name, double v) { std::cout << "figure: " << k << name << " " << fixed(v, 2) << "\n"; };
+  figure("cpu_pct", w.cpu_pct);
+  figure("busiest_5s_cpu_pct", w.busiest_slice_pct);
+  figure("rss_mib", w.rss_mib);
+  figure("peak_rss_mib", peak_mib);
+  figure("counted_pct", w.sent_per_s > 0 ? w.received_per_s / w.sent_per_s * 100 : 0);
+  figure("false_alarms", static_cast<double>(false_alarms));
+  figure("undetected", static_cast<double>(d.silenced - d.from_beat.size()));
+  figure("detect_from_failure_p99_ms", percentile(d.from_silence, 99));
+  figure("detect_from_failure_p50_ms", percentile(d.from_silence, 50));
+  figure("detect_from_last_beat_p99_ms", percentile(d.from_beat, 99));
 }
 
 int run(const Options& opt) {
@@ -463,6 +503,8 @@ int main(int argc, char** argv) {
   app.add_option("--deadline", opt.deadline_s, "seconds to wait for the silenced nodes' events");
   app.add_option("--publishers", opt.publishers, "publisher threads (one NATS connection each)")->check(CLI::Range(1, 64));
   app.add_option("--vms", opt.vms, "VMs listed in each heartbeat")->check(CLI::Range(0, 100));
+  app.add_option("--wire", opt.wire, "the highest heartbeat wire version the simulated agents speak (1: the whole list every time)")
+      ->check(CLI::Range(1, static_cast<int>(nodeha::heartbeat::kWireVersion)));
   CLI11_PARSE(app, argc, argv);
   opt.silence = std::min(opt.silence, opt.nodes);
   return nodeha::bench::run(opt);

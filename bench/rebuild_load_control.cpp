@@ -240,6 +240,8 @@ int run_control(const Options& opt) {
             << fixed(percentile(tt.steps_ms, 100)) << " | " << fixed(tt.busy, 2) << " | " << fixed(ctl_cpu, 2) << " | "
             << fixed(ctl_cpu * 1000.0 / nd, 2) << " | " << fixed(agents_cpu, 2) << " (" << agent_cells << ") | "
             << fixed(nats_cpu, 2) << " |\n\n";
+  std::cout << "figure: evacuation.control_" << n << "_vms_ms_per_vm " << fixed(tt.total_ms / nd, 2) << "\n"
+            << "figure: evacuation.control_" << n << "_vms_controller_cpu_ms_per_vm " << fixed(ctl_cpu * 1000.0 / nd, 2) << "\n\n";
   std::cout << "- total: request sent -> the task record's `finished` (controller clock = this machine's); seen by polling "
                "its record every 100 ms after "
             << fixed(observed_s, 2) << " s\n"

@@ -215,7 +215,12 @@ int run(const Options& o) {
   std::printf("| leader killed → commands answered by the new leader | %zu | %s | %s | %s |\n", acting_ms.size(),
               fixed(percentile(acting_ms, 50), 0).c_str(), fixed(percentile(acting_ms, 90), 0).c_str(),
               fixed(percentile(acting_ms, 100), 0).c_str());
+  // For bench/run-all.
+  const char* bus_kind = cluster ? "nats_cluster" : "one_nats";
+  std::printf("figure: takeover.%s.acting_p50_ms %s\nfigure: takeover.%s.acting_max_ms %s\n", bus_kind,
+              fixed(percentile(acting_ms, 50), 0).c_str(), bus_kind, fixed(percentile(acting_ms, 100), 0).c_str());
   std::lock_guard lock(mu);
+  std::printf("figure: takeover.%s.false_alarms %d\n", bus_kind, false_unreachable);
   std::printf("\n%d controllers, %d agents (1 s heartbeats), lease %s, %s; nodes reported unreachable: %d; load %s\n",
               o.controllers, o.agents, o.lease.c_str(),
               cluster ? "3 nats-servers, the lease stream's leader killed with each leader" : "1 nats-server",

@@ -1,11 +1,16 @@
 // decode_heartbeat: the message every agent publishes on <prefix>.hb.<node>, read by the
-// controller. Anything decoded must encode and decode again to the same heartbeat.
+// controller; and decode_wire_grant, the controller's word back on <prefix>.agent.<node>.hb.wire.
+// Anything decoded must encode and decode again to the same record.
 #include "fuzz_check.h"
 #include "heartbeat_codec.h"
 
 using namespace nodeha;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (auto g = heartbeat::decode_wire_grant(fuzz::as_text(data, size))) {
+    auto again = heartbeat::decode_wire_grant(heartbeat::encode_wire_grant(*g));
+    fuzz::require(again.is_ok() && *again == *g, "a wire grant survives encode and decode");
+  }
   auto hb = heartbeat::decode_heartbeat(fuzz::as_text(data, size));
   if (!hb) {
     fuzz::require(hb.status().code() == NODEHA_ERR_INVALID, "a refused heartbeat is INVALID");

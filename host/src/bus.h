@@ -24,6 +24,7 @@ namespace nodeha::host {
 
 // Called on a NATS library thread: copy and hand off, never block.
 using MessageHandler = std::function<void(Message)>;
+using BatchHandler = std::function<void(std::vector<Message>)>;
 // Called on the watch's own thread: copy and hand off, never block.
 using EntryHandler = std::function<void(KvEntry)>;
 
@@ -57,6 +58,13 @@ class Bus {
   // whoever learns of it after this call finds it served. Made again after every reconnect; the
   // id stays valid until unsubscribe.
   Result<uint64_t> subscribe(const std::string& subject, const std::string& queue, MessageHandler fn);
+  // The same for a subject with many small messages (heartbeats): the messages wait in cnats'
+  // queue and one thread of the Bus takes every batched subscription's messages every
+  // kBatchEvery, handing each subscription's in order to `fn` at once. No thread is woken per
+  // message; a message waits up to kBatchEvery. Messages cnats dropped (more than its pending
+  // limit waiting) are logged.
+  Result<uint64_t> subscribe_batched(const std::string& subject, const std::string& queue, BatchHandler fn);
+  static constexpr std::chrono::milliseconds kBatchEvery{20};
   void unsubscribe(uint64_t id);
   Result<std::string> request(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout);
   // Sends a request whose reply (or no-responders notice) goes to `fn` on a NATS library thread;
@@ -92,6 +100,9 @@ class Bus {
  private:
   explicit Bus(std::unique_ptr<Impl> impl);
   Status refuse(const std::string& what, const std::string& why) const;
+  // subscribe and subscribe_batched: one of `fn` and `batch` is set.
+  Result<uint64_t> add_subscription(const std::string& subject, const std::string& queue, std::shared_ptr<MessageHandler> fn,
+                                    std::shared_ptr<BatchHandler> batch);
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> connects_{0};

@@ -7,8 +7,9 @@
 // cache when it is replaced. `mu` is never held across a round trip to the server.
 //
 // Threads: cnats' callback thread runs the connection callbacks (state, closed); its delivery
-// thread runs message callbacks; the reconnect thread makes a closed connection again; each KV
-// watch has its own thread. Lock order: state_mu, then mu, then a Watch's mu.
+// thread runs message callbacks; the reconnect thread makes a closed connection again; the
+// batcher drains batched (synchronous) subscriptions; each KV watch has its own thread. Lock
+// order: state_mu, then mu, then a Watch's mu.
 #pragma once
 
 #include "bus.h"
@@ -54,6 +55,7 @@ struct Bus::Impl {
     std::string subject, queue;
     std::shared_ptr<MessageHandler> fn;
     SubscriptionPtr current;  // on `conn`; null while it has none
+    std::shared_ptr<BatchHandler> batch;  // set: a synchronous subscription the batcher drains
   };
 
   NatsSettings settings;
@@ -88,6 +90,7 @@ struct Bus::Impl {
   uint64_t made = 0, closed_seen = 0, inbox_live = 0;
   std::condition_variable cv;  // with mu: closed_pending, closing, closed_seen, inbox_live
   std::thread reconnector;
+  std::thread batcher;  // started with the first batched subscription
 
   mutable std::mutex state_mu;
   mutable std::condition_variable state_cv;
@@ -109,6 +112,7 @@ struct Bus::Impl {
   // hands it to the reconnect thread (mu held).
   void note_if_closed(natsConnection* raw);
   void reconnect_loop();
+  void batch_loop();
 
   Result<JsRef> jetstream();
   Result<KvRef> bucket(const std::string& name);

@@ -99,9 +99,20 @@ struct PluginInstance::Access {
     // Kept across reconnects (by cnats, or made again by the Bus on a new connection), and made
     // while still disconnected too. Bus ids start at 1.
     bool local_only = flags & NODEHA_SUB_LOCAL_ONLY;
-    auto sub = local_only ? Result<uint64_t>(uint64_t{0})
-                          : self.services_.bus->subscribe(subject, queue ? queue : "",
-                                                          [deliver](Message m) { deliver(std::move(m), nullptr); });
+    // A batch is one task on the event thread: its messages in a row, as long as it lives.
+    auto deliver_batch = [&self, loop, id, fn, ctx](std::vector<Message> batch) {
+      loop->post([&self, id, fn, ctx, batch = std::move(batch)] {
+        for (const auto& m : batch) {
+          if (!self.live(id)) return;
+          nodeha_msg msg{sizeof(nodeha_msg), view(m.subject), view(m.reply), view(m.data)};
+          fn(ctx, &msg);
+        }
+      });
+    };
+    auto sub = local_only                   ? Result<uint64_t>(uint64_t{0})
+               : (flags & NODEHA_SUB_BATCH) ? self.services_.bus->subscribe_batched(subject, queue ? queue : "", deliver_batch)
+                                            : self.services_.bus->subscribe(subject, queue ? queue : "",
+                                                                            [deliver](Message m) { deliver(std::move(m), nullptr); });
     Result<uint64_t> route = uint64_t{0};
     // Where there is no local socket (controllers) NODEHA_SUB_LOCAL changes nothing: NATS only.
     if (sub && (flags & (NODEHA_SUB_LOCAL | NODEHA_SUB_LOCAL_ONLY)) && self.services_.local) {

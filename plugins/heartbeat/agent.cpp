@@ -42,6 +42,7 @@ Result<Inventory> read_inventory(const Host& host, const std::string& disk_path)
     if (virDomainGetInfo(d.get(), &info) < 0) continue;  // vanished while we looked
     const char* name = virDomainGetName(d.get());
     inv.vms.push_back({uuid, name ? name : "", libvirt::state_name(info.state)});
+    if (info.state != VIR_DOMAIN_SHUTOFF && info.state != VIR_DOMAIN_CRASHED && info.state != VIR_DOMAIN_NOSTATE) inv.active++;
     if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED || info.state == VIR_DOMAIN_BLOCKED) {
       inv.use.vcpus += info.nrVirtCpu;
       inv.use.memory_mib += info.memory / 1024;
@@ -61,6 +62,9 @@ AgentSide::AgentSide(const Host& host) : host_(host) {
     addresses_[it.key()] = it.value().get<std::string>();
   }
   boot_id_ = read_boot_id();
+  auto wire = c.at("wire").get<int64_t>();
+  if (wire < 1 || wire > kWireVersion) throw ConfigError("wire must be 1 or " + std::to_string(kWireVersion));
+  max_wire_ = static_cast<uint32_t>(wire);
 }
 
 Status AgentSide::start() {
@@ -77,10 +81,56 @@ Status AgentSide::start() {
   if (!checks) return checks.status();
   auto ping = host_.subscribe(host_.subject("agent." + node + ".ping"), [this, node](const Message& m) {
     host_.respond(m.reply, command::ok({{"node", node}, {"boot_id", boot_id_}, {"time", unix_ms()}}));
+    // The controller did not take our last heartbeats: perhaps it reads version 1 only.
+    if (wire_ > 1) {
+      wire_ = 1;
+      host_.info("pinged back: heartbeats in wire version 1 (the whole VM list) until a controller asks for more");
+    }
   });
   if (!ping) return ping.status();
+  auto grant = host_.subscribe(host_.subject("agent." + node + ".hb.wire"), [this](const Message& m) { on_grant(m); });
+  if (!grant) return grant.status();
   auto t = host_.timer(Millis(0), interval_, [this] { beat(); });
-  return t ? Status::ok() : t.status();
+  if (!t) return t.status();
+  if (interval_ > Millis(1000)) {
+    auto c = host_.timer(Millis(1000), Millis(1000), [this] { count_domains(); });
+    if (!c) return c.status();
+  }
+  return Status::ok();
+}
+
+void AgentSide::on_grant(const Message& m) {
+  auto g = decode_wire_grant(m.data);
+  if (!g) return host_.warn("ignored a heartbeat wire grant: " + g.status().message());
+  uint32_t wire = std::min(g->wire, max_wire_);
+  if (wire != wire_) {
+    host_.info("heartbeats in wire version " + std::to_string(wire) + ", as the controller asks");
+    full_ = true;
+  }
+  wire_ = wire;
+  if (!g->full) return;
+  full_ = true;
+  // At once, unless one went out within the second: asked again and again, it still beats at most
+  // once a second more than its interval.
+  if (SteadyClock::now() - last_beat_ >= Millis(1000)) beat();
+}
+
+// Between heartbeats: a change in the number of active domains (a VM started, stopped, moved away)
+// is worth a heartbeat now rather than up to an interval later.
+void AgentSide::count_domains() {
+  if (counting_ || in_flight_) return;
+  counting_ = true;
+  host_.spawn([this] {
+    int n = -1;
+    if (auto raw = host_.libvirt_connect()) {
+      libvirt::Connection conn(static_cast<virConnectPtr>(raw.value()));
+      n = virConnectNumOfDomains(conn.get());
+    }
+    host_.post([this, n] {
+      counting_ = false;
+      if (n >= 0 && n != active_sent_ && SteadyClock::now() - last_beat_ >= Millis(1000)) beat();
+    });
+  });
 }
 
 void AgentSide::beat() {
@@ -110,7 +160,18 @@ void AgentSide::send(const Result<Inventory>& inv) {
     // Without libvirt this node cannot run VMs: say so as a failing check, not by silence.
     hb.checks.push_back(Check{"libvirt", false, inv.status().message()});
   }
-  if (auto s = host_.publish(host_.subject("hb." + hb.node), encode_heartbeat(hb)); s) sent_.inc();
+  if (wire_ >= 2) {
+    hb.version = wire_;
+    hb.vms_digest = vms_digest(hb.vms);
+    hb.has_vms = full_ || hb.vms_digest != digest_sent_;
+  }
+  last_beat_ = SteadyClock::now();
+  if (auto s = host_.publish(host_.subject("hb." + hb.node), encode_heartbeat(hb)); s) {
+    sent_.inc();
+    digest_sent_ = hb.vms_digest;
+    full_ = false;
+    active_sent_ = inv ? inv->active : -1;
+  }
 }
 
 }  // namespace nodeha::heartbeat

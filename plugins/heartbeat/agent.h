@@ -1,12 +1,19 @@
 // The agent side of the heartbeat: every `interval`, one heartbeat on <prefix>.hb.<node> with
 // identity, boot id, capacity and use from libvirt, addresses, VM inventory and the latest verdict
 // of every health check published on <prefix>.check.<node>.*; answers <prefix>.agent.<node>.ping.
+//
+// Wire version (heartbeat_codec.h): 1 until a controller grants 2 on <prefix>.agent.<node>.hb.wire;
+// then the VM list only when it changed or the controller asked. A ping-back means the controller
+// did not take our heartbeats (a controller of version 1 refuses version 2): back to 1 until the
+// next grant. Between heartbeats it counts the running domains every second, and a change sends
+// a heartbeat at once (at most one a second), so that an emptied node is seen empty at once.
 #pragma once
 
 #include "heartbeat_codec.h"
 
 #include <nodeha/plugin.hpp>
 
+#include <chrono>
 #include <map>
 #include <string>
 
@@ -17,6 +24,7 @@ struct Inventory {
   Capacity capacity;
   Usage use;
   std::vector<VmInfo> vms;
+  int active = 0;  // domains libvirt counts active (virConnectNumOfDomains)
 };
 Result<Inventory> read_inventory(const Host& host, const std::string& disk_path);
 
@@ -30,6 +38,10 @@ class AgentSide {
  private:
   void beat();  // event thread
   void send(const Result<Inventory>& inv);
+  void on_grant(const Message& m);
+  void count_domains();  // event thread: between heartbeats
+
+  using SteadyClock = std::chrono::steady_clock;
 
   const Host& host_;
   Millis interval_;
@@ -39,6 +51,13 @@ class AgentSide {
   uint64_t seq_ = 0;
   std::map<std::string, Check> checks_;
   bool in_flight_ = false;
+  uint32_t max_wire_ = kWireVersion;  // config `wire`
+  uint32_t wire_ = 1;                 // granted by the controller
+  bool full_ = true;                  // the next heartbeat carries the VM list
+  std::string digest_sent_;
+  int active_sent_ = -1;  // Inventory::active in the last heartbeat
+  bool counting_ = false;
+  SteadyClock::time_point last_beat_{};
   Metric sent_;
 };
 

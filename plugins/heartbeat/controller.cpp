@@ -20,6 +20,7 @@ MonitorConfig monitor_config(const Host& host) {
   c.interval = host.duration("interval");
   c.misses = host.config().at("misses").get<int>();
   c.ping_timeout = host.duration("ping_timeout");
+  c.ping_lead = c.ping_timeout;  // judged when the window ends (docs/operations.md, "Timing")
   // Probing our own link needs plugin interface 1.3; an older host blames at once, as before.
   c.confirm_link = host.bus_status().code() != NODEHA_ERR_INTERNAL;
   if (auto s = validate(c); !s) throw ConfigError(s.message());
@@ -32,6 +33,7 @@ ControllerSide::ControllerSide(const Host& host)
     : host_(host),
       monitor_(monitor_config(host)),
       refresh_ms_(host.duration("record_every").count()),
+      max_wire_(static_cast<uint32_t>(std::clamp<int64_t>(host.config().at("wire").get<int64_t>(), 1, kWireVersion))),
       book_(host, [this](const std::string& id) { return live(id); },
             [this] {
               std::vector<std::string> ids;
@@ -43,7 +45,8 @@ std::optional<NodeLive> ControllerSide::live(const std::string& id) const {
   const NodeState* n = monitor_.find(id);
   if (!n) return std::nullopt;
   auto last = last_heartbeat_unix_.find(id);
-  NodeLive l{monitor_fields(*n, last != last_heartbeat_unix_.end() ? last->second : 0), n->heartbeat ? &*n->heartbeat : nullptr};
+  NodeLive l{monitor_fields(*n, last != last_heartbeat_unix_.end() ? last->second : 0), n->heartbeat ? &*n->heartbeat : nullptr,
+             lists_.find(id)};
   l.fields["management"] = to_string(n->management);
   return l;
 }
@@ -80,9 +83,11 @@ Status ControllerSide::start() {
     std::string subject;
     std::function<void(const Message&)> fn;
     std::string queue;
+    uint32_t flags = 0;
   };
   std::vector<Sub> subs = {
-      {host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }, ""},
+      // Every node's, every interval: taken in batches (docs/performance.md, "Node monitoring").
+      {host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }, "", NODEHA_SUB_BATCH},
       {host_.subject("check.*.*"), [this](const Message& m) { on_check(m); }, ""},
       {host_.subject("cmd.node.list"), [this](const Message& m) { book_.cmd_list(m); }, "nodeha-controller"},
       {host_.subject("cmd.node.show"), [this](const Message& m) { book_.cmd_show(m); }, "nodeha-controller"},
@@ -90,7 +95,7 @@ Status ControllerSide::start() {
       {host_.subject("cmd.node.disable"), [this](const Message& m) { cmd_management(m, ManagementCommand::Disable); }, "nodeha-controller"},
   };
   for (auto& s : subs)
-    if (auto r = host_.subscribe(s.subject, s.fn, s.queue); !r) return r.status();
+    if (auto r = host_.subscribe(s.subject, s.fn, s.queue, s.flags); !r) return r.status();
   if (auto w = host_.kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { on_record(e); }); !w) return w.status();
   if (auto t = host_.timer(host_.duration("tick"), host_.duration("tick"), [this] { tick(); }); !t) return t.status();
   if (auto t = host_.timer(Millis(1000), Millis(1000), [this] { refresh_ages(); }); !t) return t.status();
@@ -98,7 +103,7 @@ Status ControllerSide::start() {
 }
 
 void ControllerSide::on_heartbeat(const Message& m) {
-  auto hb = heartbeat_of(host_, m);
+  auto hb = heartbeat_of(host_, m, max_wire_);
   if (!hb) {
     bad_heartbeats_.inc();
     host_.warn("refused a heartbeat on " + m.subject + ": " + hb.status().message());
@@ -106,6 +111,9 @@ void ControllerSide::on_heartbeat(const Message& m) {
   }
   received_.inc();
   std::string node = hb->node;
+  bool listed = lists_.take(hb.value());
+  if (max_wire_ >= 2 && (hb->version < 2 || !listed)) grant_wire(node, hb->version >= 2);
+  else if (hb->version >= 2 && !next_grant_.empty()) next_grant_.erase(node);  // it follows: a later need starts at 1 s
   int64_t now_ms = unix_ms();
   last_heartbeat_unix_[node] = now_ms;
   const NodeState* before = monitor_.find(node);
@@ -115,6 +123,20 @@ void ControllerSide::on_heartbeat(const Message& m) {
   auto w = written_.find(node);
   if (changed || w == written_.end() || now_ms - w->second.last_heartbeat >= refresh_for(node))
     mark_dirty(node);
+}
+
+// Tells an agent that sent version 1 that we read version 2, or asks one whose list we lost for
+// the whole list; at most once per gap a node, the gap doubling (1 s to kMaxGrantGap) while it
+// does not follow: an older agent ignores the grant, and 10,000 of them must not cost a message
+// each per heartbeat.
+void ControllerSide::grant_wire(const std::string& node, bool full) {
+  constexpr Millis kFirstGap{1000}, kMaxGrantGap{600000};
+  auto now = Clock::now();
+  NextGrant& g = next_grant_[node];
+  if (now < g.at) return;
+  g.gap = g.gap.count() == 0 ? kFirstGap : std::min(g.gap * 2, kMaxGrantGap);
+  g.at = now + g.gap;
+  (void)host_.publish(host_.subject("agent." + node + ".hb.wire"), encode_wire_grant({max_wire_, full}));
 }
 
 // Each node refreshes its record a little before `record_every`, at its own phase, so that nodes
@@ -278,14 +300,14 @@ void ControllerSide::set_metrics(const NodeState& n) {
 
 void ControllerSide::refresh_ages() {
   auto now = Clock::now();
-  for (const auto* n : monitor_.list()) {
-    auto it = metrics_.find(n->id);
-    if (it == metrics_.end()) continue;
+  monitor_.each([&](const NodeState& n) {
+    auto it = metrics_.find(n.id);
+    if (it == metrics_.end()) return;
     // A node restored from KV and not heard from since: age from its stored last heartbeat.
-    double age = n->last_heartbeat ? std::chrono::duration<double>(now - *n->last_heartbeat).count()
-                                   : (unix_ms() - last_heartbeat_unix_[n->id]) / 1000.0;
+    double age = n.last_heartbeat ? std::chrono::duration<double>(now - *n.last_heartbeat).count()
+                                  : (unix_ms() - last_heartbeat_unix_[n.id]) / 1000.0;
     it->second.age.set(age);
-  }
+  });
 }
 
 void ControllerSide::mark_dirty(const std::string& node) { dirty_.insert(node); }

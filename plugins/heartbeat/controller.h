@@ -38,6 +38,7 @@ class ControllerSide {
   };
 
   void on_heartbeat(const Message& m);
+  void grant_wire(const std::string& node, bool full);
   void on_check(const Message& m);
   void on_record(const KvEntry& e);
   void tick();
@@ -68,6 +69,15 @@ class ControllerSide {
   };
   std::unordered_map<std::string, Written> written_;
   std::unordered_map<std::string, int64_t> last_heartbeat_unix_;
+  uint32_t max_wire_;  // config `wire`
+  VmLists lists_;
+  // When each node may next be told the wire version (or asked for its list), and the gap after
+  // that: it doubles, up to kMaxGrantGap, for a node that keeps to version 1 (an older agent).
+  struct NextGrant {
+    TimePoint at{};
+    Millis gap{0};
+  };
+  std::unordered_map<std::string, NextGrant> next_grant_;
   std::unordered_map<std::string, NodeMetrics> metrics_;
   std::set<std::string> dirty_;
   bool writing_ = false;

@@ -16,7 +16,7 @@ FollowerSide::FollowerSide(const Host& host)
 
 Status FollowerSide::start() {
   // Every heartbeat (no queue group: each controller hears all), as the leader does.
-  if (auto r = host_.subscribe(host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }); !r) return r.status();
+  if (auto r = host_.subscribe(host_.subject("hb.*"), [this](const Message& m) { on_heartbeat(m); }, {}, NODEHA_SUB_BATCH); !r) return r.status();
   if (auto w = host_.kv_watch(kNodesBucket, ">", [this](const KvEntry& e) { book_.keep(e); }); !w) return w.status();
   for (auto [subject, fn] : {std::pair{"cmd.node.list", &NodeBook::cmd_list}, std::pair{"cmd.node.show", &NodeBook::cmd_show}})
     if (auto r = host_.subscribe(host_.subject(subject), [this, fn](const Message& m) { (book_.*fn)(m); }, "nodeha-controller"); !r)
@@ -26,9 +26,12 @@ Status FollowerSide::start() {
 
 // A malformed one is the leader's to count and log; here it is only not heard.
 void FollowerSide::on_heartbeat(const Message& m) {
-  auto hb = heartbeat_of(host_, m);
+  auto hb = heartbeat_of(host_, m, kWireVersion);
   if (!hb) return;
   std::string node = hb->node;
+  // A list it missed stays as last heard: a follower may not ask the agent (its publishes are
+  // refused); the leader does, and the agent's answer comes here too.
+  lists_.take(hb.value());
   heard_[node] = Heard{std::move(hb.value()), unix_ms()};
 }
 
@@ -36,7 +39,7 @@ std::optional<NodeLive> FollowerSide::live(const std::string& id) const {
   auto it = heard_.find(id);
   if (it == heard_.end()) return std::nullopt;
   const Heartbeat& hb = it->second.heartbeat;
-  NodeLive l{heartbeat_fields(hb), &hb};
+  NodeLive l{heartbeat_fields(hb), &hb, lists_.find(id)};
   l.fields["last_heartbeat"] = it->second.at_unix_ms;
   l.fields["boot_id"] = hb.boot_id;
   l.fields["interval_ms"] = hb.interval_ms;

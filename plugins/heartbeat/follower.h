@@ -31,6 +31,7 @@ class FollowerSide {
   };
   const Host& host_;
   std::unordered_map<std::string, Heard> heard_;
+  VmLists lists_;
   NodeBook book_;
 };
 

@@ -114,7 +114,8 @@ bool Monitor::set_management(std::string_view node, ManagementState state) {
 
 milliseconds Monitor::window(const NodeState& n) const {
   auto interval = n.interval.count() > 0 ? n.interval : config_.interval;
-  return interval * config_.misses;
+  if (config_.ping_lead.count() <= 0) return interval * config_.misses;
+  return std::max(interval * config_.misses - config_.ping_lead, interval * 3 / 2);
 }
 
 std::optional<TimePoint> Monitor::deadline(const NodeState& n) const {
@@ -153,6 +154,7 @@ void Monitor::settle(Entry& e, TimePoint now, std::string_view cause, Effects& o
 void Monitor::alive(Entry& e, TimePoint now, std::string_view cause, Effects& out) {
   e.state.last_seen = now;
   e.state.ping_pending = false;
+  e.state.ping_failure.clear();
   e.state.suspected_at.reset();
   if (suspension_) {
     e.heard_while_held = true;  // settled on resume
@@ -196,11 +198,14 @@ void Monitor::unreachable(Entry& e, TimePoint now, std::string_view detail, Effe
 void Monitor::fire(Entry& e, TimePoint now, Effects& out) {
   auto& n = e.state;
   if (n.ping_pending) {
-    ping_failed(e, now, "no answer to ping within " + format_duration(config_.ping_timeout), out);
+    std::string detail = n.ping_failure.empty() ? "no answer to ping within " + format_duration(config_.ping_timeout)
+                                                : std::exchange(n.ping_failure, {});
+    ping_failed(e, now, std::move(detail), out);
   } else {
     out.push_back(PingRequest{n.id, config_.ping_timeout});
     n.ping_pending = true;
     n.ping_deadline = now + config_.ping_timeout;
+    n.ping_failure.clear();
   }
   arm(e);
 }
@@ -310,7 +315,13 @@ Effects Monitor::on_ping_failed(std::string_view node, TimePoint now, std::strin
   Effects out;
   auto* e = lookup(node);
   if (!e || !e->state.ping_pending || suspension_) return out;
-  ping_failed(*e, now, why.empty() ? std::string("ping failed") : "ping failed: " + std::string(why), out);
+  std::string detail = why.empty() ? std::string("ping failed") : "ping failed: " + std::string(why);
+  // Early: the window is not over, and a heartbeat may still come; judged at the deadline.
+  if (config_.ping_lead.count() > 0 && now < e->state.ping_deadline) {
+    e->state.ping_failure = std::move(detail);
+    return out;
+  }
+  ping_failed(*e, now, std::move(detail), out);
   return out;
 }
 

@@ -96,6 +96,10 @@ struct MonitorConfig {
   // A failed ping-back makes the node suspected until the caller confirms its own link
   // (on_link_ok) or suspends; false: unreachable at once (a caller that cannot probe its link).
   bool confirm_link = false;
+  // How long before the end of the window of misses x interval the ping-back goes out (the
+  // controller: ping_timeout, so that a silent node is judged when the window ends rather than a
+  // ping_timeout later), but never before one and a half intervals of silence. 0: at the end.
+  milliseconds ping_lead{0};
 };
 
 // Ok when the config is usable; otherwise NODEHA_ERR_INVALID naming the key.
@@ -128,6 +132,9 @@ struct NodeState {
   TimePoint last_seen{};
   bool ping_pending = false;
   TimePoint ping_deadline{};
+  // With a ping lead, a ping-back that failed before its deadline (no responders: the agent's
+  // process is gone) counts only at the deadline, the window's end: how it failed, until then.
+  std::string ping_failure;
   // confirm_link: when the ping-back failed, waiting for on_link_ok; and how it failed.
   std::optional<TimePoint> suspected_at;
   std::string suspicion;
@@ -231,6 +238,11 @@ class Monitor {
 
   const NodeState* find(std::string_view node) const;
   std::vector<const NodeState*> list() const;  // sorted by id
+  // Every node, in no order (no list built: for the controller's every-second pass).
+  template <class F>
+  void each(F&& f) const {
+    for (const auto& [id, e] : nodes_) f(e.state);
+  }
   size_t size() const { return nodes_.size(); }
   // The earliest moment on_tick may have work (possibly early, never late); nullopt: none,
   // or suspended.

@@ -6,8 +6,8 @@
 
 namespace nodeha::heartbeat {
 
-Result<Heartbeat> heartbeat_of(const Host& host, const Message& m) {
-  auto hb = decode_heartbeat(m.data);
+Result<Heartbeat> heartbeat_of(const Host& host, const Message& m, uint32_t max_wire) {
+  auto hb = decode_heartbeat(m.data, max_wire);
   if (!hb) return hb.status();
   if (m.subject != host.subject("hb." + hb->node))
     return Status(NODEHA_ERR_INVALID, "its node field names another node (" + hb->node + ")");
@@ -33,8 +33,8 @@ nlohmann::json NodeBook::describe(const std::string& id, const std::optional<Nod
     // The live view beats the stored one: records are written lazily.
     for (auto it = live->fields.begin(); it != live->fields.end(); ++it) out[it.key()] = it.value();
     out["vms"] = nlohmann::json::array();
-    if (live->heartbeat)
-      for (const auto& v : live->heartbeat->vms) out["vms"].push_back({{"uuid", v.uuid}, {"name", v.name}, {"state", v.state}});
+    if (live->vms)
+      for (const auto& v : *live->vms) out["vms"].push_back({{"uuid", v.uuid}, {"name", v.name}, {"state", v.state}});
   }
   if (!out.contains("lock")) out["lock"] = nullptr;
   int64_t last = out.value("last_heartbeat", int64_t{0});
@@ -79,7 +79,10 @@ void NodeBook::cmd_show(const Message& m) const {
   auto live = live_(id);
   if (!live && !knows(id)) return refuse_unknown_node(host_, m, id);
   auto out = describe(id, live);
-  if (live && live->heartbeat) out["heartbeat"] = nlohmann::json::parse(encode_heartbeat(*live->heartbeat));
+  if (live && live->heartbeat) {
+    out["heartbeat"] = nlohmann::json::parse(encode_heartbeat(*live->heartbeat));
+    out["heartbeat"].erase("vms");  // taken into `vms`
+  }
   if (host_.following()) out["follower"] = host_.node_id();
   host_.respond(m.reply, command::ok(out));
 }

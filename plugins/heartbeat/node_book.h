@@ -9,6 +9,7 @@
 #pragma once
 
 #include "heartbeat_codec.h"
+#include "vm_lists.h"
 
 #include <nodeha/ids.hpp>
 #include <nodeha/plugin.hpp>
@@ -26,12 +27,14 @@ namespace nodeha::heartbeat {
 // What a controller knows of a node beyond its record.
 struct NodeLive {
   nlohmann::json fields = nlohmann::json::object();  // laid over the stored record
-  const Heartbeat* heartbeat = nullptr;               // the last one heard: `vms`, and `heartbeat` in show
+  const Heartbeat* heartbeat = nullptr;               // the last one heard (`heartbeat` in show), its list taken
+  const std::vector<VmInfo>* vms = nullptr;           // the VM list its heartbeats last told
 };
 
 // The heartbeat a message on <prefix>.hb.<node> carries, refused (with the reason) when malformed
-// or when its node field names another node than the subject.
-Result<Heartbeat> heartbeat_of(const Host& host, const Message& m);
+// or when its node field names another node than the subject. `max_wire`: heartbeat_codec.h.
+Result<Heartbeat> heartbeat_of(const Host& host, const Message& m, uint32_t max_wire);
+
 
 // The node a {"node": "<id>"} command names; nullopt when the request is refused (and answered so).
 std::optional<NodeId> requested_node(const Host& host, const Message& m);

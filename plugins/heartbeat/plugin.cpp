@@ -20,6 +20,9 @@ const nodeha_config_key kKeys[] = {
     key("tick", NODEHA_CONFIG_DURATION, "\"100ms\"", "duration", "controller: how often deadlines are checked"),
     key("addresses", NODEHA_CONFIG_TABLE, "{}", nullptr,
         "agent: this node's address per network, e.g. { management = \"10.0.0.5\", business = \"192.168.10.5\" }"),
+    key("wire", NODEHA_CONFIG_INTEGER, "2", "version",
+        "the highest heartbeat wire version this side speaks: 2 (a digest of the VM list, the list only when it "
+        "changes), or 1 (the whole list every time), to pin a fleet during an upgrade"),
     key("disk_path", NODEHA_CONFIG_STRING, "\"/var/lib/libvirt/images\"", nullptr,
         "agent: file system whose size is reported as the node's disk capacity"),
 };

@@ -1,5 +1,6 @@
 // The heartbeat message codec: a round trip, defaults, and every refusal naming its field.
 #include "heartbeat_codec.h"
+#include "vm_lists.h"
 
 #include <nodeha/ids.hpp>
 
@@ -240,6 +241,115 @@ TEST(HeartbeatCodec, CheckMessageWithoutAUsableNameOrDetailIsRefused) {
   Heartbeat hb = full();
   hb.checks = {m->check};
   EXPECT_TRUE(decode_heartbeat(encode_heartbeat(hb)).is_ok());
+}
+
+// Wire version 2 (heartbeat_codec.h): "v", the list's digest, and the list only when sent.
+TEST(HeartbeatCodec, VersionTwoRoundTripsWithAndWithoutItsList) {
+  Heartbeat hb = full();
+  hb.version = 2;
+  hb.vms_digest = vms_digest(hb.vms);
+  auto with = decode_heartbeat(encode_heartbeat(hb));
+  ASSERT_TRUE(with.is_ok()) << with.status().message();
+  EXPECT_EQ(with.value(), hb);
+
+  hb.has_vms = false;
+  std::string text = encode_heartbeat(hb);
+  EXPECT_EQ(text.find("\"vms\""), std::string::npos) << text;
+  auto without = decode_heartbeat(text);
+  ASSERT_TRUE(without.is_ok()) << without.status().message();
+  EXPECT_FALSE(without->has_vms);
+  EXPECT_TRUE(without->vms.empty());
+  EXPECT_EQ(without->vms_digest, hb.vms_digest);
+}
+
+// What version 1 wrote is what it writes still, and a side pinned to version 1 refuses version 2
+// as version 1 did: by its unknown fields.
+TEST(HeartbeatCodec, VersionOneIsUnchangedAndRefusesVersionTwo) {
+  std::string v1 = encode_heartbeat(full());
+  EXPECT_EQ(v1.find("\"v\""), std::string::npos);
+  EXPECT_EQ(v1.find("vms_digest"), std::string::npos);
+  EXPECT_NE(v1.find("\"vms\":[{"), std::string::npos);
+  auto back = decode_heartbeat(v1, 1);
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(back->version, 1u);
+  EXPECT_TRUE(back->has_vms);
+
+  Heartbeat hb = full();
+  hb.version = 2;
+  hb.vms_digest = vms_digest(hb.vms);
+  auto r = decode_heartbeat(encode_heartbeat(hb), 1);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("unknown field"));
+}
+
+TEST(HeartbeatCodec, VersionTwoFieldsAreChecked) {
+  const std::string head = R"({"node":"n1","seq":1,"boot_id":"b1","interval_ms":1000)";
+  EXPECT_THAT(refusal(head + R"(,"v":2})"), HasSubstr("missing field \"vms_digest\""));
+  EXPECT_THAT(refusal(head + R"(,"v":2,"vms_digest":"XYZ"})"), HasSubstr("16 lower-case hex digits"));
+  EXPECT_THAT(refusal(head + R"(,"v":3,"vms_digest":"0123456789abcdef"})"), HasSubstr("wire versions 1 to 2"));
+  EXPECT_THAT(refusal(head + R"(,"v":1})"), HasSubstr("wire versions 1 to 2"));
+  EXPECT_THAT(refusal(head + R"(,"v":"2","vms_digest":"0123456789abcdef"})"), HasSubstr("\"v\" must be an unsigned integer"));
+  EXPECT_THAT(refusal(head + R"(,"vms_digest":"0123456789abcdef"})"), HasSubstr("needs \"v\": 2"));
+  EXPECT_TRUE(decode_heartbeat(head + R"(,"v":2,"vms_digest":"0123456789abcdef"})").is_ok());
+}
+
+TEST(HeartbeatCodec, TheDigestIgnoresOrderAndSeesEveryField) {
+  std::vector<VmInfo> a = full().vms, b = {a[1], a[0]};
+  EXPECT_EQ(vms_digest(a), vms_digest(b));
+  EXPECT_EQ(vms_digest(a).size(), 16u);
+  auto c = a;
+  c[0].state = "paused";
+  EXPECT_NE(vms_digest(a), vms_digest(c));
+  auto d = a;
+  d[0].name = "web-2";
+  EXPECT_NE(vms_digest(a), vms_digest(d));
+  // Field boundaries count: ("ab", "c") is not ("a", "bc").
+  EXPECT_NE(vms_digest({{"u", "ab", "c"}}), vms_digest({{"u", "a", "bc"}}));
+  EXPECT_NE(vms_digest({}), vms_digest(a));
+}
+
+TEST(HeartbeatCodec, WireGrantsAreCheckedAsHostileInput) {
+  auto g = decode_wire_grant(encode_wire_grant({2, true}));
+  ASSERT_TRUE(g.is_ok()) << g.status().message();
+  EXPECT_EQ(g.value(), (WireGrant{2, true}));
+  EXPECT_EQ(decode_wire_grant(R"({"wire":2})")->full, false);
+  for (const char* bad : {"", "[]", "{}", R"({"wire":0})", R"({"wire":-1})", R"({"wire":"2"})", R"({"wire":2,"full":1})",
+                          R"({"wire":2,"x":1})", R"({"wire":100000})"}) {
+    auto r = decode_wire_grant(bad);
+    EXPECT_FALSE(r.is_ok()) << bad;
+  }
+  EXPECT_FALSE(decode_wire_grant(std::string(300, ' ')).is_ok());
+}
+
+// The controller's VM lists: a list taken whole, kept while the digest names it, and asked for
+// again (take() false) when it does not.
+TEST(HeartbeatVmLists, AListIsKeptWhileItsDigestStaysAndAskedForWhenItChanges) {
+  VmLists lists;
+  Heartbeat v1 = full();
+  ASSERT_TRUE(lists.take(v1));
+  EXPECT_TRUE(v1.vms.empty());  // taken
+  ASSERT_NE(lists.find("node-1"), nullptr);
+  EXPECT_EQ(lists.find("node-1")->size(), 2u);
+
+  Heartbeat v2 = full();
+  v2.version = 2;
+  v2.vms_digest = vms_digest(v2.vms);
+  v2.has_vms = false;
+  EXPECT_FALSE(lists.take(v2));  // kept from version 1: no digest to compare with
+  v2.has_vms = true;
+  ASSERT_TRUE(lists.take(v2));
+  v2.has_vms = false;
+  EXPECT_TRUE(lists.take(v2));  // the digest names the list kept
+  EXPECT_EQ(lists.find("node-1")->size(), 2u);
+
+  Heartbeat changed = full();
+  changed.vms.pop_back();
+  changed.version = 2;
+  changed.vms_digest = vms_digest(changed.vms);
+  changed.has_vms = false;
+  EXPECT_FALSE(lists.take(changed));               // a list sent and lost
+  EXPECT_EQ(lists.find("node-1")->size(), 2u);     // the old one stays until the whole comes
+  EXPECT_EQ(lists.find("node-2"), nullptr);
 }
 
 }  // namespace

@@ -512,5 +512,57 @@ TEST(HeartbeatMonitor, RandomWalkKeepsInvariants) {
   }
 }
 
+// fast(), with the controller's timing (MonitorConfig::ping_lead = ping_timeout), n1 and n2 heard at 0.
+Monitor leading_two() {
+  MonitorConfig c = fast();
+  c.ping_lead = c.ping_timeout;
+  Monitor m(c);
+  m.on_heartbeat(beat("n1", 1), at(0));
+  m.on_heartbeat(beat("n2", 1), at(0));
+  return m;
+}
+
+// The ping-back goes out ping_timeout before the window ends, so a silent node is judged when its
+// window of misses x interval ends, and a node that answers stays normal.
+TEST(HeartbeatMonitor, WithAPingLeadASilentNodeIsJudgedWhenItsWindowEnds) {
+  Monitor m = leading_two();
+  EXPECT_THAT(tick_through(m, 0, 2400), IsEmpty());
+  auto pings = only<PingRequest>(m.on_tick(at(2500)));
+  ASSERT_EQ(pings.size(), 2u);
+  EXPECT_EQ(pings[0].timeout, milliseconds(500));
+  m.on_ping_reply("n2", "boot-1", at(2600));
+  auto t = single<Transition>(m.on_tick(at(3000)));
+  EXPECT_EQ(t.node, "n1");
+  EXPECT_EQ(t.to, MonitorState::Unreachable);
+  EXPECT_THAT(t.reason, HasSubstr("silent for 3"));
+  EXPECT_EQ(m.find("n2")->monitor, MonitorState::Normal);
+}
+
+// A ping-back that fails at once (no responders: the agent's process is gone) counts only when the
+// window ends: a node gets its whole window, and a heartbeat before then keeps it normal.
+TEST(HeartbeatMonitor, WithAPingLeadAFastPingFailureIsJudgedWhenTheWindowEnds) {
+  Monitor m = leading_two();
+  EXPECT_EQ(only<PingRequest>(m.on_tick(at(2500))).size(), 2u);
+  EXPECT_THAT(m.on_ping_failed("n1", at(2510), "request: no_responders"), IsEmpty());
+  EXPECT_THAT(m.on_ping_failed("n2", at(2510), "request: no_responders"), IsEmpty());
+  EXPECT_THAT(m.on_heartbeat(beat("n2", 2), at(2800)), IsEmpty());  // back before the window's end
+  EXPECT_THAT(tick_through(m, 2500, 2900), IsEmpty());
+  auto t = single<Transition>(m.on_tick(at(3000)));
+  EXPECT_EQ(t.node, "n1");
+  EXPECT_THAT(t.reason, HasSubstr("no_responders"));
+  EXPECT_THAT(t.reason, HasSubstr("silent for 3"));
+  EXPECT_EQ(m.find("n2")->monitor, MonitorState::Normal);
+}
+
+// ... but a heartbeat a little late is not worth a ping: never before 1.5 intervals of silence.
+TEST(HeartbeatMonitor, APingLeadNeverPingsBeforeOneAndAHalfIntervals) {
+  MonitorConfig c{milliseconds(1000), 2, milliseconds(2000)};
+  c.ping_lead = c.ping_timeout;
+  Monitor m(c);
+  m.on_heartbeat(beat("n1", 1), at(0));
+  EXPECT_THAT(tick_through(m, 0, 1400), IsEmpty());
+  single<PingRequest>(m.on_tick(at(1500)));
+}
+
 }  // namespace
 }  // namespace nodeha::heartbeat
