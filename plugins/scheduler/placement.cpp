@@ -197,11 +197,23 @@ class Planner {
 
   // No group, or a hard one: nodes holding the group are out, the best score wins. The index
   // finds it looking at a few nodes; when it would look at many (nodes lacking room for the VM
-  // stand in its way), every node is scored instead: the same answer either way.
-  size_t choose_by_score(const Amounts& need) const {
+  // stand in its way), every node is scored instead: the same answer either way. After the index
+  // gave up, the next VMs (1, 2, 4, .. 64 of them) are scanned at once, as they likely meet the
+  // same nodes; one answer from the index resets that.
+  size_t choose_by_score(const Amounts& need) {
+    if (scan_next_ > 0) {
+      --scan_next_;
+      return scan(need);
+    }
     size_t budget = std::max<size_t>(64, candidates_.size() / 8);
     auto found = index_.best(need, [this](size_t i) { return candidates_.group_count[i] > 0; }, budget);
-    return found ? *found : scan(need);
+    if (found) {
+      backoff_ = 1;
+      return *found;
+    }
+    scan_next_ = backoff_;
+    backoff_ = std::min<size_t>(backoff_ * 2, 64);
+    return scan(need);
   }
 
   size_t scan(const Amounts& need) const {
@@ -222,7 +234,7 @@ class Planner {
   // A soft group: the fewest VMs of the group first, then the best score. A node without the
   // group has the fewest there can be, so the best of those wins when there is one; otherwise
   // the group's nodes (no more than its VMs) compete.
-  size_t choose_spreading_group(const Amounts& need, const Group& group) const {
+  size_t choose_spreading_group(const Amounts& need, const Group& group) {
     size_t best = choose_by_score(need);
     if (best != kNone) return best;
     int64_t best_count = 0;
@@ -305,6 +317,7 @@ class Planner {
   std::array<size_t, kRuledCount> ruled_count_{};
   Candidates candidates_;
   RoomIndex index_;  // the candidates by room left; unused (empty) with a target
+  size_t scan_next_ = 0, backoff_ = 1;  // VMs to scan without asking the index; how many next time
   const NodeState* target_ = nullptr;  // the target node, when there is one and it is known
   Ruled target_ruled_ = kIn;
   size_t target_candidate_ = kNone;
