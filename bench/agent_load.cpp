@@ -15,8 +15,8 @@
 // at the start and the end of the window (--window-15s, default 60 s; --window-1s, default 30 s),
 // samples VmRSS every second, and reads VmHWM (peak RSS since start), RssAnon / RssFile (private
 // memory / mapped files, mostly shared libraries), the thread count and the context switches of
-// all its threads (voluntary: wakeups) at the end; it counts the heartbeats seen on the bus in
-// the window. Prints a Markdown table and one line per figure for bench/run-all:
+// all its threads (voluntary: wakeups; the six threads that woke most are named) at the end; it
+// counts the heartbeats seen on the bus in the window. Prints a Markdown table and one line per figure for bench/run-all:
 //   figure: agent.cpu_pct_15s, agent.rss_mib_15s, agent.peak_rss_mib_15s (and the same for 1s)
 // RSS is the last sample of the window. Exits non-zero only when it could not measure.
 #include "host_process.h"
@@ -29,10 +29,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -69,15 +71,24 @@ double status_mib(pid_t pid, const std::string& key) {
   return status_field("/proc/" + std::to_string(pid) + "/status", key) / 1024.0;
 }
 
-// Context switches of every thread of `pid` (each thread's own count is in its task's status).
-double context_switches(pid_t pid, const std::string& key) {
-  double sum = 0;
+// Context switches of each thread of `pid` by thread id, with the thread's name (each thread's
+// own count is in its task's status).
+struct ThreadSwitches {
+  std::string name;
+  double voluntary = 0, involuntary = 0;
+};
+std::map<std::string, ThreadSwitches> thread_switches(pid_t pid) {
+  std::map<std::string, ThreadSwitches> out;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    double v = status_field(task.path().string() + "/status", key);
-    if (!std::isnan(v)) sum += v;
+    std::string status = task.path().string() + "/status";
+    ThreadSwitches& t = out[task.path().filename().string()];
+    std::string comm = test::read_file(task.path().string() + "/comm");
+    t.name = comm.substr(0, comm.find('\n'));
+    t.voluntary = status_field(status, "voluntary_ctxt_switches");
+    t.involuntary = status_field(status, "nonvoluntary_ctxt_switches");
   }
-  return sum;
+  return out;
 }
 
 std::string agent_config(const std::string& nats_url, int nats_port, const std::string& node_file,
@@ -96,6 +107,7 @@ struct Window {
   double seconds = 0, cpu_pct = NAN, rss_mib = NAN, rss_max_mib = NAN, peak_mib = NAN;
   double anon_mib = NAN, file_mib = NAN;  // of the RSS at the end: private memory, mapped files (libraries)
   double threads = NAN, wakeups_per_s = NAN, involuntary_per_s = NAN;
+  std::string busiest;  // the threads that woke most, "name wakeups/s"
   int heartbeats = 0;
 };
 
@@ -148,8 +160,7 @@ std::optional<Window> measure(const Options& opt, test::NatsServer& nats, host::
   w.interval = interval;
   auto t0 = SteadyClock::now();
   double cpu0 = cpu_seconds(pid);
-  double vol0 = context_switches(pid, "voluntary_ctxt_switches");
-  double invol0 = context_switches(pid, "nonvoluntary_ctxt_switches");
+  auto switches0 = thread_switches(pid);
   w.rss_max_mib = 0;
   for (int s = 0; s < window_s; ++s) {
     std::this_thread::sleep_until(t0 + std::chrono::seconds(s + 1));
@@ -158,8 +169,19 @@ std::optional<Window> measure(const Options& opt, test::NatsServer& nats, host::
   }
   w.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   w.cpu_pct = (cpu_seconds(pid) - cpu0) / w.seconds * 100;
-  w.wakeups_per_s = (context_switches(pid, "voluntary_ctxt_switches") - vol0) / w.seconds;
-  w.involuntary_per_s = (context_switches(pid, "nonvoluntary_ctxt_switches") - invol0) / w.seconds;
+  std::vector<std::pair<double, std::string>> woke;  // per thread alive at both ends
+  w.wakeups_per_s = w.involuntary_per_s = 0;
+  for (const auto& [tid, t] : thread_switches(pid)) {
+    auto before = switches0.find(tid);
+    if (before == switches0.end()) continue;
+    double vol = (t.voluntary - before->second.voluntary) / w.seconds;
+    w.wakeups_per_s += vol;
+    w.involuntary_per_s += (t.involuntary - before->second.involuntary) / w.seconds;
+    woke.emplace_back(vol, t.name);
+  }
+  std::sort(woke.rbegin(), woke.rend());
+  for (size_t i = 0; i < woke.size() && i < 6; ++i)
+    w.busiest += (i ? ", " : "") + woke[i].second + " " + fixed(woke[i].first, 1);
   w.peak_mib = status_mib(pid, "VmHWM");
   w.anon_mib = status_mib(pid, "RssAnon");
   w.file_mib = status_mib(pid, "RssFile");
@@ -204,6 +226,7 @@ int run(const Options& opt) {
               << fixed(w.file_mib, 1) << " | " << fixed(w.rss_max_mib, 1) << " | "
               << fixed(w.peak_mib, 1) << " | " << fixed(w.threads, 0) << " | " << fixed(w.wakeups_per_s, 1) << " | "
               << fixed(w.involuntary_per_s, 1) << " |\n";
+  for (const auto& w : windows) std::cout << "\n- " << w.interval << ": threads that woke most (wakeups/s): " << w.busiest;
   std::cout << "\n- agent: heartbeat, netcheck (lo, TCP to nats-server), vms (sync 2 s), migrate; libvirt test driver "
                "in-process; load average at the end: "
             << loadavg() << "\n\n";

@@ -124,7 +124,8 @@ class Planner {
     std::vector<const NodeState*> sorted;
     sorted.reserve(nodes.size());
     for (const NodeState& node : nodes) sorted.push_back(&node);
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    auto by_id = [](auto* a, auto* b) { return a->id < b->id; };
+    if (!std::is_sorted(sorted.begin(), sorted.end(), by_id)) std::sort(sorted.begin(), sorted.end(), by_id);  // the view hands them sorted
 
     std::unordered_set<std::string_view> exclude(request.exclude.begin(), request.exclude.end());
     for (const NodeState* node : sorted) {
