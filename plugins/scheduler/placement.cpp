@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -628,6 +629,57 @@ Json encode_result(const PlacementResult& result) {
     }
   }
   return Json{{"placements", std::move(placements)}};
+}
+
+namespace {
+
+// A JSON string as nlohmann's dump() writes it: quote, backslash and control characters escaped
+// (the short forms where JSON has them, else \u00xx), everything else as it is.
+void append_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+void append_placements(std::string& out, const PlacementResult& result) {
+  out += '[';
+  for (size_t i = 0; i < result.placements.size(); ++i) {
+    const Placement& p = result.placements[i];
+    out += i == 0 ? "{" : ",{";
+    if (p.reason) {  // keys in dump()'s (sorted) order
+      out += "\"code\":";
+      append_string(out, reason_name(p.reason->code));
+      out += ",\"message\":";
+      append_string(out, p.reason->message);
+    } else {
+      out += "\"node\":";
+      append_string(out, p.node);
+    }
+    out += ",\"uuid\":";
+    append_string(out, p.uuid);
+    out += '}';
+  }
+  out += ']';
 }
 
 }  // namespace nodeha::scheduler
