@@ -83,7 +83,8 @@ std::vector<NodeState> ClusterView::nodes() const {
     s.host_reserve = host_reserve_;
   }
   auto find = [&](const std::string& id) -> NodeState* {
-    auto it = std::lower_bound(list.begin(), list.end(), id, [](const NodeState& s, const std::string& k) { return s.id < k; });
+    auto it = std::lower_bound(list.begin(), list.end(), id,
+                               [](const NodeState& s, const std::string& k) { return s.id < k; });
     return it != list.end() && it->id == id ? &*it : nullptr;
   };
   std::vector<Resources> placed(list.size());
