@@ -1,6 +1,7 @@
 // How long one place() call takes on realistic random clusters: nodes of 32-128 vCPUs and
 // 128-1024 GiB, VMs of 1-16 vCPUs and 512 MiB-64 GiB, a tenth of them in anti-affinity groups.
-// The issue's bar: 10,000 VMs onto 1,000 nodes well under 100 ms (aim: under 20 ms).
+// The bars: 10,000 VMs onto 1,000 nodes well under 100 ms (aim: under 20 ms); issue 18, 10,000 VMs
+// onto 10,000 nodes under 100 ms end to end, so the core in a few ms.
 #include "placement.h"
 
 #include <benchmark/benchmark.h>
@@ -72,8 +73,12 @@ void run(benchmark::State& state, size_t vm_count, size_t node_count, Policy pol
 
 void BM_Place10kOnto1k_Spread(benchmark::State& state) { run(state, 10'000, 1'000, Policy::kSpread); }
 void BM_Place10kOnto1k_Pack(benchmark::State& state) { run(state, 10'000, 1'000, Policy::kPack); }
+void BM_Place10kOnto10k_Spread(benchmark::State& state) { run(state, 10'000, 10'000, Policy::kSpread); }
+void BM_Place10kOnto10k_Pack(benchmark::State& state) { run(state, 10'000, 10'000, Policy::kPack); }
 BENCHMARK(BM_Place10kOnto1k_Spread)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Place10kOnto1k_Pack)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Place10kOnto10k_Spread)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Place10kOnto10k_Pack)->Unit(benchmark::kMillisecond);
 
 // args: VMs, nodes
 void BM_PlaceTable(benchmark::State& state) {
@@ -81,7 +86,7 @@ void BM_PlaceTable(benchmark::State& state) {
 }
 BENCHMARK(BM_PlaceTable)
     ->ArgNames({"vms", "nodes"})
-    ->ArgsProduct({{100, 1'000, 10'000}, {100, 1'000, 5'000}})
+    ->ArgsProduct({{100, 1'000, 10'000}, {100, 1'000, 5'000, 10'000}})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -20,9 +20,13 @@
 // with `max_payload: 8MB`, and the report says so.
 //
 // Then, in this process, it times the plugin's steps on the same request and the same nodes
-// (JSON parse, decode_request, place, encode_result and the reply's dump), so the controller's
-// time can be split into JSON and placement. Prints Markdown tables; exits non-zero only when it
-// could not measure.
+// (JSON parse, decode_request, place, the reply's text by append_placements), so the controller's
+// time can be split into JSON and placement. Prints Markdown tables, then one line per figure for
+// bench/run-all, e.g. with --nodes 10000 --vms 10000:
+//   figure: scheduler.e2e_10k_vms_10k_nodes_p50_ms 41.2      (round trip; also _p99_ms)
+//   figure: scheduler.e2e_10k_vms_10k_nodes_controller_p50_ms 30.1
+//   figure: scheduler.place_10k_vms_10k_nodes_ms 4.2         (in-process place(), p50)
+// Exits non-zero only when it could not measure.
 #include "bus.h"
 #include "host_process.h"
 #include "measure.h"
@@ -63,6 +67,11 @@ struct Options {
 };
 
 void say(const std::string& s) { std::cerr << "[scheduler_e2e] " << s << std::endl; }
+
+// 10000 -> "10k", 1500 -> "1500", 100 -> "100": the counts in figure keys.
+std::string count_key(size_t n) { return n >= 1000 && n % 1000 == 0 ? std::to_string(n / 1000) + "k" : std::to_string(n); }
+
+void figure(const std::string& key, double value) { std::cout << "figure: " << key << " " << fixed(value, 2) << "\n"; }
 
 double ms_since(SteadyClock::time_point t) { return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count(); }
 
@@ -200,7 +209,9 @@ Split split_in_process(const std::vector<json>& records, const std::string& body
     }
     auto result = scheduler::place(nodes, request.value(), settings);
     auto t3 = SteadyClock::now();
-    std::string reply = json{{"ok", true}, {"result", scheduler::encode_result(result)}}.dump();
+    std::string reply = R"({"ok":true,"result":{"placements":)";  // as the plugin writes it
+    scheduler::append_placements(reply, result);
+    reply += R"(,"reserved":false}})";
     auto t4 = SteadyClock::now();
     auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     out.parse.push_back(ms(t0, t1));
@@ -367,10 +378,17 @@ int run(const Options& opt) {
     sums.push_back(split.parse[i] + split.decode[i] + split.place[i] + split.encode[i]);
   std::cout << "In this process, the plugin's steps on the same request and nodes (p50 of " << split.place.size()
             << "):\n\n"
-               "| VMs/request | JSON parse ms | decode_request ms | place ms | encode_result + dump ms | sum ms |\n"
+               "| VMs/request | JSON parse ms | decode_request ms | place ms | reply text ms | sum ms |\n"
                "|---:|---:|---:|---:|---:|---:|\n"
             << "| " << opt.vms << " | " << p(split.parse, 50) << " | " << p(split.decode, 50) << " | " << p(split.place, 50)
-            << " | " << p(split.encode, 50) << " | " << p(sums, 50) << " |\n";
+            << " | " << p(split.encode, 50) << " | " << p(sums, 50) << " |\n\n";
+
+  const std::string scale = count_key(opt.vms) + "_vms_" + count_key(opt.nodes) + "_nodes";
+  const std::string policy = opt.policy.empty() || opt.policy == "spread" ? "" : "_" + opt.policy;
+  figure("scheduler.e2e_" + scale + policy + "_p50_ms", percentile(rtt, 50));
+  figure("scheduler.e2e_" + scale + policy + "_p99_ms", percentile(rtt, 99));
+  figure("scheduler.e2e_" + scale + policy + "_controller_p50_ms", percentile(controller, 50));
+  figure("scheduler.place_" + scale + policy + "_ms", percentile(split.place, 50));
   return 0;
 }
 

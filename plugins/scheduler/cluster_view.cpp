@@ -70,38 +70,43 @@ Resources ClusterView::reserved_total() const {
 }
 
 std::vector<NodeState> ClusterView::nodes() const {
-  std::map<std::string, NodeState> out;
+  // In id order, as nodes_ is; a VM or reservation finds its node by binary search. Built for
+  // every request: no map, one allocation per node's groups at most.
+  std::vector<NodeState> list;
+  list.reserve(nodes_.size());
   for (const auto& [id, n] : nodes_) {
-    NodeState s;
+    NodeState& s = list.emplace_back();
     s.id = id;
     s.management = n.management;
     s.monitor = n.monitor;
     s.capacity = n.capacity;
     s.host_reserve = host_reserve_;
-    out.emplace(id, std::move(s));
   }
-  std::map<std::string, Resources> placed;
+  auto find = [&](const std::string& id) -> NodeState* {
+    auto it = std::lower_bound(list.begin(), list.end(), id,
+                               [](const NodeState& s, const std::string& k) { return s.id < k; });
+    return it != list.end() && it->id == id ? &*it : nullptr;
+  };
+  std::vector<Resources> placed(list.size());
   for (const auto& [uuid, vm] : vms_) {
-    auto it = out.find(vm.node);
-    if (it == out.end()) continue;
-    add(placed[vm.node], vm.resources);
-    if (!vm.group.empty()) it->second.groups[vm.group]++;
+    NodeState* s = find(vm.node);
+    if (!s) continue;
+    add(placed[static_cast<size_t>(s - list.data())], vm.resources);
+    if (!vm.group.empty()) s->groups[vm.group]++;
   }
-  for (auto& [id, s] : out) {
-    const Resources& mine = placed[id];
-    const Resources& reported = nodes_.at(id).reported_use;
-    s.used = Resources{std::max(mine.vcpus, reported.vcpus), std::max(mine.memory_mib, reported.memory_mib),
-                       std::max(mine.disk_gib, reported.disk_gib)};
+  size_t i = 0;
+  for (const auto& [id, n] : nodes_) {
+    const Resources& mine = placed[i];
+    const Resources& reported = n.reported_use;
+    list[i++].used = Resources{std::max(mine.vcpus, reported.vcpus), std::max(mine.memory_mib, reported.memory_mib),
+                               std::max(mine.disk_gib, reported.disk_gib)};
   }
   for (const auto& r : reservations_) {
-    auto it = out.find(r.node);
-    if (it == out.end()) continue;
-    add(it->second.reservations, r.resources);
-    if (!r.group.empty()) it->second.groups[r.group]++;
+    NodeState* s = find(r.node);
+    if (!s) continue;
+    add(s->reservations, r.resources);
+    if (!r.group.empty()) s->groups[r.group]++;
   }
-  std::vector<NodeState> list;
-  list.reserve(out.size());
-  for (auto& [id, s] : out) list.push_back(std::move(s));
   return list;
 }
 

@@ -1,8 +1,11 @@
 #include "placement.h"
 
+#include "room_index.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -13,13 +16,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Resources as an array, so each rule is written once: vcpus, memory, disk. Amounts are whole
-// numbers held in doubles (exact below 2^53), so the scan over every node works in one type.
-constexpr size_t kResourceCount = 3;
-using Amounts = std::array<double, kResourceCount>;
 constexpr std::array<const char*, kResourceCount> kResourceName = {"vcpus", "memory", "disk"};
 constexpr std::array<const char*, kResourceCount> kResourceUnit = {"vCPUs", "MiB", "GiB"};
-constexpr size_t kNone = std::numeric_limits<size_t>::max();
 
 Amounts amounts(const Resources& r) {
   return {static_cast<double>(r.vcpus), static_cast<double>(r.memory_mib), static_cast<double>(r.disk_gib)};
@@ -48,16 +46,15 @@ Ruled state_filter(const NodeState& node, const std::unordered_set<std::string_v
   return kIn;
 }
 
-// The nodes that pass the state filters, in id order, one column per field: the scan over
-// every candidate for every VM runs through memory in order.
+// The nodes that pass the state filters, in id order (a candidate's index is its rank by id).
 struct Candidates {
   std::vector<const NodeState*> node;
   // capacity - used - reservations, never below zero; shrinks as VMs land.
-  std::array<std::vector<double>, kResourceCount> free;
+  std::vector<Amounts> free;
   // 1 / (capacity * resources counted), so the weighted sum of free amounts is the mean share
   // left; 0 for a resource the node has none of, which stays out of its mean.
-  std::array<std::vector<double>, kResourceCount> weight;
-  std::vector<int64_t> group_count;  // VMs of the group at hand; zero between scans
+  std::vector<Amounts> weight;
+  std::vector<int64_t> group_count;  // VMs of the group at hand; zero between searches
 
   size_t size() const { return node.size(); }
 
@@ -67,29 +64,29 @@ struct Candidates {
     Amounts held = amounts(n.reservations);
     double counted = 0;
     for (size_t r = 0; r < kResourceCount; ++r) counted += capacity[r] > 0 ? 1 : 0;
+    Amounts f{}, w{};
     for (size_t r = 0; r < kResourceCount; ++r) {
-      free[r].push_back(std::max(0.0, capacity[r] - used[r] - held[r]));
-      weight[r].push_back(capacity[r] > 0 ? 1.0 / (capacity[r] * counted) : 0.0);
+      f[r] = std::max(0.0, capacity[r] - used[r] - held[r]);
+      w[r] = capacity[r] > 0 ? 1.0 / (capacity[r] * counted) : 0.0;
     }
+    free.push_back(f);
+    weight.push_back(w);
     node.push_back(&n);
     group_count.push_back(0);
   }
 
-  bool fits(size_t i, const Amounts& need) const {
-    return need[0] <= free[0][i] && need[1] <= free[1][i] && need[2] <= free[2][i];
-  }
+  bool fits(size_t i, const Amounts& need) const { return scheduler::fits(free[i], need); }
 
   // Mean over resources of free_after / capacity.
   double share_left_after(size_t i, const Amounts& need) const {
-    return (free[0][i] - need[0]) * weight[0][i] + (free[1][i] - need[1]) * weight[1][i] +
-           (free[2][i] - need[2]) * weight[2][i];
+    return scheduler::share_left_after(free[i], weight[i], need);
   }
 
   // How far the node is from taking the VM: the sum of each short resource's missing fraction.
   double shortfall(size_t i, const Amounts& need) const {
     double sum = 0;
     for (size_t r = 0; r < kResourceCount; ++r) {
-      if (need[r] > free[r][i]) sum += (need[r] - free[r][i]) / need[r];
+      if (need[r] > free[i][r]) sum += (need[r] - free[i][r]) / need[r];
     }
     return sum;
   }
@@ -103,11 +100,11 @@ struct Candidates {
     std::string text = node[i]->id + " lacks ";
     const char* separator = "";
     for (size_t r = 0; r < kResourceCount; ++r) {
-      if (need[r] <= free[r][i]) continue;
+      if (need[r] <= free[i][r]) continue;
       text += separator;
       text += kResourceName[r];
-      text += ": needs " + amount(need[r], r) + ", " + amount(free[r][i], r) + " free after overcommit, short by " +
-              amount(need[r] - free[r][i], r);
+      text += ": needs " + amount(need[r], r) + ", " + amount(free[i][r], r) + " free after overcommit, short by " +
+              amount(need[r] - free[i][r], r);
       separator = "; ";
     }
     return text;
@@ -122,17 +119,25 @@ Reason reason(ReasonCode code, std::string message) { return Reason{code, std::m
 class Planner {
  public:
   Planner(const std::vector<NodeState>& nodes, const PlacementRequest& request, const SchedulerSettings& settings)
-      : target_id_(request.target), sign_(request.policy.value_or(settings.default_policy) == Policy::kPack ? -1 : 1) {
+      : target_id_(request.target),
+        sign_(request.policy.value_or(settings.default_policy) == Policy::kPack ? -1 : 1),
+        index_(sign_) {
     std::vector<const NodeState*> sorted;
     sorted.reserve(nodes.size());
     for (const NodeState& node : nodes) sorted.push_back(&node);
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    auto by_id = [](auto* a, auto* b) { return a->id < b->id; };
+    // The view hands them sorted; sorting again would be most of the setup at 10,000 nodes.
+    if (!std::is_sorted(sorted.begin(), sorted.end(), by_id)) std::sort(sorted.begin(), sorted.end(), by_id);
 
     std::unordered_set<std::string_view> exclude(request.exclude.begin(), request.exclude.end());
     for (const NodeState* node : sorted) {
       Ruled ruled = state_filter(*node, exclude);
       ++ruled_count_[ruled];
-      if (ruled == kIn) candidates_.add(*node, settings.overcommit);
+      if (ruled == kIn) {
+        candidates_.add(*node, settings.overcommit);
+        size_t i = candidates_.size() - 1;
+        if (!target_id_) index_.insert(i, candidates_.weight[i], candidates_.free[i]);
+      }
       if (target_id_ && node->id == *target_id_) {
         target_ = node;
         target_ruled_ = ruled;
@@ -168,7 +173,9 @@ class Planner {
       if (chosen == kNone) why = explain(need, group, vm.group);
     }
     if (why) return Placement{vm.uuid, "", std::move(why)};
-    for (size_t r = 0; r < kResourceCount; ++r) candidates_.free[r][chosen] -= need[r];
+    if (!target_id_) index_.erase(chosen, candidates_.weight[chosen], candidates_.free[chosen]);
+    for (size_t r = 0; r < kResourceCount; ++r) candidates_.free[chosen][r] -= need[r];
+    if (!target_id_) index_.insert(chosen, candidates_.weight[chosen], candidates_.free[chosen]);
     if (group) ++group->members[chosen];
     return Placement{vm.uuid, candidates_.node[chosen]->id, std::nullopt};
   }
@@ -179,20 +186,40 @@ class Planner {
     std::unordered_map<size_t, int64_t> members;  // candidate -> VMs of the group there
   };
 
-  // The best candidate with room, or kNone. The hot loop: every VM looks at every candidate.
+  // The best candidate with room, or kNone.
   size_t choose(const Amounts& need, const Group* group) {
     if (group) {
       for (const auto& [i, count] : group->members) candidates_.group_count[i] = count;
     }
-    size_t best = group && !group->hard ? choose_spreading_group(need) : choose_by_score(need);
+    size_t best = group && !group->hard ? choose_spreading_group(need, *group) : choose_by_score(need);
     if (group) {
       for (const auto& [i, count] : group->members) candidates_.group_count[i] = 0;
     }
     return best;
   }
 
-  // No group, or a hard one: nodes holding the group are out, the best score wins.
-  size_t choose_by_score(const Amounts& need) const {
+  // No group, or a hard one: nodes holding the group are out, the best score wins. The index
+  // finds it looking at a few nodes; when it would look at many (nodes lacking room for the VM
+  // stand in its way), every node is scored instead: the same answer either way. After the index
+  // gave up, the next VMs (1, 2, 4, .. 64 of them) are scanned at once, as they likely meet the
+  // same nodes; one answer from the index resets that.
+  size_t choose_by_score(const Amounts& need) {
+    if (scan_next_ > 0) {
+      --scan_next_;
+      return scan(need);
+    }
+    size_t budget = std::max<size_t>(64, candidates_.size() / 8);
+    auto found = index_.best(need, [this](size_t i) { return candidates_.group_count[i] > 0; }, budget);
+    if (found) {
+      backoff_ = 1;
+      return *found;
+    }
+    scan_next_ = backoff_;
+    backoff_ = std::min<size_t>(backoff_ * 2, 64);
+    return scan(need);
+  }
+
+  size_t scan(const Amounts& need) const {
     size_t best = kNone;
     double best_score = -std::numeric_limits<double>::infinity();
     for (size_t i = 0; i < candidates_.size(); ++i) {
@@ -207,16 +234,19 @@ class Planner {
     return best;
   }
 
-  // A soft group: the fewest VMs of the group first, then the best score.
-  size_t choose_spreading_group(const Amounts& need) const {
-    size_t best = kNone;
+  // A soft group: the fewest VMs of the group first, then the best score. A node without the
+  // group has the fewest there can be, so the best of those wins when there is one; otherwise
+  // the group's nodes (no more than its VMs) compete.
+  size_t choose_spreading_group(const Amounts& need, const Group& group) {
+    size_t best = choose_by_score(need);
+    if (best != kNone) return best;
     int64_t best_count = 0;
     double best_score = 0;
-    for (size_t i = 0; i < candidates_.size(); ++i) {
+    for (const auto& [i, count] : group.members) {
       if (!candidates_.fits(i, need)) continue;
-      int64_t count = candidates_.group_count[i];
       double score = sign_ * candidates_.share_left_after(i, need);
-      if (best == kNone || count < best_count || (count == best_count && score > best_score)) {
+      bool better = count < best_count || (count == best_count && (score > best_score || (score == best_score && i < best)));
+      if (best == kNone || better) {
         best = i;
         best_count = count;
         best_score = score;
@@ -289,6 +319,8 @@ class Planner {
   double sign_;  // +1 spread, -1 pack: the best node has the highest sign_ * share left
   std::array<size_t, kRuledCount> ruled_count_{};
   Candidates candidates_;
+  RoomIndex index_;  // the candidates by room left; unused (empty) with a target
+  size_t scan_next_ = 0, backoff_ = 1;  // VMs to scan without asking the index; how many next time
   const NodeState* target_ = nullptr;  // the target node, when there is one and it is known
   Ruled target_ruled_ = kIn;
   size_t target_candidate_ = kNone;
@@ -598,6 +630,57 @@ Json encode_result(const PlacementResult& result) {
     }
   }
   return Json{{"placements", std::move(placements)}};
+}
+
+namespace {
+
+// A JSON string as nlohmann's dump() writes it: quote, backslash and control characters escaped
+// (the short forms where JSON has them, else \u00xx), everything else as it is.
+void append_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+void append_placements(std::string& out, const PlacementResult& result) {
+  out += '[';
+  for (size_t i = 0; i < result.placements.size(); ++i) {
+    const Placement& p = result.placements[i];
+    out += i == 0 ? "{" : ",{";
+    if (p.reason) {  // keys in dump()'s (sorted) order
+      out += "\"code\":";
+      append_string(out, reason_name(p.reason->code));
+      out += ",\"message\":";
+      append_string(out, p.reason->message);
+    } else {
+      out += "\"node\":";
+      append_string(out, p.node);
+    }
+    out += ",\"uuid\":";
+    append_string(out, p.uuid);
+    out += '}';
+  }
+  out += ']';
 }
 
 }  // namespace nodeha::scheduler

@@ -158,9 +158,11 @@ class Scheduler : public Plugin {
     }
     publish_reserved();
     count(placed == result.placements.size() ? "placed" : placed == 0 ? "unplaced" : "partial");
-    auto out = encode_result(result);
-    out["reserved"] = reserve_s > 0;
-    host().respond(m.reply, command::ok(out));
+    // command::ok(encode_result + reserved), written as text: keys in dump()'s order.
+    std::string reply = R"({"ok":true,"result":{"placements":)";
+    append_placements(reply, result);
+    reply += reserve_s > 0 ? R"(,"reserved":true}})" : R"(,"reserved":false}})";
+    host().respond(m.reply, reply);
     duration_.observe(std::chrono::duration<double>(Clock::now() - started).count());
   }
 

@@ -682,12 +682,28 @@ TEST(SchedulerProperties, HoldForRandomClusters) {
     auto decoded = decode_result(encode_result(result));
     ASSERT_TRUE(decoded.is_ok()) << decoded.status().message();
     EXPECT_EQ(decoded.value(), result);
+    std::string text;
+    append_placements(text, result);
+    EXPECT_EQ(text, encode_result(result)["placements"].dump()) << "the reply's text is the codec's";
     if (HasFailure()) break;  // one seed's story is enough to read
   }
   for (const char* outcome : {"placed", "no_candidates", "insufficient_capacity", "target_unavailable",
                               "target_insufficient", "anti_affinity"}) {
     EXPECT_GT(outcomes[outcome], 0) << outcome << " never happened: the random clusters are too tame";
   }
+}
+
+TEST(SchedulerJson, PlacementsTextIsWhatDumpWrites) {
+  PlacementResult result;
+  result.placements.push_back({"5c4e0000-0000-4000-8000-000000000001", "node-a", std::nullopt});
+  result.placements.push_back({"u2", "", Reason{ReasonCode::kAntiAffinity, "group 'q\"b\\s' \n\t\r\b\f \x01\x1f \xc3\xa9 \x7f"}});
+  result.placements.push_back({"u3", "", Reason{ReasonCode::kInsufficientCapacity, ""}});
+  std::string text;
+  append_placements(text, result);
+  EXPECT_EQ(text, encode_result(result)["placements"].dump());
+  std::string empty;
+  append_placements(empty, PlacementResult{});
+  EXPECT_EQ(empty, "[]");
 }
 
 // Found by fuzz/command_fuzz.cpp: a number beyond a double (out_of_range, not parse_error)
