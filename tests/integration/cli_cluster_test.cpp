@@ -10,6 +10,7 @@
 #include "cli_run.h"
 #include "host_process.h"
 #include "nats_server.h"
+#include "task_read.h"
 #include "test_nodes.h"
 
 #include <gmock/gmock.h>
@@ -560,10 +561,7 @@ TEST_F(CliCluster, AMigrationShowsItsDiskApartFromItsMemoryLiveAndInItsTask) {
     std::lock_guard lock(agent->mu);
     id = agent->task_id;
   }
-  auto step = [&] {
-    auto e = bus_->kv_get("tasks", id);
-    return e ? json::parse(e->value)["steps"][0] : json::object();
-  };
+  auto step = [&] { return read_task(*bus_, id).value("steps", json::array({json::object()}))[0]; };
   ASSERT_TRUE(wait_until([&] { return step()["progress"].value("disk_total", int64_t{0}) > 0; })) << step();
   json progress = step()["progress"];
   EXPECT_EQ(progress["disk_processed"], 120 * kMiB) << progress;
