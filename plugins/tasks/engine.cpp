@@ -130,6 +130,11 @@ struct Engine::Run {
   nlohmann::json counts = nlohmann::json::object();  // steps by state, for the head
   std::set<size_t> pending;         // steps in state pending, started lowest first
   size_t unfinished = 0;            // steps not final
+  // Steps run again after a wait, whose stored state says `waiting`: until their outcome differs
+  // (another state, another reason) their comings and goings are not written. A dead node's
+  // drain of 10,000 VMs retries every step every retry_every: written, that rewrote every chunk
+  // four times a second (docs/performance.md, "Tasks at 10,000 steps").
+  std::set<size_t> quiet;
   int parallel = 2;
   int active = 0;                   // steps running on workers
   int waiting = 0;                  // steps waiting for their retry timer
@@ -144,9 +149,10 @@ struct Engine::Run {
     dirty.insert(task_steps::chunk_of_step(i));
     return task["steps"][i];
   }
-  // Every change of a step's state goes here: the counts, the pending set and the chunk follow.
-  void set_state(size_t i, const std::string& to) {
-    auto& s = step(i);
+  // Every change of a step's state goes here: the counts, the pending set and (unless `written`
+  // is false: a quiet retry) the chunk follow.
+  void set_state(size_t i, const std::string& to, bool written = true) {
+    auto& s = written ? step(i) : task["steps"][i];
     tally(record::text(s, "state", "?"), -1, i);
     tally(to, +1, i);
     s["state"] = to;
@@ -304,12 +310,16 @@ void Engine::pump(const std::shared_ptr<Run>& run) {
     if (!stopping_ && !run->cancel_seen) {
       while (!run->pending.empty() && run->active < run->parallel) {
         size_t i = *run->pending.begin();
+        ++run->active;
+        start.push_back(i);
+        if (run->quiet.count(i)) {  // still waiting, as far as anyone reading can tell
+          run->set_state(i, "running", false);
+          continue;
+        }
         run->set_state(i, "running");
         auto& s = run->step(i);
         s["started"] = unix_ms();
         s["error"] = "";
-        ++run->active;
-        start.push_back(i);
         changed = true;
       }
     }
@@ -339,42 +349,57 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
   bool retry = false;
   {
     std::lock_guard lock(run->mu);
-    auto& s = run->step(index);
     --run->active;
     using O = StepResult::Outcome;
-    if (r.outcome == O::Retry && !run->cancel_seen && !stopping_) {
-      run->set_state(index, "waiting");
-      s["error"] = r.detail;
+    const bool again = r.outcome == O::Retry && !run->cancel_seen && !stopping_;
+    if (run->quiet.erase(index) && again && run->task["steps"][index].value("error", "") == r.detail) {
+      run->set_state(index, "waiting", false);  // waiting as it was, for the same reason: nothing to write
+      run->quiet.insert(index);
       ++run->waiting;
       retry = true;
-    } else if (r.outcome == O::Succeeded) {
-      run->set_state(index, "succeeded");
-      s["error"] = "";
-      s.update(r.fields);
+      if (auto m = step_results_.find("waiting"); m != step_results_.end()) m->second.inc();
     } else {
-      run->set_state(index, run->cancel_seen ? "cancelled" : "failed");
-      s["error"] = r.detail;
+      auto& s = run->step(index);
+      if (again) {
+        run->set_state(index, "waiting");
+        s["error"] = r.detail;
+        ++run->waiting;
+        retry = true;
+      } else if (r.outcome == O::Succeeded) {
+        run->set_state(index, "succeeded");
+        s["error"] = "";
+        s.update(r.fields);
+      } else {
+        run->set_state(index, run->cancel_seen ? "cancelled" : "failed");
+        s["error"] = r.detail;
+      }
+      if (!retry) s["finished"] = unix_ms();
+      std::string id = run->task["id"], state = s.value("state", "");
+      auto ev = evidence::decided(host_, !r.summary.empty() ? r.summary
+                                         : kind_.name + " task " + id + ": " + s.value("vm", "") + " " + state +
+                                               (r.detail.empty() ? "" : ": " + r.detail));
+      ev.task = id;
+      ev.facts = r.facts;
+      ev.facts["state"] = state;
+      s["evidence"] = evidence::to_json(ev);
+      task_steps::bound_step(s);
+      if (auto m = step_results_.find(state); m != step_results_.end()) m->second.inc();
+      save(run, "step", Save::Soon);
     }
-    if (!retry) s["finished"] = unix_ms();
-    std::string id = run->task["id"], state = s.value("state", "");
-    auto ev = evidence::decided(host_, !r.summary.empty() ? r.summary
-                                       : kind_.name + " task " + id + ": " + s.value("vm", "") + " " + state +
-                                             (r.detail.empty() ? "" : ": " + r.detail));
-    ev.task = id;
-    ev.facts = r.facts;
-    ev.facts["state"] = state;
-    s["evidence"] = evidence::to_json(ev);
-    task_steps::bound_step(s);
-    if (auto m = step_results_.find(state); m != step_results_.end()) m->second.inc();
-    save(run, "step", Save::Soon);
   }
   if (retry) {
     auto t = host_.timer(kind_.retry_every, Millis(0), [this, run, index] {
       {
         std::lock_guard lock(run->mu);
         --run->waiting;
-        if (run->task["steps"][index].value("state", "") == "waiting")
-          run->set_state(index, run->cancel_seen ? "cancelled" : "pending");
+        if (run->task["steps"][index].value("state", "") == "waiting") {
+          if (run->cancel_seen) {
+            run->set_state(index, "cancelled");
+          } else {
+            run->quiet.insert(index);
+            run->set_state(index, "pending", false);
+          }
+        }
       }
       host_.spawn([this, run] { pump(run); });
     });
