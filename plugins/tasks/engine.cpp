@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <thread>
 
 namespace nodeha::tasks {
@@ -135,6 +136,11 @@ struct Engine::Run {
   // drain of 10,000 VMs retries every step every retry_every: written, that rewrote every chunk
   // four times a second (docs/performance.md, "Tasks at 10,000 steps").
   std::set<size_t> quiet;
+  // Waiting steps in the order their retry comes (retry_every is the same for all): one timer per
+  // task, for the first of them, not one per step (the host's timers are a list: 10,000 of them
+  // made its event loop scan 10,000 entries at every wake-up).
+  std::deque<std::pair<std::chrono::steady_clock::time_point, size_t>> retry_due;
+  bool retry_armed = false;
   int parallel = 2;
   int active = 0;                   // steps running on workers
   int waiting = 0;                  // steps waiting for their retry timer
@@ -388,25 +394,45 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
     }
   }
   if (retry) {
-    auto t = host_.timer(kind_.retry_every, Millis(0), [this, run, index] {
-      {
-        std::lock_guard lock(run->mu);
-        --run->waiting;
-        if (run->task["steps"][index].value("state", "") == "waiting") {
-          if (run->cancel_seen) {
-            run->set_state(index, "cancelled");
-          } else {
-            run->quiet.insert(index);
-            run->set_state(index, "pending", false);
-          }
-        }
-      }
-      host_.spawn([this, run] { pump(run); });
-    });
-    if (!t) {  // the plugin is stopping: the step stays for the next controller to resume
-      std::lock_guard lock(run->mu);
+    std::lock_guard lock(run->mu);
+    run->retry_due.emplace_back(std::chrono::steady_clock::now() + kind_.retry_every, index);
+    arm_retry(run);
+  }
+  pump(run);
+}
+
+// Arms the task's one retry timer for its first waiting step. Called with run->mu held.
+void Engine::arm_retry(const std::shared_ptr<Run>& run) {
+  if (run->retry_armed || run->retry_due.empty()) return;
+  auto left = std::chrono::duration_cast<Millis>(run->retry_due.front().first - std::chrono::steady_clock::now());
+  auto t = host_.timer(std::max(Millis(0), left), Millis(0), [this, run] { host_.spawn([this, run] { retry_due(run); }); });
+  run->retry_armed = static_cast<bool>(t);
+  if (!t) {  // the plugin is stopping: the steps stay waiting for the next controller to resume
+    run->waiting -= static_cast<int>(run->retry_due.size());
+    run->retry_due.clear();
+  }
+}
+
+// The waiting steps whose retry has come are pending again (quietly: still waiting as far as the
+// store says), and the timer is armed for the next. Worker.
+void Engine::retry_due(const std::shared_ptr<Run>& run) {
+  {
+    std::lock_guard lock(run->mu);
+    run->retry_armed = false;
+    auto now = std::chrono::steady_clock::now();
+    while (!run->retry_due.empty() && run->retry_due.front().first <= now) {
+      size_t index = run->retry_due.front().second;
+      run->retry_due.pop_front();
       --run->waiting;
+      if (run->task["steps"][index].value("state", "") != "waiting") continue;
+      if (run->cancel_seen) {
+        run->set_state(index, "cancelled");
+      } else {
+        run->quiet.insert(index);
+        run->set_state(index, "pending", false);
+      }
     }
+    arm_retry(run);
   }
   pump(run);
 }

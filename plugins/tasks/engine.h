@@ -136,6 +136,8 @@ class Engine {
   void resume_unfinished();
   void pump(const std::shared_ptr<Run>& run);
   void run_step(const std::shared_ptr<Run>& run, size_t index);
+  void arm_retry(const std::shared_ptr<Run>& run);
+  void retry_due(const std::shared_ptr<Run>& run);
   void finish(const std::shared_ptr<Run>& run);
   // A finished task's outcome on evt.node.<node>, so the node's history shows its steps.
   void publish_outcome(const nlohmann::json& task);
