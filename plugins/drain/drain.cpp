@@ -11,9 +11,8 @@
 #include "engine.h"
 #include "evidence.h"
 #include "plans.h"
-#include "task_record.h"
-
 #include "record_fields.h"
+#include "task_record.h"
 
 #include <nodeha/plugin.hpp>
 
