@@ -8,8 +8,8 @@
 //
 // Why 64 steps a chunk: a step is at most kMaxStepBytes (bound_step cuts its texts to fit), so a
 // chunk stays under 64 x 8 KiB = 512 KiB, half of NATS's default 1 MiB max_payload, with room
-// for the KV headers and an event's head beside it. A usual step is ~700 bytes: a chunk is ~45 KB,
-// a 10,000-step task 157 chunks.
+// for the KV headers and an event's head beside it. A drain's step with its evidence is ~550
+// bytes: a chunk is at most ~35 KiB, a 10,000-step task 157 chunks (bench/task_steps).
 //
 // Pure, except load() and the Get it is given.
 #pragma once
