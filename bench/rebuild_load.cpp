@@ -133,7 +133,7 @@ json Client::request(const std::string& subject, const json& body, std::chrono::
 
 json Client::get(const std::string& bucket, const std::string& key) {
   if (bucket == "tasks") {
-    json t = read_task(*bus_, key);
+    json t = test::read_task(*bus_, key);
     return t.empty() ? json() : t;
   }
   auto e = bus_->kv_get(bucket, key);
@@ -207,7 +207,7 @@ json wait_task(Client& c, const std::string& id, std::chrono::milliseconds perio
       period, timeout);
   if (revisions) *revisions = {first, last};
   if (!done) return json();
-  task = read_task(c.bus(), id);  // the head polled; the steps, in chunks, read once
+  task = test::read_task(c.bus(), id);  // the head polled; the steps, in chunks, read once
   task["bench_record_bytes"] = bytes;
   return task;
 }

@@ -18,6 +18,7 @@
 #include "libvirtd.h"
 #include "nats_server.h"
 #include "process.h"
+#include "task_read.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
