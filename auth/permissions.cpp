@@ -9,9 +9,9 @@
 namespace nodeha::auth {
 namespace {
 
-// Every KV bucket the plugins use (heartbeat/tasks: nodes, vms: vms, tasks: tasks, the plans of
+// Every KV bucket the plugins use (heartbeat/tasks: nodes, vms: vms, tasks: tasks and task_steps, the plans of
 // dry runs: plans).
-constexpr const char* kBuckets[] = {"nodes", "vms", "tasks", "plans"};
+constexpr const char* kBuckets[] = {"nodes", "vms", "tasks", "task_steps", "plans"};
 
 // JetStream API calls cnats makes to bind a bucket, get keys and watch (an ordered consumer
 // with flow control; it finds the stream by name first), and only for bucket `b`.

@@ -251,7 +251,7 @@ int run_control(const Options& opt) {
             << " ms after the task, task finished " << fixed(tt.last_step_ms, 0) << " ms after the last step; " << tt.succeeded
             << " of " << n << " steps succeeded" << step_errors(task) << "\n"
             << "- steps: started -> finished of each VM's step (record move, define, start on the target)\n"
-            << "- the task record at the end: " << fixed(task.value("bench_record_bytes", 0.0) / 1024.0) << " KiB; writes to the "
+            << "- the task's head record at the end: " << fixed(task.value("bench_record_bytes", 0.0) / 1024.0) << " KiB; writes to the "
             << "tasks bucket while it ran (both tasks): " << (revisions.second - revisions.first) << "\n"
             << "- VMs per target:";
   for (const auto& [node, count] : per_target) std::cout << " " << (node.empty() ? "?" : node) << "=" << count;

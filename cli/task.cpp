@@ -122,7 +122,14 @@ void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
                        }});
   auto* show_cmd = task->add_subcommand("show", "one task: its request, state, and every step");
   show_cmd->add_option("ID", a->id, "the task id")->required();
-  commands->push_back({show_cmd, [a](const Globals& g) { return query(g, "task.show", {{"task", a->id}}, print_task); }});
+  commands->push_back({show_cmd, [a](const Globals& g) {
+                         Controller c(g);
+                         auto t = fetch_task(c, a->id);
+                         if (!t.ok()) return t.exit;
+                         if (g.json) print_document(t.result);
+                         else print_task(t.result);
+                         return kExitDone;
+                       }});
   auto* watch_cmd = task->add_subcommand("watch", "follow a task live until it ends (Ctrl-C stops watching, not the task); exit 0 if it succeeded, 1 if not");
   watch_cmd->add_option("ID", a->id, "the task id")->required();
   commands->push_back({watch_cmd, [a](const Globals& g) { return watch(g, a->id); }});

@@ -41,16 +41,51 @@ class LiveView {
   size_t cols_ = 80, rows_ = 24, shown_ = 0;
 };
 
-// Applies an event (the whole record plus "event") when it is not older than what we have.
+}  // namespace
+
+Controller::Outcome fetch_task(Controller& controller, const std::string& id, Controller::Report report) {
+  auto first = controller.call("task.show", {{"task", id}}, report);
+  if (!first.ok()) return first;
+  json& task = first.result;
+  // Pages while the steps come in parts, each further on than the last; a page that fails ends it
+  // (reported by call). The head is the first page's: steps read later may be a moment newer.
+  uint64_t last = 0;
+  while (task.contains("next_chunk") && task["next_chunk"].is_number_unsigned() && task["next_chunk"].get<uint64_t>() > last &&
+         task["steps"].is_array()) {
+    last = task["next_chunk"].get<uint64_t>();
+    task.erase("next_chunk");
+    auto page = controller.call("task.show", {{"task", id}, {"chunk", last}}, report);
+    if (!page.ok()) return page;
+    if (page.result.contains("steps") && page.result["steps"].is_array())
+      for (auto& s : page.result["steps"]) task["steps"].push_back(std::move(s));
+    if (page.result.contains("next_chunk")) task["next_chunk"] = page.result["next_chunk"];
+  }
+  task.erase("next_chunk");
+  return first;
+}
+
 void apply_event(const std::string& data, const std::string& id, json* task) {
   json j = json::parse(data, nullptr, false);
   if (!j.is_object() || j.value("id", "") != id) return;
   if (j.value("updated", int64_t{0}) < task->value("updated", int64_t{0})) return;
-  j.erase("event");
+  json steps = task->contains("steps") ? std::move((*task)["steps"]) : json::array();
+  if (j.contains("steps") && j["steps"].is_array()) steps = std::move(j["steps"]);  // a record with its steps inline
+  // A chunk of steps (its index and the head's chunk size place it): laid over the steps held.
+  const json chunk = j.value("chunk", json());
+  const int64_t size = j.value("chunk_steps", int64_t{0});
+  if (chunk.is_object() && chunk.value("chunk", int64_t{-1}) >= 0 && size > 0 && chunk.contains("steps") &&
+      chunk["steps"].is_array() && steps.is_array()) {
+    size_t at = static_cast<size_t>(chunk["chunk"].get<int64_t>() * size);
+    for (const auto& s : chunk["steps"]) {
+      if (at < steps.size()) steps[at] = s;
+      else if (at == steps.size()) steps.push_back(s);
+      ++at;
+    }
+  }
+  for (const char* k : {"event", "chunk"}) j.erase(k);
+  j["steps"] = std::move(steps);
   *task = std::move(j);
 }
-
-}  // namespace
 
 int watch_task(Controller& controller, const std::string& id, json* final) {
   const bool quiet = controller.globals().json;
@@ -58,7 +93,7 @@ int watch_task(Controller& controller, const std::string& id, json* final) {
   // Subscribed before the record is read once: no change falls between the two.
   auto events = controller.subscribe("evt.task." + id);
   if (!events) return kExitUnreachable;
-  auto first = controller.call("task.show", {{"task", id}});
+  auto first = fetch_task(controller, id);
   if (!first.ok()) return first.exit;
   json task = first.result;
   LiveView view;
@@ -72,7 +107,7 @@ int watch_task(Controller& controller, const std::string& id, json* final) {
       apply_event(*data, id, &task);
     } else {
       // Quiet for a while: read the record again, in case an event was lost (a NATS reconnect).
-      auto again = controller.call("task.show", {{"task", id}}, Controller::kQuiet);
+      auto again = fetch_task(controller, id, Controller::kQuiet);
       if (again.ok() && again.result.value("updated", int64_t{0}) >= task.value("updated", int64_t{0})) task = again.result;
     }
   }

@@ -162,8 +162,19 @@
     }
   }
 
+  // The selected task's steps, kept in chunks in bucket task_steps under "<task id>.<k>": watched
+  // while it is selected, the previous task's watch stopped.
+  let stepsWatch = null;
+  function watchTaskSteps(id) {
+    if (stepsWatch) stepsWatch.stop();
+    stepsWatch = watchBucket(nc, "task_steps", {
+      keys: `${id}.>`, onPut: (k, v) => views.putTaskChunk(k, v),
+      onError: (e) => console.warn("watch task_steps:", e.message),
+    });
+  }
+
   function start() {
-    views = new Views({ onNodeSelected: showNode, onVmSelected: showVm });
+    views = new Views({ onNodeSelected: showNode, onVmSelected: showVm, onTaskSelected: watchTaskSteps });
     nodeTimeline = new Timeline(nc, { stream: eventsStream(), list: "history", info: "history-info" });
     vmTimeline = new Timeline(nc, { stream: eventsStream(), list: "vm-history", info: "vm-history-info" });
     const renderSelectedVm = () => renderVmFacts($("vm-detail").dataset.vm);

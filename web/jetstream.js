@@ -133,10 +133,11 @@
   }
 
   // A KV bucket's keys as they change: onPut(key, value-or-null-on-delete).
-  function watchBucket(nc, bucket, { onPut, onCaughtUp, onError }) {
+  // `keys`: the keys watched, a subject pattern ("<task id>.>"); every key when absent.
+  function watchBucket(nc, bucket, { onPut, onCaughtUp, onError, keys = ">" }) {
     const prefix = `$KV.${bucket}.`;
     const c = new OrderedConsumer(nc, {
-      stream: `KV_${bucket}`, filter: `${prefix}>`, deliver: "last_per_subject", onCaughtUp, onError,
+      stream: `KV_${bucket}`, filter: `${prefix}${keys}`, deliver: "last_per_subject", onCaughtUp, onError,
       onMessage: (msg) => {
         const key = msg.subject.slice(prefix.length);
         const op = msg.header("KV-Operation");

@@ -48,7 +48,7 @@
       case "registered": return `registered, ${e.monitor}${e.reason ? `: ${e.reason}` : ""}`;
       case "rebooted": return `rebooted (boot id ${e.old_boot_id} → ${e.new_boot_id})`;
       case "created": case "step": case "progress": case "resumed": case "finished": case "reported":
-        if (e.kind && e.id) return `task ${e.id} (${e.kind} of ${e.node}): ${e.event}, ${e.state}${Array.isArray(e.steps) ? `, ${taskProgress(e)} steps done` : ""}${e.error ? `: ${e.error}` : ""}`;
+        if (e.kind && e.id) return `task ${e.id} (${e.kind} of ${e.node}): ${e.event}, ${e.state}${Array.isArray(e.steps) || e.step_counts ? `, ${taskProgress(e)} steps done` : ""}${e.error ? `: ${e.error}` : ""}`;
       // fall through: a VM event of the same name
       default: {
         const rest = Object.fromEntries(Object.entries(e).filter(([k, v]) => !["event", "steps", "params", "evidence", "time", "vm"].includes(k) && v !== "" && v !== null));
@@ -57,13 +57,24 @@
     }
   }
 
+  // "done/all": from the head's counts (steps kept in chunks: docs/node-operations.md), or from the
+  // steps of a record written before chunks.
   function taskProgress(t) {
+    if (t.step_counts && typeof t.step_counts === "object" && typeof t.step_count === "number") {
+      const done = Object.entries(t.step_counts).reduce((n, [state, k]) => n + (kFinishedSteps.has(state) && typeof k === "number" ? k : 0), 0);
+      return `${done}/${t.step_count}`;
+    }
     const steps = Array.isArray(t.steps) ? t.steps : [];
     return `${steps.filter((s) => kFinishedSteps.has(s.state)).length}/${steps.length}`;
   }
 
+  // Steps shown of a selected task, at most: its page lists them, a longer task says how many more.
+  const kShownSteps = 500;
+
   class Views {
-    constructor({ onNodeSelected, onVmSelected }) {
+    // onTaskSelected(id): the page watches the chunks of that task's steps (putTaskChunk).
+    constructor({ onNodeSelected, onVmSelected, onTaskSelected }) {
+      this.taskChunks = new Map();  // chunk index -> steps, of the selected task
       this.heartbeat = new Map();  // node -> {age_s, at}: from cmd.node.list
       this.vmCount = new Map();    // node -> VMs recorded on it
       this.vmNode = new Map();     // uuid -> node, to keep vmCount right as VMs move
@@ -106,7 +117,9 @@
         text: (r, id) => `${id} ${r.kind} ${r.node} ${r.state}`,
         compare: ([ia, a], [ib, b]) => (b.created || 0) - (a.created || 0) || byText(ia, ib),
         onSelect: (id) => {
+          if (id !== this.selectedTask) this.taskChunks.clear();
           this.selectedTask = id;
+          if (onTaskSelected) onTaskSelected(id);
           scheduleRender(this.renderTaskDetail);
         },
       });
@@ -157,6 +170,20 @@
       if (id === this.selectedTask) scheduleRender(this.renderTaskDetail);
     }
 
+    // A chunk of the selected task's steps (key "<task id>.<k>", value {task, chunk, steps}).
+    putTaskChunk(key, value) {
+      const [id, k] = key.split(".");
+      if (id !== this.selectedTask || !value || !Array.isArray(value.steps)) return;
+      this.taskChunks.set(Number(k), value.steps);
+      scheduleRender(this.renderTaskDetail);
+    }
+
+    // The selected task's steps: inline in a record written before chunks, else from its chunks.
+    selectedSteps(t) {
+      if (Array.isArray(t.steps)) return t.steps;
+      return [...this.taskChunks.keys()].sort((a, b) => a - b).flatMap((k) => this.taskChunks.get(k));
+    }
+
     renderTaskDetail() {
       const box = document.getElementById("task-detail");
       const t = this.tasks.get(this.selectedTask);
@@ -167,7 +194,8 @@
       box.hidden = false;
       box.dataset.task = this.selectedTask;
       const list = el("ul");
-      for (const s of Array.isArray(t.steps) ? t.steps : []) {
+      const steps = this.selectedSteps(t);
+      for (const s of steps.slice(0, kShownSteps)) {
         const li = el("li", { "data-step": s.vm || "", "data-state": s.state || "" });
         let text = `${s.name || s.vm}${s.target ? ` → ${s.target}` : ""}: ${s.state}`;
         const p = s.progress;
@@ -183,6 +211,7 @@
       const parts = [head];
       if (t.error) parts.push(el("p", {}, t.error));
       parts.push(list);
+      if (steps.length > kShownSteps) parts.push(el("p", {}, `and ${steps.length - kShownSteps} more steps (\`nodeha task show ${this.selectedTask}\` lists them all)`));
       box.replaceChildren(...parts);
     }
 

@@ -11,9 +11,15 @@
 #include "engine.h"
 #include "evidence.h"
 #include "plans.h"
+#include "record_fields.h"
 #include "task_record.h"
 
 #include <nodeha/plugin.hpp>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
 
 namespace nodeha::drain {
 namespace {
@@ -41,10 +47,18 @@ class DrainPlugin : public Plugin {
     kind.parallel = parallel_;
     kind.retry_every = host().duration("retry_every");
     kind.run_step = [this](const nlohmann::json& task, const nlohmann::json& step) { return stop_vm(task, step); };
+    kind.on_finish = [this](const nlohmann::json& task) {
+      std::lock_guard lock(probe_mu_);
+      released_.erase(record::text(task, "id"));
+    };
+    retry_every_ = kind.retry_every;
     engine_ = std::make_unique<tasks::Engine>(host(), std::move(kind));
   }
 
   Status start() override {
+    node_reads_ = host().counter("nodeha_drain_node_reads_total",
+                                 "reads of a drained node's record by the steps of its drain: one per retry round while it is "
+                                 "unreachable, not one per step");
     if (auto s = engine_->start(); !s) return s;
     if (auto s = plans_.start(); !s) return s;
     auto r = host().subscribe(host().subject("cmd.node.drain"), [this](const Message& m) {
@@ -128,9 +142,7 @@ class DrainPlugin : public Plugin {
     // asking would only wait for a timeout (a dead host's subscriptions outlive it on the server
     // for minutes).
     std::string waiting;
-    nlohmann::json node_record;
-    auto id = NodeId::parse(node);  // the task's own record: checked when the task was made
-    if (id && !tasks::read_node(host(), id.value(), &node_record) && node_record.value("monitor", "") == "unreachable") {
+    if (unreachable(node)) {
       waiting = node + " is unreachable";
     } else {
       nlohmann::json body = {{"uuid", uuid}, {"timeout_ms", stop_timeout_.count()}, {"force", stop_timeout_.count() == 0}};
@@ -150,11 +162,49 @@ class DrainPlugin : public Plugin {
       if (!r.unreachable) return StepResult::failed(r.code + ": " + r.message);
       waiting = r.message;
     }
-    // Waiting for the agent must not keep the node locked: a rebuild may come first.
-    (void)tasks::unlock_node(host(), node, task["id"]);
+    // Waiting for the agent must not keep the node locked: a rebuild may come first. Once
+    // released, the lock never names this task again: the first waiting step releases it.
+    std::string id = task["id"];
+    bool release = false;
+    {
+      std::lock_guard lock(probe_mu_);
+      release = released_.insert(id).second;
+    }
+    if (release) {
+      node_reads_.inc();
+      if (!tasks::unlock_node(host(), node, id)) {
+        std::lock_guard lock(probe_mu_);
+        released_.erase(id);  // the store could not be reached: the next waiting step tries again
+      }
+    }
     return StepResult::retry("waiting for " + node + "'s agent to confirm the VM stopped: " + waiting);
   }
 
+  // Whether the controller sees `node` unreachable: read once per round (retry_every) and shared
+  // by every step of the round, so a dead node's drain of 10,000 VMs reads the node record once a
+  // round, not 10,000 times. Steps of the round wait for the one read under way.
+  bool unreachable(const std::string& node) {
+    std::lock_guard lock(probe_mu_);
+    auto now = std::chrono::steady_clock::now();
+    auto it = probes_.find(node);
+    if (it != probes_.end() && now - it->second.at < retry_every_) return it->second.unreachable;
+    nlohmann::json record;
+    auto id = NodeId::parse(node);  // the task's own record: checked when the task was made
+    bool seen = id && !tasks::read_node(host(), id.value(), &record) && record.value("monitor", "") == "unreachable";
+    node_reads_.inc();
+    probes_[node] = {now, seen};
+    return seen;
+  }
+
+  struct Probe {
+    std::chrono::steady_clock::time_point at;
+    bool unreachable = false;
+  };
+  std::mutex probe_mu_;
+  std::map<std::string, Probe> probes_;  // node -> its last read; bounded by the nodes drained
+  std::set<std::string> released_;       // tasks whose node lock was released, until they end
+  Millis retry_every_{2000};
+  Metric node_reads_;
   Millis stop_timeout_;
   int parallel_;
   plans::Keeper plans_;

@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "record_fields.h"
 #include "task_record.h"
+#include "task_steps.h"
 #include "thread_set.h"
 #include "vm_record.h"
 
@@ -414,12 +415,13 @@ class RecoveryPlugin : public Plugin {
       set_state(node, {{"state", "recovering"}, {"task", id}, {"reason", "recreating its HA VMs elsewhere"}});
     }
     for (;;) {
-      auto t = host().kv_get(task_record::kBucket, id);
-      auto task = t ? nlohmann::json::parse(t->value, nullptr, false) : nlohmann::json();
-      std::string state = record::text(task, "state");
-      if (state == "succeeded" || state == "failed" || state == "partial") {
+      auto get = task_steps::host_get(host());
+      auto head = task_steps::load_head(id, get);  // the state alone: the steps are read once, at the end
+      std::string state = head ? record::text(head.value(), "state") : "";
+      auto task = task_record::task_final(state) ? task_steps::load(id, get) : Result<nlohmann::json>(nlohmann::json());
+      if (task_record::task_final(state) && task) {
         std::string left;
-        for (const auto& s : record::field(task, "steps"))
+        for (const auto& s : record::field(task.value(), "steps"))
           if (record::text(s, "state") == "failed")
             left += std::string(left.empty() ? "" : "; ") + record::text(s, "name") + " (" + record::text(s, "vm") +
                     "): " + record::text(s, "error");

@@ -2,10 +2,12 @@
 
 #include "record_fields.h"
 #include "task_record.h"
+#include "task_steps.h"
 #include "vm_record.h"
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <thread>
 
 namespace nodeha::tasks {
@@ -13,8 +15,11 @@ namespace nodeha::tasks {
 namespace {
 
 // Step changes written together: a drain of a thousand VMs changes a step thousands of times a
-// minute, and every write carries the whole record.
+// minute; each write carries the chunks changed and the head.
 constexpr Millis kCoalesce{250};
+
+// Steps named in a finished task's evt.node event, at most.
+constexpr size_t kOutcomeSteps = 500;
 
 constexpr const char* kStepsHelp = "task steps run to an end (or to a wait), by kind and outcome";
 
@@ -116,12 +121,26 @@ Status unlock_node(const Host& host, const std::string& node, const std::string&
 // is written, so that writes of one task never overtake each other.
 struct Engine::Run {
   std::mutex mu;
-  nlohmann::json task;
+  nlohmann::json task;  // the whole record, steps and all; stored as a head and chunks (task_steps.h)
   std::shared_ptr<const nlohmann::json> header;  // the task without its steps, set once
   // cancel_requested was seen in the store (read without `mu` by the watch, which skips the
   // task's own writes once it knows).
   std::atomic<bool> cancel_known{false};
-  uint64_t revision = 0;
+  task_steps::Revisions revision;   // of the head and of each chunk, as last written or read
+  std::set<size_t> dirty;           // chunks changed since they were written
+  nlohmann::json counts = nlohmann::json::object();  // steps by state, for the head
+  std::set<size_t> pending;         // steps in state pending, started lowest first
+  size_t unfinished = 0;            // steps not final
+  // Steps run again after a wait, whose stored state says `waiting`: until their outcome differs
+  // (another state, another reason) their comings and goings are not written. A dead node's
+  // drain of 10,000 VMs retries every step every retry_every: written, that rewrote every chunk
+  // four times a second (docs/performance.md, "Tasks at 10,000 steps").
+  std::set<size_t> quiet;
+  // Waiting steps in the order their retry comes (retry_every is the same for all): one timer per
+  // task, for the first of them, not one per step (the host's timers are a list: 10,000 of them
+  // made its event loop scan 10,000 entries at every wake-up).
+  std::deque<std::pair<std::chrono::steady_clock::time_point, size_t>> retry_due;
+  bool retry_armed = false;
   int parallel = 2;
   int active = 0;                   // steps running on workers
   int waiting = 0;                  // steps waiting for their retry timer
@@ -131,6 +150,36 @@ struct Engine::Run {
   bool unsaved = false;             // a change is not written yet (coalesced, or the bus is down)
   bool flush_armed = false;         // a timer will write the unsaved changes
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  nlohmann::json& step(size_t i) {
+    dirty.insert(task_steps::chunk_of_step(i));
+    return task["steps"][i];
+  }
+  // Every change of a step's state goes here: the counts, the pending set and (unless `written`
+  // is false: a quiet retry) the chunk follow.
+  void set_state(size_t i, const std::string& to, bool written = true) {
+    auto& s = written ? step(i) : task["steps"][i];
+    tally(record::text(s, "state", "?"), -1, i);
+    tally(to, +1, i);
+    s["state"] = to;
+  }
+  // The counts and sets of the steps as they are (a new or resumed task).
+  void index_steps() {
+    counts = nlohmann::json::object();
+    pending.clear();
+    unfinished = 0;
+    const auto& steps = task["steps"];
+    for (size_t i = 0; i < steps.size(); ++i) tally(record::text(steps[i], "state", "?"), +1, i);
+  }
+
+ private:
+  void tally(const std::string& state, int by, size_t i) {
+    int64_t n = record::integer(counts, state.c_str()) + by;
+    if (n > 0) counts[state] = n;
+    else counts.erase(state);
+    if (!task_record::step_final(state)) unfinished += by;
+    if (state == "pending") by > 0 ? (void)pending.insert(i) : (void)pending.erase(i);
+  }
 };
 
 Engine::Engine(const Host& host, Kind kind) : host_(host), kind_(std::move(kind)) {}
@@ -145,8 +194,7 @@ Status Engine::start() {
   for (const char* result : {"succeeded", "failed", "partial"})
     host_.counter("nodeha_tasks_total", "finished tasks by kind and result", {{"kind", kind_.name}, {"result", result}});
   for (const char* result : {"succeeded", "failed", "cancelled", "waiting"})
-    host_.counter("nodeha_task_steps_total", kStepsHelp,
-                  {{"kind", kind_.name}, {"result", result}});
+    step_results_[result] = host_.counter("nodeha_task_steps_total", kStepsHelp, {{"kind", kind_.name}, {"result", result}});
   auto w = host_.kv_watch(task_record::kBucket, ">", [this](const KvEntry& e) { on_task_entry(e); });
   if (!w) return w.status();
   watch_ = w.value();
@@ -157,27 +205,32 @@ Status Engine::start() {
   return Status::ok();
 }
 
-// Until the bucket can be read (a controller that leads again while the tasks stream still elects
-// its leader, or has no quorum), tried again every retry_every: a task nobody resumes would never
-// end.
 void Engine::resume_unfinished() {
   if (stopping_) return;
   auto all = host_.kv_list(task_record::kBucket);
-  if (!all) {
+  bool again = !all;
+  if (!all)
     host_.warn("cannot read the tasks bucket to resume unfinished " + kind_.name + " tasks: " + all.status().message() +
                "; trying again");
-    (void)host_.timer(kind_.retry_every, Millis(0), [this] { host_.spawn([this] { resume_unfinished(); }); });
-    return;
-  }
-  for (const auto& e : all.value()) {
-    auto task = nlohmann::json::parse(e.value, nullptr, false);
-    if (!task.is_object() || task.value("kind", "") != kind_.name || task_record::task_final(task.value("state", "")))
+  for (const auto& e : all ? all.value() : std::vector<KvEntry>{}) {
+    auto head = nlohmann::json::parse(e.value, nullptr, false);
+    if (!head.is_object() || head.value("kind", "") != kind_.name || task_record::task_final(head.value("state", "")))
       continue;
     {
       std::lock_guard lock(mu_);
       if (runs_.count(e.key)) continue;  // submitted here while the bucket could not be listed: runs already
     }
     auto run = std::make_shared<Run>();
+    auto loaded = task_steps::load(e.key, task_steps::host_get(host_), &run->revision);
+    if (!loaded) {
+      bool broken = loaded.status().code() == NODEHA_ERR_INVALID || loaded.status().code() == NODEHA_ERR_NOT_FOUND;
+      host_.warn("cannot read " + kind_.name + " task " + e.key + " to resume it: " + loaded.status().message() +
+                 (broken ? "; it stays as it is" : "; trying again"));
+      again |= !broken;
+      continue;
+    }
+    nlohmann::json task = std::move(loaded.value());
+    if (!task["steps"].is_array()) task["steps"] = nlohmann::json::array();
     for (auto& s : task["steps"])
       if (!task_record::step_final(s.value("state", ""))) s["state"] = "pending";  // steps are idempotent: run again
     task["state"] = "running";
@@ -187,7 +240,10 @@ void Engine::resume_unfinished() {
     run->cancel_known = task.value("cancel_requested", false);
     run->header = header_of(task);
     run->task = std::move(task);
-    run->revision = e.revision;
+    run->index_steps();
+    // Every chunk is written again under this epoch, so that a deposed leader's write to any of
+    // them conflicts and reads the newer epoch (a record from before chunks gets its chunks now).
+    for (size_t k = 0; k < task_steps::chunk_count(run->task["steps"].size()); ++k) run->dirty.insert(k);
     host_.info("resuming " + kind_.name + " task " + e.key + " on " + run->task.value("node", "?"));
     {
       std::lock_guard lock(mu_);
@@ -204,6 +260,10 @@ void Engine::resume_unfinished() {
       pump(run);
     });
   }
+  // Until the bucket can be read (a controller that leads again while the tasks stream still
+  // elects its leader, or has no quorum), tried again every retry_every: a task nobody resumes
+  // would never end.
+  if (again) (void)host_.timer(kind_.retry_every, Millis(0), [this] { host_.spawn([this] { resume_unfinished(); }); });
 }
 
 void Engine::stop() { stopping_ = true; }
@@ -214,15 +274,14 @@ Status Engine::submit(nlohmann::json task, int parallel) {
   task["state"] = "running";
   task["started"] = unix_ms();
   task["epoch"] = host_.epoch().value_or(0);
+  for (auto& s : task["steps"]) task_steps::bound_step(s);
   run->parallel = std::max(1, parallel);
   run->header = header_of(task);
   run->task = std::move(task);
-  std::string body = run->task.dump();
-  auto created = host_.kv_create(task_record::kBucket, id, body);
-  if (!created) return created.status();
-  run->revision = created.value();
+  run->index_steps();
+  if (Status s = task_steps::store_new(host_, run->task, &run->revision); !s) return s;
   run->saved_at = unix_ms();
-  (void)host_.publish(host_.subject("evt.task." + id), "{\"event\":\"created\"," + body.substr(1));
+  publish_event(id, "created", task_steps::head(run->task, run->counts).dump(), {});
   {
     std::lock_guard lock(mu_);
     runs_[id] = run;
@@ -231,7 +290,7 @@ Status Engine::submit(nlohmann::json task, int parallel) {
 }
 
 // Starts steps while there is room, cancels what a cancel stops, finishes a task whose steps are
-// all final. Runs on a worker.
+// all final. Runs on a worker. O(steps started) but for a cancel, which looks at every step once.
 void Engine::pump(const std::shared_ptr<Run>& run) {
   std::vector<size_t> start;
   std::vector<nlohmann::json> abort;
@@ -239,39 +298,39 @@ void Engine::pump(const std::shared_ptr<Run>& run) {
   {
     std::lock_guard lock(run->mu);
     if (run->finishing) return;
-    auto& steps = run->task["steps"];
+    const auto& steps = run->task["steps"];
     bool changed = false, cancelled_now = false;
     if (run->task.value("cancel_requested", false) && !run->cancel_seen) {
       run->cancel_seen = cancelled_now = true;
-      for (auto& s : steps) {
-        std::string st = s.value("state", "");
+      for (size_t i = 0; i < steps.size(); ++i) {
+        std::string st = steps[i].value("state", "");
         if (st == "pending") {
-          s["state"] = "cancelled";
-          s["finished"] = unix_ms();
+          run->set_state(i, "cancelled");
+          run->step(i)["finished"] = unix_ms();
           changed = true;
         } else if (st == "running") {
-          abort.push_back(s);
+          abort.push_back(steps[i]);
         }
       }
     }
     if (!stopping_ && !run->cancel_seen) {
-      for (size_t i = 0; i < steps.size() && run->active < run->parallel; ++i) {
-        if (steps[i].value("state", "") != "pending") continue;
-        steps[i]["state"] = "running";
-        steps[i]["started"] = unix_ms();
-        steps[i]["error"] = "";
+      while (!run->pending.empty() && run->active < run->parallel) {
+        size_t i = *run->pending.begin();
         ++run->active;
         start.push_back(i);
+        if (run->quiet.count(i)) {  // still waiting, as far as anyone reading can tell
+          run->set_state(i, "running", false);
+          continue;
+        }
+        run->set_state(i, "running");
+        auto& s = run->step(i);
+        s["started"] = unix_ms();
+        s["error"] = "";
         changed = true;
       }
     }
     if (changed || run->unsaved) save(run, "step", cancelled_now ? Save::Now : Save::Soon);
-    if (run->active == 0 && run->waiting == 0) {
-      done = true;
-      for (const auto& s : steps)
-        if (!task_record::step_final(s.value("state", ""))) done = false;
-      if (done) run->finishing = true;
-    }
+    if (run->active == 0 && run->waiting == 0 && run->unfinished == 0) done = run->finishing = true;
   }
   for (const auto& s : abort)
     if (kind_.on_cancel) host_.spawn([this, run, s] { kind_.on_cancel(*run->header, s); });
@@ -296,47 +355,84 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
   bool retry = false;
   {
     std::lock_guard lock(run->mu);
-    auto& s = run->task["steps"][index];
     --run->active;
     using O = StepResult::Outcome;
-    if (r.outcome == O::Retry && !run->cancel_seen && !stopping_) {
-      s["state"] = "waiting";
-      s["error"] = r.detail;
+    const bool again = r.outcome == O::Retry && !run->cancel_seen && !stopping_;
+    if (run->quiet.erase(index) && again && run->task["steps"][index].value("error", "") == r.detail) {
+      run->set_state(index, "waiting", false);  // waiting as it was, for the same reason: nothing to write
+      run->quiet.insert(index);
       ++run->waiting;
       retry = true;
-    } else if (r.outcome == O::Succeeded) {
-      s["state"] = "succeeded";
-      s["error"] = "";
-      s.update(r.fields);
+      if (auto m = step_results_.find("waiting"); m != step_results_.end()) m->second.inc();
     } else {
-      s["state"] = run->cancel_seen ? "cancelled" : "failed";
-      s["error"] = r.detail;
+      auto& s = run->step(index);
+      if (again) {
+        run->set_state(index, "waiting");
+        s["error"] = r.detail;
+        ++run->waiting;
+        retry = true;
+      } else if (r.outcome == O::Succeeded) {
+        run->set_state(index, "succeeded");
+        s["error"] = "";
+        s.update(r.fields);
+      } else {
+        run->set_state(index, run->cancel_seen ? "cancelled" : "failed");
+        s["error"] = r.detail;
+      }
+      if (!retry) s["finished"] = unix_ms();
+      std::string id = run->task["id"], state = s.value("state", "");
+      auto ev = evidence::decided(host_, !r.summary.empty() ? r.summary
+                                         : kind_.name + " task " + id + ": " + s.value("vm", "") + " " + state +
+                                               (r.detail.empty() ? "" : ": " + r.detail));
+      ev.task = id;
+      ev.facts = r.facts;
+      ev.facts["state"] = state;
+      s["evidence"] = evidence::to_json(ev);
+      task_steps::bound_step(s);
+      if (auto m = step_results_.find(state); m != step_results_.end()) m->second.inc();
+      save(run, "step", Save::Soon);
     }
-    if (!retry) s["finished"] = unix_ms();
-    std::string id = run->task["id"], state = s.value("state", "");
-    auto ev = evidence::decided(host_, !r.summary.empty() ? r.summary
-                                       : kind_.name + " task " + id + ": " + s.value("vm", "") + " " + state +
-                                             (r.detail.empty() ? "" : ": " + r.detail));
-    ev.task = id;
-    ev.facts = r.facts;
-    ev.facts["state"] = state;
-    s["evidence"] = evidence::to_json(ev);
-    save(run, "step", Save::Soon);
   }
   if (retry) {
-    auto t = host_.timer(kind_.retry_every, Millis(0), [this, run, index] {
-      {
-        std::lock_guard lock(run->mu);
-        --run->waiting;
-        auto& s = run->task["steps"][index];
-        if (s.value("state", "") == "waiting") s["state"] = run->cancel_seen ? "cancelled" : "pending";
-      }
-      host_.spawn([this, run] { pump(run); });
-    });
-    if (!t) {  // the plugin is stopping: the step stays for the next controller to resume
-      std::lock_guard lock(run->mu);
+    std::lock_guard lock(run->mu);
+    run->retry_due.emplace_back(std::chrono::steady_clock::now() + kind_.retry_every, index);
+    arm_retry(run);
+  }
+  pump(run);
+}
+
+// Arms the task's one retry timer for its first waiting step. Called with run->mu held.
+void Engine::arm_retry(const std::shared_ptr<Run>& run) {
+  if (run->retry_armed || run->retry_due.empty()) return;
+  auto left = std::chrono::duration_cast<Millis>(run->retry_due.front().first - std::chrono::steady_clock::now());
+  auto t = host_.timer(std::max(Millis(0), left), Millis(0), [this, run] { host_.spawn([this, run] { retry_due(run); }); });
+  run->retry_armed = static_cast<bool>(t);
+  if (!t) {  // the plugin is stopping: the steps stay waiting for the next controller to resume
+    run->waiting -= static_cast<int>(run->retry_due.size());
+    run->retry_due.clear();
+  }
+}
+
+// The waiting steps whose retry has come are pending again (quietly: still waiting as far as the
+// store says), and the timer is armed for the next. Worker.
+void Engine::retry_due(const std::shared_ptr<Run>& run) {
+  {
+    std::lock_guard lock(run->mu);
+    run->retry_armed = false;
+    auto now = std::chrono::steady_clock::now();
+    while (!run->retry_due.empty() && run->retry_due.front().first <= now) {
+      size_t index = run->retry_due.front().second;
+      run->retry_due.pop_front();
       --run->waiting;
+      if (run->task["steps"][index].value("state", "") != "waiting") continue;
+      if (run->cancel_seen) {
+        run->set_state(index, "cancelled");
+      } else {
+        run->quiet.insert(index);
+        run->set_state(index, "pending", false);
+      }
     }
+    arm_retry(run);
   }
   pump(run);
 }
@@ -380,15 +476,21 @@ void Engine::finish(const std::shared_ptr<Run>& run) {
 
 void Engine::publish_outcome(const nlohmann::json& task) {
   std::string id = task.value("id", ""), node = task.value("node", ""), state = task.value("state", "");
-  nlohmann::json steps = nlohmann::json::array();
+  // The steps that did not succeed first, then the others, kOutcomeSteps at most: the event stays
+  // far under the bus's payload limit however many steps the task has.
+  nlohmann::json listed = nlohmann::json::array(), succeeded = nlohmann::json::array();
   std::map<std::string, int> counts;
   for (const auto& s : task.value("steps", nlohmann::json::array())) {
     ++counts[s.value("state", "")];
+    auto& into = s.value("state", "") == "succeeded" ? succeeded : listed;
+    if (into.size() >= kOutcomeSteps) continue;
     nlohmann::json one = {{"vm", s.value("vm", "")}, {"name", s.value("name", "")}, {"state", s.value("state", "")}};
     if (s.contains("target")) one["target"] = s["target"];
     if (s.contains("evidence") && s["evidence"].is_object()) one["summary"] = s["evidence"].value("summary", "");
-    steps.push_back(std::move(one));
+    into.push_back(std::move(one));
   }
+  for (auto& s : succeeded)
+    if (listed.size() < kOutcomeSteps) listed.push_back(std::move(s));
   std::string tally;
   for (const auto& [st, n] : counts) tally += (tally.empty() ? "" : ", ") + std::to_string(n) + " " + st;
   auto ev = evidence::decided(host_, kind_.name + " task " + id + " " + state + " (" + (tally.empty() ? "no steps" : tally) +
@@ -396,16 +498,54 @@ void Engine::publish_outcome(const nlohmann::json& task) {
   ev.task = id;
   ev.requester = task.value("requested_by", "");
   for (const auto& [st, n] : counts) ev.facts[st.empty() ? "unknown" : st] = n;
-  (void)host_.publish(host_.subject("evt.node." + node),
-                      nlohmann::json{{"event", "task"}, {"node", node}, {"task", id}, {"kind", kind_.name}, {"state", state},
-                                     {"steps", steps}, {"time", unix_ms()}, {"evidence", evidence::to_json(ev)}}
-                          .dump());
+  size_t total = task.value("steps", nlohmann::json::array()).size();
+  nlohmann::json event = {{"event", "task"}, {"node", node}, {"task", id}, {"kind", kind_.name}, {"state", state},
+                          {"steps", std::move(listed)}, {"time", unix_ms()}, {"evidence", evidence::to_json(ev)}};
+  if (total > kOutcomeSteps) event["steps_omitted"] = total - event["steps"].size();
+  (void)host_.publish(host_.subject("evt.node." + node), event.dump());
 }
 
-// Writes the record with the revision last written; a conflict is a cancel request written by
-// the tasks plugin in between: keep it and write again. Publishes the record as an event.
-// Called with run->mu held. False when the store could not be reached (the change stays in
-// memory and goes with the next write).
+void Engine::publish_event(const std::string& id, const char* event, const std::string& head,
+                           const std::vector<std::string>& chunks) {
+  const std::string subject = host_.subject("evt.task." + id), start = "{\"event\":\"" + std::string(event) + "\",";
+  if (chunks.empty()) (void)host_.publish(subject, start + head.substr(1));
+  for (const auto& c : chunks) (void)host_.publish(subject, start + "\"chunk\":" + c + "," + head.substr(1));
+}
+
+// Writes chunk k with the revision last written; on a conflict, the chunk as stored decides: a
+// newer leader's (a higher epoch) wins and this controller writes no more; else (this one's
+// own write whose answer was lost) it is written again at the stored revision. Called with
+// run->mu held. The chunk as written, or nullopt.
+std::optional<std::string> Engine::write_chunk(const std::shared_ptr<Run>& run, size_t k) {
+  const std::string id = run->task["id"], key = task_steps::chunk_key(id, k);
+  const uint64_t epoch = run->task.value("epoch", uint64_t{0});
+  auto& revs = run->revision.chunks;
+  if (revs.size() <= k) revs.resize(k + 1, 0);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::string body = task_steps::encode_chunk(run->task, k);
+    auto w = revs[k] ? host_.kv_update(task_steps::kBucket, key, body, revs[k]) : host_.kv_create(task_steps::kBucket, key, body);
+    if (w) {
+      revs[k] = w.value();
+      run->dirty.erase(k);
+      return body;
+    }
+    if (w.status().code() != NODEHA_ERR_CONFLICT) return std::nullopt;
+    auto cur = host_.kv_get(task_steps::kBucket, key);
+    if (!cur) return std::nullopt;
+    if (auto stored = task_steps::decode_chunk(cur->value); stored && stored->epoch > epoch) {
+      host_.warn("task " + id + " is run under epoch " + std::to_string(stored->epoch) + " now (its chunk " +
+                 std::to_string(k) + "); this controller's epoch " + std::to_string(epoch) + " writes it no more");
+      return std::nullopt;
+    }
+    revs[k] = cur->revision;
+  }
+  return std::nullopt;
+}
+
+// Writes the changed chunks, then the head with the revision last written; a conflict on the
+// head is a cancel request written by the tasks plugin in between: keep it and write again.
+// Publishes the head, with each chunk written, as events. Called with run->mu held. False when
+// the store could not be reached (the change stays in memory and goes with the next write).
 bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when) {
   int64_t now = unix_ms();
   if (when == Save::Throttled && now - run->saved_at < 1000) return true;
@@ -416,14 +556,23 @@ bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when)
   }
   run->task["updated"] = now;
   std::string id = run->task["id"];
+  std::vector<std::string> written;
+  for (size_t k : std::vector<size_t>(run->dirty.begin(), run->dirty.end())) {
+    auto body = write_chunk(run, k);
+    if (!body) {
+      run->unsaved = true;
+      return false;
+    }
+    written.push_back(std::move(*body));
+  }
   for (int attempt = 0; attempt < 5; ++attempt) {
-    std::string body = run->task.dump();
-    auto w = host_.kv_update(task_record::kBucket, id, body, run->revision);
+    std::string body = task_steps::head(run->task, run->counts).dump();
+    auto w = host_.kv_update(task_record::kBucket, id, body, run->revision.head);
     if (w) {
-      run->revision = w.value();
+      run->revision.head = w.value();
       run->saved_at = now;
       run->unsaved = false;
-      (void)host_.publish(host_.subject("evt.task." + id), "{\"event\":\"" + std::string(event) + "\"," + body.substr(1));
+      publish_event(id, event, body, written);
       return true;
     }
     if (w.status().code() != NODEHA_ERR_CONFLICT) break;
@@ -442,7 +591,7 @@ bool Engine::save(const std::shared_ptr<Run>& run, const char* event, Save when)
       run->task["cancel_requested"] = true;
       run->cancel_known = true;
     }
-    run->revision = cur->revision;
+    run->revision.head = cur->revision;
   }
   run->unsaved = true;
   return false;
@@ -470,8 +619,9 @@ void Engine::progress(const std::string& task_id, const std::string& vm, const n
     run = it->second;
   }
   std::lock_guard lock(run->mu);
-  for (auto& s : run->task["steps"])
-    if (s.value("vm", "") == vm && s.value("state", "") == "running") s["progress"] = progress;
+  const auto& steps = run->task["steps"];
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].value("vm", "") == vm && steps[i].value("state", "") == "running") run->step(i)["progress"] = progress;
   save(run, "progress", Save::Throttled);
 }
 
@@ -494,7 +644,7 @@ void Engine::on_task_entry(const KvEntry& e) {
     run->cancel_known = true;
     if (run->task.value("cancel_requested", false)) return;
     run->task["cancel_requested"] = true;
-    if (e.revision > run->revision) run->revision = e.revision;
+    if (e.revision > run->revision.head) run->revision.head = e.revision;
   }
   host_.info("cancelling " + kind_.name + " task " + e.key);
   host_.spawn([this, run] { pump(run); });

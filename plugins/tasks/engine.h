@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace nodeha::tasks {
 
@@ -122,9 +123,9 @@ class Engine {
   // No new steps start; steps already running go on to their end.
   void stop();
 
-  // Stores `task` (its steps filled in, the node locked by the caller) and runs it, `parallel`
-  // steps at a time. On failure (the store cannot be reached, the record is over the bus's
-  // payload limit) the caller unlocks the node.
+  // Stores `task` (its steps filled in, the node locked by the caller; a head and chunks:
+  // task_steps.h) and runs it, `parallel` steps at a time. On failure (the store cannot be
+  // reached) the caller unlocks the node.
   Status submit(nlohmann::json task, int parallel);
 
   // A step's progress (a migration's bytes); saved at most once a second per task.
@@ -135,6 +136,8 @@ class Engine {
   void resume_unfinished();
   void pump(const std::shared_ptr<Run>& run);
   void run_step(const std::shared_ptr<Run>& run, size_t index);
+  void arm_retry(const std::shared_ptr<Run>& run);
+  void retry_due(const std::shared_ptr<Run>& run);
   void finish(const std::shared_ptr<Run>& run);
   // A finished task's outcome on evt.node.<node>, so the node's history shows its steps.
   void publish_outcome(const nlohmann::json& task);
@@ -143,6 +146,9 @@ class Engine {
   // the last write (a migration's progress; in between it stays in memory for the next write).
   enum class Save { Now, Soon, Throttled };
   bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
+  std::optional<std::string> write_chunk(const std::shared_ptr<Run>& run, size_t k);
+  // The head (JSON), alone or with each chunk written, on evt.task.<id> as `event`.
+  void publish_event(const std::string& id, const char* event, const std::string& head, const std::vector<std::string>& chunks);
   void flush_later(const std::shared_ptr<Run>& run);
   void on_task_entry(const KvEntry& e);
 
@@ -153,6 +159,7 @@ class Engine {
   std::map<std::string, std::shared_ptr<Run>> runs_;
   uint64_t watch_ = 0;
   Metric running_;
+  std::map<std::string, Metric> step_results_;  // nodeha_task_steps_total by result; made in start()
   // Steps block for as long as a VM's shutdown or migration takes: they run here, at most each
   // task's `parallel`, never on the host's shared workers, which the other plugins need
   // meanwhile (node commands, heartbeat writes, task.show). Last: joined before the rest goes.

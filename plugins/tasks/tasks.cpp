@@ -7,6 +7,7 @@
 #include "record_desk.h"
 #include "record_fields.h"
 #include "task_record.h"
+#include "task_steps.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -17,6 +18,10 @@ namespace nodeha::tasks {
 namespace {
 
 using command::Type;
+
+// task.show's replies stay under this (NATS refuses a message over max_payload, 1 MiB by default):
+// a chunk is at most 512 KiB (task_steps.h), and a reply takes chunks until it holds this much.
+constexpr size_t kShowBytes = 384 * 1024;
 
 class TasksPlugin : public Plugin {
  public:
@@ -79,14 +84,10 @@ class TasksPlugin : public Plugin {
       for (const char* f : {"node", "state", "kind"})
         if (req.contains(f) && record::text(t, f) != req[f].get<std::string>()) keep = false;
       if (!keep) continue;
-      nlohmann::json counts = nlohmann::json::object();
-      if (const auto& steps = record::field(t, "steps"); steps.is_array())
-        for (const auto& s : steps) {
-          std::string state = record::text(s, "state", "?");
-          counts[state] = record::integer(counts, state.c_str()) + 1;
-        }
-      t["step_counts"] = counts;
-      t.erase("steps");
+      if (!task_steps::chunked(t)) {  // a record from before chunks: its steps inline
+        t["step_counts"] = task_steps::counts(record::field(t, "steps"));
+        t.erase("steps");
+      }
       tasks.push_back(std::move(t));
     }
     std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
@@ -109,14 +110,48 @@ class TasksPlugin : public Plugin {
     return std::nullopt;
   }
 
+  // The task with its steps, read by the one reader (task_steps.h). A task whose steps do not
+  // fit in one reply comes in pages: the steps of the chunks from `chunk` on (0 first) that fit in
+  // kShowBytes, `steps_from` (the first one's index) and `next_chunk` while more remain.
   void show(const Message& m) {
-    std::string id;
-    KvEntry entry;
-    if (auto e = read_task(m, &id, &entry)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
-    host().respond(m.reply, command::ok(nlohmann::json::parse(entry.value, nullptr, false)));
+    auto refuse = [&](const command::Error& e) { host().respond(m.reply, command::fail(e)); };
+    nlohmann::json req;
+    if (auto e = command::decode(m.data, {{"task", Type::String, true}, {"chunk", Type::Integer}}, &req)) return refuse(*e);
+    std::optional<TaskId> task;
+    if (auto e = command::parse_id("task", req["task"], &task)) return refuse(*e);
+    const std::string id = task->str();
+    const int64_t from = req.contains("chunk") ? req["chunk"].get<int64_t>() : 0;
+    if (from < 0 || from > (1 << 24)) return refuse({command::kBadValue, "\"chunk\" must be from 0 to 16777216"});
+    size_t bytes = 0;
+    task_steps::Get get = [&](const std::string& bucket, const std::string& key) {
+      auto e = host().kv_get(bucket, key);
+      if (e) bytes += e->value.size();
+      return e;
+    };
+    auto head = task_steps::load_head(id, get);
+    if (!head) return refuse(read_error(id, head.status()));
+    nlohmann::json t = std::move(head.value());
+    if (!task_steps::chunked(t)) return (void)host().respond(m.reply, command::ok(t));  // steps inline
+    const size_t chunks = task_steps::chunk_count(t["step_count"].get<size_t>());
+    if (from > 0 && static_cast<size_t>(from) >= chunks)
+      return refuse({command::kBadValue, "\"chunk\" must be from 0 to " + std::to_string(chunks ? chunks - 1 : 0) +
+                                             " (task " + id + " has " + std::to_string(chunks) + " chunks of steps)"});
+    nlohmann::json steps = nlohmann::json::array();
+    size_t k = static_cast<size_t>(from);
+    for (; k < chunks && (k == static_cast<size_t>(from) || bytes < kShowBytes); ++k)
+      if (Status s = task_steps::load_chunks(t, k, k + 1, get, &steps); !s) return refuse(read_error(id, s));
+    t["steps"] = std::move(steps);
+    if (from > 0) t["steps_from"] = static_cast<size_t>(from) * task_steps::kChunkSteps;
+    if (k < chunks) t["next_chunk"] = k;
+    host().respond(m.reply, command::ok(t));
+  }
+
+  static command::Error read_error(const std::string& id, const Status& s) {
+    if (s.code() == NODEHA_ERR_NOT_FOUND && s.message().rfind("chunk", 0) != 0)
+      return {kUnknownTask, "no task " + id + "; `nodeha task list` shows the tasks"};
+    if (s.code() == NODEHA_ERR_INVALID || s.code() == NODEHA_ERR_NOT_FOUND)
+      return {command::kInternal, "task " + id + " cannot be read: " + s.message()};
+    return {command::kUnavailable, "cannot read task " + id + ": " + s.message()};
   }
 
   // Sets cancel_requested; the controller running the task stops starting steps and aborts the
@@ -169,8 +204,9 @@ class TasksPlugin : public Plugin {
     if (auto e = task_record::check_local_report(node, r.task)) return refuse(node, *e);
     const std::string id = r.task["id"].get<std::string>();
     stamp_local_evidence(node, r.task);
-    auto created = host().kv_create(task_record::kBucket, id, r.task.dump());
-    if (!created && created.status().code() == NODEHA_ERR_CONFLICT) {
+    if (!r.task["steps"].is_array()) r.task["steps"] = nlohmann::json::array();
+    Status created = task_steps::store_new(host(), r.task, nullptr);
+    if (!created && created.code() == NODEHA_ERR_CONFLICT) {
       auto there = host().kv_get(task_record::kBucket, id);
       auto t = there ? nlohmann::json::parse(there->value, nullptr, false) : nlohmann::json();
       if (there && record::text(t, "node") == node && record::text(t, "kind") == r.task["kind"])
@@ -179,8 +215,8 @@ class TasksPlugin : public Plugin {
         return refuse(node, {desk::kNotYours, "task id " + id + " is another task's"});
       created = there.status();
     }
-    if (!created) return (void)host().respond(m.reply, command::fail(command::kUnavailable, created.status().message()));
-    nlohmann::json event = r.task;
+    if (!created) return (void)host().respond(m.reply, command::fail(command::kUnavailable, created.message()));
+    nlohmann::json event = task_steps::head(r.task);
     event["event"] = "reported";
     (void)host().publish(host().subject("evt.task." + id), event.dump());
     host().info("stored local task " + id + " (" + r.task["kind"].get<std::string>() + ") reported by " + node);
@@ -202,6 +238,7 @@ class TasksPlugin : public Plugin {
       ev.task = record::text(task, "id");
       ev.facts = {{"state", state}};
       s["evidence"] = evidence::to_json(ev);
+      task_steps::bound_step(s);
     }
   }
 

@@ -133,7 +133,7 @@ const std::vector<Op>& command_ops() {
       {"sched.release", {{"task", K::TaskId, true}}, true, false},
       {"sched.hold", {{"task", K::TaskId, true}, {"reserve", K::Number, true, 0, kMaxReserveS, true}, {"held", K::Array, true}}, true, false},
       {"task.list", {{"node", K::NodeId}, {"state", K::String}, {"kind", K::String}}, false, false},
-      {"task.show", {{"task", K::TaskId, true}}, false, true},
+      {"task.show", {{"task", K::TaskId, true}, {"chunk", K::Int, false, 0, 1 << 24}}, false, true},
       {"task.cancel", {{"task", K::TaskId, true}}, true, true},
       {"vm.list", {{"node", K::NodeId}, {"stranded", K::Bool}}, false, true},
   };

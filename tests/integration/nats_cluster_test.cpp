@@ -11,6 +11,7 @@
 #include "host_process.h"
 #include "invariant.h"
 #include "nats_cluster.h"
+#include "task_read.h"
 #include "test_nodes.h"
 
 #include <gmock/gmock.h>
@@ -73,6 +74,7 @@ class NatsClusterOps : public ::testing::Test {
     return json::parse(r.value(), nullptr, false);
   }
   json record(const std::string& bucket, const std::string& key) {
+    if (bucket == "tasks") return read_task(*bus_, key);
     auto e = bus_->kv_get(bucket, key);
     return e ? json::parse(e->value) : json::object();
   }

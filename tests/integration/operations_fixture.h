@@ -10,6 +10,7 @@
 #include "cli_run.h"
 #include "host_process.h"
 #include "nats_server.h"
+#include "task_read.h"
 #include "test_nodes.h"
 
 #include <gmock/gmock.h>
@@ -111,10 +112,7 @@ class Operations : public ::testing::Test {
     auto e = bus_->kv_get("vms", uuid);
     return e ? json::parse(e->value) : json::object();
   }
-  json task(const std::string& id) {
-    auto e = bus_->kv_get("tasks", id);
-    return e ? json::parse(e->value) : json::object();
-  }
+  json task(const std::string& id) { return read_task(*bus_, id); }
   std::string task_state(const std::string& id) { return task(id).value("state", ""); }
   // The agent's domains as it reports them: uuid -> state; empty when it does not answer.
   std::map<std::string, std::string> domains(const std::string& node) {

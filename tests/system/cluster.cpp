@@ -1,6 +1,7 @@
 #include "cluster.h"
 
 #include "process.h"
+#include "task_read.h"
 
 #include <gtest/gtest.h>
 
@@ -285,6 +286,7 @@ CliRun Cluster::local(int i, const std::vector<std::string>& args, std::chrono::
 }
 
 json Cluster::record(const std::string& bucket, const std::string& key) {
+  if (bucket == "tasks") return read_task(*bus_, key);
   auto e = bus_->kv_get(bucket, key);
   if (!e) return json::object();
   auto j = json::parse(e->value, nullptr, false);

@@ -18,6 +18,7 @@
 #include "libvirtd.h"
 #include "nats_server.h"
 #include "process.h"
+#include "task_read.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -92,6 +93,7 @@ class NodeMigration : public ::testing::Test {
     return r ? json::parse(r.value()) : json::object();
   }
   json record_of(const std::string& bucket, const std::string& key) {
+    if (bucket == "tasks") return read_task(*bus_, key);
     auto e = bus_->kv_get(bucket, key);
     return e ? json::parse(e->value, nullptr, false) : json::object();
   }

@@ -4,6 +4,7 @@
 #include "permissions.h"
 #include "table.h"
 #include "task_view.h"
+#include "watch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -165,6 +166,28 @@ TEST(CliTaskView, RecordsOfAnyShapeAreShown) {
   EXPECT_THAT(lines[0], ::testing::Not(HasSubstr("cancel requested")));
   EXPECT_THAT(lines[2], HasSubstr("(100%)"));
   EXPECT_THAT(lines[3], HasSubstr(" - "));
+}
+
+// `nodeha task watch` follows a task of chunked steps: each event carries the head and, when steps
+// changed, one chunk, laid over the steps it holds at the chunk's place; older events are ignored.
+TEST(CliTaskWatch, AChunkEventIsLaidOverTheStepsHeld) {
+  json task = {{"id", "t1"}, {"updated", 10}, {"state", "running"}, {"chunk_steps", 2},
+               {"steps", {step("a", "pending"), step("b", "pending"), step("c", "pending")}}};
+  json event = {{"event", "step"}, {"id", "t1"}, {"updated", 11}, {"state", "running"}, {"chunk_steps", 2},
+                {"step_count", 3}, {"chunk", {{"task", "t1"}, {"chunk", 1}, {"epoch", 0}, {"steps", {step("c", "succeeded")}}}}};
+  apply_event(event.dump(), "t1", &task);
+  ASSERT_EQ(task["steps"].size(), 3u);
+  EXPECT_EQ(task["steps"][0]["state"], "pending");
+  EXPECT_EQ(task["steps"][2]["state"], "succeeded");
+  EXPECT_EQ(task["updated"], 11);
+  EXPECT_FALSE(task.contains("event"));
+  EXPECT_FALSE(task.contains("chunk"));
+  event["updated"] = 5;  // older than what is held
+  event["chunk"]["steps"] = {step("c", "failed")};
+  apply_event(event.dump(), "t1", &task);
+  EXPECT_EQ(task["steps"][2]["state"], "succeeded");
+  apply_event(R"({"id":"t2","updated":99})", "t1", &task);  // another task's
+  EXPECT_EQ(task["updated"], 11);
 }
 
 }  // namespace
