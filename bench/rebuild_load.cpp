@@ -101,6 +101,8 @@ std::string controller_config(const Options& opt, const std::string& url) {
                   "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
                   "[[plugin]]\nlibrary = \"scheduler\"\nreserve_vcpus = 0\nreserve_memory_mib = 0\ncpu_ratio = 32.0\n"
                   "[[plugin]]\nlibrary = \"tasks\"\n"
+                  // The agents' record desk: an agent writes its VMs' records through it.
+                  "[[plugin]]\nlibrary = \"vms\"\n"
                   "[[plugin]]\nlibrary = \"drain\"\nstop_timeout = \"0s\"\n";
   if (!opt.drain_retry.empty()) c += "retry_every = \"" + opt.drain_retry + "\"\n";
   c += "[[plugin]]\nlibrary = \"rebuild\"\n";

@@ -337,10 +337,10 @@ int run_real(const Options& opt) {
   row(seq_destroy, par_destroy.median());
   row(par_destroy, par_destroy.median());
   row(nodeha_drain, par_destroy.median());
-  std::cout << "figure: evacuation.rebuild_to_best_loop_ratio " << fixed(nodeha_rebuild.median() / par_start.median(), 2) << "\n"
-            << "figure: evacuation.drain_to_best_loop_ratio " << fixed(nodeha_drain.median() / par_destroy.median(), 2) << "\n"
-            << "figure: evacuation.rebuild_to_sequential_ratio " << fixed(nodeha_rebuild.median() / seq_start.median(), 2) << "\n"
-            << "figure: evacuation.drain_to_sequential_ratio " << fixed(nodeha_drain.median() / seq_destroy.median(), 2) << "\n";
+  std::cout << "figure: evacuation_real.rebuild_to_best_loop_ratio " << fixed(nodeha_rebuild.median() / par_start.median(), 2) << "\n"
+            << "figure: evacuation_real.drain_to_best_loop_ratio " << fixed(nodeha_drain.median() / par_destroy.median(), 2) << "\n"
+            << "figure: evacuation_real.rebuild_to_sequential_ratio " << fixed(nodeha_rebuild.median() / seq_start.median(), 2) << "\n"
+            << "figure: evacuation_real.drain_to_sequential_ratio " << fixed(nodeha_drain.median() / seq_destroy.median(), 2) << "\n";
   auto detail = [&](const char* what, const std::vector<TaskTiming>& ts) {
     std::vector<double> plan, run, p50, p99;
     for (const auto& t : ts) {
