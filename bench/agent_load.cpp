@@ -58,18 +58,7 @@ const std::string kNode = "node-1";
 
 void say(const std::string& s) { std::cerr << "[agent_load] " << s << std::endl; }
 
-// A "VmRSS:   1234 kB" line of a /proc status file, as a number (kB for sizes); NaN when absent.
-double status_field(const std::string& path, const std::string& key) {
-  std::istringstream in(test::read_file(path));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1));
-  return std::nan("");
-}
 
-double status_mib(pid_t pid, const std::string& key) {
-  return status_field("/proc/" + std::to_string(pid) + "/status", key) / 1024.0;
-}
 
 // Context switches of each thread of `pid` by thread id, with the thread's name (each thread's
 // own count is in its task's status).

@@ -60,16 +60,6 @@ int64_t unix_ms() {
       .count();
 }
 
-// ---- /proc: a process's CPU time and memory ----------------------------------------------
-
-// A "VmRSS:   1234 kB" line of /proc/<pid>/status, in MiB; NaN when absent.
-double status_mib(pid_t pid, const std::string& key) {
-  std::istringstream in(test::read_file("/proc/" + std::to_string(pid) + "/status"));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;
-  return std::nan("");
-}
 
 // ---- the simulated agents --------------------------------------------------------------------
 

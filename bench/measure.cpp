@@ -46,4 +46,16 @@ double cpu_seconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+double status_field(const std::string& path, const std::string& key) {
+  std::istringstream in(test::read_file(path));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1));
+  return std::nan("");
+}
+
+double status_mib(pid_t pid, const std::string& key) {
+  return status_field("/proc/" + std::to_string(pid) + "/status", key) / 1024.0;
+}
+
 }  // namespace nodeha::bench
