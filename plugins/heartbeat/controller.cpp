@@ -33,7 +33,7 @@ ControllerSide::ControllerSide(const Host& host)
     : host_(host),
       monitor_(monitor_config(host)),
       refresh_ms_(host.duration("record_every").count()),
-      max_wire_(static_cast<uint32_t>(std::clamp<int64_t>(host.config().at("wire").get<int64_t>(), 1, kWireVersion))),
+      max_wire_(wire_setting(host)),
       book_(host, [this](const std::string& id) { return live(id); },
             [this] {
               std::vector<std::string> ids;
@@ -62,12 +62,13 @@ Status ControllerSide::start() {
     changes_[i] = host_.counter("nodeha_node_state_changes_total", "monitor state changes by new state",
                                 {{"state", std::string(to_string(kMonitorStates[i]))}});
 
-  // Nodes known before this controller started get one full detection window.
+  // Nodes known before this controller started get one full detection window. Without their
+  // records it would not start: a dead node sends no heartbeat to be known by, and one that
+  // returns would look new, its history cut (the host tries the start again every second).
   auto known = host_.kv_list(kNodesBucket);
-  if (!known) host_.warn("cannot read the nodes bucket at start (" + known.status().message() +
-                         "): nodes will be known from their next heartbeat");
+  if (!known) return Status(known.status().code(), "cannot read the nodes bucket: " + known.status().message());
   std::vector<KnownNode> restored;
-  for (const auto& e : known ? known.value() : std::vector<KvEntry>{}) {
+  for (const auto& e : known.value()) {
     auto j = nlohmann::json::parse(e.value, nullptr, false);
     if (!j.is_object()) continue;
     restored.push_back(known_node(e.key, j));
