@@ -62,6 +62,7 @@ class ControllerSide {
   const Host& host_;
   Monitor monitor_;
   int64_t refresh_ms_;
+  uint32_t max_wire_;  // config `wire`
   NodeBook book_;  // the records last seen in KV; node.list and node.show
   struct Written {
     std::string fields;          // the fields last written by us
@@ -69,7 +70,6 @@ class ControllerSide {
   };
   std::unordered_map<std::string, Written> written_;
   std::unordered_map<std::string, int64_t> last_heartbeat_unix_;
-  uint32_t max_wire_;  // config `wire`
   VmLists lists_;
   // When each node may next be told the wire version (or asked for its list), and the gap after
   // that: it doubles, up to kMaxGrantGap, for a node that keeps to version 1 (an older agent).

@@ -7,6 +7,7 @@ namespace nodeha::heartbeat {
 
 FollowerSide::FollowerSide(const Host& host)
     : host_(host),
+      max_wire_(wire_setting(host)),
       book_(host, [this](const std::string& id) { return live(id); },
             [this] {
               std::vector<std::string> ids;
@@ -26,7 +27,7 @@ Status FollowerSide::start() {
 
 // A malformed one is the leader's to count and log; here it is only not heard.
 void FollowerSide::on_heartbeat(const Message& m) {
-  auto hb = heartbeat_of(host_, m, kWireVersion);
+  auto hb = heartbeat_of(host_, m, max_wire_);
   if (!hb) return;
   std::string node = hb->node;
   // A list it missed stays as last heard: a follower may not ask the agent (its publishes are

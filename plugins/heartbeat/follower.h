@@ -30,6 +30,7 @@ class FollowerSide {
     int64_t at_unix_ms = 0;  // when this controller heard it
   };
   const Host& host_;
+  const uint32_t max_wire_;  // config `wire`, as the leader's
   std::unordered_map<std::string, Heard> heard_;
   VmLists lists_;
   NodeBook book_;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <limits>
+#include <span>
 #include <stdexcept>
 
 namespace nodeha::heartbeat {
@@ -46,6 +47,8 @@ std::string read_id(const json& v, const std::string& path) {
   return id->str();
 }
 
+// Networks a node may name in its heartbeat (management, business, migration, ...).
+constexpr size_t kMaxAddresses = 64;
 constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
 
@@ -203,18 +206,18 @@ HeartbeatReader::Field HeartbeatReader::field_of(At at, std::string_view k) {
   static constexpr Name kSizes[] = {{"vcpus", kVcpus}, {"memory_mib", kMemoryMib}, {"disk_gib", kDiskGib}, {"vms_running", kVmsRunning}};
   static constexpr Name kVm[] = {{"uuid", kUuid}, {"name", kName}, {"state", kState}};
   static constexpr Name kCheck[] = {{"name", kName}, {"ok", kOk}, {"detail", kDetail}, {"time", kTime}};
-  auto find = [k](const auto& names, size_t n) {
-    for (size_t i = 0; i < n; ++i)
-      if (names[i].name == k) return names[i].field;
+  auto find = [k](std::span<const Name> names) {
+    for (const Name& n : names)
+      if (n.name == k) return n.field;
     return kNone;
   };
   switch (at) {
-    case At::kRoot: return find(kRoot, std::size(kRoot));
-    case At::kCapacity: return find(kSizes, 3);  // capacity has no vms_running
-    case At::kUse: return find(kSizes, 4);
+    case At::kRoot: return find(kRoot);
+    case At::kCapacity: return find(std::span(kSizes).first(3));  // capacity has no vms_running
+    case At::kUse: return find(kSizes);
     case At::kAddresses: return kAddress;
-    case At::kVm: return find(kVm, std::size(kVm));
-    case At::kCheck: return find(kCheck, std::size(kCheck));
+    case At::kVm: return find(kVm);
+    case At::kCheck: return find(kCheck);
     default: return kNone;
   }
 }
@@ -238,6 +241,10 @@ bool HeartbeatReader::key(std::string& k) {
   field_ = field_of(f.at, k);
   if (field_ == kNone || (max_version_ < 2 && (field_ == kV || field_ == kVmsDigest))) return stop("unknown " + quoted(path()));
   if (field_ != kAddress) f.seen |= 1u << field_;
+  else if (k.empty() || k.size() > kMaxNameLength)  // a network's name, kept in the node record
+    return stop("a name in field \"addresses\" must be 1 to " + std::to_string(kMaxNameLength) + " bytes, got " + std::to_string(k.size()));
+  else if (hb_.addresses.size() >= kMaxAddresses && !hb_.addresses.count(k))
+    return stop("field \"addresses\" has more than " + std::to_string(kMaxAddresses) + " networks");
   return true;
 }
 

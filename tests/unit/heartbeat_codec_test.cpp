@@ -188,6 +188,16 @@ TEST(HeartbeatCodec, OversizeIsRefusedNotCut) {
                                    "\"}]")),
               HasSubstr("the limit is 1024"));
   EXPECT_THAT(refusal(std::string(kMaxHeartbeatBytes + 1, ' ')), HasSubstr("the limit is"));
+  // A network's name goes into the node record: bounded like any name, and so is their number.
+  EXPECT_THAT(refusal(minimal_with(R"("addresses":{")" + std::string(kMaxNameLength + 1, 'a') + R"(":"10.0.0.1"})")),
+              HasSubstr("a name in field \"addresses\" must be 1 to 256 bytes, got 257"));
+  EXPECT_THAT(refusal(minimal_with(R"("addresses":{"":"10.0.0.1"})")), HasSubstr("must be 1 to 256 bytes, got 0"));
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += (i ? "," : "") + ("\"net" + std::to_string(i) + "\":\"10.0.0.1\"");
+  EXPECT_THAT(refusal(minimal_with("\"addresses\":{" + many + "}")), HasSubstr("more than 64 networks"));
+  many = "\"m\":\"10.0.0.1\"";
+  for (int i = 0; i < 70; ++i) many += ",\"m\":\"10.0.0.2\"";  // one name repeated is one network
+  EXPECT_TRUE(decode_heartbeat(minimal_with("\"addresses\":{" + many + "}")));
 }
 
 // The bound is sized from a measured heartbeat: 10,000 VMs with 16-character names fit with margin.
