@@ -188,10 +188,9 @@ TEST_F(HeartbeatWire, AnAgentWhoseVmCountChangesSaysSoAtOnce) {
   ASSERT_TRUE(wait_until([&] { return normal("node-a") && running() == 2; }, 20s)) << ctl.log() << a->log();
   size_t from = beats();
   ASSERT_TRUE(wait_until([&] { return beats() > from; }, 20s));  // one just went out
-  auto stopped = std::chrono::steady_clock::now();
   ASSERT_TRUE(stop(vms[0].uuid));
+  // Well before the next heartbeat, 15 s after the last one.
   ASSERT_TRUE(wait_until([&] { return running() == 1; }, 5s)) << node_record("node-a").dump(2) << a->log();
-  EXPECT_LT(std::chrono::steady_clock::now() - stopped, 10s);
   EXPECT_EQ(shown()[vms[0].uuid], "shutoff");
 }
 

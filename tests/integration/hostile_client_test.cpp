@@ -420,7 +420,9 @@ TEST_F(HostileClient, GarbageOnHeartbeatCheckAndAgentSubjectsChangesNothing) {
     return (writes ? desk::decode(in.body, &w) : desk::decode(in.body, &r)) ? "" : "decodes as a desk request";
   };
   for (const auto& in : inputs) {
-    if (!op_of.count(in.subject)) ASSERT_EQ(desk_could_act(in), "") << shown(in);
+    if (!op_of.count(in.subject)) {
+      ASSERT_EQ(desk_could_act(in), "") << shown(in);
+    }
   }
   auto replies = send_requests(inputs, [&](const Input& in) {
     return op_of.count(in.subject) ? hostile::could_act(*op_of[in.subject], in.body, world_) : desk_could_act(in);

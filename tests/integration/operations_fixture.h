@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -114,16 +115,19 @@ class Operations : public ::testing::Test {
   }
   json task(const std::string& id) { return read_task(*bus_, id); }
   std::string task_state(const std::string& id) { return task(id).value("state", ""); }
-  // The agent's domains as it reports them: uuid -> state; empty when it does not answer.
-  std::map<std::string, std::string> domains(const std::string& node) {
-    std::map<std::string, std::string> out;
+  // The agent's domains as it reports them: uuid -> state; nothing when it does not answer (a lost
+  // node, or a slow one on a loaded machine).
+  std::optional<std::map<std::string, std::string>> listed(const std::string& node) {
     auto r = bus_->request("nodeha.agent." + node + ".vm.list", "{}", 2s);
-    if (!r) return out;
+    if (!r) return std::nullopt;
     auto j = json::parse(r.value());
-    if (!j["ok"]) return out;
+    if (!j["ok"]) return std::nullopt;
+    std::map<std::string, std::string> out;
     for (const auto& v : j["result"]["vms"]) out[v["uuid"]] = v["state"];
     return out;
   }
+  // The same, empty when it does not answer.
+  std::map<std::string, std::string> domains(const std::string& node) { return listed(node).value_or(std::map<std::string, std::string>{}); }
   // Normal in the controller's stored record, which the commands read.
   bool normal(const std::string& node) { return node_record(node).value("monitor", "") == "normal"; }
   bool recorded(const std::vector<Vm>& vms, const std::string& node) {

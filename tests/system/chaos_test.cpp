@@ -89,7 +89,9 @@ class Chaos : public ClusterTest {
   }
   // Node i back from a fence: powered on at its BMC, booted, enabled again.
   void bring_back(int i) {
-    if (c().bmc(i).power_status() == std::optional<bool>(false)) ASSERT_TRUE(c().bmc(i).power_on()) << c().bmc(i).log();
+    if (c().bmc(i).power_status() == std::optional<bool>(false)) {
+      ASSERT_TRUE(c().bmc(i).power_on()) << c().bmc(i).log();
+    }
     c().power_on(i);
     ASSERT_TRUE(c().wait_monitor(i, "normal", 30s)) << c().record("nodes", Cluster::node(i)).dump(2);
     auto r = c().cli({"node", "enable", Cluster::node(i)});
@@ -161,7 +163,9 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
         c().power_off(i, fault == Fault::PowerLoss);
         down = wait_all_running(at);
         EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
-        if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        if (down) {
+          ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        }
         break;
       case Fault::PowerLossBmcCut:
         // The ipmi rung fails; the node's lease, which its dead agent no longer renews, fences it.
@@ -171,14 +175,19 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
         EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
         EXPECT_EQ(c().record("nodes", Cluster::node(i)).value("fence", json::object()).value("method", ""), "lease");
         ASSERT_TRUE(c().net().restore_bmc(i)) << c().net().error();
-        if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        if (down) {
+          ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        }
         break;
       case Fault::AgentHang:
       case Fault::ManagementCut:
         // The hung agent's watchdog resets the node; the isolated node fences itself (stop). Either
         // way the BMC may power it off first. Once one of them acted, the node is taken as off.
-        if (fault == Fault::AgentHang) c().agent(i)->process().signal(SIGSTOP);
-        else ASSERT_TRUE(c().net().cut(i, Network::kManagement)) << c().net().error();
+        if (fault == Fault::AgentHang) {
+          c().agent(i)->process().signal(SIGSTOP);
+        } else {
+          ASSERT_TRUE(c().net().cut(i, Network::kManagement)) << c().net().error();
+        }
         ASSERT_TRUE(wait_until([&] {
           return c().watchdog_fired(i) || c().bmc(i).power_status() == std::optional<bool>(false) ||
                  c().record("nodes", Cluster::node(i)).contains("fence");
@@ -186,7 +195,9 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
         c().power_off(i, /*chassis_off=*/false);
         down = wait_all_running(at);
         EXPECT_TRUE(down) << round << ": HA guests down past " << kBudget.count() << " s\n" << c().logs();
-        if (down) ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        if (down) {
+          ASSERT_NO_FATAL_FAILURE(bring_back(i));
+        }
         break;
       case Fault::AgentRestart:
         c().kill_agent(i);
@@ -200,6 +211,8 @@ TEST_F(Chaos, RandomFaultsNeverRunAVmTwiceNorLeaveAnHaVmDownPastItsBudget) {
         replies_lost_in_restart_ = true;
         c().nats().stop();
         c().nats().start();
+        break;
+      case Fault::kCount:  // not a fault: the modulo above never gives it
         break;
     }
     if (down) std::printf("[ chaos    ] %s: HA guests running again %.2f s after the %s\n", round.c_str(), *down,
