@@ -8,7 +8,16 @@
 
 #include <fmt/format.h>
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <set>
+#include <thread>
 #include <variant>
 
 // The opaque series handle plugins hold.
@@ -37,7 +46,10 @@ Result<std::unique_ptr<Metrics>> Metrics::create(const std::string& listen) {
   std::unique_ptr<Metrics> m(new Metrics());
   m->registry_ = std::make_shared<prometheus::Registry>();
   try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(listen);
+    // No keep-alive: a worker reading an idle scraper's connection sees a stop only between its
+    // 2 s read quanta, which would hold the exit as long; a scrape every few seconds needs no reuse.
+    m->exposer_ = std::make_unique<prometheus::Exposer>(
+        std::vector<std::string>{"listening_ports", listen, "num_threads", "2", "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     return Status(NODEHA_ERR_INVALID, fmt::format("[metrics] listen {}: cannot bind: {}", listen, e.what()));
   }
@@ -49,7 +61,51 @@ Result<std::unique_ptr<Metrics>> Metrics::create(const std::string& listen) {
   return m;
 }
 
-Metrics::~Metrics() = default;
+namespace {
+
+// Opens a connection to host:port (the wildcard addresses as loopback) and closes it, waiting at
+// most 50 ms for it to be accepted into the queue.
+void knock(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return;
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || !found) return;
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    if (connect(fd, found->ai_addr, found->ai_addrlen) != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      (void)poll(&p, 1, 50);
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+}
+
+}  // namespace
+
+// civetweb's listener polls in 2 s quanta and sees a stop only when its poll returns, so a host
+// would take up to 2 s to exit (and a node to be replaced in a restart). A connection of our own
+// wakes it: knocked until the server has stopped.
+Metrics::~Metrics() {
+  if (!exposer_) return;
+  std::atomic<bool> stopped{false};
+  std::thread knocker([&] {
+    while (!stopped) {
+      knock(address_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer_.reset();
+  stopped = true;
+  knocker.join();
+}
 
 nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name, const std::string& help,
                                const std::vector<std::pair<std::string, std::string>>& labels,
