@@ -64,10 +64,11 @@ Controller::Outcome fetch_task(Controller& controller, const std::string& id, Co
   return first;
 }
 
-void apply_event(const std::string& data, const std::string& id, json* task) {
+std::string apply_event(const std::string& data, const std::string& id, json* task) {
   json j = json::parse(data, nullptr, false);
-  if (!j.is_object() || j.value("id", "") != id) return;
-  if (j.value("updated", int64_t{0}) < task->value("updated", int64_t{0})) return;
+  if (!j.is_object() || j.value("id", "") != id) return "";
+  if (j.value("updated", int64_t{0}) < task->value("updated", int64_t{0})) return "";
+  std::string event = j.value("event", "");
   json steps = task->contains("steps") ? std::move((*task)["steps"]) : json::array();
   if (j.contains("steps") && j["steps"].is_array()) steps = std::move(j["steps"]);  // a record with its steps inline
   // A chunk of steps (its index and the head's chunk size place it): laid over the steps held.
@@ -85,6 +86,7 @@ void apply_event(const std::string& data, const std::string& id, json* task) {
   for (const char* k : {"event", "chunk"}) j.erase(k);
   j["steps"] = std::move(steps);
   *task = std::move(j);
+  return event;
 }
 
 int watch_task(Controller& controller, const std::string& id, json* final) {
@@ -98,17 +100,22 @@ int watch_task(Controller& controller, const std::string& id, json* final) {
   json task = first.result;
   LiveView view;
   ChangeLog log;
+  bool partial = false;
   for (;;) {
     if (live) view.show(task);
     else if (!quiet)
       for (const auto& l : log.update(task)) std::cout << l << '\n' << std::flush;
-    if (task_final(task.value("state", ""))) break;
+    // Final, unless chunks of the change that made it so are still to come.
+    if (task_final(task.value("state", "")) && !partial) break;
     if (auto data = events->next(2s)) {
-      apply_event(*data, id, &task);
+      if (auto event = apply_event(*data, id, &task); !event.empty()) partial = event == "steps";
     } else {
       // Quiet for a while: read the record again, in case an event was lost (a NATS reconnect).
       auto again = fetch_task(controller, id, Controller::kQuiet);
-      if (again.ok() && again.result.value("updated", int64_t{0}) >= task.value("updated", int64_t{0})) task = again.result;
+      if (again.ok() && again.result.value("updated", int64_t{0}) >= task.value("updated", int64_t{0})) {
+        task = again.result;
+        partial = false;  // the whole record
+      }
     }
   }
   if (live) view.clear();

@@ -16,8 +16,9 @@ Controller::Outcome fetch_task(Controller& controller, const std::string& id,
                                Controller::Report report = Controller::kReport);
 
 // Applies an event of evt.task.<id> (the task's head, with a chunk of its steps when they
-// changed) to `*task` when it is not older than what it holds.
-void apply_event(const std::string& data, const std::string& id, nlohmann::json* task);
+// changed) to `*task` when it is not older than what it holds. Returns its `event` (`steps`: more
+// chunks of the same change follow), or "" when it was not applied.
+std::string apply_event(const std::string& data, const std::string& id, nlohmann::json* task);
 
 // Follows task `id` until it is final and returns the exit code (exit_of_task, or the failure to
 // reach the controller). With --json nothing is shown; `*final` gets the record as it ended.

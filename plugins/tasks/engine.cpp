@@ -507,9 +507,12 @@ void Engine::publish_outcome(const nlohmann::json& task) {
 
 void Engine::publish_event(const std::string& id, const char* event, const std::string& head,
                            const std::vector<std::string>& chunks) {
-  const std::string subject = host_.subject("evt.task." + id), start = "{\"event\":\"" + std::string(event) + "\",";
-  if (chunks.empty()) (void)host_.publish(subject, start + head.substr(1));
-  for (const auto& c : chunks) (void)host_.publish(subject, start + "\"chunk\":" + c + "," + head.substr(1));
+  const std::string subject = host_.subject("evt.task." + id);
+  auto open = [](const std::string& name) { return "{\"event\":\"" + name + "\","; };
+  if (chunks.empty()) (void)host_.publish(subject, open(event) + head.substr(1));
+  // One event per change: the chunks but the last go first as `steps`, the change with the last.
+  for (size_t i = 0; i < chunks.size(); ++i)
+    (void)host_.publish(subject, open(i + 1 < chunks.size() ? "steps" : event) + "\"chunk\":" + chunks[i] + "," + head.substr(1));
 }
 
 // Writes chunk k with the revision last written; on a conflict, the chunk as stored decides: a

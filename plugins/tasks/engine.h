@@ -147,7 +147,8 @@ class Engine {
   enum class Save { Now, Soon, Throttled };
   bool save(const std::shared_ptr<Run>& run, const char* event, Save when);
   std::optional<std::string> write_chunk(const std::shared_ptr<Run>& run, size_t k);
-  // The head (JSON), alone or with each chunk written, on evt.task.<id> as `event`.
+  // The head (JSON), alone or with each chunk written, on evt.task.<id>: `event` once, with the
+  // last chunk; the chunks before it as `steps`.
   void publish_event(const std::string& id, const char* event, const std::string& head, const std::vector<std::string>& chunks);
   void flush_later(const std::shared_ptr<Run>& run);
   void on_task_entry(const KvEntry& e);

@@ -175,7 +175,7 @@ TEST(CliTaskWatch, AChunkEventIsLaidOverTheStepsHeld) {
                {"steps", {step("a", "pending"), step("b", "pending"), step("c", "pending")}}};
   json event = {{"event", "step"}, {"id", "t1"}, {"updated", 11}, {"state", "running"}, {"chunk_steps", 2},
                 {"step_count", 3}, {"chunk", {{"task", "t1"}, {"chunk", 1}, {"epoch", 0}, {"steps", {step("c", "succeeded")}}}}};
-  apply_event(event.dump(), "t1", &task);
+  EXPECT_EQ(apply_event(event.dump(), "t1", &task), "step");
   ASSERT_EQ(task["steps"].size(), 3u);
   EXPECT_EQ(task["steps"][0]["state"], "pending");
   EXPECT_EQ(task["steps"][2]["state"], "succeeded");
@@ -184,10 +184,15 @@ TEST(CliTaskWatch, AChunkEventIsLaidOverTheStepsHeld) {
   EXPECT_FALSE(task.contains("chunk"));
   event["updated"] = 5;  // older than what is held
   event["chunk"]["steps"] = {step("c", "failed")};
-  apply_event(event.dump(), "t1", &task);
+  EXPECT_EQ(apply_event(event.dump(), "t1", &task), "");
   EXPECT_EQ(task["steps"][2]["state"], "succeeded");
-  apply_event(R"({"id":"t2","updated":99})", "t1", &task);  // another task's
+  EXPECT_EQ(apply_event(R"({"id":"t2","updated":99})", "t1", &task), "");  // another task's
   EXPECT_EQ(task["updated"], 11);
+  // A change written in two chunks: `steps` first (more of it to come), then the change itself.
+  event = {{"event", "steps"}, {"id", "t1"}, {"updated", 12}, {"state", "succeeded"}, {"chunk_steps", 2}, {"step_count", 3},
+           {"chunk", {{"task", "t1"}, {"chunk", 0}, {"epoch", 0}, {"steps", {step("a", "succeeded"), step("b", "succeeded")}}}}};
+  EXPECT_EQ(apply_event(event.dump(), "t1", &task), "steps");
+  EXPECT_EQ(task["steps"][1]["state"], "succeeded");
 }
 
 }  // namespace
