@@ -147,7 +147,9 @@ TEST_F(Leadership, APlanMadeUnderOneLeaderRunsUnderTheNext) {
   EXPECT_EQ(json::parse(bus_->kv_get("plans", id).value().value)["made_by"], "ctl-1");
 
   one.reset();  // a clean stop hands the lease over at once
-  ASSERT_TRUE(wait_until([&] { return leads(*two); }, 10s)) << two->log();
+  // Leading, and its rebuild plugin started (the lease comes first, the plugins a moment later).
+  ASSERT_TRUE(wait_until([&] { return leads(*two) && two->metric("nodeha_plugin_up{plugin=\"rebuild\"}") == 1; }, 10s))
+      << two->log();
   auto r = command("node.rebuild", {{"node", "node-a"}, {"plan", id}});
   ASSERT_TRUE(r["ok"]) << r << two->log();
   std::string task_id = r["result"]["task"];

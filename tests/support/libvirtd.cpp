@@ -403,26 +403,18 @@ std::string Libvirtd::log() const {
 }
 
 Libvirtd::~Libvirtd() {
-  // Guests first, through the daemon while it lives: those started here and whatever else runs
-  // here now (a guest migrated in).
+  // Guests first: those started here and whatever else runs here now (a guest migrated in),
+  // killed by their uuid on the command line (qemu runs with -uuid <uuid>), then the daemon. Both
+  // by SIGKILL: nothing of them is kept, and a daemon destroying its guests, or stopping while it
+  // cleans up after them, takes seconds a test would wait for.
   if (running())
     for (const auto& d : domains())
       if (std::find(guests_.begin(), guests_.end(), d.uuid) == guests_.end()) guests_.push_back(d.uuid);
-  if (!guests_.empty() && running()) {
-    Conn conn(uri_);
-    for (const auto& uuid : guests_) {
-      if (!conn) break;
-      if (virDomainPtr dom = virDomainLookupByUUIDString(conn.c, uuid.c_str())) {
-        virDomainDestroy(dom);
-        virDomainFree(dom);
-      }
-    }
-  }
-  stop();
-  // Whatever qemu survived (the daemon was dead or failed to destroy it): by its uuid on the
-  // command line (qemu runs with -uuid <uuid>).
-  for (const auto& uuid : guests_) {
+  for (const auto& uuid : guests_)
     for (pid_t p : processes_with(uuid)) ::kill(p, SIGKILL);
+  kill();
+  for (const auto& uuid : guests_) {
+    for (pid_t p : processes_with(uuid)) ::kill(p, SIGKILL);  // one the daemon started meanwhile
     if (!wait_until([&] { return processes_with(uuid).empty(); }, 10s))
       ADD_FAILURE() << "qemu of guest " << uuid << " survived SIGKILL";
   }

@@ -332,7 +332,9 @@ void Cluster::power_off(int i, bool chassis_off) {
     watchdogs_[i - 1]->signal(SIGKILL);
     watchdogs_[i - 1]->wait_exit(10s);
   }
-  if (!bmcs_.empty() && chassis_off) EXPECT_TRUE(bmcs_.at(i - 1)->lose_power()) << bmcs_.at(i - 1)->log();
+  if (!bmcs_.empty() && chassis_off) {
+    EXPECT_TRUE(bmcs_.at(i - 1)->lose_power()) << bmcs_.at(i - 1)->log();
+  }
   // Killed again each round: a process forked meanwhile (libvirtd starting a helper) dies too.
   std::vector<pid_t> left;
   bool gone = wait_until([&] {
@@ -346,9 +348,10 @@ void Cluster::power_off(int i, bool chassis_off) {
   for (pid_t p : left) which += "\n  " + std::to_string(p) + ": " + read_file("/proc/" + std::to_string(p) + "/cmdline");
   EXPECT_TRUE(gone) << "processes of " << node(i) << " survived SIGKILL:" << which;
   if (gone) monitor_->set_down(node(i), true);
-  if (!bmcs_.empty() && chassis_off)
+  if (!bmcs_.empty() && chassis_off) {
     EXPECT_TRUE(wait_until([&] { return bmcs_.at(i - 1)->power_status() == std::optional<bool>(false); }, 10s))
         << node(i) << "'s chassis still reads on\n" << bmcs_.at(i - 1)->log();
+  }
   if (agents_[i - 1]) {
     agents_[i - 1]->process().wait_exit(10s);
     old_hosts_.push_back(std::move(agents_[i - 1]));
