@@ -357,7 +357,9 @@ void Engine::run_step(const std::shared_ptr<Run>& run, size_t index) {
     std::lock_guard lock(run->mu);
     --run->active;
     using O = StepResult::Outcome;
-    const bool again = r.outcome == O::Retry && !run->cancel_seen && !stopping_;
+    // Stopping (a step-down, a clean stop) is no reason to fail a step that would be tried again:
+    // it waits, and the next leader resumes it (arm_retry arms nothing then).
+    const bool again = r.outcome == O::Retry && !run->cancel_seen;
     if (run->quiet.erase(index) && again && run->task["steps"][index].value("error", "") == r.detail) {
       run->set_state(index, "waiting", false);  // waiting as it was, for the same reason: nothing to write
       run->quiet.insert(index);
