@@ -58,8 +58,6 @@ const std::string kNode = "node-1";
 
 void say(const std::string& s) { std::cerr << "[agent_load] " << s << std::endl; }
 
-
-
 // Context switches of each thread of `pid` by thread id, with the thread's name (each thread's
 // own count is in its task's status).
 struct ThreadSwitches {

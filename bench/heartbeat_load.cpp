@@ -60,7 +60,6 @@ int64_t unix_ms() {
       .count();
 }
 
-
 // ---- the simulated agents --------------------------------------------------------------------
 
 struct SimNode {

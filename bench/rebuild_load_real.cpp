@@ -176,7 +176,7 @@ int run_real(const Options& opt) {
     std::string conf = libvirtd.dir().file("libvirtd.conf");
     libvirtd.dir().write("libvirtd.conf", test::read_file(conf) + "max_client_requests = " +
                                               std::to_string(opt.max_client_requests) + "\n");
-    libvirtd.stop();
+    libvirtd.kill();  // no guest yet: nothing to clean up
     if (!libvirtd.start(60s)) {
       say("libvirtd did not come back with max_client_requests:\n" + tail(libvirtd.log()));
       return 2;

@@ -62,9 +62,7 @@ AgentSide::AgentSide(const Host& host) : host_(host) {
     addresses_[it.key()] = it.value().get<std::string>();
   }
   boot_id_ = read_boot_id();
-  auto wire = c.at("wire").get<int64_t>();
-  if (wire < 1 || wire > kWireVersion) throw ConfigError("wire must be 1 or " + std::to_string(kWireVersion));
-  max_wire_ = static_cast<uint32_t>(wire);
+  max_wire_ = wire_setting(host_);
 }
 
 Status AgentSide::start() {

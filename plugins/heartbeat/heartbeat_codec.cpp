@@ -521,4 +521,10 @@ int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+uint32_t wire_setting(const Host& host) {
+  auto wire = host.config().at("wire").get<int64_t>();
+  if (wire < 1 || wire > kWireVersion) throw ConfigError("wire must be 1 or " + std::to_string(kWireVersion));
+  return static_cast<uint32_t>(wire);
+}
+
 }  // namespace nodeha::heartbeat

@@ -125,6 +125,10 @@ Result<CheckMessage> decode_check_message(std::string_view json);
 // version 1 did), is refused.
 Result<Heartbeat> decode_heartbeat(std::string_view json, uint32_t max_version = kWireVersion);
 
+// The highest wire version this side speaks (agent) or takes (controller): its `wire` setting.
+// Throws ConfigError outside 1..kWireVersion.
+uint32_t wire_setting(const Host& host);
+
 std::string encode_heartbeat(const Heartbeat& hb);
 
 // Now on the wall clock, in ms since the epoch: the unit of a heartbeat's and a record's times.

@@ -2,7 +2,6 @@
 
 #include "command.h"
 
-#include <algorithm>
 #include <set>
 
 namespace nodeha::heartbeat {
@@ -13,10 +12,6 @@ Result<Heartbeat> heartbeat_of(const Host& host, const Message& m, uint32_t max_
   if (m.subject != host.subject("hb." + hb->node))
     return Status(NODEHA_ERR_INVALID, "its node field names another node (" + hb->node + ")");
   return hb;
-}
-
-uint32_t wire_setting(const Host& host) {
-  return static_cast<uint32_t>(std::clamp<int64_t>(host.config().at("wire").get<int64_t>(), 1, kWireVersion));
 }
 
 nlohmann::json NodeBook::keep(const KvEntry& e) {

@@ -34,8 +34,6 @@ struct NodeLive {
 // The heartbeat a message on <prefix>.hb.<node> carries, refused (with the reason) when malformed
 // or when its node field names another node than the subject. `max_wire`: heartbeat_codec.h.
 Result<Heartbeat> heartbeat_of(const Host& host, const Message& m, uint32_t max_wire);
-// The highest wire version a controller takes: its `wire` setting, within 1..kWireVersion.
-uint32_t wire_setting(const Host& host);
 
 
 // The node a {"node": "<id>"} command names; nullopt when the request is refused (and answered so).

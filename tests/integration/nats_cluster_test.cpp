@@ -204,8 +204,10 @@ TEST_F(NatsClusterOps, BucketsAndTheEventStreamHaveThreeReplicasAnOlderBucketIsR
   HostProcess agent(test_agent_config("node-a", path, cluster_.urls()));  // kv_replicas 1
   ASSERT_TRUE(agent.wait_ready()) << agent.log();
   ASSERT_TRUE(wait_until([&] { return normal("node-a"); }, 10s)) << agent.log();
-  EXPECT_THAT(agent.log(), HasSubstr("stream KV_nodes has 3 replicas, more than [nats] kv_replicas = 1: left as it is. "
-                                     "To lower it, `nats stream edit KV_nodes --replicas 1`"));
+  // The agent binds a bucket when it first writes to it, which may come after the node is normal.
+  const std::string left = "stream KV_nodes has 3 replicas, more than [nats] kv_replicas = 1: left as it is. "
+                           "To lower it, `nats stream edit KV_nodes --replicas 1`";
+  EXPECT_TRUE(wait_until([&] { return agent.log().find(left) != std::string::npos; }, 10s)) << agent.log();
   EXPECT_EQ(replicas("KV_nodes"), 3);
 }
 

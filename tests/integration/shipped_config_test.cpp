@@ -67,5 +67,17 @@ TEST(ShippedConfig, PluginRefusingItsConfigIsARefusal) {
   EXPECT_THAT(r.output, HasSubstr("host.toml:10: plugin 'netcheck': target 'tcp:10.0.0.1': tcp targets need a port"));
 }
 
+// A controller refuses a heartbeat wire version it does not speak, as an agent does.
+TEST(ShippedConfig, AHeartbeatWireVersionOutOfRangeIsRefusedOnEitherSide) {
+  for (const char* role : {"controller", "agent"}) {
+    auto r = run_host(std::string("[host]\nrole = \"") + role + "\"\nnode_id = \"n\"\nplugin_path = [\"{plugins}\"]\n"
+                      "[nats]\nservers = [\"nats://127.0.0.1:1\"]\nconnect_timeout = \"100ms\"\n"
+                      "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+                      "[[plugin]]\nlibrary = \"heartbeat\"\nwire = 3\n");
+    EXPECT_EQ(r.status, 2) << role << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr("plugin 'heartbeat': wire must be 1 or 2")) << role;
+  }
+}
+
 }  // namespace
 }  // namespace nodeha::test

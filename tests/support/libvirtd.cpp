@@ -187,15 +187,6 @@ bool Libvirtd::start(std::chrono::milliseconds timeout) {
   return wait_answers(timeout);
 }
 
-void Libvirtd::stop() {
-  if (!running()) return;
-  proc_->signal(SIGTERM);
-  if (!proc_->wait_exit(15s)) {
-    proc_->signal(SIGKILL);
-    proc_->wait_exit(5s);
-  }
-}
-
 void Libvirtd::kill() {
   if (!running()) return;
   proc_->signal(SIGKILL);
@@ -379,6 +370,10 @@ std::string Libvirtd::guest_uuid(int n) {
 }
 
 std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {
+  return processes_with(std::vector<std::string>{needle});
+}
+
+std::vector<pid_t> Libvirtd::processes_with(const std::vector<std::string>& needles) {
   std::vector<pid_t> out;
   DIR* proc = opendir("/proc");
   if (!proc) return out;
@@ -388,7 +383,9 @@ std::vector<pid_t> Libvirtd::processes_with(const std::string& needle) {
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     if (std::stoi(pid) == self) continue;
     // Zombies have an empty command line: only live processes match.
-    if (read_cmdline(pid).find(needle) != std::string::npos) out.push_back(std::stoi(pid));
+    std::string cmdline = read_cmdline(pid);
+    if (std::any_of(needles.begin(), needles.end(), [&](const auto& n) { return cmdline.find(n) != std::string::npos; }))
+      out.push_back(std::stoi(pid));
   }
   closedir(proc);
   return out;
@@ -410,14 +407,15 @@ Libvirtd::~Libvirtd() {
   if (running())
     for (const auto& d : domains())
       if (std::find(guests_.begin(), guests_.end(), d.uuid) == guests_.end()) guests_.push_back(d.uuid);
-  for (const auto& uuid : guests_)
-    for (pid_t p : processes_with(uuid)) ::kill(p, SIGKILL);
+  for (pid_t p : processes_with(guests_)) ::kill(p, SIGKILL);
   kill();
-  for (const auto& uuid : guests_) {
-    for (pid_t p : processes_with(uuid)) ::kill(p, SIGKILL);  // one the daemon started meanwhile
-    if (!wait_until([&] { return processes_with(uuid).empty(); }, 10s))
-      ADD_FAILURE() << "qemu of guest " << uuid << " survived SIGKILL";
-  }
+  // Again, for one the daemon started meanwhile, until none is left.
+  if (!guests_.empty() && !wait_until([&] {
+        auto left = processes_with(guests_);
+        for (pid_t p : left) ::kill(p, SIGKILL);
+        return left.empty();
+      }, 10s))
+    ADD_FAILURE() << "a qemu of this daemon's guests survived SIGKILL";
   // The mount namespace and its overlays vanish with their last process; the TempDir goes next.
   if (holder_ && holder_->running()) {
     holder_->signal(SIGKILL);

@@ -65,8 +65,6 @@ class Libvirtd {
   // every process of its network namespace was killed, a power loss, the mount namespace is made
   // again and the daemon finds its guests defined and shut off); true once it accepts connections.
   bool start(std::chrono::milliseconds timeout = 30s);
-  // SIGTERM and wait; SIGKILL if it does not exit in time. Guests keep running.
-  void stop();
   // SIGKILL: a crash. Guests keep running.
   void kill();
   // Whether virConnectOpen(uri()) works and the connection answers now.
@@ -115,6 +113,8 @@ class Libvirtd {
   // Every process of the machine: give guests uuids of guest_uuid(), so that tests running at
   // the same time do not see each other's guests.
   static std::vector<pid_t> processes_with(const std::string& needle);
+  // Those whose command line contains any of `needles`, in one pass over /proc.
+  static std::vector<pid_t> processes_with(const std::vector<std::string>& needles);
 
   // A guest uuid unique to this test process (its first group random, drawn once), `n` in its
   // last group: the same n gives the same uuid within one process.

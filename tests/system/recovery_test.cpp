@@ -270,7 +270,7 @@ TEST_F(RecoveryScenario, AnIsolatedNodeUnderKeepKeepsItsVmsAndNothingMoves) {
   EXPECT_EQ(c().controller_gauge(1, "nodeha_recovery_held_nodes{reason=\"isolated\"}"), 1);
   EXPECT_EQ(c().controller_gauge(1, "nodeha_node_isolated{node=\"node-1\"}"), 1);
   // Past the lease, the watchdog's timeout and the margin (10 s) and more, nothing moves.
-  EXPECT_FALSE(wait_until([&] { return !fence(1).is_null() || !where(g).empty() && where(g) != std::vector<std::string>{"node-1"}; },
+  EXPECT_FALSE(wait_until([&] { return !fence(1).is_null() || (!where(g).empty() && where(g) != std::vector<std::string>{"node-1"}); },
                           14s))
       << fence(1);
   EXPECT_EQ(Libvirtd::processes_with(g), qemu);
