@@ -128,7 +128,7 @@ struct PluginInstance::Access {
     Status st = !sub ? sub.status() : route.status();
     if (!st) {
       Registration r;
-      self.take_registration(id, &r);
+      self.take_registration(id, Registration::kSubscription, &r);
       spdlog::warn("[{}] {}", self.name_, st.message());
       if (release) release(ctx);
       return st.code();
@@ -142,14 +142,16 @@ struct PluginInstance::Access {
     return NODEHA_OK;
   }
 
-  static nodeha_status unsubscribe(nodeha_host* h, uint64_t id) {
+  // unsubscribe, kv_unwatch, libvirt_unwatch
+  static nodeha_status drop(nodeha_host* h, uint64_t id, Registration::Kind kind) {
     auto& self = of(h);
     Registration r;
-    if (!self.take_registration(id, &r) || r.kind != Registration::kSubscription) return NODEHA_ERR_NOT_FOUND;
+    if (!self.take_registration(id, kind, &r)) return NODEHA_ERR_NOT_FOUND;
     self.leave(r);
     self.release_later(r.release, r.ctx);
     return NODEHA_OK;
   }
+  static nodeha_status unsubscribe(nodeha_host* h, uint64_t id) { return drop(h, id, Registration::kSubscription); }
 
   static nodeha_status request(nodeha_host* h, const char* subject, const char* data, size_t size, int64_t timeout_ms,
                                nodeha_bytes_fn sink, void* sink_ctx) {
@@ -291,7 +293,7 @@ struct PluginInstance::Access {
     });
     if (!w) {
       Registration r;
-      self.take_registration(id, &r);
+      self.take_registration(id, Registration::kWatch, &r);
       if (release) release(ctx);
       return w.status().code();
     }
@@ -302,14 +304,7 @@ struct PluginInstance::Access {
     if (out_id) *out_id = id;
     return NODEHA_OK;
   }
-  static nodeha_status kv_unwatch(nodeha_host* h, uint64_t id) {
-    auto& self = of(h);
-    Registration r;
-    if (!self.take_registration(id, &r) || r.kind != Registration::kWatch) return NODEHA_ERR_NOT_FOUND;
-    self.services_.bus->kv_unwatch(r.bus_id);
-    self.release_later(r.release, r.ctx);
-    return NODEHA_OK;
-  }
+  static nodeha_status kv_unwatch(nodeha_host* h, uint64_t id) { return drop(h, id, Registration::kWatch); }
 
   static nodeha_metric* metric(nodeha_host* h, nodeha_metric_kind kind, const char* name, const char* help,
                                const nodeha_label* labels, size_t label_count, const double* buckets,
@@ -396,6 +391,28 @@ struct PluginInstance::Access {
     if (!c) return fail(c.status().message());
     return c.value();
   }
+  static nodeha_status libvirt_watch(nodeha_host* h, nodeha_libvirt_event_fn fn, void* ctx, nodeha_release_fn release,
+                                     uint64_t* out_id) {
+    auto& self = of(h);
+    if (!fn || !self.services_.libvirt || self.stopping_) {
+      if (release) release(ctx);
+      return self.stopping_ ? NODEHA_ERR_UNAVAILABLE : !fn ? NODEHA_ERR_INVALID : NODEHA_ERR_NOT_FOUND;
+    }
+    uint64_t id = self.add_registration({Registration::kLibvirtWatch, 0, release, ctx});
+    EventLoop* loop = self.loop_.get();
+    uint64_t watch = self.services_.libvirt->watch([&self, loop, id, fn, ctx](nodeha_libvirt_event e, std::string_view uuid) {
+      loop->post([&self, id, fn, ctx, e, uuid = std::string(uuid)] {
+        if (self.live(id)) fn(ctx, e, nodeha_str{uuid.data(), uuid.size()});
+      });
+    });
+    {
+      std::lock_guard lock(self.mu_);
+      self.registrations_[id].bus_id = watch;
+    }
+    if (out_id) *out_id = id;
+    return NODEHA_OK;
+  }
+  static nodeha_status libvirt_unwatch(nodeha_host* h, uint64_t id) { return drop(h, id, Registration::kLibvirtWatch); }
 };
 
 const nodeha_host_api* PluginInstance::api() {
@@ -409,6 +426,7 @@ const nodeha_host_api* PluginInstance::api() {
       &Access::metric_observe, &Access::metric_remove, &Access::post,     &Access::spawn,
       &Access::timer_start,    &Access::timer_cancel, &Access::libvirt_connect,
       &Access::request_async,  &Access::bus_status,  &Access::leadership,    &Access::mode,
+      &Access::libvirt_watch,  &Access::libvirt_unwatch,
   };
   return &table;
 }
@@ -433,10 +451,10 @@ uint64_t PluginInstance::add_registration(Registration r) {
   return id;
 }
 
-bool PluginInstance::take_registration(uint64_t id, Registration* out) {
+bool PluginInstance::take_registration(uint64_t id, Registration::Kind kind, Registration* out) {
   std::lock_guard lock(mu_);
   auto it = registrations_.find(id);
-  if (it == registrations_.end()) return false;
+  if (it == registrations_.end() || it->second.kind != kind) return false;
   *out = it->second;
   registrations_.erase(it);
   return true;
@@ -449,6 +467,10 @@ bool PluginInstance::live(uint64_t id) {
 
 // Leaving twice is harmless.
 void PluginInstance::leave(const Registration& r) {
+  if (r.kind == Registration::kLibvirtWatch) {
+    if (r.bus_id) services_.libvirt->unwatch(r.bus_id);
+    return;
+  }
   if (r.kind == Registration::kWatch) {
     services_.bus->kv_unwatch(r.bus_id);
     return;

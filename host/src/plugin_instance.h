@@ -74,8 +74,8 @@ class PluginInstance {
 
  private:
   struct Registration {
-    enum Kind { kSubscription, kWatch } kind;
-    uint64_t bus_id;
+    enum Kind { kSubscription, kWatch, kLibvirtWatch } kind;
+    uint64_t bus_id;  // its id with the bus, or with the libvirt provider (kLibvirtWatch)
     nodeha_release_fn release;
     void* ctx;
     uint64_t local_route = 0;  // its route on the local socket (NODEHA_SUB_LOCAL), 0: none
@@ -83,8 +83,8 @@ class PluginInstance {
   void leave(const Registration& r);
   void teardown(bool call_stop);
   uint64_t add_registration(Registration r);
-  // Removes and returns it; false when unknown (already removed).
-  bool take_registration(uint64_t id, Registration* out);
+  // Removes and returns it; false when unknown (already removed) or of another kind.
+  bool take_registration(uint64_t id, Registration::Kind kind, Registration* out);
   bool live(uint64_t id);
   void release_later(nodeha_release_fn release, void* ctx);
 

@@ -90,11 +90,71 @@ Status AgentSide::start() {
   if (!grant) return grant.status();
   auto t = host_.timer(Millis(0), interval_, [this] { beat(); });
   if (!t) return t.status();
-  if (interval_ > Millis(1000)) {
-    auto c = host_.timer(Millis(1000), Millis(1000), [this] { count_domains(); });
-    if (!c) return c.status();
+  // A VM that starts, stops or moves away is worth a heartbeat now rather than up to an interval
+  // later. libvirt's events say so; while they do not come, the domains are counted every second.
+  auto w = host_.libvirt_watch([this](nodeha_libvirt_event e, std::string_view) { on_libvirt(e); });
+  if (!w) {
+    host_.warn(w.status().message() + ": counting domains every second instead");
+    return poll(true);
   }
   return Status::ok();
+}
+
+void AgentSide::on_libvirt(nodeha_libvirt_event e) {
+  switch (e) {
+    case NODEHA_LIBVIRT_DOMAIN_CHANGED:
+      return soon();
+    case NODEHA_LIBVIRT_EVENTS_FLOW:
+      events_seen_ = true;
+      host_.info("libvirt's domain events come: a VM's change goes out in a heartbeat at once");
+      // A change while they did not come was seen by the count that reopened the connection.
+      poll(false);
+      return;
+    case NODEHA_LIBVIRT_EVENTS_LOST:
+      if (events_seen_) {
+        host_.info("libvirt's domain events stopped: counting domains every second until they come");
+        soon();  // the connection is gone: say so now (a failing `libvirt` check), not an interval later
+      }
+      poll(true);
+      return;
+  }
+}
+
+Status AgentSide::poll(bool on) {
+  if (on == (count_timer_ != 0) || interval_ <= Millis(1000)) return Status::ok();  // every heartbeat counts
+  if (!on) {
+    host_.cancel_timer(count_timer_);
+    count_timer_ = 0;
+    return Status::ok();
+  }
+  auto c = host_.timer(Millis(1000), Millis(1000), [this] { count_domains(); });
+  if (!c) return c.status();
+  count_timer_ = c.value();
+  return Status::ok();
+}
+
+void AgentSide::soon() {
+  changed_at_ = SteadyClock::now();
+  pending();
+}
+
+// A heartbeat read after the last change: none when one was read since (or is being read); else
+// now, or a second after the last one, so at most one a second more than the interval.
+void AgentSide::pending() {
+  if (read_at_ >= changed_at_) return;
+  if (in_flight_) {
+    again_ = true;  // read before the change: once it is sent
+    return;
+  }
+  auto since = SteadyClock::now() - last_beat_;
+  if (since >= Millis(1000)) return beat();
+  if (soon_timer_) return;  // one is due
+  auto wait = std::chrono::duration_cast<Millis>(Millis(1000) - since) + Millis(1);
+  if (auto t = host_.timer(wait, Millis(0), [this] {
+        soon_timer_ = 0;
+        pending();
+      }))
+    soon_timer_ = t.value();
 }
 
 void AgentSide::on_grant(const Message& m) {
@@ -113,8 +173,7 @@ void AgentSide::on_grant(const Message& m) {
   if (SteadyClock::now() - last_beat_ >= Millis(1000)) beat();
 }
 
-// Between heartbeats: a change in the number of active domains (a VM started, stopped, moved away)
-// is worth a heartbeat now rather than up to an interval later.
+// Without events, between heartbeats: a change in the number of active domains.
 void AgentSide::count_domains() {
   if (counting_ || in_flight_) return;
   counting_ = true;
@@ -126,7 +185,7 @@ void AgentSide::count_domains() {
     }
     host_.post([this, n] {
       counting_ = false;
-      if (n >= 0 && n != active_sent_ && SteadyClock::now() - last_beat_ >= Millis(1000)) beat();
+      if (n >= 0 && n != active_sent_) soon();
     });
   });
 }
@@ -134,6 +193,7 @@ void AgentSide::count_domains() {
 void AgentSide::beat() {
   if (in_flight_) return;  // libvirt is slow: never queue heartbeats behind one another
   in_flight_ = true;
+  read_at_ = SteadyClock::now();
   host_.spawn([this] {
     auto inv = std::make_shared<Result<Inventory>>(read_inventory(host_, disk_path_));
     host_.post([this, inv] { send(*inv); });
@@ -169,6 +229,10 @@ void AgentSide::send(const Result<Inventory>& inv) {
     digest_sent_ = hb.vms_digest;
     full_ = false;
     active_sent_ = inv ? inv->active : -1;
+  }
+  if (again_) {
+    again_ = false;
+    pending();
   }
 }
 

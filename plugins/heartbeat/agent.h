@@ -5,8 +5,10 @@
 // Wire version (heartbeat_codec.h): 1 until a controller grants 2 on <prefix>.agent.<node>.hb.wire;
 // then the VM list only when it changed or the controller asked. A ping-back means the controller
 // did not take our heartbeats (a controller of version 1 refuses version 2): back to 1 until the
-// next grant. Between heartbeats it counts the running domains every second, and a change sends
-// a heartbeat at once (at most one a second), so that an emptied node is seen empty at once.
+// next grant. Between heartbeats, a change of a domain (libvirt's lifecycle events) sends a
+// heartbeat at once (at most one a second), so that an emptied node is seen empty at once; while
+// libvirt gives no events (not connected, or a driver without them) it counts the active domains
+// every second instead.
 #pragma once
 
 #include "heartbeat_codec.h"
@@ -39,7 +41,11 @@ class AgentSide {
   void beat();  // event thread
   void send(const Result<Inventory>& inv);
   void on_grant(const Message& m);
-  void count_domains();  // event thread: between heartbeats
+  void on_libvirt(nodeha_libvirt_event e);
+  Status poll(bool on);  // counting domains every second, while libvirt gives no events
+  void count_domains();
+  void soon();  // something changed: a heartbeat now, or a second after the last one
+  void pending();
 
   using SteadyClock = std::chrono::steady_clock;
 
@@ -57,6 +63,12 @@ class AgentSide {
   std::string digest_sent_;
   int active_sent_ = -1;  // Inventory::active in the last heartbeat
   bool counting_ = false;
+  uint64_t count_timer_ = 0;  // while polling
+  uint64_t soon_timer_ = 0;
+  bool again_ = false;  // a change came while a heartbeat read before it was in flight
+  SteadyClock::time_point changed_at_{};  // the last change a heartbeat must tell
+  SteadyClock::time_point read_at_{};     // when the last heartbeat's inventory was read
+  bool events_seen_ = false;  // libvirt's events came once
   SteadyClock::time_point last_beat_{};
   Metric sent_;
 };

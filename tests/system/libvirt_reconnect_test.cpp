@@ -2,7 +2,9 @@
 // libvirtd (QEMU driver) with one running tiny guest: while the daemon is down the agent's
 // heartbeats carry a failing `libvirt` check and the node is `error`; the guest keeps running;
 // once the daemon is back the agent reopens its connection by itself and the node is `normal`
-// again, reporting the guest running.
+// again, reporting the guest running. Its heartbeats are 15 s apart: each change (a guest paused,
+// the daemon gone, the daemon back) goes out at once, from libvirt's events or, while they do not
+// come, from the agent's count of its domains.
 #include "bus.h"
 #include "host_process.h"
 #include "libvirtd.h"
@@ -11,6 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 
 namespace nodeha::test {
@@ -31,7 +34,7 @@ std::string agent_config(const NatsServer& nats, const std::string& node, const 
   return "[host]\nrole = \"agent\"\nnode_id = \"" + node + "\"\nplugin_path = [\"{plugins}\"]\n"
          "[nats]\nservers = [\"" + nats.url() + "\"]\nreconnect_wait = \"100ms\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
          "[libvirt]\nuri = \"" + libvirt_uri + "\"\n"
-         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\naddresses = { management = \"127.0.0.1\" }\n"
+         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"15s\"\naddresses = { management = \"127.0.0.1\" }\n"
          "disk_path = \"/\"\n";
 }
 
@@ -104,6 +107,19 @@ TEST_F(LibvirtReconnect, AgentReopensItsConnectionAfterLibvirtdRestarts) {
   }, 15s)) << node << "\n" << ctl.log() << agent.log();
   watch.mark("node normal, guest reported running");
 
+  // Paused right after a heartbeat: the count of active domains does not change (a paused domain
+  // is active), only libvirt's event tells it, well before the next heartbeat 15 s later.
+  std::atomic<int> beats{0};
+  ASSERT_TRUE(bus_->subscribe("nodeha.hb.node-a", "", [&](Message) { ++beats; }).is_ok());
+  int seen = beats;
+  ASSERT_TRUE(wait_until([&] { return beats > seen; }, 20s));
+  ASSERT_TRUE(libvirtd.suspend(kGuestUuid, &error)) << error;
+  ASSERT_TRUE(wait_until([&] { return vm_state(show("node-a"), kGuestUuid) == "paused"; }, 5s)) << agent.log();
+  watch.mark("guest paused, reported paused");
+  EXPECT_THAT(agent.log(), HasSubstr("libvirt's domain events come"));
+  ASSERT_TRUE(libvirtd.resume(kGuestUuid, &error)) << error;
+  ASSERT_TRUE(wait_until([&] { return vm_state(show("node-a"), kGuestUuid) == "running"; }, 5s)) << agent.log();
+
   // libvirtd crashes: the agent cannot read libvirt and says so in its heartbeats.
   libvirtd.kill();
   ASSERT_FALSE(libvirtd.running());
@@ -127,6 +143,7 @@ TEST_F(LibvirtReconnect, AgentReopensItsConnectionAfterLibvirtdRestarts) {
   }, 15s)) << node << "\n" << ctl.log() << agent.log();
   watch.mark("node normal again, guest reported running");
   EXPECT_EQ(Libvirtd::processes_with(kGuestUuid), qemu) << "the same qemu process throughout";
+  EXPECT_THAT(agent.log(), HasSubstr("libvirt's domain events stopped"));
 }
 
 }  // namespace

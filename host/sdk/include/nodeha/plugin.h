@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define NODEHA_PLUGIN_API_MAJOR 1
-#define NODEHA_PLUGIN_API_MINOR 6
+#define NODEHA_PLUGIN_API_MINOR 7
 #define NODEHA_PLUGIN_ENTRY_SYMBOL "nodeha_plugin_entry"
 
 #if defined(__GNUC__)
@@ -135,6 +135,18 @@ typedef void (*nodeha_msg_fn)(void* ctx, const nodeha_msg* msg);
 typedef void (*nodeha_kv_fn)(void* ctx, const nodeha_kv_entry* entry);
 typedef void (*nodeha_bytes_fn)(void* ctx, const char* data, size_t size);
 typedef void (*nodeha_task_fn)(void* ctx);
+/* (1.7) What an agent's libvirt connection tells a libvirt watch. */
+typedef enum nodeha_libvirt_event {
+  /* a domain was defined, undefined, started, stopped, suspended, resumed or crashed (libvirt's
+   * lifecycle event); `uuid` names it */
+  NODEHA_LIBVIRT_DOMAIN_CHANGED = 1,
+  /* no events come now: not connected yet, the connection was lost, or its driver has none.
+   * Poll until NODEHA_LIBVIRT_EVENTS_FLOW */
+  NODEHA_LIBVIRT_EVENTS_LOST = 2,
+  /* events come, on a connection opened since: what changed before it is not told */
+  NODEHA_LIBVIRT_EVENTS_FLOW = 3
+} nodeha_libvirt_event;
+typedef void (*nodeha_libvirt_event_fn)(void* ctx, nodeha_libvirt_event event, nodeha_str uuid);
 /* The outcome of an asynchronous request: NODEHA_OK with the reply body, or NODEHA_ERR_TIMEOUT,
  * NODEHA_ERR_NO_RESPONDERS, NODEHA_ERR_UNAVAILABLE with no data. */
 typedef void (*nodeha_reply_fn)(void* ctx, nodeha_status status, const char* data, size_t size);
@@ -263,6 +275,16 @@ typedef struct nodeha_host_api {
    * stops it before this controller leads (then the leader's instance starts, a new object).
    * NODEHA_MODE_ACTIVE otherwise. Known from create on. */
   nodeha_mode (*mode)(nodeha_host* h);
+
+  /* --- 1.7 --- check struct_size before use */
+  /* Agents: libvirt's domain lifecycle events, on the event thread. `fn` runs first with
+   * NODEHA_LIBVIRT_EVENTS_FLOW or _LOST (whether events come now), then with every event. The
+   * host registers for events on each connection libvirt_connect opens (it does not connect by
+   * itself): after a LOST, a libvirt_connect that reopens the connection brings FLOW back.
+   * NODEHA_ERR_NOT_FOUND on controllers. */
+  nodeha_status (*libvirt_watch)(nodeha_host* h, nodeha_libvirt_event_fn fn, void* ctx, nodeha_release_fn release,
+                                 uint64_t* out_id);
+  nodeha_status (*libvirt_unwatch)(nodeha_host* h, uint64_t id);
 } nodeha_host_api;
 
 /* What a plugin hands back when something fails: its message, copied by the host. */

@@ -330,6 +330,32 @@ class Host {
     if (!c) return Status(NODEHA_ERR_UNAVAILABLE, err.empty() ? "libvirt unavailable" : err);
     return c;
   }
+  // libvirt's domain lifecycle events on this agent (1.7), on the event thread: first whether they
+  // flow now, then every one (plugin.h `libvirt_watch`). Returns the watch id; an error on a
+  // controller or an older host: then poll.
+  using LibvirtEventFn = std::function<void(nodeha_libvirt_event, std::string_view uuid)>;
+  Result<uint64_t> libvirt_watch(LibvirtEventFn fn) const {
+    if (api_->struct_size < offsetof(nodeha_host_api, libvirt_watch) + sizeof(api_->libvirt_watch))
+      return Status(NODEHA_ERR_INTERNAL, "libvirt_watch needs a host with plugin interface 1.7 or later");
+    uint64_t id = 0;
+    auto s = api_->libvirt_watch(
+        h_,
+        [](void* ctx, nodeha_libvirt_event e, nodeha_str uuid) {
+          try {
+            (*static_cast<LibvirtEventFn*>(ctx))(e, std::string_view(uuid.data ? uuid.data : "", uuid.size));
+          } catch (...) {
+            std::fprintf(stderr, "nodeha plugin: libvirt event handler threw\n");
+          }
+        },
+        new LibvirtEventFn(std::move(fn)), [](void* ctx) { delete static_cast<LibvirtEventFn*>(ctx); }, &id);
+    if (s != NODEHA_OK) return wrap(s, "libvirt watch");
+    return id;
+  }
+  Status libvirt_unwatch(uint64_t id) const {
+    if (api_->struct_size < offsetof(nodeha_host_api, libvirt_unwatch) + sizeof(api_->libvirt_unwatch))
+      return Status(NODEHA_ERR_NOT_FOUND, "libvirt unwatch: no such watch");
+    return wrap(api_->libvirt_unwatch(h_, id), "libvirt unwatch");
+  }
 
   const nodeha_host_api* api() const { return api_; }
   nodeha_host* raw() const { return h_; }
