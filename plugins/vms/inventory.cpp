@@ -61,6 +61,9 @@ void Inventory::start() {
   load_owned();
   running_ = host_.gauge("nodeha_node_vms", "domains on this node by state, as of the last inventory sync",
                          {{"node", host_.node_id()}, {"state", "running"}});
+  auto w = host_.kv_watch(vm_record::kBucket, ">", [this](const KvEntry&) { ++bucket_changes_; });
+  watching_ = static_cast<bool>(w);
+  if (!watching_) host_.warn("the vms bucket cannot be watched (" + w.status().message() + "): every sync reads it whole");
 }
 
 void Inventory::sync() {
@@ -73,29 +76,44 @@ void Inventory::sync() {
     return;
   }
   libvirt_failed_ = false;
-  auto records = read_records();
-  if (!records) {
-    if (!bucket_failed_)
-      host_.warn("out of sync with the vms bucket, serving no operation: " + records.status().message());
+  auto fail = [&](const Status& s) {
+    if (!bucket_failed_) host_.warn("out of sync with the vms bucket, serving no operation: " + s.message());
     bucket_failed_ = true;
     in_sync_ = false;
     first_ = true;  // whatever changed meanwhile, the next sync looks at everything as after a start
     sync_failed_.inc();
-    return;
-  }
+  };
+  bool fresh = false;
+  auto records = this->records(false, &fresh);
+  if (!records) return fail(records.status());
   bucket_failed_ = false;
   auto drained = node_drained(host_);
+  auto plan_with = [&](std::map<std::string, nlohmann::json> records, SyncInput& in) {
+    in.node = host_.node_id();
+    in.first = first_;
+    in.domains = domains.value();
+    in.records = std::move(records);
+    in.owned = owned_;
+    in.seen = first_ ? std::set<std::string>{} : seen_;
+    in.supervise = settings_.supervise;
+    in.may_start = drained && !drained.value();
+    ask_owners(in);
+    return plan_sync(in);
+  };
   SyncInput in;
-  in.node = host_.node_id();
-  in.first = first_;
-  in.domains = std::move(domains.value());
-  in.records = std::move(records.value());
-  in.owned = owned_;
-  in.seen = first_ ? std::set<std::string>{} : seen_;
-  in.supervise = settings_.supervise;
-  in.may_start = drained && !drained.value();
-  ask_owners(in);
-  SyncPlan plan = plan_sync(in);
+  SyncPlan plan = plan_with(std::move(records.value()), in);
+  auto acts = [](const SyncPlan& p) {
+    return !p.stale.empty() || !p.claim.empty() || !p.create.empty() || !p.update.empty() || !p.missing.empty() ||
+           !p.autostart_off.empty() || !p.restart.empty();
+  };
+  if (acts(plan) && !fresh) {
+    // Whatever it does is decided on the bucket as it is now, as when nothing was kept.
+    records = this->records(true, &fresh);
+    if (!records) return fail(records.status());
+    in = SyncInput{};
+    plan = plan_with(std::move(records.value()), in);
+  }
+  reread_ = acts(plan);  // what it writes is read back at the next sync
 
   for (const auto& uuid : plan.stale) remove_stale(uuid);
   for (const auto& uuid : plan.claim) claim(uuid, text(in.records[uuid], "node"));
@@ -212,6 +230,34 @@ Result<std::map<std::string, Domain>> Inventory::read_domains() {
   }
   std::erase_if(disk_gib_, [&](const auto& e) { return !out.count(e.first); });
   return out;
+}
+
+// Reading the whole bucket every sync was most of what an idle agent spent (docs/performance.md,
+// "The agent's weight"). The last read stands unless its watch delivered a change since (ours
+// included), the last sync wrote, the bus connection was made again, or kRereadEvery passed (in
+// case a watch missed something). The bus must answer a round trip either way: a sync while it
+// does not fails, as a read would.
+Result<std::map<std::string, nlohmann::json>> Inventory::records(bool force, bool* fresh) {
+  constexpr auto kRereadEvery = std::chrono::seconds(30);
+  constexpr Millis kProbe(2000);
+  uint64_t changes = bucket_changes_.load();  // before the read: a change during it reads again
+  auto now = std::chrono::steady_clock::now();
+  uint64_t connects = 0;
+  if (auto bus = host_.bus_status(kProbe, &connects); !bus) return bus;
+  *fresh = force || !watching_ || reread_ || changes != read_changes_ || connects != read_connects_ ||
+           now - read_at_ >= kRereadEvery;
+  if (!*fresh) return records_;
+  auto r = read_records();
+  if (!r) {
+    reread_ = true;
+    return r;
+  }
+  records_ = r.value();
+  read_changes_ = changes;
+  read_connects_ = connects;
+  read_at_ = now;
+  reread_ = false;
+  return r;
 }
 
 Result<std::map<std::string, nlohmann::json>> Inventory::read_records() {

@@ -21,6 +21,7 @@
 #include <nodeha/plugin.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -42,7 +43,7 @@ class Inventory {
   };
   Inventory(const Host& host, Settings settings, Busy& busy, Held& held);
 
-  // Event thread: registers the metrics.
+  // Event thread: registers the metrics and watches the vms bucket for changes.
   void start();
   // One sync. Blocking: on a worker, never two at once.
   void sync();
@@ -52,6 +53,8 @@ class Inventory {
  private:
   Result<std::map<std::string, Domain>> read_domains();
   Result<std::map<std::string, nlohmann::json>> read_records();
+  // The bucket: as read last, or read again (`fresh`) when it may have changed since or `force`.
+  Result<std::map<std::string, nlohmann::json>> records(bool force, bool* fresh);
   void remove_stale(const std::string& uuid);
   void claim(const std::string& uuid, const std::string& from);
   void create(const Domain& d);
@@ -71,10 +74,19 @@ class Inventory {
   Busy& busy_;
   Held& held_;
   std::atomic<bool> in_sync_{false};
+  // Entries the watch of the vms bucket delivered: a change since the last read (anyone's, ours
+  // included). 0 and never counting when the watch could not be made: then every sync reads.
+  std::atomic<uint64_t> bucket_changes_{0};
+  bool watching_ = false;
   // Sync worker only (syncs never overlap):
   bool first_ = true;
   bool libvirt_failed_ = false;  // each failure logged once, until it works again
   bool bucket_failed_ = false;
+  std::map<std::string, nlohmann::json> records_;  // the bucket at the last read
+  uint64_t read_changes_ = 0;                      // bucket_changes_ before that read
+  uint64_t read_connects_ = 0;                     // the bus's connection count at that read
+  std::chrono::steady_clock::time_point read_at_{};
+  bool reread_ = true;  // the last sync wrote, or nothing was read yet
   std::set<std::string> owned_;       // this node's domains at the last sync (state_dir/owned.json)
   std::set<std::string> seen_;        // every domain at the last sync
   std::set<std::string> unverified_;  // warned about once
