@@ -20,14 +20,19 @@
 #include <thread>
 #include <variant>
 
-// The opaque series handle plugins hold.
+namespace nodeha::host {
+using Labels = std::map<std::string, std::string>;
+}
+
+// The opaque series handle plugins hold. A controller holds 7 for each node, 70,000 at 10,000
+// nodes: its family and labels are pointers to where Metrics keeps them, not copies.
 struct nodeha_metric {
   nodeha_metric_kind kind;
   prometheus::Counter* counter = nullptr;
   prometheus::Gauge* gauge = nullptr;
   prometheus::Histogram* histogram = nullptr;
-  std::string family;
-  std::map<std::string, std::string> labels;
+  nodeha::host::Metrics::Family* family = nullptr;
+  const nodeha::host::Labels* labels = nullptr;  // its key in family->series
   int holders = 0;  // guarded by Metrics::mu_
 };
 
@@ -39,7 +44,7 @@ struct Metrics::Family {
   prometheus::Family<prometheus::Counter>* counters = nullptr;
   prometheus::Family<prometheus::Gauge>* gauges = nullptr;
   prometheus::Family<prometheus::Histogram>* histograms = nullptr;
-  std::map<std::map<std::string, std::string>, std::unique_ptr<nodeha_metric>> series;
+  std::map<Labels, std::unique_ptr<nodeha_metric>> series;
 };
 
 Result<std::unique_ptr<Metrics>> Metrics::create(const std::string& listen) {
@@ -112,7 +117,7 @@ nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name,
                                const std::vector<double>& buckets, std::string* error) {
   std::lock_guard lock(mu_);
   std::set<std::string> names;
-  std::map<std::string, std::string> label_map;
+  Labels label_map;
   for (const auto& [k, v] : labels) {
     names.insert(k);
     label_map[k] = v;
@@ -146,8 +151,7 @@ nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name,
   if (s != f.series.end()) return s->second.get();
   auto m = std::make_unique<nodeha_metric>();
   m->kind = kind;
-  m->family = name;
-  m->labels = label_map;
+  m->family = &f;
   try {
     switch (kind) {
       case NODEHA_METRIC_COUNTER: m->counter = &f.counters->Add(label_map); break;
@@ -163,7 +167,9 @@ nodeha_metric* Metrics::series(nodeha_metric_kind kind, const std::string& name,
     if (error) *error = fmt::format("metric {}: {}", name, e.what());
     return nullptr;
   }
-  return f.series.emplace(label_map, std::move(m)).first->second.get();
+  auto placed = f.series.emplace(std::move(label_map), std::move(m)).first;
+  placed->second->labels = &placed->first;
+  return placed->second.get();
 }
 
 void Metrics::hold(nodeha_metric* m) {
@@ -175,13 +181,11 @@ void Metrics::remove(nodeha_metric* m) {
   if (!m) return;
   std::lock_guard lock(mu_);
   if (m->holders > 0 && --m->holders > 0) return;  // another instance still uses it
-  auto it = families_.find(m->family);
-  if (it == families_.end()) return;
-  Family& f = *it->second;
+  Family& f = *m->family;  // families are never removed
   if (m->counter) f.counters->Remove(m->counter);
   if (m->gauge) f.gauges->Remove(m->gauge);
   if (m->histogram) f.histograms->Remove(m->histogram);
-  f.series.erase(m->labels);
+  f.series.erase(*m->labels);  // destroys m
 }
 
 void Metrics::add(nodeha_metric* m, double v) {

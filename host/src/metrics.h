@@ -39,8 +39,9 @@ class Metrics {
   static void set(nodeha_metric* m, double v);
   static void observe(nodeha_metric* m, double v);
 
+  struct Family;  // one metric name: its kind, label names and series (metrics.cpp)
+
  private:
-  struct Family;
   Metrics() = default;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
