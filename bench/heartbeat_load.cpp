@@ -3,7 +3,8 @@
 // Starts nats-server (or uses --nats), a controller `nodeha-host` with the heartbeat plugin
 // (interval 1s, misses 3, ping_timeout 500ms), and simulates --nodes agents: each publishes one
 // heartbeat a second (spread evenly over the second, from a few publisher threads) and answers
-// ping-backs while it is alive. After warm-up (every node registered and its record written) it
+// ping-backs while it is alive. Its netcheck verdict is renewed every --check-every seconds (its
+// time changes, so that heartbeat is no repeat of the last one), as netcheck's default 30 s does. After warm-up (every node registered and its record written) it
 // measures the controller process's CPU and memory from /proc over a window, then silences
 // --silence nodes at once (no heartbeats, no ping answers: a node cut off by the network) and
 // times each one's `unreachable` event. Prints a Markdown table; exits non-zero only when it
@@ -52,6 +53,7 @@ struct Options {
   int publishers = 4;
   int vms = 3;
   int wire = heartbeat::kWireVersion;  // the highest heartbeat wire version the simulated agents speak
+  int check_every = 30;                // s between two netcheck verdicts of a node (0: one, at start)
 };
 
 int64_t steady_ns() { return SteadyClock::now().time_since_epoch().count(); }
@@ -190,6 +192,8 @@ class Simulator {
         for (int64_t seen = max_lag_us_; lag_us > seen && !max_lag_us_.compare_exchange_weak(seen, lag_us);) {}
         node.hb.seq++;
         node.hb.sent_at = unix_ms();
+        if (round == 0 || (opt_.check_every > 0 && (round + static_cast<int64_t>(i)) % opt_.check_every == 0))
+          node.hb.checks[0].at = node.hb.sent_at;  // a new verdict, at this node's own phase
         node.hb.version = node.wire;
         node.hb.has_vms = node.hb.version < 2 || node.full.exchange(false);
         if (bus.publish(node.subject, heartbeat::encode_heartbeat(node.hb))) {
@@ -494,6 +498,8 @@ int main(int argc, char** argv) {
   app.add_option("--vms", opt.vms, "VMs listed in each heartbeat")->check(CLI::Range(0, 100));
   app.add_option("--wire", opt.wire, "the highest heartbeat wire version the simulated agents speak (1: the whole list every time)")
       ->check(CLI::Range(1, static_cast<int>(nodeha::heartbeat::kWireVersion)));
+  app.add_option("--check-every", opt.check_every, "seconds between two netcheck verdicts of a node (0: one, at start)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   opt.silence = std::min(opt.silence, opt.nodes);
   return nodeha::bench::run(opt);

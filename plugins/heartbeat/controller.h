@@ -16,6 +16,7 @@
 #include "monitor.h"
 #include "node_book.h"
 #include "node_record.h"
+#include "repeat.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -36,9 +37,36 @@ class ControllerSide {
     std::array<Metric, 3> management;  // enabled, disabled, drained
     Metric age;
   };
+  struct Written {
+    std::string fields;          // the fields last written by us
+    int64_t last_heartbeat = 0;  // their last_heartbeat
+  };
+  // When a node may next be told the wire version (or asked for its list), and the gap after
+  // that: it doubles, up to kMaxGrantGap, for a node that keeps to version 1 (an older agent).
+  struct NextGrant {
+    TimePoint at{};
+    Millis gap{0};
+  };
+  // What the controller keeps of a node beside the monitor's state, in one place: a heartbeat
+  // costs one lookup here (docs/performance.md, "Node monitoring").
+  struct Node {
+    explicit Node(int64_t refresh) : refresh_ms(refresh) {}
+    int64_t refresh_ms;                // refresh_for(id)
+    int64_t last_heartbeat_unix = 0;   // 0: none heard, and none stored
+    std::optional<Written> written;
+    std::optional<Repeat> repeat;      // the last heartbeat taken, while its like may be taken undecoded
+    NextGrant grant;
+    std::optional<NodeMetrics> metrics;
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
 
   void on_heartbeat(const Message& m);
-  void grant_wire(const std::string& node, bool full);
+  bool take_repeat(const Message& m);
+  void took_heartbeat(const std::string& id, Node& node, bool changed, int64_t now_ms);
+  void grant_wire(const std::string& node, NextGrant& grant, bool full);
   void on_check(const Message& m);
   void on_record(const KvEntry& e);
   void tick();
@@ -58,27 +86,16 @@ class ControllerSide {
 
   void cmd_management(const Message& m, ManagementCommand command);
   std::optional<NodeLive> live(const std::string& id) const;
+  Node& node(const std::string& id);  // made on first use
 
   const Host& host_;
   Monitor monitor_;
   int64_t refresh_ms_;
   uint32_t max_wire_;  // config `wire`
+  std::string hb_prefix_;  // "<prefix>.hb.": a heartbeat's subject is this and its node
   NodeBook book_;  // the records last seen in KV; node.list and node.show
-  struct Written {
-    std::string fields;          // the fields last written by us
-    int64_t last_heartbeat = 0;  // their last_heartbeat
-  };
-  std::unordered_map<std::string, Written> written_;
-  std::unordered_map<std::string, int64_t> last_heartbeat_unix_;
+  std::unordered_map<std::string, Node, Hash, std::equal_to<>> nodes_;
   VmLists lists_;
-  // When each node may next be told the wire version (or asked for its list), and the gap after
-  // that: it doubles, up to kMaxGrantGap, for a node that keeps to version 1 (an older agent).
-  struct NextGrant {
-    TimePoint at{};
-    Millis gap{0};
-  };
-  std::unordered_map<std::string, NextGrant> next_grant_;
-  std::unordered_map<std::string, NodeMetrics> metrics_;
   std::set<std::string> dirty_;
   bool writing_ = false;
   Metric received_, bad_heartbeats_, suspended_;

@@ -278,6 +278,25 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
   return out;
 }
 
+std::optional<Effects> Monitor::on_repeat(std::string_view node, uint64_t seq, int64_t sent_at, TimePoint now) {
+  auto* e = lookup(node);
+  if (!e || !e->state.heartbeat) return std::nullopt;
+  Effects out;
+  auto& n = e->state;
+  Heartbeat& hb = *n.heartbeat;
+  hb.seq = seq;
+  hb.sent_at = sent_at;
+  new_boot(*e, hb.boot_id, now, out);  // a ping answer may have told another boot id since
+  n.checks = merge_checks(n, hb.checks, sent_at);
+  n.failing_checks = failing_checks_reason(n.checks);
+  n.boot_id = hb.boot_id;
+  n.interval = milliseconds(hb.interval_ms);
+  n.last_heartbeat = now;
+  n.last_seq = seq;
+  alive(*e, now, "heartbeat received", out);
+  return out;
+}
+
 Effects Monitor::on_tick(TimePoint now) {
   Effects out;
   if (suspension_) return out;  // the heap keeps its entries; resume re-arms every node

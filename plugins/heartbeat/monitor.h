@@ -197,6 +197,11 @@ class Monitor {
   // process, so it is recorded, not used to drop messages.
   Effects on_heartbeat(Heartbeat hb, TimePoint now);
 
+  // A heartbeat that is the node's last one with only its counters new (repeat.h): the effects of
+  // on_heartbeat(that heartbeat, now), without building it. nullopt, and nothing changed, when the
+  // node is unknown or has sent no heartbeat yet (the caller decodes the message instead).
+  std::optional<Effects> on_repeat(std::string_view node, uint64_t seq, int64_t sent_at, TimePoint now);
+
   // Call every 100-250 ms, or at next_due(): pings nodes whose window expired and marks
   // unreachable those whose ping deadline passed.
   Effects on_tick(TimePoint now);
