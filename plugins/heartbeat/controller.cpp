@@ -139,6 +139,7 @@ void ControllerSide::on_heartbeat(const Message& m) {
   const NodeState* before = monitor_.find(id);
   bool changed = heartbeat_changes_record(before && before->heartbeat ? &*before->heartbeat : nullptr, hb.value());
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
+  if (n.repeat && !n.monitor) n.monitor = monitor_.handle(id);
   took_heartbeat(id, n, changed, now_ms);
 }
 
@@ -150,7 +151,7 @@ bool ControllerSide::take_repeat(const Message& m) {
   if (it == nodes_.end() || !it->second.repeat) return false;
   auto counters = it->second.repeat->match(m.data);
   if (!counters) return false;
-  auto effects = monitor_.on_repeat(it->first, counters->seq, counters->sent_at, Clock::now());
+  auto effects = monitor_.on_repeat(it->second.monitor, counters->seq, counters->sent_at, Clock::now());
   if (!effects) return false;
   received_.inc();
   int64_t now_ms = unix_ms();
@@ -320,7 +321,9 @@ void ControllerSide::publish_event(const std::string& node, nlohmann::json event
 }
 
 void ControllerSide::set_metrics(const NodeState& n) {
-  auto& slot = node(n.id).metrics;
+  Node& entry = node(n.id);
+  entry.state = &n;
+  auto& slot = entry.metrics;
   bool fresh = !slot;
   NodeMetrics& m = fresh ? slot.emplace() : *slot;
   if (fresh) {
@@ -338,16 +341,17 @@ void ControllerSide::set_metrics(const NodeState& n) {
   }
 }
 
+// Every node's age, every second: from our own table, with no lookup a node.
 void ControllerSide::refresh_ages() {
   auto now = Clock::now();
-  monitor_.each([&](const NodeState& n) {
-    auto it = nodes_.find(n.id);
-    if (it == nodes_.end() || !it->second.metrics) return;
+  int64_t now_ms = unix_ms();
+  for (auto& [id, n] : nodes_) {
+    if (!n.metrics || !n.state) continue;
     // A node restored from KV and not heard from since: age from its stored last heartbeat.
-    double age = n.last_heartbeat ? std::chrono::duration<double>(now - *n.last_heartbeat).count()
-                                  : (unix_ms() - it->second.last_heartbeat_unix) / 1000.0;
-    it->second.metrics->age.set(age);
-  });
+    double age = n.state->last_heartbeat ? std::chrono::duration<double>(now - *n.state->last_heartbeat).count()
+                                         : (now_ms - n.last_heartbeat_unix) / 1000.0;
+    n.metrics->age.set(age);
+  }
 }
 
 void ControllerSide::mark_dirty(const std::string& node) { dirty_.insert(node); }

@@ -57,6 +57,8 @@ class ControllerSide {
     std::optional<Repeat> repeat;      // the last heartbeat taken, while its like may be taken undecoded
     NextGrant grant;
     std::optional<NodeMetrics> metrics;
+    const NodeState* state = nullptr;  // the monitor's, set with the metrics (Monitor::find: stable)
+    Monitor::Handle monitor;           // set with the repeat
   };
   struct Hash {
     using is_transparent = void;

@@ -278,8 +278,10 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
   return out;
 }
 
-std::optional<Effects> Monitor::on_repeat(std::string_view node, uint64_t seq, int64_t sent_at, TimePoint now) {
-  auto* e = lookup(node);
+Monitor::Handle Monitor::handle(std::string_view node) { return Handle(lookup(node)); }
+
+std::optional<Effects> Monitor::on_repeat(Handle node, uint64_t seq, int64_t sent_at, TimePoint now) {
+  Entry* e = node.entry_;
   if (!e || !e->state.heartbeat) return std::nullopt;
   Effects out;
   auto& n = e->state;

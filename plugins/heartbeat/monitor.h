@@ -181,7 +181,23 @@ using Effect = std::variant<Transition, ReasonChanged, PingRequest, Rebooted, Re
 using Effects = std::vector<Effect>;
 
 class Monitor {
+  struct Entry;
+
  public:
+  // A known node's place in the monitor, for a caller that keeps a table of its own per node:
+  // stable while the monitor lives (a node, once known, is never removed). Empty: unknown.
+  class Handle {
+   public:
+    Handle() = default;
+    explicit operator bool() const { return entry_ != nullptr; }
+
+   private:
+    friend class Monitor;
+    explicit Handle(Entry* e) : entry_(e) {}
+    Entry* entry_ = nullptr;
+  };
+  Handle handle(std::string_view node);
+
   // Throws std::invalid_argument when validate(config) fails: the plugin validates first.
   explicit Monitor(MonitorConfig config);
 
@@ -200,7 +216,7 @@ class Monitor {
   // A heartbeat that is the node's last one with only its counters new (repeat.h): the effects of
   // on_heartbeat(that heartbeat, now), without building it. nullopt, and nothing changed, when the
   // node is unknown or has sent no heartbeat yet (the caller decodes the message instead).
-  std::optional<Effects> on_repeat(std::string_view node, uint64_t seq, int64_t sent_at, TimePoint now);
+  std::optional<Effects> on_repeat(Handle node, uint64_t seq, int64_t sent_at, TimePoint now);
 
   // Call every 100-250 ms, or at next_due(): pings nodes whose window expired and marks
   // unreachable those whose ping deadline passed.
@@ -241,6 +257,7 @@ class Monitor {
   // Sets the management state after the plugin stored it; false when the node is unknown.
   bool set_management(std::string_view node, ManagementState state);
 
+  // Stable while the monitor lives: a node, once known, is never removed.
   const NodeState* find(std::string_view node) const;
   std::vector<const NodeState*> list() const;  // sorted by id
   // Every node, in no order (no list built: for the controller's every-second pass).

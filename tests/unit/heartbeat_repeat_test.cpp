@@ -201,8 +201,13 @@ void expect_same_state(const Monitor& a, const Monitor& b, const std::string& no
 
 TEST(HeartbeatRepeat, OnRepeatOfAnUnheardNodeChangesNothing) {
   Monitor m(fast());
-  EXPECT_FALSE(m.on_repeat("n1", 2, 0, at(0)).has_value());
+  EXPECT_FALSE(m.handle("n1"));
+  EXPECT_FALSE(m.on_repeat(m.handle("n1"), 2, 0, at(0)).has_value());
   EXPECT_EQ(m.find("n1"), nullptr);
+  m.restore(std::vector<KnownNode>{KnownNode{"n1"}}, at(0));  // known, but no heartbeat yet
+  ASSERT_TRUE(m.handle("n1"));
+  EXPECT_FALSE(m.on_repeat(m.handle("n1"), 2, 0, at(0)).has_value());
+  EXPECT_FALSE(m.find("n1")->heartbeat.has_value());
 }
 
 // A seeded random walk: one monitor decodes every heartbeat (on_heartbeat with the last one's
@@ -240,7 +245,7 @@ TEST(HeartbeatRepeat, ARepeatHasTheEffectsOfTheHeartbeatItRepeats) {
         hb.sent_at = now + 1000000;
         last[id] = hb;
         auto x = decoded.on_heartbeat(hb, at(now));
-        auto y = repeated.on_repeat(id, hb.seq, hb.sent_at, at(now));
+        auto y = repeated.on_repeat(repeated.handle(id), hb.seq, hb.sent_at, at(now));
         ASSERT_TRUE(y.has_value());
         EXPECT_EQ(text(x), text(*y)) << "at " << now;
         ++repeats;
