@@ -358,7 +358,12 @@ void ControllerSide::mark_dirty(const std::string& node) { dirty_.insert(node); 
 
 // Writes the records whose operator-visible content changed; one writer at a time, on a worker.
 void ControllerSide::flush() {
-  std::vector<std::pair<std::string, nlohmann::json>> batch;
+  struct Write {
+    std::string node;
+    nlohmann::json fields;
+    std::optional<NodeBook::Stored> base;  // the record as last watched
+  };
+  std::vector<Write> batch;
   for (const auto& id : dirty_) {
     const NodeState* n = monitor_.find(id);
     if (!n) continue;
@@ -366,27 +371,34 @@ void ControllerSide::flush() {
     auto fields = monitor_fields(*n, entry.last_heartbeat_unix);
     if (entry.written && !needs_write(nlohmann::json::parse(entry.written->fields, nullptr, false), fields, entry.refresh_ms))
       continue;
-    batch.emplace_back(id, std::move(fields));
+    const NodeBook::Stored* base = book_.stored(id);
+    batch.push_back(Write{id, std::move(fields), base ? std::optional(*base) : std::nullopt});
   }
   dirty_.clear();
   if (batch.empty()) return;
   writing_ = true;
-  host_.spawn([this, batch = std::move(batch)] {
+  host_.spawn([this, batch = std::move(batch)]() mutable {
     std::vector<std::pair<std::string, nlohmann::json>> done;
     std::vector<std::string> failed;
-    for (const auto& [node, fields] : batch) {
+    for (auto& w : batch) {
       bool ok = false;
-      for (int attempt = 0; attempt < 5 && !ok; ++attempt) {  // lost a race: read again, merge again
-        auto cur = host_.kv_get(kNodesBucket, node);
-        if (!cur && cur.status().code() != NODEHA_ERR_NOT_FOUND) break;
-        nlohmann::json record = cur ? nlohmann::json::parse(cur->value, nullptr, false) : nlohmann::json::object();
-        std::string text = merge_record(record, fields).dump();
-        auto r = cur ? host_.kv_update(kNodesBucket, node, text, cur->revision) : host_.kv_create(kNodesBucket, node, text);
+      // The first try merges into the record as last watched, at its revision: no read, and the
+      // store refuses it (a conflict) if anyone wrote since. Then: read again, merge again.
+      std::optional<NodeBook::Stored> cur = std::move(w.base);
+      for (int attempt = 0; attempt < 5 && !ok; ++attempt) {
+        if (attempt > 0 || !cur) {
+          auto read = host_.kv_get(kNodesBucket, w.node);
+          if (!read && read.status().code() != NODEHA_ERR_NOT_FOUND) break;
+          cur = read ? std::optional(NodeBook::Stored{std::move(read->value), read->revision}) : std::nullopt;
+        }
+        nlohmann::json record = cur ? nlohmann::json::parse(cur->text, nullptr, false) : nlohmann::json::object();
+        std::string text = merge_record(record, w.fields).dump();
+        auto r = cur ? host_.kv_update(kNodesBucket, w.node, text, cur->revision) : host_.kv_create(kNodesBucket, w.node, text);
         ok = r.is_ok();
         if (!ok && r.status().code() != NODEHA_ERR_CONFLICT) break;
       }
-      if (ok) done.emplace_back(node, fields);
-      else failed.push_back(node);
+      if (ok) done.emplace_back(w.node, std::move(w.fields));
+      else failed.push_back(w.node);
     }
     host_.post([this, done = std::move(done), failed = std::move(failed)] {
       writing_ = false;

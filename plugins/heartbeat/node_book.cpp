@@ -20,13 +20,18 @@ nlohmann::json NodeBook::keep(const KvEntry& e) {
     return nlohmann::json(nlohmann::json::value_t::discarded);
   }
   auto j = nlohmann::json::parse(e.value, nullptr, false);
-  if (j.is_object()) records_[e.key] = e.value;
+  if (j.is_object()) records_[e.key] = Stored{e.value, e.revision};
   return j.is_object() ? j : nlohmann::json(nlohmann::json::value_t::discarded);
+}
+
+const NodeBook::Stored* NodeBook::stored(const std::string& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? nullptr : &it->second;
 }
 
 nlohmann::json NodeBook::describe(const std::string& id, const std::optional<NodeLive>& live) const {
   auto rec = records_.find(id);
-  nlohmann::json out = rec != records_.end() ? nlohmann::json::parse(rec->second, nullptr, false) : nlohmann::json::object();
+  nlohmann::json out = rec != records_.end() ? nlohmann::json::parse(rec->second.text, nullptr, false) : nlohmann::json::object();
   if (!out.is_object()) out = nlohmann::json::object();
   out["node"] = id;
   if (live) {

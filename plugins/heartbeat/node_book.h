@@ -53,6 +53,12 @@ class NodeBook {
   // discarded value when it was deleted or is not a JSON object.
   nlohmann::json keep(const KvEntry& e);
   bool knows(const std::string& id) const { return records_.count(id) != 0; }
+  // A record as last watched: its text and revision. Null when none is known.
+  struct Stored {
+    std::string text;
+    uint64_t revision = 0;
+  };
+  const Stored* stored(const std::string& id) const;
 
   void cmd_list(const Message& m) const;
   void cmd_show(const Message& m) const;
@@ -64,7 +70,7 @@ class NodeBook {
   Live live_;
   std::function<std::vector<std::string>()> live_ids_;
   // Kept as text: parsed JSON costs several KiB per node, and records are read rarely.
-  std::unordered_map<std::string, std::string> records_;
+  std::unordered_map<std::string, Stored> records_;
 };
 
 }  // namespace nodeha::heartbeat
