@@ -15,15 +15,19 @@ namespace {
 
 void quiet(void*, virErrorPtr) {}  // errors are read with virGetLastError and reported by callers
 
+// The calling thread's last libvirt error, or `otherwise`.
+std::string last_error(const char* otherwise) {
+  virErrorPtr e = virGetLastError();
+  return e && e->message ? e->message : otherwise;
+}
+
 // libvirt's default event loop, once per process and before any connection is opened (libvirt
 // delivers events and answers libvirtd's keepalive only through it), on a thread that lives as
 // long as the process: it sleeps in poll() while nothing happens.
 bool event_loop_running() {
   static const bool running = [] {
     if (virEventRegisterDefaultImpl() < 0) {
-      spdlog::warn("libvirt: no event loop ({}): VM changes are seen by polling", virGetLastError() && virGetLastError()->message
-                                                                                    ? virGetLastError()->message
-                                                                                    : "unknown error");
+      spdlog::warn("libvirt: no event loop ({}): VM changes are seen by polling", last_error("unknown error"));
       return false;
     }
     std::thread([] {
@@ -93,10 +97,7 @@ Result<void*> LibvirtProvider::connect() {
     virSetErrorFunc(nullptr, &quiet);
     bool events = event_loop_running();
     c = virConnectOpen(uri_.c_str());
-    if (!c) {
-      virErrorPtr e = virGetLastError();
-      return Status(NODEHA_ERR_UNAVAILABLE, fmt::format("libvirt {}: {}", uri_, e && e->message ? e->message : "cannot connect"));
-    }
+    if (!c) return Status(NODEHA_ERR_UNAVAILABLE, fmt::format("libvirt {}: {}", uri_, last_error("cannot connect")));
     conn_ = c;
     if (events) listen(c);
   }
@@ -114,9 +115,7 @@ void LibvirtProvider::listen(void* conn) {
                                                    VIR_DOMAIN_EVENT_CALLBACK(&LibvirtEvents::lifecycle),
                                                    new std::shared_ptr<Relay>(relay_), &LibvirtEvents::release);
   if (lifecycle_id_ < 0) {
-    spdlog::warn("libvirt {}: no domain events ({}): VM changes are seen by polling", uri_, virGetLastError() && virGetLastError()->message
-                                                                                             ? virGetLastError()->message
-                                                                                             : "unknown error");
+    spdlog::warn("libvirt {}: no domain events ({}): VM changes are seen by polling", uri_, last_error("unknown error"));
     return;
   }
   // Without it, a lost connection is noticed at the next connect, not at once.
