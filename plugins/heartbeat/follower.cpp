@@ -8,6 +8,7 @@ namespace nodeha::heartbeat {
 FollowerSide::FollowerSide(const Host& host)
     : host_(host),
       max_wire_(wire_setting(host)),
+      hb_prefix_(host.subject("hb.")),
       book_(host, [this](const std::string& id) { return live(id); },
             [this] {
               std::vector<std::string> ids;
@@ -27,13 +28,28 @@ Status FollowerSide::start() {
 
 // A malformed one is the leader's to count and log; here it is only not heard.
 void FollowerSide::on_heartbeat(const Message& m) {
+  if (take_repeat(m)) return;
   auto hb = heartbeat_of(host_, m, max_wire_);
   if (!hb) return;
   std::string node = hb->node;
+  auto repeat = Repeat::of(m.data, hb.value());  // before the list is taken out of it
   // A list it missed stays as last heard: a follower may not ask the agent (its publishes are
   // refused); the leader does, and the agent's answer comes here too.
   lists_.take(hb.value());
-  heard_[node] = Heard{std::move(hb.value()), unix_ms()};
+  heard_[node] = Heard{std::move(hb.value()), unix_ms(), std::move(repeat)};
+}
+
+// The node's last heartbeat with new counters: taken as the leader takes it, undecoded.
+bool FollowerSide::take_repeat(const Message& m) {
+  if (m.subject.size() <= hb_prefix_.size() || m.subject.compare(0, hb_prefix_.size(), hb_prefix_) != 0) return false;
+  auto it = heard_.find(std::string_view(m.subject).substr(hb_prefix_.size()));
+  if (it == heard_.end() || !it->second.repeat) return false;
+  auto counters = it->second.repeat->match(m.data);
+  if (!counters) return false;
+  it->second.heartbeat.seq = counters->seq;
+  it->second.heartbeat.sent_at = counters->sent_at;
+  it->second.at_unix_ms = unix_ms();
+  return true;
 }
 
 std::optional<NodeLive> FollowerSide::live(const std::string& id) const {

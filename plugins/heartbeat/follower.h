@@ -9,6 +9,7 @@
 #pragma once
 
 #include "node_book.h"
+#include "repeat.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -25,13 +26,21 @@ class FollowerSide {
   void on_heartbeat(const Message& m);
   std::optional<NodeLive> live(const std::string& id) const;
 
+  bool take_repeat(const Message& m);
+
   struct Heard {
     Heartbeat heartbeat;
-    int64_t at_unix_ms = 0;  // when this controller heard it
+    int64_t at_unix_ms = 0;        // when this controller heard it
+    std::optional<Repeat> repeat;  // its bytes, to take the next one like it undecoded (repeat.h)
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   const Host& host_;
   const uint32_t max_wire_;  // config `wire`, as the leader's
-  std::unordered_map<std::string, Heard> heard_;
+  const std::string hb_prefix_;  // "<prefix>.hb."
+  std::unordered_map<std::string, Heard, Hash, std::equal_to<>> heard_;
   VmLists lists_;
   NodeBook book_;
 };
