@@ -146,18 +146,16 @@ void ControllerSide::on_heartbeat(const Message& m) {
 // A heartbeat that is the node's last one with new counters (repeat.h) is taken without being
 // decoded: at 10,000 nodes most are.
 bool ControllerSide::take_repeat(const Message& m) {
-  if (m.subject.size() <= hb_prefix_.size() || m.subject.compare(0, hb_prefix_.size(), hb_prefix_) != 0) return false;
-  auto it = nodes_.find(std::string_view(m.subject).substr(hb_prefix_.size()));
-  if (it == nodes_.end() || !it->second.repeat) return false;
-  auto counters = it->second.repeat->match(m.data);
-  if (!counters) return false;
-  auto effects = monitor_.on_repeat(it->second.monitor, counters->seq, counters->sent_at, Clock::now());
+  auto [entry, counters] = find_repeat(nodes_, hb_prefix_, m);
+  if (!entry) return false;
+  auto& [id, n] = *entry;
+  auto effects = monitor_.on_repeat(n.monitor, counters.seq, counters.sent_at, Clock::now());
   if (!effects) return false;
   received_.inc();
   int64_t now_ms = unix_ms();
-  it->second.last_heartbeat_unix = now_ms;
+  n.last_heartbeat_unix = now_ms;
   apply(*effects);
-  took_heartbeat(it->first, it->second, false, now_ms);
+  took_heartbeat(id, n, false, now_ms);
   return true;
 }
 

@@ -41,14 +41,12 @@ void FollowerSide::on_heartbeat(const Message& m) {
 
 // The node's last heartbeat with new counters: taken as the leader takes it, undecoded.
 bool FollowerSide::take_repeat(const Message& m) {
-  if (m.subject.size() <= hb_prefix_.size() || m.subject.compare(0, hb_prefix_.size(), hb_prefix_) != 0) return false;
-  auto it = heard_.find(std::string_view(m.subject).substr(hb_prefix_.size()));
-  if (it == heard_.end() || !it->second.repeat) return false;
-  auto counters = it->second.repeat->match(m.data);
-  if (!counters) return false;
-  it->second.heartbeat.seq = counters->seq;
-  it->second.heartbeat.sent_at = counters->sent_at;
-  it->second.at_unix_ms = unix_ms();
+  auto [entry, counters] = find_repeat(heard_, hb_prefix_, m);
+  if (!entry) return false;
+  Heard& heard = entry->second;
+  heard.heartbeat.seq = counters.seq;
+  heard.heartbeat.sent_at = counters.sent_at;
+  heard.at_unix_ms = unix_ms();
   return true;
 }
 
