@@ -139,7 +139,7 @@ void ControllerSide::on_heartbeat(const Message& m) {
   const NodeState* before = monitor_.find(id);
   bool changed = heartbeat_changes_record(before && before->heartbeat ? &*before->heartbeat : nullptr, hb.value());
   apply(monitor_.on_heartbeat(std::move(hb.value()), Clock::now()));
-  if (n.repeat && !n.monitor) n.monitor = monitor_.handle(id);
+  if (!n.monitor) n.monitor = monitor_.handle(id);  // first heard while suspended: no metrics yet
   took_heartbeat(id, n, changed, now_ms);
 }
 
@@ -320,7 +320,7 @@ void ControllerSide::publish_event(const std::string& node, nlohmann::json event
 
 void ControllerSide::set_metrics(const NodeState& n) {
   Node& entry = node(n.id);
-  entry.state = &n;
+  if (!entry.monitor) entry.monitor = monitor_.handle(n.id);
   auto& slot = entry.metrics;
   bool fresh = !slot;
   NodeMetrics& m = fresh ? slot.emplace() : *slot;
@@ -344,10 +344,10 @@ void ControllerSide::refresh_ages() {
   auto now = Clock::now();
   int64_t now_ms = unix_ms();
   for (auto& [id, n] : nodes_) {
-    if (!n.metrics || !n.state) continue;
+    if (!n.metrics || !n.monitor) continue;
+    const auto& last = n.monitor.state().last_heartbeat;
     // A node restored from KV and not heard from since: age from its stored last heartbeat.
-    double age = n.state->last_heartbeat ? std::chrono::duration<double>(now - *n.state->last_heartbeat).count()
-                                         : (now_ms - n.last_heartbeat_unix) / 1000.0;
+    double age = last ? std::chrono::duration<double>(now - *last).count() : (now_ms - n.last_heartbeat_unix) / 1000.0;
     n.metrics->age.set(age);
   }
 }

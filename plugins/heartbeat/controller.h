@@ -57,12 +57,7 @@ class ControllerSide {
     std::optional<Repeat> repeat;      // the last heartbeat taken, while its like may be taken undecoded
     NextGrant grant;
     std::optional<NodeMetrics> metrics;
-    const NodeState* state = nullptr;  // the monitor's, set with the metrics (Monitor::find: stable)
-    Monitor::Handle monitor;           // set with the repeat
-  };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    Monitor::Handle monitor;  // set when the monitor first knows the node
   };
 
   void on_heartbeat(const Message& m);
@@ -96,7 +91,7 @@ class ControllerSide {
   uint32_t max_wire_;  // config `wire`
   std::string hb_prefix_;  // "<prefix>.hb.": a heartbeat's subject is this and its node
   NodeBook book_;  // the records last seen in KV; node.list and node.show
-  std::unordered_map<std::string, Node, Hash, std::equal_to<>> nodes_;
+  std::unordered_map<std::string, Node, NodeIdHash, std::equal_to<>> nodes_;
   VmLists lists_;
   std::set<std::string> dirty_;
   bool writing_ = false;

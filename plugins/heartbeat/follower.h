@@ -33,14 +33,10 @@ class FollowerSide {
     int64_t at_unix_ms = 0;        // when this controller heard it
     std::optional<Repeat> repeat;  // its bytes, to take the next one like it undecoded (repeat.h)
   };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   const Host& host_;
   const uint32_t max_wire_;  // config `wire`, as the leader's
   const std::string hb_prefix_;  // "<prefix>.hb."
-  std::unordered_map<std::string, Heard, Hash, std::equal_to<>> heard_;
+  std::unordered_map<std::string, Heard, NodeIdHash, std::equal_to<>> heard_;
   VmLists lists_;
   NodeBook book_;
 };

@@ -262,41 +262,38 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
     if (suspension_) fresh.held_registration = true;
     else out.push_back(Registered{n.id, hb.boot_id, n.monitor, n.reason, now});
     e = &nodes_.emplace(hb.node, std::move(fresh)).first->second;
-  } else {
-    auto& n = e->state;
-    new_boot(*e, hb.boot_id, now, out);
-    n.checks = merge_checks(n, hb.checks, hb.sent_at);
-    n.failing_checks = failing_checks_reason(n.checks);
   }
-  auto& n = e->state;
-  n.boot_id = hb.boot_id;
-  n.interval = milliseconds(hb.interval_ms);
-  n.last_heartbeat = now;
-  n.last_seq = hb.seq;
-  n.heartbeat = std::move(hb);
-  alive(*e, now, "heartbeat received", out);
+  e->state.heartbeat = std::move(hb);
+  heard(*e, now, out);
   return out;
 }
 
 Monitor::Handle Monitor::handle(std::string_view node) { return Handle(lookup(node)); }
+const NodeState& Monitor::Handle::state() const { return entry_->state; }
 
 std::optional<Effects> Monitor::on_repeat(Handle node, uint64_t seq, int64_t sent_at, TimePoint now) {
   Entry* e = node.entry_;
   if (!e || !e->state.heartbeat) return std::nullopt;
   Effects out;
-  auto& n = e->state;
-  Heartbeat& hb = *n.heartbeat;
-  hb.seq = seq;
-  hb.sent_at = sent_at;
-  new_boot(*e, hb.boot_id, now, out);  // a ping answer may have told another boot id since
-  n.checks = merge_checks(n, hb.checks, sent_at);
+  e->state.heartbeat->seq = seq;
+  e->state.heartbeat->sent_at = sent_at;
+  heard(*e, now, out);
+  return out;
+}
+
+// The node's heartbeat (state.heartbeat, just taken) counts: a new boot id, its checks merged with
+// the known ones, its interval, and a sign of life.
+void Monitor::heard(Entry& e, TimePoint now, Effects& out) {
+  auto& n = e.state;
+  const Heartbeat& hb = *n.heartbeat;
+  new_boot(e, hb.boot_id, now, out);  // for a repeat: a ping answer may have told another since
+  n.checks = merge_checks(n, hb.checks, hb.sent_at);
   n.failing_checks = failing_checks_reason(n.checks);
   n.boot_id = hb.boot_id;
   n.interval = milliseconds(hb.interval_ms);
   n.last_heartbeat = now;
-  n.last_seq = seq;
-  alive(*e, now, "heartbeat received", out);
-  return out;
+  n.last_seq = hb.seq;
+  alive(e, now, "heartbeat received", out);
 }
 
 Effects Monitor::on_tick(TimePoint now) {

@@ -190,6 +190,7 @@ class Monitor {
    public:
     Handle() = default;
     explicit operator bool() const { return entry_ != nullptr; }
+    const NodeState& state() const;  // only when not empty
 
    private:
     friend class Monitor;
@@ -285,11 +286,6 @@ class Monitor {
     std::string node;
     bool operator>(const Timer& o) const { return due > o.due; }
   };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-
   static std::vector<Check> merge_checks(const NodeState& n, std::vector<Check> beat, int64_t sent_at);
   Entry* lookup(std::string_view node);
   milliseconds window(const NodeState& n) const;
@@ -298,12 +294,13 @@ class Monitor {
   void fire(Entry& e, TimePoint now, Effects& out);
   void settle(Entry& e, TimePoint now, std::string_view cause, Effects& out);
   void alive(Entry& e, TimePoint now, std::string_view cause, Effects& out);
+  void heard(Entry& e, TimePoint now, Effects& out);
   void new_boot(Entry& e, const std::string& boot_id, TimePoint now, Effects& out);
   void ping_failed(Entry& e, TimePoint now, std::string detail, Effects& out);
   void unreachable(Entry& e, TimePoint now, std::string_view detail, Effects& out);
 
   MonitorConfig config_;
-  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> nodes_;
+  std::unordered_map<std::string, Entry, NodeIdHash, std::equal_to<>> nodes_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::set<std::string> suspects_;  // may name nodes no longer suspected
   std::optional<Suspension> suspension_;
