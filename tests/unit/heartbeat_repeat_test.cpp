@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 
 namespace nodeha::heartbeat {
 namespace {
@@ -122,6 +123,44 @@ TEST(HeartbeatRepeat, OnlyACanonicalHeartbeatIsKept) {
   twice.insert(1, "\"seq\":3,");
   ASSERT_TRUE(decode_heartbeat(twice).is_ok());
   EXPECT_FALSE(Repeat::of(twice, *decode_heartbeat(twice)).has_value());
+}
+
+// Hostile messages on the heartbeat subject find no repeat: they go to the full decoder, which
+// refuses them (heartbeat_codec_test.cpp), and nothing kept is touched.
+TEST(HeartbeatRepeat, HostileMessagesFindNoRepeat) {
+  struct Entry {
+    std::optional<Repeat> repeat;
+  };
+  std::unordered_map<std::string, Entry, NodeIdHash, std::equal_to<>> table;
+  Heartbeat hb = steady();
+  table["node-7"].repeat = repeat_of(hb);
+  const std::string prefix = "nodeha.hb.";
+  Heartbeat next = hb;
+  next.seq = 42;
+  const std::string text = encode_heartbeat(next);
+  auto found = [&](const std::string& subject, const std::string& data) {
+    return find_repeat(table, prefix, Message{subject, "", data}).first != nullptr;
+  };
+  ASSERT_TRUE(found("nodeha.hb.node-7", text));  // the one that should match does
+
+  EXPECT_FALSE(found("nodeha.hb." + std::string(5000, 'x'), text));  // a 5,000-character node id
+  EXPECT_FALSE(found("nodeha.hb.node-8", text));                     // another node's subject
+  EXPECT_FALSE(found("nodeha.hb.", text));                           // no node at all
+  EXPECT_FALSE(found("nodeha.hb", text));
+  EXPECT_FALSE(found("other.hb.node-7", text));
+  std::string bad_utf8 = text;
+  bad_utf8.replace(bad_utf8.find("6f1c2d7e-boot"), 4, "\xff\xfe\xc0\x80");
+  EXPECT_FALSE(found("nodeha.hb.node-7", bad_utf8));  // bytes that are not UTF-8
+  std::string quoted = text;
+  quoted.replace(quoted.find("\"seq\":42"), 8, "\"seq\":\"42\"");
+  EXPECT_FALSE(found("nodeha.hb.node-7", quoted));  // a counter of the wrong type
+  std::string nested = text;
+  nested.replace(nested.find("\"seq\":42"), 8, "\"seq\":{\"a\":42}");
+  EXPECT_FALSE(found("nodeha.hb.node-7", nested));
+  EXPECT_FALSE(found("nodeha.hb.node-7", std::string(text.size(), '\0')));
+  EXPECT_FALSE(found("nodeha.hb.node-7", text + std::string(1 << 20, ' ')));  // a megabyte more
+  // The kept heartbeat is still the one to match.
+  EXPECT_TRUE(found("nodeha.hb.node-7", text));
 }
 
 // Every one-byte change of the next heartbeat: whenever it matches, the decoder reads the same
