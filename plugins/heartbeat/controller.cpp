@@ -376,26 +376,19 @@ void ControllerSide::flush() {
   if (batch.empty()) return;
   writing_ = true;
   host_.spawn([this, batch = std::move(batch)]() mutable {
+    RecordStore store{[this](const std::string& node) -> Result<StoredRecord> {
+                        auto read = host_.kv_get(kNodesBucket, node);
+                        if (!read) return read.status();
+                        return StoredRecord{std::move(read.value().value), read->revision};
+                      },
+                      [this](const std::string& node, const std::string& text, uint64_t revision) {
+                        return host_.kv_update(kNodesBucket, node, text, revision);
+                      },
+                      [this](const std::string& node, const std::string& text) { return host_.kv_create(kNodesBucket, node, text); }};
     std::vector<std::pair<std::string, nlohmann::json>> done;
     std::vector<std::string> failed;
     for (auto& w : batch) {
-      bool ok = false;
-      // The first try merges into the record as last watched, at its revision: no read, and the
-      // store refuses it (a conflict) if anyone wrote since. Then: read again, merge again.
-      std::optional<NodeBook::Stored> cur = std::move(w.base);
-      for (int attempt = 0; attempt < 5 && !ok; ++attempt) {
-        if (attempt > 0 || !cur) {
-          auto read = host_.kv_get(kNodesBucket, w.node);
-          if (!read && read.status().code() != NODEHA_ERR_NOT_FOUND) break;
-          cur = read ? std::optional(NodeBook::Stored{std::move(read->value), read->revision}) : std::nullopt;
-        }
-        nlohmann::json record = cur ? nlohmann::json::parse(cur->text, nullptr, false) : nlohmann::json::object();
-        std::string text = merge_record(record, w.fields).dump();
-        auto r = cur ? host_.kv_update(kNodesBucket, w.node, text, cur->revision) : host_.kv_create(kNodesBucket, w.node, text);
-        ok = r.is_ok();
-        if (!ok && r.status().code() != NODEHA_ERR_CONFLICT) break;
-      }
-      if (ok) done.emplace_back(w.node, std::move(w.fields));
+      if (write_record(store, w.node, w.fields, std::move(w.base))) done.emplace_back(w.node, std::move(w.fields));
       else failed.push_back(w.node);
     }
     host_.post([this, done = std::move(done), failed = std::move(failed)] {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "heartbeat_codec.h"
+#include "node_record.h"
 #include "vm_lists.h"
 
 #include <nodeha/ids.hpp>
@@ -53,11 +54,8 @@ class NodeBook {
   // discarded value when it was deleted or is not a JSON object.
   nlohmann::json keep(const KvEntry& e);
   bool knows(const std::string& id) const { return records_.count(id) != 0; }
-  // A record as last watched: its text and revision. Null when none is known.
-  struct Stored {
-    std::string text;
-    uint64_t revision = 0;
-  };
+  // A record as last watched. Null when none is known.
+  using Stored = StoredRecord;
   const Stored* stored(const std::string& id) const;
 
   void cmd_list(const Message& m) const;

@@ -38,6 +38,24 @@ nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& 
   return out;
 }
 
+bool write_record(const RecordStore& store, const std::string& node, const nlohmann::json& fields,
+                  std::optional<StoredRecord> base) {
+  std::optional<StoredRecord> cur = std::move(base);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (attempt > 0 || !cur) {
+      auto read = store.get(node);
+      if (!read && read.status().code() != NODEHA_ERR_NOT_FOUND) return false;
+      cur = read ? std::optional(std::move(read.value())) : std::nullopt;
+    }
+    nlohmann::json record = cur ? nlohmann::json::parse(cur->text, nullptr, false) : nlohmann::json::object();
+    std::string text = merge_record(record, fields).dump();
+    auto written = cur ? store.update(node, text, cur->revision) : store.create(node, text);
+    if (written) return true;
+    if (written.status().code() != NODEHA_ERR_CONFLICT) return false;
+  }
+  return false;
+}
+
 bool moved_beyond(double before, double after, double total, double share) {
   double delta = std::fabs(after - before);
   return total <= 0 ? delta > 0 : delta > share * total;

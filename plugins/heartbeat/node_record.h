@@ -10,6 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <optional>
+#include <string>
+
 namespace nodeha::heartbeat {
 
 inline constexpr const char* kNodesBucket = "nodes";
@@ -22,6 +26,28 @@ nlohmann::json heartbeat_fields(const Heartbeat& hb);
 
 // `record` with `fields` laid over it; a missing record becomes a new one, management enabled.
 nlohmann::json merge_record(const nlohmann::json& record, const nlohmann::json& fields);
+
+// A record as read from the bucket: its text and revision.
+struct StoredRecord {
+  std::string text;
+  uint64_t revision = 0;
+};
+
+// How a record write reaches the bucket: the host's KV calls in the plugin, a stand-in store in
+// the unit tests. `get` fails NOT_FOUND when there is no record; `update` (compare-and-set at
+// `revision`) and `create` fail CONFLICT when someone wrote first.
+struct RecordStore {
+  std::function<Result<StoredRecord>(const std::string& node)> get;
+  std::function<Result<uint64_t>(const std::string& node, const std::string& text, uint64_t revision)> update;
+  std::function<Result<uint64_t>(const std::string& node, const std::string& text)> create;
+};
+
+// Lays `fields` over node's record, keeping every field this plugin does not own. The first try
+// merges into `base`, the record as last watched, at its revision: no read. When the store
+// refuses it (someone wrote since), the record is read again and merged again, up to 5 tries in
+// all. True when written; false on any other failure, or after 5 conflicts.
+bool write_record(const RecordStore& store, const std::string& node, const nlohmann::json& fields,
+                  std::optional<StoredRecord> base);
 
 // A use figure that moved by more than this share of the node's capacity is worth a write.
 inline constexpr double kChangeShare = 0.05;

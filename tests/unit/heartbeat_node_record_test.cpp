@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <map>
+
 namespace nodeha::heartbeat {
 namespace {
 
@@ -105,6 +108,113 @@ TEST(NodeRecord, RecordsOfAnyShapeAreRead) {
   n.id = "node-b";
   auto fields = monitor_fields(n, 1000);
   EXPECT_TRUE(needs_write(odd, fields, 60000));
+}
+
+// A bucket of node records with revisions, as JetStream keeps them; `meanwhile` runs before
+// each write, where another writer (a drain, a command) may come in between.
+struct FakeStore {
+  std::map<std::string, StoredRecord> records;
+  uint64_t last_revision = 0;
+  int reads = 0, writes = 0;
+  std::function<void()> meanwhile;
+  Status read_failure;  // set: every read fails so
+
+  void put(const std::string& node, const json& record) { records[node] = StoredRecord{record.dump(), ++last_revision}; }
+  json record(const std::string& node) const { return json::parse(records.at(node).text); }
+
+  RecordStore store() {
+    return RecordStore{
+        [this](const std::string& node) -> Result<StoredRecord> {
+          ++reads;
+          if (!read_failure.is_ok()) return read_failure;
+          auto it = records.find(node);
+          if (it == records.end()) return Status(NODEHA_ERR_NOT_FOUND, "no record");
+          return it->second;
+        },
+        [this](const std::string& node, const std::string& text, uint64_t revision) -> Result<uint64_t> {
+          if (meanwhile) meanwhile();
+          ++writes;
+          auto it = records.find(node);
+          if (it == records.end() || it->second.revision != revision) return Status(NODEHA_ERR_CONFLICT, "wrong last sequence");
+          it->second = StoredRecord{text, ++last_revision};
+          return last_revision;
+        },
+        [this](const std::string& node, const std::string& text) -> Result<uint64_t> {
+          if (meanwhile) meanwhile();
+          ++writes;
+          if (records.count(node)) return Status(NODEHA_ERR_CONFLICT, "key exists");
+          records[node] = StoredRecord{text, ++last_revision};
+          return last_revision;
+        }};
+  }
+};
+
+const json kFields = {{"node", "node-a"}, {"monitor", "normal"}, {"last_heartbeat", 1700000060000}};
+
+TEST(NodeRecordWrite, ARecordAsWatchedIsUpdatedAtItsRevisionWithoutARead) {
+  FakeStore kv;
+  kv.put("node-a", {{"node", "node-a"}, {"management", "disabled"}, {"last_heartbeat", 1700000000000}});
+  ASSERT_TRUE(write_record(kv.store(), "node-a", kFields, kv.records["node-a"]));
+  EXPECT_EQ(kv.reads, 0);
+  EXPECT_EQ(kv.writes, 1);
+  EXPECT_EQ(kv.record("node-a")["last_heartbeat"], 1700000060000);
+  EXPECT_EQ(kv.record("node-a")["management"], "disabled");
+}
+
+// The record changed after the watch delivered it: a drain locked the node and drained it. The
+// update at the old revision is refused, the record read again, and the lock and management
+// stay, with our fields laid over them.
+TEST(NodeRecordWrite, AWriteInBetweenIsReadAgainAndKept) {
+  FakeStore kv;
+  kv.put("node-a", {{"node", "node-a"}, {"management", "enabled"}, {"lock", nullptr}, {"last_heartbeat", 1700000000000}});
+  StoredRecord watched = kv.records["node-a"];
+  kv.put("node-a", {{"node", "node-a"}, {"management", "drained"}, {"lock", {{"task", "t-9"}}}, {"last_heartbeat", 1700000000000}});
+  ASSERT_TRUE(write_record(kv.store(), "node-a", kFields, watched));
+  EXPECT_EQ(kv.reads, 1);
+  EXPECT_EQ(kv.writes, 2);
+  json r = kv.record("node-a");
+  EXPECT_EQ(r["management"], "drained");
+  EXPECT_EQ(r["lock"]["task"], "t-9");
+  EXPECT_EQ(r["last_heartbeat"], 1700000060000);
+  EXPECT_EQ(r["monitor"], "normal");
+}
+
+TEST(NodeRecordWrite, ANewNodeIsCreatedAndOneCreatedMeanwhileIsUpdated) {
+  FakeStore kv;
+  ASSERT_TRUE(write_record(kv.store(), "node-a", kFields, std::nullopt));
+  EXPECT_EQ(kv.record("node-a")["management"], "enabled");  // a new record: management enabled, no lock
+  EXPECT_TRUE(kv.record("node-a")["lock"].is_null());
+
+  // Created by someone else between our read (none) and our create.
+  FakeStore raced;
+  raced.meanwhile = [&] {
+    raced.meanwhile = nullptr;
+    raced.put("node-a", {{"node", "node-a"}, {"management", "disabled"}});
+  };
+  ASSERT_TRUE(write_record(raced.store(), "node-a", kFields, std::nullopt));
+  EXPECT_EQ(raced.record("node-a")["management"], "disabled");
+  EXPECT_EQ(raced.record("node-a")["monitor"], "normal");
+}
+
+// Someone writes before every one of our writes: after 5 tries we give up (the plugin retries
+// later), and never overwrite what the other writer wrote.
+TEST(NodeRecordWrite, AlwaysRacedGivesUpAfterFiveTriesAndOverwritesNothing) {
+  FakeStore kv;
+  kv.put("node-a", {{"node", "node-a"}, {"management", "enabled"}});
+  int other = 0;
+  kv.meanwhile = [&] { kv.put("node-a", {{"node", "node-a"}, {"management", "disabled"}, {"other", ++other}}); };
+  EXPECT_FALSE(write_record(kv.store(), "node-a", kFields, kv.records["node-a"]));
+  EXPECT_EQ(kv.writes, 5);
+  EXPECT_EQ(kv.record("node-a")["other"], 5);
+  EXPECT_FALSE(kv.record("node-a").contains("monitor"));
+}
+
+TEST(NodeRecordWrite, AReadThatFailsWritesNothing) {
+  FakeStore kv;
+  kv.read_failure = Status(NODEHA_ERR_UNAVAILABLE, "not connected");
+  EXPECT_FALSE(write_record(kv.store(), "node-a", kFields, std::nullopt));
+  EXPECT_EQ(kv.writes, 0);
+  EXPECT_TRUE(kv.records.empty());
 }
 
 }  // namespace
