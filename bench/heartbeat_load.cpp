@@ -54,6 +54,7 @@ struct Options {
   int vms = 3;
   int wire = heartbeat::kWireVersion;  // the highest heartbeat wire version the simulated agents speak
   int check_every = 30;                // s between two netcheck verdicts of a node (0: one, at start)
+  int record_every = 60;               // the controller's record_every, in s (its default)
 };
 
 int64_t steady_ns() { return SteadyClock::now().time_since_epoch().count(); }
@@ -274,7 +275,8 @@ class Controller {
     std::string config = "[host]\nrole = \"controller\"\nnode_id = \"bench-ctl\"\nplugin_path = [\"" + opt.plugin_dir +
                          "\"]\n[nats]\nservers = [\"" + url + "\"]\nreconnect_wait = \"100ms\"\n"
                          "[metrics]\nlisten = \"127.0.0.1:0\"\n"
-                         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n";
+                         "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
+                         "record_every = \"" + std::to_string(opt.record_every) + "s\"\n";
     proc_ = std::make_unique<test::Process>(
         std::vector<std::string>{opt.host_bin, "--config", dir_.write("host.toml", config), "--set",
                                  "host.state_dir=\"" + dir_.file("state") + "\""},
@@ -498,6 +500,8 @@ int main(int argc, char** argv) {
   app.add_option("--vms", opt.vms, "VMs listed in each heartbeat")->check(CLI::Range(0, 100));
   app.add_option("--wire", opt.wire, "the highest heartbeat wire version the simulated agents speak (1: the whole list every time)")
       ->check(CLI::Range(1, static_cast<int>(nodeha::heartbeat::kWireVersion)));
+  app.add_option("--record-every", opt.record_every, "the controller's record_every in seconds: how often a steady node's record is rewritten")
+      ->check(CLI::Range(1, 86400));
   app.add_option("--check-every", opt.check_every, "seconds between two netcheck verdicts of a node (0: one, at start)")
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
