@@ -130,7 +130,7 @@ std::optional<TimePoint> Monitor::deadline(const NodeState& n) const {
 void Monitor::arm(Entry& e) {
   auto due = deadline(e.state);
   if (!due || (e.armed && *e.armed <= *due)) return;
-  timers_.push(Timer{*due, e.state.id});
+  timers_.push(Timer{*due, &e});
   e.armed = due;
 }
 
@@ -302,13 +302,13 @@ Effects Monitor::on_tick(TimePoint now) {
   while (!timers_.empty() && timers_.top().due <= now) {
     auto timer = timers_.top();
     timers_.pop();
-    auto* e = lookup(timer.node);
-    if (!e || e->armed != timer.due) continue;  // superseded by an earlier entry
+    Entry* e = timer.entry;
+    if (e->armed != timer.due) continue;  // superseded by an earlier entry
     e->armed.reset();
     auto due = deadline(e->state);
     if (!due) continue;
     if (*due > now) {  // heard from since: re-arm at the real deadline
-      timers_.push(Timer{*due, std::move(timer.node)});
+      timers_.push(Timer{*due, e});
       e->armed = due;
       continue;
     }

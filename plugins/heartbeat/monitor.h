@@ -201,6 +201,10 @@ class Monitor {
 
   // Throws std::invalid_argument when validate(config) fails: the plugin validates first.
   explicit Monitor(MonitorConfig config);
+  Monitor(const Monitor&) = delete;  // handles and timers point into it
+  Monitor& operator=(const Monitor&) = delete;
+  Monitor(Monitor&&) = default;  // the entries move with their table
+  Monitor& operator=(Monitor&&) = default;
 
   // Nodes known from KV when the controller starts at `started_at`. Each gets one full
   // detection window (misses x its interval) from `started_at` before it can be pinged, so a
@@ -281,9 +285,10 @@ class Monitor {
     bool heard_while_held = false;      // a heartbeat or ping answer arrived meanwhile
     std::optional<std::string> held_boot;  // the boot id before the first change meanwhile
   };
+  // Entries are never erased, so a timer points at its node's entry: no lookup when it fires.
   struct Timer {
     TimePoint due;
-    std::string node;
+    Entry* entry;
     bool operator>(const Timer& o) const { return due > o.due; }
   };
   static std::vector<Check> merge_checks(const NodeState& n, std::vector<Check> beat, int64_t sent_at);
