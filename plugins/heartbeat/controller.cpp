@@ -45,8 +45,8 @@ ControllerSide::ControllerSide(const Host& host)
 std::optional<NodeLive> ControllerSide::live(const std::string& id) const {
   const NodeState* n = monitor_.find(id);
   if (!n) return std::nullopt;
-  auto it = nodes_.find(id);
-  NodeLive l{monitor_fields(*n, it != nodes_.end() ? it->second.last_heartbeat_unix : 0), n->heartbeat ? &*n->heartbeat : nullptr,
+  const auto* entry = nodes_.find(id);
+  NodeLive l{monitor_fields(*n, entry ? entry->second.last_heartbeat_unix : 0), n->heartbeat ? &*n->heartbeat : nullptr,
              lists_.find(id)};
   l.fields["management"] = to_string(n->management);
   return l;
@@ -106,9 +106,8 @@ Status ControllerSide::start() {
 }
 
 ControllerSide::Node& ControllerSide::node(const std::string& id) {
-  auto it = nodes_.find(id);
-  if (it == nodes_.end()) it = nodes_.emplace(id, Node(refresh_for(id))).first;
-  return it->second;
+  if (auto* entry = nodes_.find(id)) return entry->second;
+  return nodes_.try_emplace(id, refresh_for(id)).first->second;
 }
 
 void ControllerSide::on_heartbeat(const Message& m) {
@@ -291,8 +290,8 @@ evidence::Evidence ControllerSide::transition_evidence(const Transition& t) cons
   milliseconds interval = n && n->interval.count() > 0 ? n->interval : c.interval;
   double silence = 0;
   if (n && n->last_heartbeat) silence = std::chrono::duration<double>(t.at - *n->last_heartbeat).count();
-  else if (auto it = nodes_.find(t.node); it != nodes_.end() && it->second.last_heartbeat_unix > 0)
-    silence = (unix_ms() - it->second.last_heartbeat_unix) / 1000.0;
+  else if (auto* entry = nodes_.find(t.node); entry && entry->second.last_heartbeat_unix > 0)
+    silence = (unix_ms() - entry->second.last_heartbeat_unix) / 1000.0;
   std::string ping = host_.subject("agent." + t.node + ".ping");
   // The monitor's reason is "silent for …; <how the ping failed>": keep the ping's part.
   size_t cut = t.reason.find("; ");

@@ -16,13 +16,13 @@
 #include "monitor.h"
 #include "node_book.h"
 #include "node_record.h"
+#include "node_table.h"
 #include "repeat.h"
 
 #include <nodeha/plugin.hpp>
 
 #include <array>
 #include <set>
-#include <unordered_map>
 
 namespace nodeha::heartbeat {
 
@@ -91,7 +91,7 @@ class ControllerSide {
   uint32_t max_wire_;  // config `wire`
   std::string hb_prefix_;  // "<prefix>.hb.": a heartbeat's subject is this and its node
   NodeBook book_;  // the records last seen in KV; node.list and node.show
-  std::unordered_map<std::string, Node, NodeIdHash, std::equal_to<>> nodes_;
+  NodeTable<Node> nodes_;
   VmLists lists_;
   std::set<std::string> dirty_;
   bool writing_ = false;

@@ -36,7 +36,7 @@ void FollowerSide::on_heartbeat(const Message& m) {
   // A list it missed stays as last heard: a follower may not ask the agent (its publishes are
   // refused); the leader does, and the agent's answer comes here too.
   lists_.take(hb.value());
-  heard_[node] = Heard{std::move(hb.value()), unix_ms(), std::move(repeat)};
+  heard_.try_emplace(node).first->second = Heard{std::move(hb.value()), unix_ms(), std::move(repeat)};
 }
 
 // The node's last heartbeat with new counters: taken as the leader takes it, undecoded.
@@ -51,11 +51,11 @@ bool FollowerSide::take_repeat(const Message& m) {
 }
 
 std::optional<NodeLive> FollowerSide::live(const std::string& id) const {
-  auto it = heard_.find(id);
-  if (it == heard_.end()) return std::nullopt;
-  const Heartbeat& hb = it->second.heartbeat;
+  const auto* heard = heard_.find(id);
+  if (!heard) return std::nullopt;
+  const Heartbeat& hb = heard->second.heartbeat;
   NodeLive l{heartbeat_fields(hb), &hb, lists_.find(id)};
-  l.fields["last_heartbeat"] = it->second.at_unix_ms;
+  l.fields["last_heartbeat"] = heard->second.at_unix_ms;
   l.fields["boot_id"] = hb.boot_id;
   l.fields["interval_ms"] = hb.interval_ms;
   return l;

@@ -9,11 +9,11 @@
 #pragma once
 
 #include "node_book.h"
+#include "node_table.h"
 #include "repeat.h"
 
 #include <nodeha/plugin.hpp>
 
-#include <unordered_map>
 
 namespace nodeha::heartbeat {
 
@@ -36,7 +36,7 @@ class FollowerSide {
   const Host& host_;
   const uint32_t max_wire_;  // config `wire`, as the leader's
   const std::string hb_prefix_;  // "<prefix>.hb."
-  std::unordered_map<std::string, Heard, NodeIdHash, std::equal_to<>> heard_;
+  NodeTable<Heard> heard_;
   VmLists lists_;
   NodeBook book_;
 };

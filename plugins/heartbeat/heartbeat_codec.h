@@ -23,7 +23,6 @@
 #include <nodeha/plugin.hpp>
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -131,12 +130,6 @@ Result<Heartbeat> decode_heartbeat(std::string_view json, uint32_t max_version =
 uint32_t wire_setting(const Host& host);
 
 std::string encode_heartbeat(const Heartbeat& hb);
-
-// A hash for tables keyed by node id that are searched by string_view (a subject's tail).
-struct NodeIdHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 
 // Now on the wall clock, in ms since the epoch: the unit of a heartbeat's and a record's times.
 int64_t unix_ms();

@@ -83,13 +83,13 @@ Monitor::Monitor(MonitorConfig config) : config_(config) {
 }
 
 Monitor::Entry* Monitor::lookup(std::string_view node) {
-  auto it = nodes_.find(node);
-  return it == nodes_.end() ? nullptr : &it->second;
+  auto* entry = nodes_.find(node);
+  return entry ? &entry->second : nullptr;
 }
 
 const NodeState* Monitor::find(std::string_view node) const {
-  auto it = nodes_.find(node);
-  return it == nodes_.end() ? nullptr : &it->second.state;
+  const auto* entry = nodes_.find(node);
+  return entry ? &entry->second.state : nullptr;
 }
 
 std::vector<const NodeState*> Monitor::list() const {
@@ -227,7 +227,7 @@ void Monitor::restore(std::span<const KnownNode> nodes, TimePoint started_at) {
     n.boot_id = k.boot_id;
     n.interval = k.interval;
     n.last_seen = started_at;
-    auto& placed = nodes_.emplace(k.id, std::move(e)).first->second;
+    auto& placed = nodes_.try_emplace(k.id, std::move(e)).first->second;
     arm(placed);
   }
 }
@@ -261,7 +261,7 @@ Effects Monitor::on_heartbeat(Heartbeat hb, TimePoint now) {
     n.reason = n.failing_checks;
     if (suspension_) fresh.held_registration = true;
     else out.push_back(Registered{n.id, hb.boot_id, n.monitor, n.reason, now});
-    e = &nodes_.emplace(hb.node, std::move(fresh)).first->second;
+    e = &nodes_.try_emplace(hb.node, std::move(fresh)).first->second;
   }
   e->state.heartbeat = std::move(hb);
   heard(*e, now, out);

@@ -49,6 +49,7 @@
 #pragma once
 
 #include "heartbeat_codec.h"
+#include "node_table.h"
 
 #include <nodeha/plugin.hpp>
 
@@ -61,7 +62,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -305,7 +305,7 @@ class Monitor {
   void unreachable(Entry& e, TimePoint now, std::string_view detail, Effects& out);
 
   MonitorConfig config_;
-  std::unordered_map<std::string, Entry, NodeIdHash, std::equal_to<>> nodes_;
+  NodeTable<Entry> nodes_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::set<std::string> suspects_;  // may name nodes no longer suspected
   std::optional<Suspension> suspension_;

@@ -51,18 +51,18 @@ class Repeat {
   Span sent_at_, seq_;
 };
 
-// The entry of `table` (node id -> an entry with an std::optional<Repeat> `repeat`, found by
-// string_view) for the node a heartbeat's subject names after `prefix` ("<prefix>.hb."), with the
-// counters of the message when it repeats that entry's heartbeat; a null entry otherwise.
+// The entry of `table` (a NodeTable of entries with an std::optional<Repeat> `repeat`) for the
+// node a heartbeat's subject names after `prefix` ("<prefix>.hb."), with the counters of the
+// message when it repeats that entry's heartbeat; a null entry otherwise.
 template <class Table>
 std::pair<typename Table::value_type*, Repeat::Counters> find_repeat(Table& table, std::string_view prefix, const Message& m) {
   std::string_view subject = m.subject;
   if (subject.size() <= prefix.size() || !subject.starts_with(prefix)) return {nullptr, {}};
-  auto it = table.find(subject.substr(prefix.size()));
-  if (it == table.end() || !it->second.repeat) return {nullptr, {}};
-  auto counters = it->second.repeat->match(m.data);
+  auto* entry = table.find(subject.substr(prefix.size()));
+  if (!entry || !entry->second.repeat) return {nullptr, {}};
+  auto counters = entry->second.repeat->match(m.data);
   if (!counters) return {nullptr, {}};
-  return {&*it, *counters};
+  return {entry, *counters};
 }
 
 }  // namespace nodeha::heartbeat

@@ -2,6 +2,7 @@
 #include "heartbeat_codec.h"
 #include "heartbeat_monitor_steps.h"
 #include "monitor.h"
+#include "node_table.h"
 #include "repeat.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +10,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <unordered_map>
 
 namespace nodeha::heartbeat {
 namespace {
@@ -131,9 +131,9 @@ TEST(HeartbeatRepeat, HostileMessagesFindNoRepeat) {
   struct Entry {
     std::optional<Repeat> repeat;
   };
-  std::unordered_map<std::string, Entry, NodeIdHash, std::equal_to<>> table;
+  NodeTable<Entry> table;
   Heartbeat hb = steady();
-  table["node-7"].repeat = repeat_of(hb);
+  table.try_emplace("node-7").first->second.repeat = repeat_of(hb);
   const std::string prefix = "nodeha.hb.";
   Heartbeat next = hb;
   next.seq = 42;
