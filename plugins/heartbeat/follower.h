@@ -14,7 +14,6 @@
 
 #include <nodeha/plugin.hpp>
 
-
 namespace nodeha::heartbeat {
 
 class FollowerSide {

@@ -279,5 +279,38 @@ TEST(HostBus, ServesAgainAfterTheServerClosedItsConnection) {
   EXPECT_EQ(host.metric("nodeha_bus_reconnects_total"), 1);
 }
 
+// The raw libvirt_watch / libvirt_unwatch, called as the SDK never calls them: a watch without a
+// function is refused INVALID, a controller has no libvirt (NOT_FOUND), an id is unwatched once,
+// an unknown id is NOT_FOUND; every context handed over is released, once.
+std::string ask_libvirt_calls(const NatsServer& nats, HostProcess& host, int released) {
+  auto client = nats.client();
+  auto ask = [&](const std::string& suffix) {
+    auto r = client->request("nodeha.probe." + suffix, "", 1s);
+    return r ? r.value() : "error: " + r.status().message();
+  };
+  std::string calls;
+  EXPECT_TRUE(wait_until([&] { return (calls = ask("libvirt_watch")).rfind("error: ", 0) != 0; })) << calls << host.log();
+  std::string seen;
+  EXPECT_TRUE(wait_until([&] { return (seen = ask("released")) == std::to_string(released); })) << seen;
+  EXPECT_EQ(host.metric("nodeha_bus_reconnects_total"), 0);  // nothing closed the host's connection
+  return calls;
+}
+
+TEST(HostLibvirtWatch, AControllerRefusesAWatchAndReleasesWhatItWasGiven) {
+  NatsServer nats;
+  HostProcess host(probe_host(nats));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  EXPECT_EQ(ask_libvirt_calls(nats, host, 2), "invalid not_found - - not_found");
+}
+
+TEST(HostLibvirtWatch, AnAgentWatchesOnceAndUnwatchesOnce) {
+  NatsServer nats;
+  HostProcess host("[host]\nrole = \"agent\"\nnode_id = \"node-a\"\nplugin_path = [\"{plugins}\", \"{fixtures}\"]\n"
+                   "[nats]\nservers = [\"" + nats.url() + "\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+                   "[libvirt]\nuri = \"test:///default\"\n\n[[plugin]]\nlibrary = \"bus_probe\"\n");
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  EXPECT_EQ(ask_libvirt_calls(nats, host, 2), "invalid ok ok not_found not_found");
+}
+
 }  // namespace
 }  // namespace nodeha::test
