@@ -55,6 +55,7 @@ struct Options {
   int wire = heartbeat::kWireVersion;  // the highest heartbeat wire version the simulated agents speak
   int check_every = 30;                // s between two netcheck verdicts of a node (0: one, at start)
   int record_every = 60;               // the controller's record_every, in s (its default)
+  bool follower = false;               // run a second controller, which follows, and measure it too
 };
 
 int64_t steady_ns() { return SteadyClock::now().time_since_epoch().count(); }
@@ -271,8 +272,8 @@ class Simulator {
 
 class Controller {
  public:
-  Controller(const Options& opt, const std::string& url) {
-    std::string config = "[host]\nrole = \"controller\"\nnode_id = \"bench-ctl\"\nplugin_path = [\"" + opt.plugin_dir +
+  Controller(const Options& opt, const std::string& url, const std::string& id = "bench-ctl") {
+    std::string config = "[host]\nrole = \"controller\"\nnode_id = \"" + id + "\"\nplugin_path = [\"" + opt.plugin_dir +
                          "\"]\n[nats]\nservers = [\"" + url + "\"]\nreconnect_wait = \"100ms\"\n"
                          "[metrics]\nlisten = \"127.0.0.1:0\"\n"
                          "[[plugin]]\nlibrary = \"heartbeat\"\ninterval = \"1s\"\nmisses = 3\nping_timeout = \"500ms\"\n"
@@ -338,17 +339,19 @@ void say(const std::string& s) { std::cerr << "[heartbeat_load] " << s << std::e
 struct Window {
   double seconds = 0, cpu_pct = 0, busiest_slice_pct = 0, nats_pct = NAN, sim_pct = 0;
   double sent_per_s = 0, received_per_s = 0, rss_mib = NAN;
+  double follower_pct = NAN, follower_rss_mib = NAN;  // with --follower
   int64_t worst_lag_ms = 0;
   uint64_t live_pings = 0;
 };
 
-Window measure(Simulator& sim, Controller& ctl, pid_t nats_pid, int seconds) {
+Window measure(Simulator& sim, Controller& ctl, pid_t nats_pid, pid_t follower_pid, int seconds) {
   Window w;
   auto received0 = ctl.received();
   uint64_t sent0 = sim.sent();
   sim.reset_lag();
   auto t0 = SteadyClock::now();
   double cpu0 = cpu_seconds(ctl.pid()), nats0 = nats_pid ? cpu_seconds(nats_pid) : NAN, self0 = cpu_seconds(getpid());
+  double follower0 = follower_pid ? cpu_seconds(follower_pid) : NAN;
   double prev = cpu0;
   auto prev_t = t0;
   for (auto next = t0 + 5s; next <= t0 + std::chrono::seconds(seconds); next += 5s) {
@@ -361,6 +364,10 @@ Window measure(Simulator& sim, Controller& ctl, pid_t nats_pid, int seconds) {
   w.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   w.cpu_pct = (cpu_seconds(ctl.pid()) - cpu0) / w.seconds * 100;
   if (nats_pid) w.nats_pct = (cpu_seconds(nats_pid) - nats0) / w.seconds * 100;
+  if (follower_pid) {
+    w.follower_pct = (cpu_seconds(follower_pid) - follower0) / w.seconds * 100;
+    w.follower_rss_mib = status_mib(follower_pid, "VmRSS");
+  }
   w.sim_pct = (cpu_seconds(getpid()) - self0) / w.seconds * 100;
   w.sent_per_s = static_cast<double>(sim.sent() - sent0) / w.seconds;
   w.rss_mib = status_mib(ctl.pid(), "VmRSS");
@@ -413,6 +420,9 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
             << " s warm-up; busiest 5 s slice of the controller: " << fixed(w.busiest_slice_pct, 1) << " % of one core\n"
             << "- nats-server CPU " << fixed(w.nats_pct, 1) << " %, simulator CPU " << fixed(w.sim_pct, 1)
             << " %, simulator's worst publish lag " << w.worst_lag_ms << " ms, pings to live nodes " << w.live_pings << "\n";
+  if (opt.follower)
+    std::cout << "- the following controller: " << fixed(w.follower_pct, 1) << " % of one core, RSS " << fixed(w.follower_rss_mib, 0)
+              << " MiB\n";
   // For bench/run-all: one line per figure, the node count in the key.
   std::string k = "heartbeat." + std::to_string(opt.nodes) + "_nodes.";
   auto figure = [&](const std::string& name, double v) { std::cout << "figure: " << k << name << " " << fixed(v, 2) << "\n"; };
@@ -422,6 +432,10 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
   figure("peak_rss_mib", peak_mib);
   figure("counted_pct", w.sent_per_s > 0 ? w.received_per_s / w.sent_per_s * 100 : 0);
   figure("false_alarms", static_cast<double>(false_alarms));
+  if (opt.follower) {
+    figure("follower_cpu_pct", w.follower_pct);
+    figure("follower_rss_mib", w.follower_rss_mib);
+  }
   figure("undetected", static_cast<double>(d.silenced - d.from_beat.size()));
   figure("detect_from_failure_p99_ms", percentile(d.from_silence, 99));
   figure("detect_from_failure_p50_ms", percentile(d.from_silence, 50));
@@ -453,6 +467,11 @@ int run(const Options& opt) {
     return 2;
   }
 
+  // The leader is up: a second controller started now follows it (hears every heartbeat, keeps
+  // no monitor), through the warm-up and the window.
+  std::unique_ptr<Controller> follower;
+  if (opt.follower) follower = std::make_unique<Controller>(opt, url, "bench-ctl-2");
+
   // Warm-up: every node registered, and its first record written (the one-time KV burst).
   auto warm_start = SteadyClock::now();
   sim.start_publishers();
@@ -469,7 +488,11 @@ int run(const Options& opt) {
   say("warm: all registered and stored after " + fixed(warm_s, 1) + " s; measuring for " +
       std::to_string(opt.measure_s) + " s");
 
-  Window window = measure(sim, ctl, own_nats ? own_nats->proc.pid() : 0, opt.measure_s);
+  if (follower && !follower->running()) {
+    say("the following controller stopped:\n" + follower->log_tail());
+    return 3;
+  }
+  Window window = measure(sim, ctl, own_nats ? own_nats->proc.pid() : 0, follower ? follower->pid() : 0, opt.measure_s);
   say("silencing " + std::to_string(opt.silence) + " nodes");
   Detection detection = detect(sim, ctl, opt);
   double peak = status_mib(ctl.pid(), "VmHWM");
@@ -502,6 +525,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, static_cast<int>(nodeha::heartbeat::kWireVersion)));
   app.add_option("--record-every", opt.record_every, "the controller's record_every in seconds: how often a steady node's record is rewritten")
       ->check(CLI::Range(1, 86400));
+  app.add_flag("--follower", opt.follower, "also run a second controller, which follows the first, and measure its CPU and RSS");
   app.add_option("--check-every", opt.check_every, "seconds between two netcheck verdicts of a node (0: one, at start)")
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
