@@ -244,15 +244,18 @@ std::string probe_host(const NatsServer& nats) {
          "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[plugin]]\nlibrary = \"bus_probe\"\n";
 }
 
+// bus_probe's answer on nodeha.probe.<suffix>, or "error: <why>".
+std::string ask_probe(host::Bus& client, const std::string& suffix, const std::string& body) {
+  auto r = client.request("nodeha.probe." + suffix, body, 1s);
+  return r ? r.value() : "error: " + r.status().message();
+}
+
 TEST(HostBus, ServesAgainAfterTheServerClosedItsConnection) {
   NatsServer nats(NatsServerOptions{.config = kShortLines});
   HostProcess host(probe_host(nats));
   ASSERT_TRUE(host.wait_ready()) << host.log();
   auto client = nats.client();
-  auto ask = [&](const std::string& suffix, const std::string& body) {
-    auto r = client->request("nodeha.probe." + suffix, body, 1s);
-    return r ? r.value() : "error: " + r.status().message();
-  };
+  auto ask = [&](const std::string& suffix, const std::string& body) { return ask_probe(*client, suffix, body); };
   ASSERT_TRUE(wait_until([&] { return ask("echo", "up") == "up"; })) << host.log();
   ASSERT_TRUE(client->kv_put("probe", "k", "before").is_ok());
   ASSERT_TRUE(wait_until([&] { return ask("last", "") == "before"; })) << host.log();
@@ -284,10 +287,7 @@ TEST(HostBus, ServesAgainAfterTheServerClosedItsConnection) {
 // an unknown id is NOT_FOUND; every context handed over is released, once.
 std::string ask_libvirt_calls(const NatsServer& nats, HostProcess& host, int released) {
   auto client = nats.client();
-  auto ask = [&](const std::string& suffix) {
-    auto r = client->request("nodeha.probe." + suffix, "", 1s);
-    return r ? r.value() : "error: " + r.status().message();
-  };
+  auto ask = [&](const std::string& suffix) { return ask_probe(*client, suffix, ""); };
   std::string calls;
   EXPECT_TRUE(wait_until([&] { return (calls = ask("libvirt_watch")).rfind("error: ", 0) != 0; })) << calls << host.log();
   std::string seen;
