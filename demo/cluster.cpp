@@ -176,6 +176,8 @@ bool Cluster::kill_leader() {
   }
   // As when the leader's machine loses power: the nats-server it is connected to dies with it.
   auto server = nats_->serving("nodeha-controller-" + std::string(kControllers[was]));
+  std::vector<std::string> groups;  // the Raft groups that lose their leader with the server
+  if (server) groups = nats_->groups_led_by(*server);
   controllers_[was]->signal(SIGKILL);
   auto killed = std::chrono::steady_clock::now();
   if (server) nats_->stop(*server, SIGKILL);
@@ -195,7 +197,7 @@ bool Cluster::kill_leader() {
     return false;
   }
   auto m = test::http_fetch(controller_address(now), "/metrics");
-  char line[320];
+  char line[640];
   std::snprintf(line, sizeof line,
                 "%s%s killed (kill -9); %s leads %.1f s later, epoch %.0f; its plugins run %.1f s after the kill and "
                 "resume the unfinished tasks from the bucket",
@@ -203,8 +205,31 @@ bool Cluster::kill_leader() {
                 kControllers[now], led, test::metric_value(m.body, "nodeha_controller_epoch"), since_kill());
   say_(line);
   if (server) {
+    // Until each group the dead server led has a new leader, what needs that group (a KV list
+    // needs the meta group, a write the stream's leader) gets no answer: commands say
+    // `unavailable` and change nothing, the controller retries. The story goes on once all are led.
+    std::string name = test::NatsCluster::name(*server), listed;
+    for (const auto& g : groups) listed += (listed.empty() ? "" : ", ") + g;
+    // Elections took 4-19 s in the demo on this 2-core machine.
+    if (!wait([&] { return nats_->all_groups_led(); }, 60)) {
+      say_("the two nats-servers left did not elect a leader for every JetStream group within 60 s");
+      return false;
+    }
+    if (groups.empty())
+      say_(name + " led no JetStream group: nothing had to be elected again");
+    else {
+      std::snprintf(line, sizeof line,
+                    "%s led %s: the two servers left elected new leaders %.1f s after the kill (Raft; until then a "
+                    "command that needs one answers `unavailable`, changes nothing, and the controller retries)",
+                    name.c_str(), listed.c_str(), since_kill());
+      say_(line);
+    }
     nats_->start(*server);
-    say_("nats-server " + test::NatsCluster::name(*server) + " started again: it rejoins the cluster and catches up");
+    if (!wait([&] { return nats_->all_groups_led(); }, 60)) {
+      say_("nats-server " + name + " started again but did not rejoin the JetStream cluster within 60 s");
+      return false;
+    }
+    say_("nats-server " + name + " started again: it rejoins the cluster and catches up");
   }
   if (!start_controller(static_cast<size_t>(was))) return false;
   say_(std::string(kControllers[was]) + " started again: it follows (log " + controllers_[was]->log_path() + ")");

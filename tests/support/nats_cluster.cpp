@@ -6,6 +6,7 @@ namespace nodeha::test {
 
 namespace {
 const char* kClusterName = "nodeha-test";
+const char* kStreamsQuery = "/jsz?accounts=true&streams=true";
 }
 
 NatsCluster::NatsCluster(NatsClusterOptions options) : netns_(options.netns), address_(options.address) {
@@ -65,22 +66,33 @@ nlohmann::json NatsCluster::monitor(size_t i, const std::string& path) const {
   return nlohmann::json::parse(reply.body, nullptr, false);
 }
 
+std::string NatsCluster::agreed_meta_leader(const std::string& query, Reports* reports) const {
+  std::string leader;
+  for (size_t i = 0; i < size(); ++i) {
+    if (!servers_[i]->running()) continue;
+    auto jsz = monitor(i, query);
+    if (!jsz.is_object()) return "";
+    std::string named = jsz.value("/meta_cluster/leader"_json_pointer, std::string());
+    if (named.empty() || (!leader.empty() && named != leader)) return "";
+    leader = named;
+    if (reports) reports->emplace_back(i, std::move(jsz));
+  }
+  return leader;
+}
+
+void NatsCluster::streams_in(const nlohmann::json& jsz, const std::string& server, std::set<std::string>* all,
+                             std::vector<std::string>* led) {
+  for (const auto& account : jsz.value("account_details", nlohmann::json::array()))
+    for (const auto& stream : account.value("stream_detail", nlohmann::json::array())) {
+      std::string name = stream.value("name", "");
+      if (all) all->insert(name);
+      if (stream.value("/cluster/leader"_json_pointer, std::string()) == server) led->push_back(name);
+    }
+}
+
 std::string NatsCluster::wait_meta_leader(std::chrono::milliseconds timeout) const {
   std::string leader;
-  bool agreed = wait_until(
-      [&] {
-        leader.clear();
-        for (size_t i = 0; i < size(); ++i) {
-          if (!servers_[i]->running()) continue;
-          auto jsz = monitor(i, "/jsz");
-          if (!jsz.is_object()) return false;
-          std::string named = jsz.value("/meta_cluster/leader"_json_pointer, std::string());
-          if (named.empty() || (!leader.empty() && named != leader)) return false;
-          leader = named;
-        }
-        return !leader.empty();
-      },
-      timeout);
+  bool agreed = wait_until([&] { return !(leader = agreed_meta_leader("/jsz", nullptr)).empty(); }, timeout);
   return agreed ? leader : "";
 }
 
@@ -108,6 +120,26 @@ std::optional<size_t> NatsCluster::stream_leader(const std::string& stream) cons
   for (size_t i = 0; i < size(); ++i)
     if (name(i) == leader) return i;
   return std::nullopt;
+}
+
+std::vector<std::string> NatsCluster::groups_led_by(size_t i) const {
+  std::vector<std::string> led;
+  auto jsz = monitor(i, kStreamsQuery);
+  if (!jsz.is_object()) return led;
+  if (jsz.value("/meta_cluster/leader"_json_pointer, std::string()) == name(i)) led.push_back("the meta group");
+  streams_in(jsz, name(i), nullptr, &led);
+  return led;
+}
+
+bool NatsCluster::all_groups_led() const {
+  Reports reports;
+  std::string meta = agreed_meta_leader(kStreamsQuery, &reports);
+  std::set<std::string> streams;
+  std::vector<std::string> led;
+  for (const auto& [i, jsz] : reports) streams_in(jsz, name(i), &streams, &led);
+  bool meta_runs = false;
+  for (size_t i = 0; i < size(); ++i) meta_runs |= name(i) == meta && servers_[i]->running();
+  return meta_runs && streams == std::set<std::string>(led.begin(), led.end());
 }
 
 std::optional<size_t> NatsCluster::serving(const std::string& client_name) const {

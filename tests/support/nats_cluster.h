@@ -23,6 +23,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,14 @@ class NatsCluster {
   nlohmann::json stream_info(const std::string& name) const;
   // The index of the server that leads stream `name` (its Raft group), by stream_info().
   std::optional<size_t> stream_leader(const std::string& name) const;
+  // What server i leads now, by its own /jsz: "the meta group" when it is the meta leader, then
+  // each stream it leads. These are the groups that stop answering for one election (4-9 s) when
+  // it dies: a KV write to a stream it led, and any consumer's creation (a KV list or watch)
+  // when it led the meta group.
+  std::vector<std::string> groups_led_by(size_t i) const;
+  // Whether every Raft group has a running leader again: the running servers agree on a meta
+  // leader that runs, and each stream any of them holds is led by a running server that says so.
+  bool all_groups_led() const;
   // The index of the server client `client_name` (natsOptions_SetName) is connected to, from
   // /connz of every running server.
   std::optional<size_t> serving(const std::string& client_name) const;
@@ -87,6 +96,14 @@ class NatsCluster {
   std::unique_ptr<host::Bus> client() const;
 
  private:
+  using Reports = std::vector<std::pair<size_t, nlohmann::json>>;
+  // The meta leader every running server's /jsz report (`query`) names; empty when one does not
+  // answer or they disagree. With `reports`, each running server's report, by index.
+  std::string agreed_meta_leader(const std::string& query, Reports* reports) const;
+  // The streams a /jsz report lists into `all` (when given), those `server` leads into `led`.
+  static void streams_in(const nlohmann::json& jsz, const std::string& server, std::set<std::string>* all,
+                         std::vector<std::string>* led);
+
   std::string netns_;
   std::string address_;
   std::vector<int> monitor_ports_;
