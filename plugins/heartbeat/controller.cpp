@@ -367,8 +367,8 @@ void ControllerSide::flush() {
     const Node& entry = node(id);
     auto fields = monitor_fields(*n, entry.last_heartbeat_unix);
     // A refresh that is due is written whatever else changed: no need to read what was written.
-    bool refresh_due = !entry.written || entry.last_heartbeat_unix - entry.written->last_heartbeat >= entry.refresh_ms;
-    if (!refresh_due && !needs_write(nlohmann::json::parse(entry.written->fields, nullptr, false), fields, entry.refresh_ms))
+    bool due = !entry.written || refresh_due(entry.written->last_heartbeat, entry.last_heartbeat_unix, entry.refresh_ms);
+    if (!due && !needs_write(nlohmann::json::parse(entry.written->fields, nullptr, false), fields, entry.refresh_ms))
       continue;
     const NodeBook::Stored* base = book_.stored(id);
     batch.push_back(Write{id, std::move(fields), base ? std::optional(*base) : std::nullopt});

@@ -101,9 +101,8 @@ bool needs_write(const nlohmann::json& written, const nlohmann::json& fields, in
   auto cap = fields.value("capacity", nlohmann::json());
   if (moved(written.value("capacity", nlohmann::json()), cap, cap, change_share)) return true;
   if (moved(written.value("use", nlohmann::json()), fields.value("use", nlohmann::json()), cap, change_share)) return true;
-  int64_t stored = record::integer(written, "last_heartbeat", 0);
-  int64_t latest = record::integer(fields, "last_heartbeat", 0);
-  return latest - stored >= refresh_ms;
+  return refresh_due(record::integer(written, "last_heartbeat", 0), record::integer(fields, "last_heartbeat", 0),
+                     refresh_ms);
 }
 
 ManagementState management_of(const nlohmann::json& record) {

@@ -61,6 +61,11 @@ bool moved_beyond(double before, double after, double total, double share = kCha
 // JSON.
 bool heartbeat_changes_record(const Heartbeat* previous, const Heartbeat& next, double share = kChangeShare);
 
+// Whether a record that stores last_heartbeat `stored` (unix ms) is due for its refresh at the
+// heartbeat of `latest`: `refresh_ms` or more later. The one refresh rule: needs_write() applies it
+// to the fields written, the controller to the integer it keeps of them (no parse).
+inline bool refresh_due(int64_t stored, int64_t latest, int64_t refresh_ms) { return latest - stored >= refresh_ms; }
+
 // Whether the record must be written: a state, reason, boot id, address or check changed, the
 // capacity or use moved by more than `change_share` of capacity, or the stored last_heartbeat is
 // older than `refresh_ms`. Heartbeats alone never cause a write.
