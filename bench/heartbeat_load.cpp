@@ -14,6 +14,7 @@
 // cnats threads and touch only atomics and a mutex-guarded log of events.
 #include "bus.h"
 #include "heartbeat_codec.h"
+#include "list_pages.h"
 #include "measure.h"
 #include "process.h"
 #include "wait.h"
@@ -401,7 +402,22 @@ Detection detect(Simulator& sim, Controller& ctl, const Options& opt) {
   return d;
 }
 
-void report(const Options& opt, const Window& w, const Detection& d, double peak_mib, uint64_t false_alarms, double warm_s) {
+// `nodeha node list` as the CLI asks it: every page of cmd.node.list, timed from the first
+// request to the last reply.
+struct Listing {
+  test::ListPages pages;
+  double ms = 0;
+};
+
+Listing list_nodes(host::Bus& bus) {
+  auto start = SteadyClock::now();
+  Listing l{test::list_pages(bus, "nodeha.cmd.node.list", json::object(), "nodes", 10s)};
+  l.ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
+  return l;
+}
+
+void report(const Options& opt, const Window& w, const Detection& d, double peak_mib, uint64_t false_alarms, double warm_s,
+            const Listing& listing) {
   auto p = [](const std::vector<double>& v, double q) { return fixed(percentile(v, q)); };
   std::cout << "| nodes | controller CPU, % of one core | RSS MiB | peak RSS MiB | heartbeats/s sent | heartbeats/s "
                "received | detection p50 ms | p90 ms | p99 ms | max ms | detected / silenced | false alarms |\n"
@@ -420,6 +436,10 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
             << " s warm-up; busiest 5 s slice of the controller: " << fixed(w.busiest_slice_pct, 1) << " % of one core\n"
             << "- nats-server CPU " << fixed(w.nats_pct, 1) << " %, simulator CPU " << fixed(w.sim_pct, 1)
             << " %, simulator's worst publish lag " << w.worst_lag_ms << " ms, pings to live nodes " << w.live_pings << "\n";
+  const auto& lp = listing.pages;
+  std::cout << "- `node list`, every page: " << lp.items.size() << " nodes in " << lp.pages << " pages, "
+            << fixed(lp.bytes / 1048576.0, 1) << " MiB (the largest " << fixed(lp.largest / 1024.0, 0) << " KiB), "
+            << fixed(listing.ms, 0) << " ms" << (lp.ok ? "" : "; FAILED: " + lp.error) << "\n";
   if (opt.follower)
     std::cout << "- the following controller: " << fixed(w.follower_pct, 1) << " % of one core, RSS " << fixed(w.follower_rss_mib, 0)
               << " MiB\n";
@@ -440,6 +460,10 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
   figure("detect_from_failure_p99_ms", percentile(d.from_silence, 99));
   figure("detect_from_failure_p50_ms", percentile(d.from_silence, 50));
   figure("detect_from_last_beat_p99_ms", percentile(d.from_beat, 99));
+  if (listing.pages.ok) {
+    figure("node_list_ms", listing.ms);
+    figure("node_list_pages", listing.pages.pages);
+  }
 }
 
 int run(const Options& opt) {
@@ -495,10 +519,11 @@ int run(const Options& opt) {
   Window window = measure(sim, ctl, own_nats ? own_nats->proc.pid() : 0, follower ? follower->pid() : 0, opt.measure_s);
   say("silencing " + std::to_string(opt.silence) + " nodes");
   Detection detection = detect(sim, ctl, opt);
-  double peak = status_mib(ctl.pid(), "VmHWM");
+  double peak = status_mib(ctl.pid(), "VmHWM");  // the fan-in's, before the listing's pages are built
+  Listing listing = list_nodes(sim.control());
   bool alive = ctl.running();
   sim.stop();
-  report(opt, window, detection, peak, sim.false_alarms(), warm_s);
+  report(opt, window, detection, peak, sim.false_alarms(), warm_s, listing);
   if (!alive) {
     say("the controller exited during the run:\n" + ctl.log_tail());
     return 4;

@@ -146,4 +146,34 @@ int query(const Globals& g, const std::string& op, const json& request, const st
   return kExitDone;
 }
 
+int query_pages(const Globals& g, const std::string& op, json request, const char* list_key,
+                const std::function<void(const json&)>& print, const std::function<void(json&)>& arrange) {
+  Controller c(g);
+  json all;
+  std::string after;
+  for (;;) {
+    if (!after.empty()) request["after"] = after;
+    auto r = c.call(op, request);
+    if (!r.ok()) return r.exit;
+    if (!r.result.contains(list_key) || !r.result[list_key].is_array())
+      return c.fail("bad_reply", fmt::format("the controller's answer to {} holds no list \"{}\"", op, list_key), kExitFailed);
+    if (all.is_null()) all = r.result;
+    else
+      for (auto& item : r.result[list_key]) all[list_key].push_back(std::move(item));
+    if (r.result.contains("follower")) all["follower"] = r.result["follower"];
+    std::string next = r.result.contains("next") && r.result["next"].is_string() ? r.result["next"].get<std::string>() : "";
+    if (next.empty()) break;
+    // Keys only grow from page to page: one that does not would ask for the same page forever.
+    if (next <= after)
+      return c.fail("bad_reply", fmt::format("the controller's pages of {} do not advance (next \"{}\" after \"{}\")", op, next, after),
+                    kExitFailed);
+    after = next;
+  }
+  all.erase("next");
+  if (arrange) arrange(all[list_key]);
+  if (g.json) print_document(all);
+  else print(all);
+  return kExitDone;
+}
+
 }  // namespace nodeha::cli

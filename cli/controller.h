@@ -60,6 +60,15 @@ class Controller {
 int query(const Globals& g, const std::string& op, const nlohmann::json& request,
           const std::function<void(const nlohmann::json& result)>& print);
 
+// The same for a list whose answer comes in pages (node.list, vm.list, task.list;
+// plugins/common/command.h):
+// asks for each page in turn, `after` the last one's `next`, and prints one result holding every
+// page's `list_key` items, put in order by `arrange` when given (for people and --json alike).
+// A page answered by a follower marks the whole result so.
+int query_pages(const Globals& g, const std::string& op, nlohmann::json request, const char* list_key,
+                const std::function<void(const nlohmann::json& result)>& print,
+                const std::function<void(nlohmann::json& items)>& arrange = nullptr);
+
 // Whether `op` only reads: a following controller answers it too. Pure.
 bool read_only(const std::string& op);
 

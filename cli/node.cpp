@@ -360,7 +360,7 @@ void add_node_commands(CLI::App& root, std::vector<Command>* commands) {
   auto* node = root.add_subcommand("node", "the nodes: their state, and the operations that empty them");
   node->require_subcommand(1);
   commands->push_back({node->add_subcommand("list", "every node: states, VMs, use, heartbeat, lock"),
-                       [](const Globals& g) { return query(g, "node.list", json::object(), print_list); }});
+                       [](const Globals& g) { return query_pages(g, "node.list", json::object(), "nodes", print_list); }});
   struct Args {
     std::string node;
     bool yes = false;

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -118,7 +119,7 @@ void add_task_commands(CLI::App& root, std::vector<Command>* commands) {
                          if (!a->node.empty()) request["node"] = a->node;
                          if (!a->state.empty()) request["state"] = a->state;
                          if (!a->kind.empty()) request["kind"] = a->kind;
-                         return query(g, "task.list", request, [&](const json& r) { print_tasks(r, !request.empty()); });
+                         return query_pages(g, "task.list", request, "tasks", [&](const json& r) { print_tasks(r, !request.empty()); });
                        }});
   auto* show_cmd = task->add_subcommand("show", "one task: its request, state, and every step");
   show_cmd->add_option("ID", a->id, "the task id")->required();
@@ -156,7 +157,14 @@ void add_vm_commands(CLI::App& root, std::vector<Command>* commands) {
                          json request = json::object();
                          if (!a->node.empty()) request["node"] = a->node;
                          if (a->stranded) request["stranded"] = true;
-                         return query(g, "vm.list", request, [&](const json& r) { print_vms(r, a->node, a->stranded); });
+                         // Pages come by uuid: shown by node, then name.
+                         auto by_place = [](json& vms) {
+                           std::stable_sort(vms.begin(), vms.end(), [](const json& x, const json& y) {
+                             return std::make_pair(str(x, "node"), str(x, "name")) < std::make_pair(str(y, "node"), str(y, "name"));
+                           });
+                         };
+                         return query_pages(g, "vm.list", request, "vms",
+                                            [&](const json& r) { print_vms(r, a->node, a->stranded); }, by_place);
                        }});
   auto* ha_cmd = vm->add_subcommand(
       "set-ha", "whether the VM is restarted elsewhere automatically when its node is fenced: off, or a priority "

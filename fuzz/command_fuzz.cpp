@@ -2,7 +2,8 @@
 // agents' agent.<node>.* subjects and the node-local local.* ones. The first byte picks the
 // handler (the table below copies each handler's field list), the rest is the request body. What
 // a handler decodes next from a decoded request is fuzzed after it: node ids, and the scheduler's
-// placement request (cmd.sched.place, cmd.sched.hold) and its reply (read by the task engine).
+// placement request (cmd.sched.place, cmd.sched.hold) and its reply (read by the task engine), and a
+// list's page key (`after`).
 #include "command.h"
 #include "fuzz_check.h"
 #include "placement.h"
@@ -26,7 +27,7 @@ struct Handler {
 
 // Keep in step with the handlers (grep -rn "command::decode\|accept(m" plugins).
 const Handler kHandlers[] = {
-    {"cmd.node.list", {}},
+    {"cmd.node.list", {{"after", Type::String}}},
     {"cmd.node.show", {{"node", Type::String, true}}},
     {"cmd.node.enable", {{"node", Type::String, true}}},
     {"cmd.node.drain", {{"node", Type::String, true}, {"dry_run", Type::Bool}, {"plan", Type::String}}},
@@ -37,8 +38,8 @@ const Handler kHandlers[] = {
     {"cmd.node.maintenance",
      {{"node", Type::String, true}, {"include_local_disk", Type::Bool}, {"network", Type::String},
       {"max_parallel", Type::Integer}, {"dry_run", Type::Bool}, {"plan", Type::String}}},
-    {"cmd.vm.list", {{"node", Type::String}, {"stranded", Type::Bool}}},
-    {"cmd.task.list", {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}},
+    {"cmd.vm.list", {{"node", Type::String}, {"stranded", Type::Bool}, {"after", Type::String}}},
+    {"cmd.task.list", {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}, {"after", Type::String}}},
     {"cmd.task.show", {{"task", Type::String, true}}},
     {"cmd.sched.place",
      {{"vms", Type::Array, true}, {"exclude", Type::Array}, {"target", Type::String}, {"policy", Type::String},
@@ -121,6 +122,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<TaskId> task;
   if (req.contains("task"))
     if (auto e = command::parse_id("task", req["task"], &task)) fuzz::require(e->code == command::kBadValue, "a bad task id is bad_value");
+  // A list's page key (command.h): taken up to its bound, else bad_value, never a throw.
+  std::string after;
+  if (auto e = command::page_after(req, &after)) fuzz::require(e->code == command::kBadValue, "a long after is bad_value");
+  else fuzz::require(after.size() <= command::kMaxAfterBytes, "a taken after is within its bound");
   std::string_view subject = h.subject;
   if (subject == "cmd.sched.place") {
     req.erase("reserve");

@@ -134,18 +134,28 @@
     nodeTimeline.show(`${config.prefix}.evt.node.${node}`);
   }
 
-  // node.list carries every node's VM list: a big cluster's reply is polled less often.
+  // node.list carries every node's VM list: a big cluster's reply is polled less often. It comes
+  // in pages (a page that was cut names its last node in `next`, sent back as `after`).
   async function pollNodeList() {
     let every = kNodeListEveryMs;
     try {
-      const msg = await nc.request(`${config.prefix}.cmd.node.list`, "{}", { timeout: 5000 });
-      if (msg.data.length > kBigReplyBytes) every = kNodeListBigEveryMs;
-      const reply = msg.json();
-      if (reply.ok && reply.result && Array.isArray(reply.result.nodes)) {
-        views.setHeartbeats(reply.result.nodes);
-        // The watch is the live source; the list fills in when the bucket cannot be watched.
-        if (!watches[0] || !watches[0].caughtUp) for (const n of reply.result.nodes) if (n.node && !views.nodes.get(n.node)) views.putNode(n.node, n);
+      const nodes = [];
+      let bytes = 0;
+      for (let after = ""; ;) {
+        const body = after ? JSON.stringify({ after }) : "{}";
+        const msg = await nc.request(`${config.prefix}.cmd.node.list`, body, { timeout: 5000 });
+        bytes += msg.data.length;
+        const reply = msg.json();
+        if (!reply.ok || !reply.result || !Array.isArray(reply.result.nodes)) throw new Error(reply.error ? reply.error.message : "not a node list");
+        nodes.push(...reply.result.nodes);
+        const next = reply.result.next;
+        if (typeof next !== "string" || next <= after) break;
+        after = next;
       }
+      if (bytes > kBigReplyBytes) every = kNodeListBigEveryMs;
+      views.setHeartbeats(nodes);
+      // The watch is the live source; the list fills in when the bucket cannot be watched.
+      if (!watches[0] || !watches[0].caughtUp) for (const n of nodes) if (n.node && !views.nodes.get(n.node)) views.putNode(n.node, n);
     } catch (e) {
       console.warn("node.list:", e.message);
     }

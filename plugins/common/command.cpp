@@ -100,4 +100,34 @@ std::optional<Error> decode_fields(std::string_view body, std::span<const Field>
   return std::nullopt;
 }
 
+std::optional<Error> page_after(const nlohmann::json& request, std::string* after) {
+  after->clear();
+  if (!request.contains("after")) return std::nullopt;
+  if (!request["after"].is_string()) return Error{kBadType, "field \"after\" must be a string"};
+  const auto& a = request["after"].get_ref<const std::string&>();
+  if (a.size() > kMaxAfterBytes)
+    return Error{kBadValue, "field \"after\" is " + std::to_string(a.size()) + " bytes; the limit is " +
+                                std::to_string(kMaxAfterBytes) + " (send back the \"next\" of the page before)"};
+  *after = a;
+  return std::nullopt;
+}
+
+bool Page::add(const std::string& key, nlohmann::json item) {
+  if (cut_) return false;
+  size_t size = item.dump().size() + 1;
+  if (!items_.empty() && bytes_ + size > limit_) {
+    cut_ = true;
+    return false;
+  }
+  bytes_ += size;
+  last_ = key;
+  items_.push_back(std::move(item));
+  return true;
+}
+
+void Page::put(nlohmann::json* result, const char* list_key) && {
+  (*result)[list_key] = std::move(items_);
+  if (cut_) (*result)["next"] = last_;
+}
+
 }  // namespace nodeha::command

@@ -97,4 +97,35 @@ std::optional<Error> parse_ids(std::string_view field, const nlohmann::json& arr
   return std::nullopt;
 }
 
+// Lists in pages (node.list, vm.list, task.list). nats-server refuses a message over its
+// max_payload (1 MiB by default) and the caller would hear nothing: a list is sent in the order of
+// its keys (a node id; a VM uuid; a task's newest-first rank, opaque to callers), from the first
+// key after the request's optional "after", in pages of about
+// kPageBytes; a page that was cut names its last key in "next", which the caller sends back as
+// "after" for the rest. Each page is read anew: no key comes twice, and an item added or removed
+// meanwhile is in the pages read after the change.
+inline constexpr size_t kPageBytes = 384 * 1024;
+inline constexpr size_t kMaxAfterBytes = 256;
+
+// The request's "after" (decode took it as a string; "" when absent), at most kMaxAfterBytes.
+std::optional<Error> page_after(const nlohmann::json& request, std::string* after);
+
+class Page {
+ public:
+  explicit Page(size_t limit = kPageBytes) : limit_(limit) {}
+  // Takes `item`, of key `key` (keys given in increasing order), unless the page already holds
+  // `limit` bytes: then returns false, and the page is cut after the last key it took. The first
+  // item is always taken.
+  bool add(const std::string& key, nlohmann::json item);
+  // Puts the items under result[list_key], and "next" when the page was cut.
+  void put(nlohmann::json* result, const char* list_key) &&;
+
+ private:
+  size_t limit_;
+  size_t bytes_ = 0;
+  bool cut_ = false;
+  std::string last_;
+  nlohmann::json items_ = nlohmann::json::array();
+};
+
 }  // namespace nodeha::command

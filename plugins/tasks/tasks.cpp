@@ -12,6 +12,8 @@
 #include <nodeha/plugin.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <map>
 
 namespace nodeha::tasks {
@@ -19,9 +21,8 @@ namespace {
 
 using command::Type;
 
-// task.show's replies stay under this (NATS refuses a message over max_payload, 1 MiB by default):
-// a chunk is at most 512 KiB (task_steps.h), and a reply takes chunks until it holds this much.
-constexpr size_t kShowBytes = 384 * 1024;
+// task.show's replies stay under max_payload as pages do (command.h): a chunk is at most 512 KiB
+// (task_steps.h), and a reply takes chunks until it holds command::kPageBytes.
 
 class TasksPlugin : public Plugin {
  public:
@@ -59,24 +60,22 @@ class TasksPlugin : public Plugin {
     }, "nodeha-controller");
   }
 
+  // Newest first, in pages (command.h): tasks are kept, and a year of them is over 1 MiB. A
+  // page's key is the newest-first rank: the time left to the end of int64 ms, then the id.
   void list(const Message& m) {
     nlohmann::json req;
-    if (auto e = command::decode(m.data, {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}}, &req)) {
-      host().respond(m.reply, command::fail(*e));
-      return;
-    }
     std::optional<NodeId> node;
-    if (req.contains("node"))
-      if (auto e = command::parse_id("node", req["node"], &node)) {
-        host().respond(m.reply, command::fail(*e));
-        return;
-      }
+    std::string after;
+    auto bad = command::decode(
+        m.data, {{"node", Type::String}, {"state", Type::String}, {"kind", Type::String}, {"after", Type::String}}, &req);
+    if (!bad && req.contains("node")) bad = command::parse_id("node", req["node"], &node);
+    if (!bad) bad = command::page_after(req, &after);
+    if (bad) return (void)host().respond(m.reply, command::fail(*bad));
     auto all = host().kv_list(task_record::kBucket);
-    if (!all) {
-      host().respond(m.reply, command::fail(command::kUnavailable, "cannot read the tasks bucket: " + all.status().message()));
-      return;
-    }
-    nlohmann::json tasks = nlohmann::json::array();
+    if (!all)
+      return (void)host().respond(
+          m.reply, command::fail(command::kUnavailable, "cannot read the tasks bucket: " + all.status().message()));
+    std::map<std::string, nlohmann::json> tasks;
     for (const auto& e : all.value()) {
       auto t = nlohmann::json::parse(e.value, nullptr, false);
       if (!t.is_object()) continue;
@@ -84,16 +83,23 @@ class TasksPlugin : public Plugin {
       for (const char* f : {"node", "state", "kind"})
         if (req.contains(f) && record::text(t, f) != req[f].get<std::string>()) keep = false;
       if (!keep) continue;
+      int64_t created = std::clamp<int64_t>(record::integer(t, "created"), 0, INT64_MAX);
+      char rank[24];
+      std::snprintf(rank, sizeof rank, "%020lld", static_cast<long long>(INT64_MAX - created));
+      std::string key = std::string(rank) + "." + e.key;
+      if (key <= after) continue;
       if (!task_steps::chunked(t)) {  // a record from before chunks: its steps inline
         t["step_counts"] = task_steps::counts(record::field(t, "steps"));
         t.erase("steps");
       }
-      tasks.push_back(std::move(t));
+      tasks.emplace(std::move(key), std::move(t));
     }
-    std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
-      return record::integer(a, "created") > record::integer(b, "created");
-    });
-    host().respond(m.reply, command::ok({{"tasks", tasks}}));
+    command::Page page;
+    for (auto& [key, t] : tasks)
+      if (!page.add(key, std::move(t))) break;
+    nlohmann::json result = nlohmann::json::object();
+    std::move(page).put(&result, "tasks");
+    host().respond(m.reply, command::ok(result));
   }
 
   std::optional<command::Error> read_task(const Message& m, std::string* id, KvEntry* entry) {
@@ -112,7 +118,7 @@ class TasksPlugin : public Plugin {
 
   // The task with its steps, read by the one reader (task_steps.h). A task whose steps do not
   // fit in one reply comes in pages: the steps of the chunks from `chunk` on (0 first) that fit in
-  // kShowBytes, `steps_from` (the first one's index) and `next_chunk` while more remain.
+  // command::kPageBytes, `steps_from` (the first one's index) and `next_chunk` while more remain.
   void show(const Message& m) {
     auto refuse = [&](const command::Error& e) { host().respond(m.reply, command::fail(e)); };
     nlohmann::json req;
@@ -138,7 +144,7 @@ class TasksPlugin : public Plugin {
                                              " (task " + id + " has " + std::to_string(chunks) + " chunks of steps)"});
     nlohmann::json steps = nlohmann::json::array();
     size_t k = static_cast<size_t>(from);
-    for (; k < chunks && (k == static_cast<size_t>(from) || bytes < kShowBytes); ++k)
+    for (; k < chunks && (k == static_cast<size_t>(from) || bytes < command::kPageBytes); ++k)
       if (Status s = task_steps::load_chunks(t, k, k + 1, get, &steps); !s) return refuse(read_error(id, s));
     t["steps"] = std::move(steps);
     if (from > 0) t["steps_from"] = static_cast<size_t>(from) * task_steps::kChunkSteps;

@@ -112,7 +112,7 @@ bool valid_plan_id(const std::string& s) {
 const std::vector<Op>& command_ops() {
   using K = Kind;
   static const std::vector<Op> ops = {
-      {"node.list", {}, false, false},
+      {"node.list", {{"after", K::String}}, false, false},
       {"node.show", {{"node", K::NodeId, true}}, false, true},
       {"node.enable", {{"node", K::NodeId, true}}, true, true},
       {"node.disable", {{"node", K::NodeId, true}}, true, true},
@@ -132,10 +132,10 @@ const std::vector<Op>& command_ops() {
        true, false},
       {"sched.release", {{"task", K::TaskId, true}}, true, false},
       {"sched.hold", {{"task", K::TaskId, true}, {"reserve", K::Number, true, 0, kMaxReserveS, true}, {"held", K::Array, true}}, true, false},
-      {"task.list", {{"node", K::NodeId}, {"state", K::String}, {"kind", K::String}}, false, false},
+      {"task.list", {{"node", K::NodeId}, {"state", K::String}, {"kind", K::String}, {"after", K::String}}, false, false},
       {"task.show", {{"task", K::TaskId, true}, {"chunk", K::Int, false, 0, 1 << 24}}, false, true},
       {"task.cancel", {{"task", K::TaskId, true}}, true, true},
-      {"vm.list", {{"node", K::NodeId}, {"stranded", K::Bool}}, false, true},
+      {"vm.list", {{"node", K::NodeId}, {"stranded", K::Bool}, {"after", K::String}}, false, true},
   };
   return ops;
 }

@@ -3,6 +3,8 @@
 // KV record, metric); restarting it brings it back; a failing business-network target makes
 // a node `error` and its recovery `normal`; the node commands answer and refuse bad input.
 #include "bus.h"
+#include "cli_run.h"
+#include "list_pages.h"
 #include "host_process.h"
 #include "nats_server.h"
 
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace nodeha::test {
@@ -211,6 +214,66 @@ TEST_F(Monitoring, NodeCommandsAndTheirRefusals) {
   EXPECT_EQ(code("node.list", R"({"all":1})"), "unknown_field");
   // Refused commands changed nothing.
   EXPECT_EQ(json::parse(bus_->kv_get("nodes", "node-a")->value)["management"], "enabled");
+}
+
+// 4,000 nodes' records are more than nats-server's 1 MiB max_payload for one reply: node.list
+// answers in pages by node id, each under the limit, every node in exactly one page; the CLI asks
+// for every page and shows them all.
+TEST_F(Monitoring, FourThousandNodesComeInPagesAndTheCliShowsThemAll) {
+  constexpr size_t kCount = 4000;
+  HostProcess ctl(controller_config(nats_));
+  ASSERT_TRUE(ctl.wait_ready());
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < kCount; ++i) {
+    std::string id = "node-" + std::to_string(i);
+    ids.push_back(id);
+    // As the controller writes them (node_record.h), about 400 bytes.
+    json record = {{"node", id},
+                   {"management", "enabled"},
+                   {"monitor", "normal"},
+                   {"reason", ""},
+                   {"boot_id", "6f1c2a9e-8a52-4a0f-9a61-0c3e5d7b" + std::to_string(1000 + i % 9000)},
+                   {"interval_ms", 1000},
+                   {"capacity", {{"vcpus", 64}, {"memory_mib", 262144}, {"disk_gib", 2000}}},
+                   {"use", {{"vcpus", 12}, {"memory_mib", 40960}, {"disk_gib", 300}}},
+                   {"addresses", {{"management", "10.1.2.3"}, {"business", "10.9.2.3"}, {"storage", "10.5.2.3"}}},
+                   {"checks", json::array({{{"name", "netcheck"}, {"ok", true}}})},
+                   {"last_heartbeat", 1765000000000},
+                   {"lock", nullptr}};
+    ASSERT_TRUE(bus_->kv_put("nodes", id, record.dump())) << i;
+  }
+  std::sort(ids.begin(), ids.end());
+
+  // Every page, once the controller's watch has delivered every record.
+  ListPages pages;
+  ASSERT_TRUE(wait_until([&] {
+    pages = list_pages(*bus_, "nodeha.cmd.node.list", json::object(), "nodes");
+    return pages.ok && pages.items.size() == kCount;
+  }, 20s)) << pages.items.size() << " " << pages.error << "\n" << ctl.log();
+  EXPECT_GT(pages.pages, 1);
+  EXPECT_LT(pages.largest, 1u << 20);
+  std::vector<std::string> listed;
+  for (const auto& n : pages.items) listed.push_back(n["node"]);
+  EXPECT_EQ(listed, ids);  // each once, in id order
+
+  auto end = command("node.list", json{{"after", ids.back()}}.dump());
+  EXPECT_EQ(end["result"]["nodes"], json::array()) << end;
+  EXPECT_FALSE(end["result"].contains("next"));
+  EXPECT_EQ(command("node.list", json{{"after", std::string(300, 'n')}}.dump())["error"]["code"], "bad_value");
+  EXPECT_EQ(command("node.list", R"({"after":[]})")["error"]["code"], "bad_type");
+  EXPECT_EQ(command("node.list", R"({"before":"a"})")["error"]["code"], "unknown_field");
+
+  TempDir dir;
+  auto cli = run_cli({"--server", nats_.url(), "--json", "node", "list"}, dir);
+  ASSERT_EQ(cli.status, 0) << cli.err;
+  std::vector<std::string> shown;
+  const auto doc = cli.doc();
+  for (const auto& n : doc["nodes"]) shown.push_back(n["node"]);
+  EXPECT_EQ(shown, ids);
+  EXPECT_FALSE(doc.contains("next"));
+  auto table = run_cli({"--server", nats_.url(), "node", "list"}, dir);
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), static_cast<long>(kCount + 1));  // a header, a line a node
 }
 
 TEST_F(Monitoring, ControllerRestartGivesKnownNodesAFullWindow) {

@@ -4,7 +4,11 @@
 // reads all 5,000 steps (in pages). A dead node's drain reads the node's record once per round,
 // not once per step (nodeha_drain_node_reads_total).
 #include "cli_run.h"
+#include "list_pages.h"
 #include "operations_fixture.h"
+
+#include <algorithm>
+#include <cstdio>
 
 namespace nodeha::test {
 namespace {
@@ -59,6 +63,57 @@ TEST_F(TaskScale, ADeadNodesDrainReadsItsRecordOncePerRoundNotOncePerStep) {
   EXPECT_GT(read, 0) << "the node's record is read";
   EXPECT_LT(read * 50, waited) << read << " reads of node-a's record for " << waited << " waits";
   EXPECT_EQ(task_state(id), "running");
+}
+
+// Tasks are kept, and 3,000 heads are over nats-server's 1 MiB max_payload for one reply:
+// task.list answers newest first in pages, each under the limit, every task in exactly one page
+// (two tasks created in the same millisecond by id); the CLI asks for every page.
+TEST_F(TaskScale, ThreeThousandTasksAreListedNewestFirstInPages) {
+  constexpr int kTasks = 3000;
+  HostProcess ctl(controller_config());
+  ASSERT_TRUE(ctl.wait_ready()) << ctl.log();
+  std::vector<std::pair<int64_t, std::string>> expected;  // (-created, id): newest first, then by id
+  for (int i = 0; i < kTasks; ++i) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%08x%08x", static_cast<unsigned>(i) * 2654435761u, static_cast<unsigned>(i));
+    int64_t created = 1765000000000 + (i / 2) * 1000;  // two tasks a millisecond
+    json head = {{"id", id},
+                 {"kind", "drain"},
+                 {"node", "node-" + std::to_string(i % 50)},
+                 {"state", "succeeded"},
+                 {"created", created},
+                 {"updated", created + 5000},
+                 {"epoch", 1},
+                 {"requested_by", "admin"},
+                 {"chunk_steps", 64},
+                 {"step_count", 12},
+                 {"step_counts", {{"succeeded", 12}}},
+                 {"detail", std::string(250, '.')}};
+    ASSERT_TRUE(bus_->kv_create("tasks", id, head.dump())) << i;
+    expected.emplace_back(-created, id);
+  }
+  std::sort(expected.begin(), expected.end());
+  std::vector<std::string> ids;
+  for (const auto& [c, id] : expected) ids.push_back(id);
+
+  auto pages = list_pages(*bus_, "nodeha.cmd.task.list", json::object(), "tasks");
+  ASSERT_TRUE(pages.ok) << pages.error;
+  EXPECT_GT(pages.pages, 1);
+  EXPECT_LT(pages.largest, 1u << 20);
+  std::vector<std::string> listed;
+  for (const auto& t : pages.items) listed.push_back(t["id"]);
+  EXPECT_EQ(listed, ids);
+  auto filtered = command("task.list", {{"node", "node-7"}});
+  EXPECT_EQ(filtered["result"]["tasks"].size(), static_cast<size_t>(kTasks / 50)) << filtered.dump().substr(0, 300);
+  EXPECT_EQ(command("task.list", {{"after", std::string(257, '0')}})["error"]["code"], "bad_value");
+
+  TempDir dir;
+  auto cli = run_cli({"--server", nats_.url(), "--json", "task", "list"}, dir);
+  ASSERT_EQ(cli.status, 0) << cli.err;
+  std::vector<std::string> shown;
+  const auto doc = cli.doc();
+  for (const auto& t : doc["tasks"]) shown.push_back(t["id"]);
+  EXPECT_EQ(shown, ids);
 }
 
 TEST_F(TaskScale, RebuildOfANodeWithFiveThousandVmsMovesThemAll) {

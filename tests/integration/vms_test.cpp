@@ -10,6 +10,8 @@
 //
 // The test driver keeps the domains in the agent's process: each agent starts from the node file.
 #include "bus.h"
+#include "cli_run.h"
+#include "list_pages.h"
 #include "host_process.h"
 #include "nats_server.h"
 #include "task_read.h"
@@ -18,8 +20,11 @@
 #include <gtest/gtest.h>
 
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 
 namespace nodeha::test {
 namespace {
@@ -694,13 +699,72 @@ TEST_F(Vms, ControllerListsTheRecords) {
     order.push_back(v["node"].get<std::string>() + "/" + v["name"].get<std::string>());
     EXPECT_FALSE(v.contains("xml")) << v;
   }
-  EXPECT_THAT(order, ElementsAre("node-a/app-1", "node-a/batch-1", "node-a/db-1", "node-a/idle-1", "node-a/web-1",
+  // By uuid, the order of its pages (the CLI shows them by node and name).
+  EXPECT_THAT(order, ElementsAre("node-a/web-1", "node-a/db-1", "node-a/app-1", "node-a/batch-1", "node-a/idle-1",
                                  "node-b/aaa"));
+  EXPECT_FALSE(all["result"].contains("next")) << "six records fit in one page";
   auto mine = ask("nodeha.cmd.vm.list", R"({"node":"node-b"})");
   ASSERT_EQ(mine["result"]["vms"].size(), 1u) << mine;
   EXPECT_EQ(ask("nodeha.cmd.vm.list", R"({"node":"node-zz"})")["error"]["code"], "unknown_node");
   EXPECT_EQ(ask("nodeha.cmd.vm.list", R"({"nodes":"node-a"})")["error"]["code"], "unknown_field");
   EXPECT_EQ(ask("nodeha.cmd.vm.list", R"({"node":"a.b"})")["error"]["code"], "bad_value");
+}
+
+// 12,000 VM records are several MiB, over nats-server's 1 MiB max_payload for one reply: vm.list
+// answers in pages by uuid, each under the limit, every VM in exactly one page; the CLI asks for
+// every page and shows them all, by node and name.
+TEST_F(Vms, TwelveThousandRecordsComeInPagesAndTheCliShowsThemAll) {
+  constexpr uint32_t kCount = 12000;
+  const std::string xml = "<domain type='kvm'>" + std::string(900, ' ') + "</domain>";
+  std::vector<std::string> uuids;
+  for (uint32_t i = 0; i < kCount; ++i) {
+    char uuid[37];
+    // The uuid's order is not the node's and name's: the CLI's order must be its own.
+    std::snprintf(uuid, sizeof uuid, "%08x-0000-4000-8000-%012x", i * 2654435761u, i);
+    uuids.push_back(uuid);
+    json record = {{"uuid", uuid},       {"name", "vm-" + std::to_string(i)}, {"node", "node-" + std::to_string(i % 40)},
+                   {"state", "running"}, {"desired", "running"},              {"generation", 1},
+                   {"vcpus", 2},         {"memory_mib", 2048},                {"local_disk", false},
+                   {"xml", xml}};
+    ASSERT_TRUE(bus_->kv_create("vms", uuid, record.dump())) << i;
+  }
+  std::sort(uuids.begin(), uuids.end());
+
+  auto pages = list_pages(*bus_, "nodeha.cmd.vm.list", json::object(), "vms");
+  ASSERT_TRUE(pages.ok) << pages.error;
+  EXPECT_GT(pages.pages, 1);
+  EXPECT_LT(pages.largest, 1u << 20);
+  std::vector<std::string> listed_uuids;
+  for (const auto& v : pages.items) listed_uuids.push_back(v["uuid"]);
+  EXPECT_EQ(listed_uuids, uuids);  // each once, in uuid order
+
+  // Past the last key: nothing, and no next. One node's VMs fit in a page.
+  auto end = ask("nodeha.cmd.vm.list", json{{"after", uuids.back()}}.dump());
+  EXPECT_EQ(end["result"]["vms"], json::array()) << end;
+  EXPECT_FALSE(end["result"].contains("next"));
+  auto one = ask("nodeha.cmd.vm.list", R"({"node":"node-7"})");
+  EXPECT_EQ(one["result"]["vms"].size(), kCount / 40);
+  EXPECT_EQ(ask("nodeha.cmd.vm.list", json{{"after", std::string(300, 'f')}}.dump())["error"]["code"], "bad_value");
+  EXPECT_EQ(ask("nodeha.cmd.vm.list", R"({"after":7})")["error"]["code"], "bad_type");
+
+  TempDir dir;
+  auto cli = run_cli({"--server", nats_.url(), "--json", "vm", "list"}, dir);
+  ASSERT_EQ(cli.status, 0) << cli.err;
+  const auto doc = cli.doc();
+  const auto& vms = doc["vms"];
+  ASSERT_EQ(vms.size(), kCount) << cli.err;
+  EXPECT_FALSE(doc.contains("next"));
+  std::set<std::string> shown;
+  for (size_t i = 0; i < vms.size(); ++i) {
+    shown.insert(vms[i]["uuid"].get<std::string>());
+    if (i == 0) continue;
+    auto place = [&](size_t k) { return std::make_pair(vms[k]["node"].get<std::string>(), vms[k]["name"].get<std::string>()); };
+    ASSERT_LT(place(i - 1), place(i)) << "not by node and name at " << i;
+  }
+  EXPECT_EQ(shown.size(), kCount);
+  auto table = run_cli({"--server", nats_.url(), "vm", "list"}, dir);
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), static_cast<long>(kCount + 1));  // a header, a line a VM
 }
 
 }  // namespace
