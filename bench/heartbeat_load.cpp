@@ -402,22 +402,25 @@ Detection detect(Simulator& sim, Controller& ctl, const Options& opt) {
   return d;
 }
 
-// `nodeha node list` as the CLI asks it: every page of cmd.node.list, timed from the first
-// request to the last reply.
+// Every page of cmd.node.list, timed from the first request to the last reply: the whole records
+// as `nodeha node list` asks them, or only the ages ({"ages": true}) as the web page polls them.
 struct Listing {
   test::ListPages pages;
   double ms = 0;
+  double controller_cpu_ms = 0;  // the controller's CPU meanwhile, heartbeats included
 };
 
-Listing list_nodes(host::Bus& bus) {
+Listing list_nodes(host::Bus& bus, pid_t controller, const json& request) {
   auto start = SteadyClock::now();
-  Listing l{test::list_pages(bus, "nodeha.cmd.node.list", json::object(), "nodes", 10s)};
+  double cpu0 = cpu_seconds(controller);
+  Listing l{test::list_pages(bus, "nodeha.cmd.node.list", request, "nodes", 10s)};
+  l.controller_cpu_ms = (cpu_seconds(controller) - cpu0) * 1000;
   l.ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
   return l;
 }
 
 void report(const Options& opt, const Window& w, const Detection& d, double peak_mib, uint64_t false_alarms, double warm_s,
-            const Listing& listing) {
+            const Listing& listing, const Listing& ages) {
   auto p = [](const std::vector<double>& v, double q) { return fixed(percentile(v, q)); };
   std::cout << "| nodes | controller CPU, % of one core | RSS MiB | peak RSS MiB | heartbeats/s sent | heartbeats/s "
                "received | detection p50 ms | p90 ms | p99 ms | max ms | detected / silenced | false alarms |\n"
@@ -436,10 +439,14 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
             << " s warm-up; busiest 5 s slice of the controller: " << fixed(w.busiest_slice_pct, 1) << " % of one core\n"
             << "- nats-server CPU " << fixed(w.nats_pct, 1) << " %, simulator CPU " << fixed(w.sim_pct, 1)
             << " %, simulator's worst publish lag " << w.worst_lag_ms << " ms, pings to live nodes " << w.live_pings << "\n";
-  const auto& lp = listing.pages;
-  std::cout << "- `node list`, every page: " << lp.items.size() << " nodes in " << lp.pages << " pages, "
-            << fixed(lp.bytes / 1048576.0, 1) << " MiB (the largest " << fixed(lp.largest / 1024.0, 0) << " KiB), "
-            << fixed(listing.ms, 0) << " ms" << (lp.ok ? "" : "; FAILED: " + lp.error) << "\n";
+  for (const auto* l : {&listing, &ages}) {
+    const auto& lp = l->pages;
+    std::cout << (l == &listing ? "- `node list`, every page: " : "- the web page's poll (`ages`), every page: ")
+              << lp.items.size() << " nodes in " << lp.pages << " pages, " << fixed(lp.bytes / 1048576.0, 1)
+              << " MiB (the largest " << fixed(lp.largest / 1024.0, 0) << " KiB), " << fixed(l->ms, 0)
+              << " ms, the controller's CPU meanwhile " << fixed(l->controller_cpu_ms, 0) << " ms"
+              << (lp.ok ? "" : "; FAILED: " + lp.error) << "\n";
+  }
   if (opt.follower)
     std::cout << "- the following controller: " << fixed(w.follower_pct, 1) << " % of one core, RSS " << fixed(w.follower_rss_mib, 0)
               << " MiB\n";
@@ -463,6 +470,11 @@ void report(const Options& opt, const Window& w, const Detection& d, double peak
   if (listing.pages.ok) {
     figure("node_list_ms", listing.ms);
     figure("node_list_pages", listing.pages.pages);
+    figure("node_list_controller_cpu_ms", listing.controller_cpu_ms);
+  }
+  if (ages.pages.ok) {
+    figure("node_ages_ms", ages.ms);
+    figure("node_ages_controller_cpu_ms", ages.controller_cpu_ms);
   }
 }
 
@@ -520,10 +532,11 @@ int run(const Options& opt) {
   say("silencing " + std::to_string(opt.silence) + " nodes");
   Detection detection = detect(sim, ctl, opt);
   double peak = status_mib(ctl.pid(), "VmHWM");  // the fan-in's, before the listing's pages are built
-  Listing listing = list_nodes(sim.control());
+  Listing listing = list_nodes(sim.control(), ctl.pid(), json::object());
+  Listing ages = list_nodes(sim.control(), ctl.pid(), json{{"ages", true}});
   bool alive = ctl.running();
   sim.stop();
-  report(opt, window, detection, peak, sim.false_alarms(), warm_s, listing);
+  report(opt, window, detection, peak, sim.false_alarms(), warm_s, listing, ages);
   if (!alive) {
     say("the controller exited during the run:\n" + ctl.log_tail());
     return 4;

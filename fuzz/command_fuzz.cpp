@@ -27,7 +27,7 @@ struct Handler {
 
 // Keep in step with the handlers (grep -rn "command::decode\|accept(m" plugins).
 const Handler kHandlers[] = {
-    {"cmd.node.list", {{"after", Type::String}}},
+    {"cmd.node.list", {{"after", Type::String}, {"ages", Type::Bool}}},
     {"cmd.node.show", {{"node", Type::String, true}}},
     {"cmd.node.enable", {{"node", Type::String, true}}},
     {"cmd.node.drain", {{"node", Type::String, true}, {"dry_run", Type::Bool}, {"plan", Type::String}}},

@@ -134,15 +134,19 @@
     nodeTimeline.show(`${config.prefix}.evt.node.${node}`);
   }
 
-  // node.list carries every node's VM list: a big cluster's reply is polled less often. It comes
-  // in pages (a page that was cut names its last node in `next`, sent back as `after`).
+  // node.list comes in pages (a page that was cut names its last node in `next`, sent back as
+  // `after`). Once the nodes bucket is watched, only the ages are asked (`ages`: each node's id
+  // and heartbeat_age_s, not its whole record); a big cluster's list is polled less often.
   async function pollNodeList() {
     let every = kNodeListEveryMs;
     try {
       const nodes = [];
+      const agesOnly = Boolean(watches[0] && watches[0].caughtUp);
       let bytes = 0;
       for (let after = ""; ;) {
-        const body = after ? JSON.stringify({ after }) : "{}";
+        const request = agesOnly ? { ages: true } : {};
+        if (after) request.after = after;
+        const body = JSON.stringify(request);
         const msg = await nc.request(`${config.prefix}.cmd.node.list`, body, { timeout: 5000 });
         bytes += msg.data.length;
         const reply = msg.json();
@@ -155,7 +159,7 @@
       if (bytes > kBigReplyBytes) every = kNodeListBigEveryMs;
       views.setHeartbeats(nodes);
       // The watch is the live source; the list fills in when the bucket cannot be watched.
-      if (!watches[0] || !watches[0].caughtUp) for (const n of nodes) if (n.node && !views.nodes.get(n.node)) views.putNode(n.node, n);
+      if (!agesOnly) for (const n of nodes) if (n.node && !views.nodes.get(n.node)) views.putNode(n.node, n);
     } catch (e) {
       console.warn("node.list:", e.message);
     }

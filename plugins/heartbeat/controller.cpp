@@ -36,10 +36,10 @@ ControllerSide::ControllerSide(const Host& host)
       max_wire_(wire_setting(host)),
       hb_prefix_(host.subject("hb.")),
       book_(host, [this](const std::string& id) { return live(id); },
-            [this] {
-              std::vector<std::string> ids;
-              for (const auto* n : monitor_.list()) ids.push_back(n->id);
-              return ids;
+            [this](const auto& take) { monitor_.each([&](const NodeState& n) { take(n.id); }); },
+            [this](const std::string& id) -> int64_t {
+              const auto* entry = monitor_.find(id) ? nodes_.find(id) : nullptr;
+              return entry ? entry->second.last_heartbeat_unix : 0;
             }) {}
 
 std::optional<NodeLive> ControllerSide::live(const std::string& id) const {

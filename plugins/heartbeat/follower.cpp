@@ -10,10 +10,12 @@ FollowerSide::FollowerSide(const Host& host)
       max_wire_(wire_setting(host)),
       hb_prefix_(host.subject("hb.")),
       book_(host, [this](const std::string& id) { return live(id); },
-            [this] {
-              std::vector<std::string> ids;
-              for (const auto& [id, h] : heard_) ids.push_back(id);
-              return ids;
+            [this](const auto& take) {
+              for (const auto& [id, h] : heard_) take(id);
+            },
+            [this](const std::string& id) -> int64_t {
+              const auto* heard = heard_.find(id);
+              return heard ? heard->second.at_unix_ms : 0;
             }) {}
 
 Status FollowerSide::start() {

@@ -1,8 +1,10 @@
 #include "node_book.h"
 
 #include "command.h"
+#include "record_fields.h"
 
-#include <set>
+#include <algorithm>
+#include <string_view>
 
 namespace nodeha::heartbeat {
 
@@ -47,19 +49,35 @@ nlohmann::json NodeBook::describe(const std::string& id, const std::optional<Nod
   return out;
 }
 
+nlohmann::json NodeBook::age_of(const std::string& id) const {
+  int64_t last = last_heard_(id);
+  if (last <= 0)
+    if (const Stored* r = stored(id)) last = record::integer(nlohmann::json::parse(r->text, nullptr, false), "last_heartbeat", 0);
+  return {{"node", id}, {"heartbeat_age_s", last > 0 ? nlohmann::json((unix_ms() - last) / 1000.0) : nlohmann::json()}};
+}
+
 void NodeBook::cmd_list(const Message& m) const {
   nlohmann::json req;
   std::string after;
-  auto e = command::decode(m.data, {{"after", command::Type::String}}, &req);
+  auto e = command::decode(m.data, {{"after", command::Type::String}, {"ages", command::Type::Bool}}, &req);
   if (!e) e = command::page_after(req, &after);
   if (e) return (void)host_.respond(m.reply, command::fail(*e));
-  // In pages by node id (command.h): 10,000 nodes with their VM lists are several MiB.
-  std::set<std::string> ids;
-  for (auto& id : live_ids_()) ids.insert(std::move(id));
-  for (const auto& [id, r] : records_) ids.insert(id);
+  const bool ages = record::flag(req, "ages");
+  // In pages by node id (command.h): 10,000 nodes with their VM lists are several MiB. Only the
+  // ids after `after` are sorted, as views: every page of 10,000 nodes copies no id.
+  std::vector<std::string_view> ids;
+  auto take = [&](std::string_view id) {
+    if (id > after) ids.push_back(id);
+  };
+  live_ids_(take);
+  for (const auto& [id, r] : records_) take(id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   command::Page page;
-  for (auto it = ids.upper_bound(after); it != ids.end(); ++it)
-    if (!page.add(*it, describe(*it, live_(*it)))) break;
+  for (std::string_view view : ids) {
+    std::string id(view);
+    if (!page.add(id, ages ? age_of(id) : describe(id, live_(id)))) break;
+  }
   nlohmann::json result = nlohmann::json::object();
   std::move(page).put(&result, "nodes");
   if (host_.following()) result["follower"] = host_.node_id();

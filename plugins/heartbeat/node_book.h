@@ -20,6 +20,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -45,10 +46,15 @@ void refuse_unknown_node(const Host& host, const Message& m, const std::string& 
 class NodeBook {
  public:
   using Live = std::function<std::optional<NodeLive>(const std::string& id)>;
+  // Calls its argument with the id of every node known live, in no order (views valid during
+  // the call: everything runs on the plugin's event thread).
+  using LiveIds = std::function<void(const std::function<void(std::string_view id)>&)>;
+  // When node `id` was last heard from (unix ms), as known live; 0: not known so.
+  using LastHeard = std::function<int64_t(const std::string& id)>;
   // `live`: what is known of node `id` now (nullopt: nothing beyond its record); `live_ids`: the
   // nodes known so, whether recorded or not.
-  NodeBook(const Host& host, Live live, std::function<std::vector<std::string>()> live_ids)
-      : host_(host), live_(std::move(live)), live_ids_(std::move(live_ids)) {}
+  NodeBook(const Host& host, Live live, LiveIds live_ids, LastHeard last_heard)
+      : host_(host), live_(std::move(live)), live_ids_(std::move(live_ids)), last_heard_(std::move(last_heard)) {}
 
   // A record as read from the bucket (a delete forgets it). Returns the record parsed, or a
   // discarded value when it was deleted or is not a JSON object.
@@ -63,10 +69,14 @@ class NodeBook {
 
  private:
   nlohmann::json describe(const std::string& id, const std::optional<NodeLive>& live) const;
+  // node.list's {"ages": true} entry: {node, heartbeat_age_s}, built from last_heard_ (the record
+  // only for a node not heard from): what the web page polls, at a fraction of describe()'s cost.
+  nlohmann::json age_of(const std::string& id) const;
 
   const Host& host_;
   Live live_;
-  std::function<std::vector<std::string>()> live_ids_;
+  LiveIds live_ids_;
+  LastHeard last_heard_;
   // Kept as text: parsed JSON costs several KiB per node, and records are read rarely.
   std::unordered_map<std::string, Stored> records_;
 };

@@ -104,6 +104,20 @@ TEST_F(Followers, WithTheLeaderAliveReadsAreSharedAChangeIsDoneOnceAndTheFollowe
   }
   EXPECT_GT(by_follower, 0);
   EXPECT_GT(by_leader, 0);
+  // The web page's poll (`ages`): each answers from what it heard, not from the record.
+  by_follower = by_leader = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto r = command("node.list", {{"ages", true}});
+    ASSERT_TRUE(r["ok"]) << r;
+    ASSERT_EQ(r["result"]["nodes"].size(), 2u) << r;
+    const json& node_a = r["result"]["nodes"][0];
+    EXPECT_EQ(node_a, (json{{"node", "node-a"}, {"heartbeat_age_s", node_a["heartbeat_age_s"]}})) << node_a;
+    ASSERT_TRUE(node_a["heartbeat_age_s"].is_number()) << node_a;
+    EXPECT_LT(node_a["heartbeat_age_s"].get<double>(), 5) << "heard, not read from the lazily written record";
+    (r["result"].contains("follower") ? by_follower : by_leader)++;
+  }
+  EXPECT_GT(by_follower, 0);
+  EXPECT_GT(by_leader, 0);
 
   // A change: done once, by the leader (the only one subscribed).
   uint64_t before = bus_->kv_get("nodes", "node-a").value().revision;

@@ -112,7 +112,7 @@ bool valid_plan_id(const std::string& s) {
 const std::vector<Op>& command_ops() {
   using K = Kind;
   static const std::vector<Op> ops = {
-      {"node.list", {{"after", K::String}}, false, false},
+      {"node.list", {{"after", K::String}, {"ages", K::Bool}}, false, false},
       {"node.show", {{"node", K::NodeId, true}}, false, true},
       {"node.enable", {{"node", K::NodeId, true}}, true, true},
       {"node.disable", {{"node", K::NodeId, true}}, true, true},

@@ -217,8 +217,8 @@ TEST_F(Monitoring, NodeCommandsAndTheirRefusals) {
 }
 
 // 4,000 nodes' records are more than nats-server's 1 MiB max_payload for one reply: node.list
-// answers in pages by node id, each under the limit, every node in exactly one page; the CLI asks
-// for every page and shows them all.
+// answers in pages by node id, each under the limit, every node in exactly one page, whole records
+// or (`ages`) only the heartbeat ages; the CLI asks for every page and shows them all.
 TEST_F(Monitoring, FourThousandNodesComeInPagesAndTheCliShowsThemAll) {
   constexpr size_t kCount = 4000;
   HostProcess ctl(controller_config(nats_));
@@ -255,6 +255,19 @@ TEST_F(Monitoring, FourThousandNodesComeInPagesAndTheCliShowsThemAll) {
   std::vector<std::string> listed;
   for (const auto& n : pages.items) listed.push_back(n["node"]);
   EXPECT_EQ(listed, ids);  // each once, in id order
+
+  // What the web page polls: only each node's id and heartbeat age, fewer pages, every node once.
+  auto ages = list_pages(*bus_, "nodeha.cmd.node.list", json{{"ages", true}}, "nodes");
+  ASSERT_TRUE(ages.ok) << ages.error;
+  EXPECT_LT(ages.pages, pages.pages);
+  std::vector<std::string> aged;
+  for (const auto& n : ages.items) {
+    aged.push_back(n["node"]);
+    EXPECT_EQ(n.size(), 2u) << n;
+    EXPECT_GT(n["heartbeat_age_s"].get<double>(), 0) << n;  // from its record's last_heartbeat
+  }
+  EXPECT_EQ(aged, ids);
+  EXPECT_EQ(command("node.list", R"({"ages":"yes"})")["error"]["code"], "bad_type");
 
   auto end = command("node.list", json{{"after", ids.back()}}.dump());
   EXPECT_EQ(end["result"]["nodes"], json::array()) << end;
