@@ -7,7 +7,8 @@
 #include "sync_plan.h"
 #include "vm_record.h"
 
-#include <map>
+#include <algorithm>
+#include <vector>
 
 namespace nodeha::vms {
 
@@ -190,26 +191,29 @@ void ControllerSide::list(const Message& m) const {
     return (void)host_.respond(
         m.reply, command::fail(command::kUnavailable, "cannot read the vms bucket: " + entries.status().message()));
   // In pages by uuid (command.h): 10,000 VMs' records are several MiB. By uuid, not by node and
-  // name, so that a VM that moves between two pages is in one of them only; the CLI sorts.
-  std::map<std::string, nlohmann::json> vms;
-  for (const auto& e : entries.value()) {
-    if (e.key <= after) continue;
-    auto record = nlohmann::json::parse(e.value, nullptr, false);
+  // name, so that a VM that moves between two pages is in one of them only; the CLI sorts. Only
+  // the records up to the page's end are parsed: the entries after `after`, in key order.
+  std::vector<const KvEntry*> order;
+  for (const auto& e : entries.value())
+    if (e.key > after) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const KvEntry* a, const KvEntry* b) { return a->key < b->key; });
+  command::Page page;
+  size_t matched = 0;
+  for (const KvEntry* e : order) {
+    auto record = nlohmann::json::parse(e->value, nullptr, false);
     if (!record.is_object() || (!node.empty() && text(record, "node") != node)) continue;
     if (only_stranded && !vm_record::stranded_of(record)) continue;
-    vms.emplace(e.key, vm_record::summary(record));
+    ++matched;
+    if (!page.add(e->key, vm_record::summary(record))) break;
   }
   // A node that has no record and no VM is most likely a typo: say so rather than list nothing.
-  if (!node.empty() && vms.empty()) {
+  if (!node.empty() && matched == 0) {
     auto known = host_.kv_get("nodes", node);
     if (!known && known.status().code() == NODEHA_ERR_NOT_FOUND)
       return (void)host_.respond(
           m.reply,
           command::fail(command::kUnknownNode, "no node " + node + " is known (`nodeha node list` shows them)"));
   }
-  command::Page page;
-  for (auto& [uuid, summary] : vms)
-    if (!page.add(uuid, std::move(summary))) break;
   nlohmann::json result = nlohmann::json::object();
   std::move(page).put(&result, "vms");
   host_.respond(m.reply, command::ok(result));
